@@ -1,0 +1,184 @@
+//! berth's native v1 wire types: sandbox objects, requests, lists and RFC 9457 problem details,
+//! each with its OpenAPI schema. Shared by the server, the client and the tests.
+
+use std::collections::BTreeMap;
+
+use berth_core::units::{format_cpu, format_memory};
+use berth_core::Sandbox;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
+
+pub mod problem;
+
+pub use problem::{Problem, ProblemKind};
+
+/// The media type of error bodies.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// Largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The header that makes a retried create return the first sandbox instead of a second one.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// Resource limits as clients read them back: CPUs (`"0.5"`) and memory (`"512Mi"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourcesView {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortView {
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// A sandbox as the API reports it. Times are RFC 3339 in UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxView {
+    pub id: String,
+    /// One of Pending, Creating, Running, Paused, Stopping, Terminated, Failed.
+    pub status: String,
+    /// Why the sandbox is in its status: `expired`, `deleted`, `exited`, `oom_killed`,
+    /// `container_lost`, `image_not_found`, `create_failed`, `create_interrupted`.
+    pub status_reason: Option<String>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub owner: String,
+    pub resources: ResourcesView,
+    pub ports: Vec<PortView>,
+    pub ip: Option<String>,
+    pub engine: String,
+    pub container_id: Option<String>,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Sandbox> for SandboxView {
+    fn from(sandbox: &Sandbox) -> Self {
+        SandboxView {
+            id: sandbox.id.to_string(),
+            status: sandbox.status.to_string(),
+            status_reason: sandbox.status_reason.clone(),
+            exit_code: sandbox.exit_code,
+            oom_killed: sandbox.oom_killed,
+            image: sandbox.spec.image.clone(),
+            command: sandbox.spec.command.clone(),
+            labels: sandbox.spec.labels.clone(),
+            owner: sandbox.owner.clone(),
+            resources: ResourcesView {
+                cpu: format_cpu(sandbox.spec.resources.cpu_millis),
+                memory: format_memory(sandbox.spec.resources.memory_bytes),
+            },
+            ports: sandbox
+                .ports
+                .iter()
+                .map(|port| PortView {
+                    container_port: port.container_port,
+                    host_ip: port.host_ip.clone(),
+                    host_port: port.host_port,
+                })
+                .collect(),
+            ip: sandbox.ip.clone(),
+            engine: sandbox.engine.clone(),
+            container_id: sandbox.container_id.clone(),
+            created_at: sandbox.created_at,
+            started_at: sandbox.started_at,
+            expires_at: sandbox.expires_at,
+            ended_at: sandbox.ended_at,
+        }
+    }
+}
+
+/// One page of sandboxes in creation order; `next_cursor` fetches the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxList {
+    pub items: Vec<SandboxView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /v1/sandboxes/{id}/ttl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewTtlRequest {
+    /// New time to live counted from now: `"30m"`, `"1h30m"` or integer seconds.
+    pub ttl: NumberOrString,
+}
+
+/// Answer to a renew: the new deadline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenewTtlResponse {
+    pub id: String,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Answer of `/readyz`: each dependency's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    /// Dependency name (`store`, `engine`) → `ok` or the reason it is not.
+    pub checks: BTreeMap<String, String>,
+}
+
+/// Formats a time as the API does: RFC 3339, UTC, `Z`, with the precision the value has.
+pub fn format_time(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_time(time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod rfc3339_option {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(time) => serializer.serialize_some(&super::format_time(time)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|time| time.with_timezone(&Utc))
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,215 @@
+//! The sandbox record (what the store keeps and the API reports) and its id.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::SandboxSpec;
+use crate::status::Status;
+
+/// Labels berth puts on every engine object it creates. The `berth.` prefix is reserved.
+pub mod label_keys {
+    pub const MANAGED: &str = "berth.managed";
+    pub const SANDBOX: &str = "berth.sandbox";
+    pub const OWNER: &str = "berth.owner";
+    /// Which berth deployment manages the object: servers act only on their own cluster's objects.
+    pub const CLUSTER: &str = "berth.cluster";
+    pub const RESERVED_PREFIX: &str = "berth.";
+}
+
+/// Why a sandbox ended, as reported in `status_reason`. Stable strings: clients match on them.
+pub mod reasons {
+    pub const EXPIRED: &str = "expired";
+    pub const DELETED: &str = "deleted";
+    pub const CONTAINER_LOST: &str = "container_lost";
+    pub const EXITED: &str = "exited";
+    pub const OOM_KILLED: &str = "oom_killed";
+    pub const IMAGE_NOT_FOUND: &str = "image_not_found";
+    pub const CREATE_FAILED: &str = "create_failed";
+    pub const CREATE_INTERRUPTED: &str = "create_interrupted";
+}
+
+/// A sandbox id: 16 lowercase hex characters, random. Unique per store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SandboxId(String);
+
+impl SandboxId {
+    pub const LEN: usize = 16;
+
+    pub fn generate() -> Self {
+        let value: u64 = rand::random();
+        SandboxId(format!("{value:016x}"))
+    }
+
+    /// Accepts exactly the form [`SandboxId::generate`] produces.
+    pub fn parse(text: &str) -> Option<Self> {
+        let well_formed = text.len() == Self::LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        well_formed.then(|| SandboxId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SandboxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One published port: the container's TCP port and where the engine published it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// Everything berth knows about one sandbox. The store persists it whole; the API reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: SandboxId,
+    pub status: Status,
+    /// Why the sandbox is in its status, for ended and failed ones (see [`reasons`]).
+    pub status_reason: Option<String>,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub owner: String,
+    /// Name of the engine the sandbox runs on.
+    pub engine: String,
+    pub spec: SandboxSpec,
+    pub container_id: Option<String>,
+    pub ip: Option<String>,
+    pub ports: Vec<PortBinding>,
+    /// Set when the create carried an `Idempotency-Key`; unique per owner.
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl Sandbox {
+    /// A new record in `Pending`, expiring `spec.ttl` after `now`.
+    pub fn new_pending(
+        spec: SandboxSpec,
+        owner: String,
+        engine: String,
+        idempotency_key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        // Saturates instead of panicking on TTLs beyond chrono's range.
+        let expires_at = chrono::Duration::from_std(spec.ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Sandbox {
+            id: SandboxId::generate(),
+            status: Status::Pending,
+            status_reason: None,
+            exit_code: None,
+            oom_killed: false,
+            owner,
+            engine,
+            spec,
+            container_id: None,
+            ip: None,
+            ports: Vec::new(),
+            idempotency_key,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            expires_at,
+            ended_at: None,
+        }
+    }
+
+    /// The labels the engine object carries: the user's plus berth's own.
+    pub fn engine_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.spec.labels.clone();
+        labels.insert(label_keys::MANAGED.into(), "true".into());
+        labels.insert(label_keys::SANDBOX.into(), self.id.to_string());
+        labels.insert(label_keys::OWNER.into(), self.owner.clone());
+        labels
+    }
+
+    /// Moves to an ended status with a reason, stamping `ended_at`. Returns false (and changes
+    /// nothing) when the sandbox had already ended.
+    pub fn end(&mut self, status: Status, reason: &str, now: DateTime<Utc>) -> bool {
+        debug_assert!(status.is_ended());
+        if self.status.is_ended() {
+            return false;
+        }
+        self.status = status;
+        self.status_reason = Some(reason.to_owned());
+        self.ended_at = Some(now);
+        self.updated_at = now;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        for _ in 0..100 {
+            let id = SandboxId::generate();
+            assert_eq!(SandboxId::parse(id.as_str()), Some(id));
+        }
+    }
+
+    #[test]
+    fn a_ttl_beyond_the_calendar_saturates_instead_of_panicking() {
+        let policy = crate::SpecPolicy {
+            max_ttl: std::time::Duration::MAX,
+            ..Default::default()
+        };
+        let request = crate::SandboxRequest {
+            image: Some("busybox".into()),
+            ttl: Some(crate::spec::NumberOrString::String(u64::MAX.to_string())),
+            ..Default::default()
+        };
+        let spec = request.validate(&policy).unwrap();
+        let sandbox = Sandbox::new_pending(spec, "me".into(), "local".into(), None, Utc::now());
+        assert_eq!(sandbox.expires_at, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(sandbox.status, Status::Pending);
+    }
+
+    #[test]
+    fn engine_labels_carry_berths_own_keys() {
+        let request = crate::SandboxRequest {
+            image: Some("busybox".into()),
+            labels: [("team".to_owned(), "ml".to_owned())].into(),
+            ..Default::default()
+        };
+        let spec = request.validate(&crate::SpecPolicy::default()).unwrap();
+        let sandbox = Sandbox::new_pending(spec, "alice".into(), "local".into(), None, Utc::now());
+        let labels = sandbox.engine_labels();
+        assert_eq!(labels["team"], "ml");
+        assert_eq!(labels[label_keys::MANAGED], "true");
+        assert_eq!(labels[label_keys::SANDBOX], sandbox.id.as_str());
+        assert_eq!(labels[label_keys::OWNER], "alice");
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for text in [
+            "",
+            "ABCDEF0123456789",
+            "0123",
+            "0123456789abcdeg",
+            "../../etc/passwd",
+        ] {
+            assert_eq!(SandboxId::parse(text), None, "{text}");
+        }
+    }
+}

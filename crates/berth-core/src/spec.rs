@@ -1,0 +1,643 @@
+//! What a client asks for ([`SandboxRequest`]), the server's defaults and maxima ([`SpecPolicy`]),
+//! and the validated result ([`SandboxSpec`]) that every layer below the API works with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{labels, units};
+
+/// A number or a string, as clients send quantities: `2`, `0.5`, `"500m"`, `"1C"`, `"30m"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum NumberOrString {
+    Number(f64),
+    String(String),
+}
+
+impl std::fmt::Display for NumberOrString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberOrString::Number(n) => write!(f, "{n}"),
+            NumberOrString::String(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A sandbox as a client describes it: every field but `image` optional, values unparsed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SandboxRequest {
+    /// Image reference, e.g. `busybox:latest`. Required.
+    pub image: Option<String>,
+    /// Argv to run instead of the image's default command.
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Absolute working directory inside the sandbox.
+    pub workdir: Option<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`.
+    pub user: Option<String>,
+    /// Kubernetes-syntax labels; the `berth.` prefix is reserved.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Container TCP ports to publish.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// CPUs: `2`, `0.5`, `"500m"` (half a CPU) or `"1C"`.
+    pub cpu: Option<NumberOrString>,
+    /// Memory: `"512Mi"`, `"1Gi"`, `"512M"`, `"256m"`, `"256mb"` (binary units) or bytes.
+    pub memory: Option<NumberOrString>,
+    /// Time to live: `"90s"`, `"30m"`, `"1h30m"` or integer seconds.
+    pub ttl: Option<NumberOrString>,
+    /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
+    pub owner: Option<String>,
+}
+
+/// Resource limits, resolved to engine units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Thousandths of a CPU: 500 is half a CPU.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub pids_limit: i64,
+}
+
+/// A validated sandbox spec: every value parsed, defaulted and within the server's maxima.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub ports: Vec<u16>,
+    pub resources: Resources,
+    #[serde(with = "duration_secs")]
+    pub ttl: Duration,
+}
+
+/// The server's defaults for omitted values and the maxima it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecPolicy {
+    pub default_cpu_millis: u64,
+    pub default_memory_bytes: u64,
+    pub default_ttl: Duration,
+    pub max_cpu_millis: u64,
+    pub max_memory_bytes: u64,
+    pub max_ttl: Duration,
+    pub pids_limit: i64,
+}
+
+impl Default for SpecPolicy {
+    fn default() -> Self {
+        SpecPolicy {
+            default_cpu_millis: 1000,
+            default_memory_bytes: 512 * units::MIB,
+            default_ttl: Duration::from_secs(30 * 60),
+            max_cpu_millis: 16_000,
+            max_memory_bytes: 64 * units::GIB,
+            max_ttl: Duration::from_secs(7 * 24 * 3600),
+            pids_limit: 1024,
+        }
+    }
+}
+
+/// One rejected field: which, what was sent, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `memory` or `labels.team`.
+    pub field: String,
+    /// What was wrong and what is allowed.
+    pub message: String,
+}
+
+/// Every problem found in a request, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl SandboxRequest {
+    /// Parses, defaults and checks every field against `policy`, collecting all errors.
+    pub fn validate(&self, policy: &SpecPolicy) -> Result<SandboxSpec, ValidationErrors> {
+        let mut errors = Vec::new();
+        let mut reject = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+
+        let image = match self.image.as_deref().map(str::trim) {
+            None | Some("") => {
+                reject(
+                    "image",
+                    "is required: name the image to run, e.g. \"busybox:latest\"".into(),
+                );
+                String::new()
+            }
+            Some(image) => {
+                if let Err(message) = validate_image_reference(image) {
+                    reject("image", message);
+                }
+                image.to_owned()
+            }
+        };
+
+        if let Some(command) = &self.command {
+            if command.is_empty() {
+                reject(
+                    "command",
+                    "must not be an empty list: omit it to run the image's default command".into(),
+                );
+            } else if command[0].is_empty() {
+                reject("command[0]", "the program to run must not be empty".into());
+            }
+            if command.iter().any(|arg| arg.contains('\0')) {
+                reject("command", "arguments must not contain NUL bytes".into());
+            }
+        }
+
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                reject(
+                    &format!("env.{key}"),
+                    format!(
+                        "`{key}` is not a valid variable name: it must be non-empty and contain neither `=` nor NUL"
+                    ),
+                );
+            }
+            if value.contains('\0') {
+                reject(
+                    &format!("env.{key}"),
+                    "values must not contain NUL bytes".into(),
+                );
+            }
+        }
+
+        if let Some(workdir) = &self.workdir
+            && (!workdir.starts_with('/') || workdir.contains('\0'))
+        {
+            reject(
+                "workdir",
+                format!("`{workdir}` must be an absolute path such as /work"),
+            );
+        }
+
+        if let Some(user) = &self.user
+            && let Err(message) = validate_user(user)
+        {
+            reject("user", message);
+        }
+
+        for (key, value) in &self.labels {
+            if let Err(message) = labels::validate_label(key, value) {
+                reject(&format!("labels.{key}"), message);
+            }
+        }
+
+        let mut seen_ports = std::collections::BTreeSet::new();
+        for (index, port) in self.ports.iter().enumerate() {
+            if *port == 0 {
+                reject(
+                    &format!("ports[{index}]"),
+                    "0 is not a port: use 1-65535".into(),
+                );
+            } else if !seen_ports.insert(*port) {
+                reject(
+                    &format!("ports[{index}]"),
+                    format!("port {port} is listed twice"),
+                );
+            }
+        }
+
+        let cpu_millis = match &self.cpu {
+            None => policy.default_cpu_millis,
+            Some(input) => match units::parse_cpu_millis(input) {
+                Ok(millis) if millis > policy.max_cpu_millis => {
+                    reject(
+                        "cpu",
+                        format!(
+                            "`{input}` is more than this server's maximum of {} CPUs",
+                            units::format_cpu(policy.max_cpu_millis)
+                        ),
+                    );
+                    0
+                }
+                Ok(millis) => millis,
+                Err(message) => {
+                    reject("cpu", message);
+                    0
+                }
+            },
+        };
+
+        let memory_bytes = match &self.memory {
+            None => policy.default_memory_bytes,
+            Some(input) => match units::parse_memory_bytes(input) {
+                Ok(bytes) if bytes > policy.max_memory_bytes => {
+                    reject(
+                        "memory",
+                        format!(
+                            "`{input}` is more than this server's maximum of {}",
+                            units::format_memory(policy.max_memory_bytes)
+                        ),
+                    );
+                    0
+                }
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    reject("memory", message);
+                    0
+                }
+            },
+        };
+
+        let ttl = match &self.ttl {
+            None => policy.default_ttl,
+            Some(input) => match units::parse_duration(input) {
+                Ok(ttl) if ttl > policy.max_ttl => {
+                    reject(
+                        "ttl",
+                        format!(
+                            "`{input}` is longer than this server's maximum of {}",
+                            units::format_duration(policy.max_ttl)
+                        ),
+                    );
+                    Duration::ZERO
+                }
+                Ok(ttl) => ttl,
+                Err(message) => {
+                    reject("ttl", message);
+                    Duration::ZERO
+                }
+            },
+        };
+
+        if !errors.is_empty() {
+            return Err(ValidationErrors(errors));
+        }
+        Ok(SandboxSpec {
+            image,
+            command: self.command.clone(),
+            env: self.env.clone(),
+            workdir: self.workdir.clone(),
+            user: self.user.clone(),
+            labels: self.labels.clone(),
+            ports: self.ports.clone(),
+            resources: Resources {
+                cpu_millis,
+                memory_bytes,
+                pids_limit: policy.pids_limit,
+            },
+            ttl,
+        })
+    }
+}
+
+/// A loose check of a Docker image reference: `[registry/]path[:tag][@digest]`, with the
+/// repository path in lowercase as the Engine requires (the registry host and the tag may
+/// use capitals).
+fn validate_image_reference(image: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if image.len() > 512 || !image.chars().all(allowed) {
+        return Err(format!(
+            "`{image}` is not an image reference: use [registry/]name[:tag][@digest] with letters, digits and . _ - / : @"
+        ));
+    }
+    let name = image.split_once('@').map_or(image, |(name, _digest)| name);
+    let name = match name.rfind(':') {
+        Some(colon) if !name[colon..].contains('/') => &name[..colon],
+        _ => name,
+    };
+    // The first component is a registry host when it looks like one (Docker's rule).
+    let path = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
+            rest
+        }
+        _ => name,
+    };
+    if path.split('/').any(str::is_empty) {
+        return Err(format!(
+            "`{image}` is not an image reference: the repository name is missing or has an empty part; use [registry/]name[:tag][@digest]"
+        ));
+    }
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{image}` is not an image reference: repository names must be lowercase"
+        ));
+    }
+    Ok(())
+}
+
+/// `name`, `uid`, `name:group` or `uid:gid`, with POSIX-ish names.
+fn validate_user(user: &str) -> Result<(), String> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 32
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    let mut parts = user.splitn(2, ':');
+    let name = parts.next().unwrap_or_default();
+    let group_ok = parts.next().is_none_or(part_ok);
+    if part_ok(name) && group_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{user}` is not a user: use name, uid, name:group or uid:gid"
+        ))
+    }
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(json: serde_json::Value) -> SandboxRequest {
+        serde_json::from_value(json).expect("a well-formed request")
+    }
+
+    fn errors(request: &SandboxRequest) -> Vec<FieldError> {
+        request.validate(&SpecPolicy::default()).unwrap_err().0
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn omitted_values_take_the_policy_defaults() {
+        let policy = SpecPolicy::default();
+        let spec = request(serde_json::json!({"image": "busybox:latest"}))
+            .validate(&policy)
+            .unwrap();
+        assert_eq!(spec.image, "busybox:latest");
+        assert_eq!(
+            spec.resources,
+            Resources {
+                cpu_millis: 1000,
+                memory_bytes: 512 * units::MIB,
+                pids_limit: 1024
+            }
+        );
+        assert_eq!(spec.ttl, Duration::from_secs(1800));
+        assert_eq!(spec.command, None);
+        assert!(spec.labels.is_empty() && spec.env.is_empty() && spec.ports.is_empty());
+    }
+
+    #[test]
+    fn quantities_are_parsed_in_engine_units() {
+        let spec = request(serde_json::json!({
+            "image": "busybox", "cpu": "500m", "memory": "256m", "ttl": "1h30m",
+        }))
+        .validate(&SpecPolicy::default())
+        .unwrap();
+        assert_eq!(spec.resources.cpu_millis, 500, "500m is half a CPU");
+        assert_eq!(spec.resources.memory_bytes, 256 * units::MIB);
+        assert_eq!(spec.ttl, Duration::from_secs(5400));
+
+        let spec = request(
+            serde_json::json!({"image": "busybox", "cpu": 2, "memory": 1048576, "ttl": 90}),
+        )
+        .validate(&SpecPolicy::default())
+        .unwrap();
+        assert_eq!(spec.resources.cpu_millis, 2000);
+        assert_eq!(spec.resources.memory_bytes, units::MIB);
+        assert_eq!(spec.ttl, Duration::from_secs(90));
+
+        let spec = request(serde_json::json!({"image": "busybox", "cpu": 0.5, "ttl": "90"}))
+            .validate(&SpecPolicy::default())
+            .unwrap();
+        assert_eq!(spec.resources.cpu_millis, 500);
+        assert_eq!(spec.ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn maxima_are_enforced_and_named() {
+        let found = errors(&request(serde_json::json!({
+            "image": "busybox", "cpu": "16001m", "memory": "65Gi", "ttl": "169h",
+        })));
+        assert_eq!(fields(&found), ["cpu", "memory", "ttl"]);
+        assert!(
+            found[0].message.contains("maximum of 16 CPUs"),
+            "{}",
+            found[0].message
+        );
+        assert!(
+            found[1].message.contains("maximum of 64Gi"),
+            "{}",
+            found[1].message
+        );
+        assert!(
+            found[2].message.contains("maximum of 168h"),
+            "{}",
+            found[2].message
+        );
+    }
+
+    #[test]
+    fn values_at_the_maxima_are_accepted() {
+        let spec = request(serde_json::json!({
+            "image": "busybox", "cpu": 16, "memory": "64Gi", "ttl": "168h",
+        }))
+        .validate(&SpecPolicy::default())
+        .unwrap();
+        assert_eq!(spec.resources.cpu_millis, 16_000);
+        assert_eq!(spec.resources.memory_bytes, 64 * units::GIB);
+        assert_eq!(spec.ttl, Duration::from_secs(168 * 3600));
+    }
+
+    #[test]
+    fn every_error_is_collected_with_its_field() {
+        let found = errors(&request(serde_json::json!({
+            "command": [],
+            "env": {"A=B": "x"},
+            "workdir": "relative",
+            "user": "a:b:c",
+            "labels": {"berth.managed": "false", "ok": "-bad"},
+            "ports": [8080, 0, 8080],
+            "cpu": "abc",
+            "memory": "0",
+            "ttl": "-1s",
+        })));
+        assert_eq!(
+            fields(&found),
+            [
+                "image",
+                "command",
+                "env.A=B",
+                "workdir",
+                "user",
+                "labels.berth.managed",
+                "labels.ok",
+                "ports[1]",
+                "ports[2]",
+                "cpu",
+                "memory",
+                "ttl",
+            ]
+        );
+        for error in &found {
+            assert!(!error.message.is_empty(), "{error:?}");
+        }
+        let display = ValidationErrors(found).to_string();
+        assert!(display.starts_with("image: is required"), "{display}");
+        assert!(
+            display.contains("; cpu: `abc` is not a CPU amount"),
+            "{display}"
+        );
+    }
+
+    #[test]
+    fn reserved_labels_are_refused() {
+        let found = errors(&request(serde_json::json!({
+            "image": "busybox", "labels": {"berth.sandbox": "0123456789abcdef"},
+        })));
+        assert_eq!(fields(&found), ["labels.berth.sandbox"]);
+        assert!(
+            found[0].message.contains("reserved"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_json_fields_are_refused() {
+        let error = serde_json::from_str::<SandboxRequest>(r#"{"image": "busybox", "cpus": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `cpus`"), "{error}");
+    }
+
+    #[test]
+    fn quantities_deserialize_from_numbers_and_strings() {
+        let parsed: SandboxRequest =
+            serde_json::from_str(r#"{"image": "busybox", "cpu": 2, "memory": "512Mi", "ttl": 90}"#)
+                .unwrap();
+        assert_eq!(parsed.cpu, Some(NumberOrString::Number(2.0)));
+        assert_eq!(parsed.memory, Some(NumberOrString::String("512Mi".into())));
+        assert_eq!(parsed.ttl, Some(NumberOrString::Number(90.0)));
+    }
+
+    #[test]
+    fn image_references_are_checked() {
+        for image in [
+            "busybox",
+            "busybox:latest",
+            "busybox:Latest",
+            "library/busybox:1.36",
+            "localhost:5000/team/tool:v1",
+            "Registry.Example.com/team/tool",
+            "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(validate_image_reference(image), Ok(()), "{image}");
+        }
+        for image in [
+            "Busybox",
+            "Busybox:latest",
+            "team/Tool:v1",
+            "busybox image",
+            "a//b",
+            ":latest",
+            "localhost:5000/",
+        ] {
+            let message = validate_image_reference(image).unwrap_err();
+            assert!(message.contains(&format!("`{image}`")), "{message}");
+        }
+        let found = errors(&request(serde_json::json!({"image": "  "})));
+        assert_eq!(fields(&found), ["image"]);
+        assert!(found[0].message.contains("is required"));
+    }
+
+    #[test]
+    fn users_and_commands_are_checked() {
+        let policy = SpecPolicy::default();
+        for user in ["root", "1000", "app:app", "1000:1000"] {
+            let valid = request(serde_json::json!({"image": "busybox", "user": user}));
+            assert!(valid.validate(&policy).is_ok(), "{user}");
+        }
+        for user in ["", ":", "a:", ":b", "a b", "a:b:c"] {
+            let found = errors(&request(
+                serde_json::json!({"image": "busybox", "user": user}),
+            ));
+            assert_eq!(fields(&found), ["user"], "{user}");
+        }
+        let found = errors(&request(
+            serde_json::json!({"image": "busybox", "command": ["", "x\u{0}"]}),
+        ));
+        assert_eq!(fields(&found), ["command[0]", "command"]);
+    }
+
+    #[test]
+    fn a_validated_spec_survives_serialization() {
+        let spec = request(serde_json::json!({
+            "image": "busybox", "cpu": "250m", "ttl": "1.5s", "labels": {"team": "ml"}, "ports": [80],
+        }))
+        .validate(&SpecPolicy::default())
+        .unwrap();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), spec);
+    }
+
+    proptest! {
+        #[test]
+        fn ttls_within_the_default_maximum_survive_serialization(nanos in 1..=7 * 24 * 3600 * 1_000_000_000_u64) {
+            let ttl = units::format_duration(Duration::from_nanos(nanos));
+            let spec = request(serde_json::json!({"image": "busybox", "ttl": ttl}))
+                .validate(&SpecPolicy::default())
+                .unwrap();
+            prop_assert_eq!(spec.ttl, Duration::from_nanos(nanos));
+            let json = serde_json::to_string(&spec).unwrap();
+            prop_assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), spec);
+        }
+
+        #[test]
+        fn validate_never_panics(
+            cpu in "[-0-9.a-zA-Z]{0,8}",
+            memory in "[-0-9.a-zA-Z]{0,8}",
+            ttl in "[-0-9.a-zµ]{0,8}",
+            label in "[ -~]{0,12}",
+        ) {
+            let request = SandboxRequest {
+                image: Some("busybox".into()),
+                cpu: Some(NumberOrString::String(cpu)),
+                memory: Some(NumberOrString::String(memory)),
+                ttl: Some(NumberOrString::String(ttl)),
+                labels: [(label.clone(), label)].into(),
+                ..SandboxRequest::default()
+            };
+            if let Err(errors) = request.validate(&SpecPolicy::default()) {
+                for error in errors.0 {
+                    prop_assert!(!error.message.is_empty());
+                }
+            }
+        }
+    }
+}

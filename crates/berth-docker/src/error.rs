@@ -1,0 +1,256 @@
+//! Classification of bollard errors into berth's [`RuntimeError`]: one function, one table.
+
+use std::error::Error as StdError;
+use std::io;
+
+use berth_runtime::RuntimeError;
+use bollard::errors::Error as BollardError;
+
+/// Which engine a call went to, for `Unavailable` and `ImageNotFound`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineRef<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a str,
+}
+
+/// What a call was about, so a 404 can name the right thing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject<'a> {
+    /// A container, by id or name: 404 → `NotFound`.
+    Container(&'a str),
+    /// An image reference: 404 → `ImageNotFound`.
+    Image(&'a str),
+    /// Anything else: 404 → `Other`.
+    Engine,
+}
+
+/// Maps one bollard error to a classified [`RuntimeError`]. Engine text is kept as `detail`, but
+/// always under a class the API can answer correctly.
+pub(crate) fn classify(
+    err: &BollardError,
+    engine: EngineRef<'_>,
+    subject: Subject<'_>,
+) -> RuntimeError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => classify_status(*status_code, message, engine, subject),
+        BollardError::RequestTimeoutError => RuntimeError::Timeout(format!(
+            "engine `{}` at {} did not answer in time",
+            engine.name, engine.endpoint
+        )),
+        BollardError::SocketNotFoundError(_) => {
+            unavailable(engine, "no such file (is dockerd running?)".into())
+        }
+        BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::HttpClientError { .. } => unavailable(engine, transport_detail(err)),
+        BollardError::DockerStreamError { error } => match subject {
+            Subject::Image(image) => image_not_found(image, engine, error.clone()),
+            _ => RuntimeError::Other(error.clone()),
+        },
+        BollardError::JsonDataError { message, .. } => RuntimeError::Other(format!(
+            "engine answered with JSON berth cannot read: {message}"
+        )),
+        other => RuntimeError::Other(other.to_string()),
+    }
+}
+
+fn classify_status(
+    status: u16,
+    message: &str,
+    engine: EngineRef<'_>,
+    subject: Subject<'_>,
+) -> RuntimeError {
+    let message = message.trim().to_owned();
+    match status {
+        404 => match subject {
+            Subject::Container(id) => RuntimeError::NotFound(id.to_owned()),
+            Subject::Image(image) => image_not_found(image, engine, message),
+            Subject::Engine => RuntimeError::Other(message),
+        },
+        409 => RuntimeError::Conflict(message),
+        400 | 403 | 422 => RuntimeError::Invalid(message),
+        502..=504 => unavailable(engine, format!("status {status}: {message}")),
+        _ if message.is_empty() => RuntimeError::Other(format!("status {status}")),
+        _ => RuntimeError::Other(message),
+    }
+}
+
+pub(crate) fn unavailable(engine: EngineRef<'_>, detail: String) -> RuntimeError {
+    RuntimeError::Unavailable {
+        engine: engine.name.to_owned(),
+        endpoint: engine.endpoint.to_owned(),
+        detail,
+    }
+}
+
+pub(crate) fn image_not_found(image: &str, engine: EngineRef<'_>, detail: String) -> RuntimeError {
+    RuntimeError::ImageNotFound {
+        image: image.to_owned(),
+        engine: engine.name.to_owned(),
+        detail,
+    }
+}
+
+/// A short human reason for a transport failure: the IO error's kind when there is one, with a
+/// hint, else the innermost message of the error chain.
+fn transport_detail(err: &BollardError) -> String {
+    if let Some(io_err) = find_io_error(err) {
+        let hint = match io_err.kind() {
+            io::ErrorKind::NotFound => Some("no such file (is dockerd running?)"),
+            io::ErrorKind::ConnectionRefused => {
+                Some("connection refused (is dockerd running and listening there?)")
+            }
+            io::ErrorKind::PermissionDenied => Some(
+                "permission denied (can this user open the socket, e.g. is it in the docker group?)",
+            ),
+            io::ErrorKind::TimedOut => Some("connection timed out"),
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Some("the engine closed the connection"),
+            _ => None,
+        };
+        if let Some(hint) = hint {
+            return hint.to_owned();
+        }
+    }
+    innermost_message(err)
+}
+
+fn find_io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(io_err) = e.downcast_ref::<io::Error>() {
+            return Some(io_err);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn innermost_message(err: &(dyn StdError + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENGINE: EngineRef<'static> = EngineRef {
+        name: "local",
+        endpoint: "unix:///var/run/docker.sock",
+    };
+
+    fn server(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn not_found_names_the_container_or_the_image() {
+        assert_eq!(
+            classify(
+                &server(404, "No such container: abc"),
+                ENGINE,
+                Subject::Container("abc")
+            ),
+            RuntimeError::NotFound("abc".into())
+        );
+        assert_eq!(
+            classify(
+                &server(404, "No such image: x:1"),
+                ENGINE,
+                Subject::Image("x:1")
+            ),
+            RuntimeError::ImageNotFound {
+                image: "x:1".into(),
+                engine: "local".into(),
+                detail: "No such image: x:1".into()
+            }
+        );
+        assert!(matches!(
+            classify(&server(404, "page not found"), ENGINE, Subject::Engine),
+            RuntimeError::Other(_)
+        ));
+    }
+
+    #[test]
+    fn status_codes_map_to_classes() {
+        let c = |status, msg| classify(&server(status, msg), ENGINE, Subject::Container("abc"));
+        assert_eq!(
+            c(409, "name in use"),
+            RuntimeError::Conflict("name in use".into())
+        );
+        assert_eq!(
+            c(400, "bad memory"),
+            RuntimeError::Invalid("bad memory".into())
+        );
+        assert_eq!(
+            c(403, "forbidden"),
+            RuntimeError::Invalid("forbidden".into())
+        );
+        assert_eq!(c(500, "boom"), RuntimeError::Other("boom".into()));
+        assert_eq!(c(500, ""), RuntimeError::Other("status 500".into()));
+        assert!(matches!(c(503, "busy"), RuntimeError::Unavailable { .. }));
+    }
+
+    #[test]
+    fn timeouts_are_timeouts() {
+        let err = classify(&BollardError::RequestTimeoutError, ENGINE, Subject::Engine);
+        assert!(matches!(err, RuntimeError::Timeout(_)));
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn io_errors_are_unavailable_with_a_hint() {
+        let refused = BollardError::IOError {
+            err: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        match classify(&refused, ENGINE, Subject::Container("abc")) {
+            RuntimeError::Unavailable {
+                engine,
+                endpoint,
+                detail,
+            } => {
+                assert_eq!(engine, "local");
+                assert_eq!(endpoint, "unix:///var/run/docker.sock");
+                assert!(detail.starts_with("connection refused"), "{detail}");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let missing = BollardError::SocketNotFoundError("/nonexistent.sock".into());
+        match classify(&missing, ENGINE, Subject::Engine) {
+            RuntimeError::Unavailable { detail, .. } => {
+                assert!(detail.starts_with("no such file"), "{detail}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        let other = BollardError::IOError {
+            err: io::Error::other("tls handshake eof"),
+        };
+        match classify(&other, ENGINE, Subject::Engine) {
+            RuntimeError::Unavailable { detail, .. } => assert_eq!(detail, "tls handshake eof"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pull_stream_errors_are_image_not_found() {
+        let err = BollardError::DockerStreamError {
+            error: "manifest unknown".into(),
+        };
+        assert!(matches!(
+            classify(&err, ENGINE, Subject::Image("x:1")),
+            RuntimeError::ImageNotFound { ref image, .. } if image == "x:1"
+        ));
+    }
+}

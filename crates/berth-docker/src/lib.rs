@@ -1,0 +1,19 @@
+//! berth's [`Runtime`](berth_runtime::Runtime) on the Docker Engine API (bollard), API 1.41 and
+//! newer. The only crate that names bollard.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), berth_runtime::RuntimeError> {
+//! use berth_docker::{DockerConfig, DockerRuntime};
+//! let runtime = DockerRuntime::connect(DockerConfig::default()).await?;
+//! println!("{:?}", runtime.engine_info());
+//! # Ok(()) }
+//! ```
+
+mod connect;
+mod error;
+mod runtime;
+mod spec;
+mod state;
+
+pub use connect::{DEFAULT_ENDPOINT, DockerConfig, MIN_API_VERSION, TlsPaths};
+pub use runtime::DockerRuntime;

@@ -1,0 +1,430 @@
+//! [`DockerRuntime`]: the engine calls behind berth's `Runtime` trait, each under its own
+//! deadline, with cleanup of half-created containers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::sandbox::label_keys;
+use berth_runtime::{
+    ContainerRequest, ContainerState, EngineInfo, RunState, Runtime, RuntimeError, RuntimeEvent,
+};
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
+};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use crate::connect::{self, DockerConfig};
+use crate::error::{EngineRef, Subject, classify, image_not_found};
+use crate::{spec, state};
+
+/// How many containers `list_managed` inspects at once (only ended ones are inspected).
+const LIST_INSPECT_CONCURRENCY: usize = 8;
+
+/// The engine actions berth follows; the engine drops the others before sending.
+const FOLLOWED_ACTIONS: [&str; 6] = ["start", "die", "oom", "destroy", "pause", "unpause"];
+
+/// One Docker Engine, reached over bollard at the negotiated API version.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    config: DockerConfig,
+    info: EngineInfo,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerRuntime {
+    /// Connects as the docker CLI would (see [`DockerConfig`]), negotiates the API version and
+    /// refuses engines older than API 1.41. Fails within seconds, with one line naming the
+    /// endpoint, when the engine cannot be reached.
+    pub async fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
+        let connected = connect::connect(&config).await?;
+        let info = EngineInfo {
+            name: config.name.clone(),
+            endpoint: connected.endpoint.display.clone(),
+            version: connected.engine_version,
+            api_version: connected.api_version.to_string(),
+        };
+        tracing::info!(engine = %info.name, endpoint = %info.endpoint, version = %info.version,
+            api_version = %info.api_version, "connected to Docker Engine");
+        Ok(DockerRuntime {
+            docker: connected.docker,
+            config,
+            info,
+        })
+    }
+
+    /// What the engine reported when berth connected.
+    pub fn engine_info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// The bollard client at the negotiated version, for this crate's tests and tools. Code
+    /// outside berth-docker goes through [`Runtime`].
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn engine(&self) -> EngineRef<'_> {
+        EngineRef {
+            name: &self.config.name,
+            endpoint: &self.info.endpoint,
+        }
+    }
+
+    /// Runs one engine call under `call_timeout`, classifying its error.
+    async fn call<T>(
+        &self,
+        what: &str,
+        subject: Subject<'_>,
+        fut: impl Future<Output = Result<T, BollardError>>,
+    ) -> Result<T, RuntimeError> {
+        self.call_within(self.config.call_timeout, what, subject, fut)
+            .await
+    }
+
+    async fn call_within<T>(
+        &self,
+        deadline: Duration,
+        what: &str,
+        subject: Subject<'_>,
+        fut: impl Future<Output = Result<T, BollardError>>,
+    ) -> Result<T, RuntimeError> {
+        match tokio::time::timeout(deadline, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(&err, self.engine(), subject)),
+            Err(_) => Err(RuntimeError::Timeout(format!(
+                "{what} on engine `{}` took longer than {}s",
+                self.config.name,
+                deadline.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// Makes sure `image` is on the engine: inspect, and pull when it is missing.
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        match self
+            .call(
+                "image inspect",
+                Subject::Image(image),
+                self.docker.inspect_image(image),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(RuntimeError::ImageNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        let (from_image, tag) = spec::pull_reference(image);
+        let mut options = CreateImageOptionsBuilder::new().from_image(&from_image);
+        if let Some(tag) = &tag {
+            options = options.tag(tag);
+        }
+        let pull = self
+            .docker
+            .create_image(Some(options.build()), None, None)
+            .try_for_each(|_| async { Ok(()) });
+        match self
+            .call_within(
+                self.config.pull_timeout,
+                "image pull",
+                Subject::Image(image),
+                pull,
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(RuntimeError::ImageNotFound { detail, .. }) => {
+                return Err(image_not_found(
+                    image,
+                    self.engine(),
+                    format!("not on the engine, and the pull failed: {detail}"),
+                ));
+            }
+            Err(err @ (RuntimeError::Unavailable { .. } | RuntimeError::Timeout(_))) => {
+                return Err(err);
+            }
+            Err(other) => {
+                return Err(image_not_found(
+                    image,
+                    self.engine(),
+                    format!("not on the engine, and the pull failed: {other}"),
+                ));
+            }
+        }
+        // A pull that "succeeded" must have left the image behind.
+        self.call(
+            "image inspect",
+            Subject::Image(image),
+            self.docker.inspect_image(image),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Force-removes a container this call created, logging (not returning) a failure: the
+    /// caller reports the original error, and the reconciler collects anything left.
+    async fn discard(&self, container_id: &str) {
+        if let Err(err) = self.remove(container_id).await {
+            tracing::warn!(container_id, error = %err, "could not remove a half-created container");
+        }
+    }
+
+    async fn start_and_inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        self.call(
+            "container start",
+            Subject::Container(container_id),
+            self.docker
+                .start_container(container_id, None::<StartContainerOptions>),
+        )
+        .await?;
+        self.inspect(container_id).await
+    }
+
+    /// The engine's current time, so an event subscription starts exactly "now" on its clock.
+    async fn engine_now(&self) -> Result<String, RuntimeError> {
+        let info = self
+            .call("system info", Subject::Engine, self.docker.info())
+            .await?;
+        let now = info
+            .system_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(chrono::Utc::now);
+        Ok(format!(
+            "{}.{:09}",
+            now.timestamp(),
+            now.timestamp_subsec_nanos()
+        ))
+    }
+}
+
+/// Docker accepts names and ids matching `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Anything else cannot name
+/// a container, and must never reach a URL path (`../images/x` would address another endpoint).
+fn is_container_ref(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && text.len() <= 256
+}
+
+/// Removes the container if the create future is dropped between create and the end of start.
+struct RemoveOnDrop {
+    runtime: Option<DockerRuntime>,
+    container_id: String,
+}
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.runtime = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let (Some(runtime), Ok(handle)) =
+            (self.runtime.take(), tokio::runtime::Handle::try_current())
+        {
+            let container_id = std::mem::take(&mut self.container_id);
+            handle.spawn(async move { runtime.discard(&container_id).await });
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn info(&self) -> Result<EngineInfo, RuntimeError> {
+        let version = self
+            .call("version", Subject::Engine, self.docker.version())
+            .await?;
+        Ok(EngineInfo {
+            version: version.version.unwrap_or_else(|| self.info.version.clone()),
+            ..self.info.clone()
+        })
+    }
+
+    async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
+        let body = spec::container_body(request, &self.config.publish_host_ip)?;
+        let image = request.spec.image.as_str();
+        self.ensure_image(image).await?;
+
+        let name = spec::container_name(request);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        // A 404 here means the image vanished since the check; a 409 means a container of this
+        // name exists already: it is not ours to remove.
+        let created = self
+            .call(
+                "container create",
+                Subject::Image(image),
+                self.docker.create_container(Some(options), body),
+            )
+            .await?;
+        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
+            tracing::warn!(container = %name, %warning, "engine warning on create");
+        }
+
+        let guard = RemoveOnDrop {
+            runtime: Some(self.clone()),
+            container_id: created.id.clone(),
+        };
+        let result = self.start_and_inspect(&created.id).await;
+        if result.is_err() {
+            self.discard(&created.id).await;
+        }
+        guard.disarm();
+        result
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
+        if !is_container_ref(container_id) {
+            return Ok(());
+        }
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .call(
+                "container remove",
+                Subject::Container(container_id),
+                self.docker.remove_container(container_id, Some(options)),
+            )
+            .await
+        {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            Err(RuntimeError::Conflict(message)) if message.contains("already in progress") => {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        if !is_container_ref(container_id) {
+            return Err(RuntimeError::NotFound(container_id.to_owned()));
+        }
+        let inspect = self
+            .call(
+                "container inspect",
+                Subject::Container(container_id),
+                self.docker
+                    .inspect_container(container_id, None::<InspectContainerOptions>),
+            )
+            .await?;
+        Ok(state::from_inspect(&inspect))
+    }
+
+    /// One list call. Running containers are reported from the list alone (without
+    /// `started_at`); ended ones are inspected for the OOM flag and finish time.
+    async fn list_managed(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![format!("{}=true", label_keys::MANAGED)])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .call(
+                "container list",
+                Subject::Engine,
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
+        let states: Vec<Option<ContainerState>> = stream::iter(summaries)
+            .map(|summary| async move {
+                let listed = state::from_summary(&summary);
+                if !matches!(listed.state, RunState::Exited | RunState::Dead) {
+                    return Ok(Some(listed));
+                }
+                match self.inspect(&listed.container_id).await {
+                    Ok(inspected) => Ok(Some(inspected)),
+                    // Removed between the list and the inspect: it is no longer there.
+                    Err(RuntimeError::NotFound(_)) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            })
+            .buffered(LIST_INSPECT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(states.into_iter().flatten().collect())
+    }
+
+    async fn events(
+        &self,
+    ) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+        let since = self.engine_now().await?;
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            ("label", vec![format!("{}=true", label_keys::MANAGED)]),
+            (
+                "event",
+                FOLLOWED_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+            ),
+        ]);
+        let options = EventsOptionsBuilder::new()
+            .since(&since)
+            .filters(&filters)
+            .build();
+        let name = self.config.name.clone();
+        let endpoint = self.info.endpoint.clone();
+        let events = self.docker.events(Some(options));
+        // Yield the first error, then end: the caller re-subscribes.
+        let stream = events
+            .map(move |item| match item {
+                Ok(message) => Ok(state::event_of(&message)),
+                Err(err) => Err(classify(
+                    &err,
+                    EngineRef {
+                        name: &name,
+                        endpoint: &endpoint,
+                    },
+                    Subject::Engine,
+                )),
+            })
+            .scan(false, |failed, item| {
+                let next = if *failed {
+                    None
+                } else {
+                    *failed = item.is_err();
+                    Some(item)
+                };
+                futures::future::ready(next)
+            })
+            .filter_map(|item| futures::future::ready(item.transpose()));
+        Ok(stream.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_refs_are_checked_before_they_reach_a_path() {
+        assert!(is_container_ref("berth-0123456789abcdef"));
+        assert!(is_container_ref("4f1e2d3c4b5a"));
+        for bad in ["", "../images/busybox", "a/b", "-x", "a?force=1", "a b"] {
+            assert!(!is_container_ref(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Translating a berth [`ContainerRequest`] into the Docker create body: resources, hardening and
+//! published ports, in the API 1.41 form. Pure functions, no IO.
+
+use std::collections::HashMap;
+
+use berth_runtime::{ContainerRequest, RuntimeError};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
+
+/// Options berth sets on every container, whatever the request.
+pub(crate) const SECURITY_OPT: &str = "no-new-privileges";
+pub(crate) const CAP_DROP: &str = "NET_RAW";
+
+/// The container name for a sandbox: `berth-<sandbox id>`.
+pub(crate) fn container_name(request: &ContainerRequest) -> String {
+    format!("berth-{}", request.sandbox_id)
+}
+
+/// The create body for `request`, publishing its ports on `publish_host_ip`.
+pub(crate) fn container_body(
+    request: &ContainerRequest,
+    publish_host_ip: &str,
+) -> Result<ContainerCreateBody, RuntimeError> {
+    let spec = &request.spec;
+    let resources = &spec.resources;
+    let nano_cpus = resources
+        .cpu_millis
+        .checked_mul(1_000_000)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "cpu of {} millicores is out of range",
+                resources.cpu_millis
+            ))
+        })?;
+    let memory = i64::try_from(resources.memory_bytes).map_err(|_| {
+        RuntimeError::Invalid(format!(
+            "memory of {} bytes is out of range",
+            resources.memory_bytes
+        ))
+    })?;
+
+    let exposed: Vec<String> = spec
+        .ports
+        .iter()
+        .map(|port| format!("{port}/tcp"))
+        .collect();
+    let port_bindings: PortMap = exposed
+        .iter()
+        .map(|key| {
+            let binding = PortBinding {
+                host_ip: Some(publish_host_ip.to_owned()),
+                // Empty: the engine picks a free host port.
+                host_port: Some(String::new()),
+            };
+            (key.clone(), Some(vec![binding]))
+        })
+        .collect();
+
+    let host_config = HostConfig {
+        nano_cpus: Some(nano_cpus),
+        memory: Some(memory),
+        // Equal to Memory: no swap on top of the limit.
+        memory_swap: Some(memory),
+        pids_limit: Some(resources.pids_limit),
+        security_opt: Some(vec![SECURITY_OPT.to_owned()]),
+        privileged: Some(false),
+        cap_drop: Some(vec![CAP_DROP.to_owned()]),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        // Network, PID, IPC and UTS modes stay unset: the engine's default bridge and private
+        // namespaces. No binds, mounts or devices.
+        ..Default::default()
+    };
+
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        env: (!spec.env.is_empty())
+            .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        labels: Some(
+            request
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        tty: Some(false),
+        open_stdin: Some(false),
+        host_config: Some(host_config),
+        ..Default::default()
+    })
+}
+
+/// How to ask the engine to pull `image`: `(fromImage, tag)`. Without a tag the API would pull
+/// every tag of the repository, so an untagged, undigested reference gets `latest`, as
+/// `docker pull` does.
+pub(crate) fn pull_reference(image: &str) -> (String, Option<String>) {
+    if image.contains('@') {
+        return (image.to_owned(), None);
+    }
+    let last_component = image.rsplit('/').next().unwrap_or(image);
+    match last_component.rsplit_once(':') {
+        Some(_) => {
+            let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+            (repo.to_owned(), Some(tag.to_owned()))
+        }
+        None => (image.to_owned(), Some("latest".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use berth_core::{Resources, SandboxId, SandboxSpec};
+
+    use super::*;
+
+    fn request() -> ContainerRequest {
+        ContainerRequest {
+            sandbox_id: SandboxId::parse("0123456789abcdef").expect("valid id"),
+            spec: SandboxSpec {
+                image: "busybox:latest".into(),
+                command: Some(vec!["sleep".into(), "60".into()]),
+                env: BTreeMap::from([("A".into(), "1".into())]),
+                workdir: Some("/tmp".into()),
+                user: Some("1000:1000".into()),
+                labels: BTreeMap::new(),
+                ports: vec![8080, 9090],
+                resources: Resources {
+                    cpu_millis: 500,
+                    memory_bytes: 64 << 20,
+                    pids_limit: 128,
+                },
+                ttl: Duration::from_secs(60),
+            },
+            labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
+        }
+    }
+
+    #[test]
+    fn body_carries_resources_hardening_and_ports() {
+        let body = container_body(&request(), "127.0.0.1").expect("valid");
+        assert_eq!(container_name(&request()), "berth-0123456789abcdef");
+        assert_eq!(body.image.as_deref(), Some("busybox:latest"));
+        assert_eq!(body.cmd, Some(vec!["sleep".to_string(), "60".to_string()]));
+        assert_eq!(body.env, Some(vec!["A=1".to_string()]));
+        assert_eq!(body.working_dir.as_deref(), Some("/tmp"));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["8080/tcp".to_string(), "9090/tcp".to_string()])
+        );
+        assert_eq!(
+            body.labels
+                .as_ref()
+                .and_then(|l| l.get("berth.managed"))
+                .map(String::as_str),
+            Some("true")
+        );
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.memory_swap, Some(64 << 20));
+        assert_eq!(host.pids_limit, Some(128));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_string()])
+        );
+        assert_eq!(host.cap_drop, Some(vec!["NET_RAW".to_string()]));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.network_mode, None);
+        assert_eq!(host.binds, None);
+        assert_eq!(host.mounts, None);
+        let bindings = host.port_bindings.expect("bindings");
+        let binding = &bindings["8080/tcp"].as_ref().expect("one binding")[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn no_command_keeps_the_image_default_and_no_ports_publish_nothing() {
+        let mut request = request();
+        request.spec.command = None;
+        request.spec.ports.clear();
+        let body = container_body(&request, "127.0.0.1").expect("valid");
+        assert_eq!(body.cmd, None);
+        assert_eq!(body.exposed_ports, None);
+        assert_eq!(body.host_config.and_then(|h| h.port_bindings), None);
+    }
+
+    #[test]
+    fn out_of_range_resources_are_invalid() {
+        let mut request = request();
+        request.spec.resources.memory_bytes = u64::MAX;
+        assert!(matches!(
+            container_body(&request, "127.0.0.1"),
+            Err(RuntimeError::Invalid(_))
+        ));
+        let mut request = self::request();
+        request.spec.resources.cpu_millis = u64::MAX / 2;
+        assert!(matches!(
+            container_body(&request, "127.0.0.1"),
+            Err(RuntimeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn pull_references_always_name_one_tag() {
+        let p = |image| pull_reference(image);
+        assert_eq!(p("busybox"), ("busybox".into(), Some("latest".into())));
+        assert_eq!(p("busybox:1.36"), ("busybox".into(), Some("1.36".into())));
+        assert_eq!(
+            p("localhost:5000/team/app"),
+            ("localhost:5000/team/app".into(), Some("latest".into()))
+        );
+        assert_eq!(
+            p("localhost:5000/team/app:v2"),
+            ("localhost:5000/team/app".into(), Some("v2".into()))
+        );
+        assert_eq!(p("app@sha256:abcd"), ("app@sha256:abcd".into(), None));
+    }
+}

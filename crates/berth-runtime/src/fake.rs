@@ -1,0 +1,227 @@
+//! An in-memory [`Runtime`] for unit-testing the layers above the engine seam. Never the proof
+//! that a feature works on a real engine.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use berth_core::{PortBinding, SandboxId};
+use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::broadcast;
+
+use crate::{
+    ContainerRequest, ContainerState, EngineInfo, EventKind, RunState, Runtime, RuntimeError,
+    RuntimeEvent,
+};
+
+/// Containers kept in a map; events on a broadcast channel; failures injectable.
+pub struct FakeRuntime {
+    containers: Mutex<BTreeMap<String, ContainerState>>,
+    events: broadcast::Sender<RuntimeEvent>,
+    next_id: Mutex<u64>,
+    /// Images that "exist"; any other image fails with `ImageNotFound`. Empty means all exist.
+    images: Mutex<Vec<String>>,
+    unavailable: Mutex<bool>,
+}
+
+impl Default for FakeRuntime {
+    fn default() -> Self {
+        FakeRuntime {
+            containers: Mutex::default(),
+            events: broadcast::channel(1024).0,
+            next_id: Mutex::new(0),
+            images: Mutex::default(),
+            unavailable: Mutex::new(false),
+        }
+    }
+}
+
+impl FakeRuntime {
+    /// Restricts the images that exist to `images`.
+    pub fn with_images(images: &[&str]) -> Self {
+        let fake = FakeRuntime::default();
+        *lock(&fake.images) = images.iter().map(|image| image.to_string()).collect();
+        fake
+    }
+
+    /// Makes every call fail with `Unavailable` until called again with `false`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        *lock(&self.unavailable) = unavailable;
+    }
+
+    pub fn container(&self, container_id: &str) -> Option<ContainerState> {
+        lock(&self.containers).get(container_id).cloned()
+    }
+
+    pub fn container_ids(&self) -> Vec<String> {
+        lock(&self.containers).keys().cloned().collect()
+    }
+
+    /// Simulates the main process ending on its own.
+    pub fn exit(&self, container_id: &str, exit_code: i64, oom_killed: bool) {
+        let sandbox_id = {
+            let mut containers = lock(&self.containers);
+            let Some(container) = containers.get_mut(container_id) else { return };
+            container.state = RunState::Exited;
+            container.exit_code = Some(exit_code);
+            container.oom_killed = oom_killed;
+            container.finished_at = Some(Utc::now());
+            container.sandbox_id.clone()
+        };
+        self.emit(container_id, sandbox_id, EventKind::Die { exit_code: Some(exit_code) });
+    }
+
+    /// Simulates `docker rm -f` behind berth's back.
+    pub fn remove_behind_back(&self, container_id: &str) {
+        let removed = lock(&self.containers).remove(container_id);
+        if let Some(container) = removed {
+            self.emit(container_id, container.sandbox_id, EventKind::Destroy);
+        }
+    }
+
+    /// Plants a managed container with no berth record, as a crash between create and record would.
+    pub fn plant(&self, labels: BTreeMap<String, String>, created_at: chrono::DateTime<Utc>) -> String {
+        let container_id = self.next_container_id();
+        let sandbox_id = labels.get(berth_core::sandbox::label_keys::SANDBOX).and_then(|id| SandboxId::parse(id));
+        let state = ContainerState {
+            container_id: container_id.clone(),
+            sandbox_id,
+            labels,
+            state: RunState::Running,
+            exit_code: None,
+            oom_killed: false,
+            ip: Some("10.0.0.9".into()),
+            ports: Vec::new(),
+            created_at,
+            started_at: Some(created_at),
+            finished_at: None,
+        };
+        lock(&self.containers).insert(container_id.clone(), state);
+        container_id
+    }
+
+    fn next_container_id(&self) -> String {
+        let mut next = lock(&self.next_id);
+        *next += 1;
+        format!("fake{:060}", *next)
+    }
+
+    fn emit(&self, container_id: &str, sandbox_id: Option<SandboxId>, kind: EventKind) {
+        // No subscriber is fine: nobody is listening yet.
+        let _ = self.events.send(RuntimeEvent { container_id: container_id.to_owned(), sandbox_id, kind });
+    }
+
+    fn check_available(&self) -> Result<(), RuntimeError> {
+        if *lock(&self.unavailable) {
+            return Err(RuntimeError::Unavailable {
+                engine: "fake".into(),
+                endpoint: "memory://fake".into(),
+                detail: "switched off by the test".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Runtime for FakeRuntime {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn info(&self) -> Result<EngineInfo, RuntimeError> {
+        self.check_available()?;
+        Ok(EngineInfo {
+            name: "fake".into(),
+            endpoint: "memory://fake".into(),
+            version: "0".into(),
+            api_version: "1.41".into(),
+        })
+    }
+
+    async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
+        self.check_available()?;
+        let images = lock(&self.images).clone();
+        if !images.is_empty() && !images.contains(&request.spec.image) {
+            return Err(RuntimeError::ImageNotFound {
+                image: request.spec.image.clone(),
+                engine: "fake".into(),
+                detail: "no such image".into(),
+            });
+        }
+        let container_id = self.next_container_id();
+        let now = Utc::now();
+        let state = ContainerState {
+            container_id: container_id.clone(),
+            sandbox_id: Some(request.sandbox_id.clone()),
+            labels: request.labels.clone(),
+            state: RunState::Running,
+            exit_code: None,
+            oom_killed: false,
+            ip: Some("10.0.0.2".into()),
+            ports: request
+                .spec
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(index, port)| PortBinding {
+                    container_port: *port,
+                    host_ip: "127.0.0.1".into(),
+                    host_port: 40000 + index as u16,
+                })
+                .collect(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+        };
+        lock(&self.containers).insert(container_id.clone(), state.clone());
+        self.emit(&container_id, Some(request.sandbox_id.clone()), EventKind::Start);
+        Ok(state)
+    }
+
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        let removed = lock(&self.containers).remove(container_id);
+        if let Some(container) = removed {
+            self.emit(container_id, container.sandbox_id, EventKind::Destroy);
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        self.check_available()?;
+        self.container(container_id).ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))
+    }
+
+    async fn list_managed(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        self.check_available()?;
+        Ok(lock(&self.containers).values().cloned().collect())
+    }
+
+    async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+        self.check_available()?;
+        let receiver = self.events.subscribe();
+        let stream = tokio_stream_from(receiver);
+        Ok(stream.boxed())
+    }
+}
+
+fn tokio_stream_from(
+    receiver: broadcast::Receiver<RuntimeEvent>,
+) -> impl futures::Stream<Item = Result<RuntimeEvent, RuntimeError>> {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(event) => return Some((Ok(event), receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,134 @@
+//! The engine seam: the [`Runtime`] trait that Docker (and later Kubernetes) implement, the
+//! container facts it reports, its classified errors, and a `FakeRuntime` for tests.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use berth_core::{PortBinding, SandboxId, SandboxSpec};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+
+/// What the engine is asked to run for one sandbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRequest {
+    pub sandbox_id: SandboxId,
+    pub spec: SandboxSpec,
+    /// The full label set: the user's plus `berth.managed`, `berth.sandbox`, `berth.owner`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The engine's run state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+    Removing,
+}
+
+/// Facts about one container as the engine reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerState {
+    pub container_id: String,
+    /// From the `berth.sandbox` label; `None` if the label is missing or malformed.
+    pub sandbox_id: Option<SandboxId>,
+    pub labels: BTreeMap<String, String>,
+    pub state: RunState,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub ip: Option<String>,
+    pub ports: Vec<PortBinding>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A change the engine reports on a berth-managed container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeEvent {
+    pub container_id: String,
+    pub sandbox_id: Option<SandboxId>,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Start,
+    /// The main process ended; the engine's exit code when it gave one.
+    Die { exit_code: Option<i64> },
+    Oom,
+    Destroy,
+    Pause,
+    Unpause,
+}
+
+/// Which engine berth talks to, as reported at start and by `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// The engine's name in berth (`local` by default).
+    pub name: String,
+    /// Where it is reached, e.g. `unix:///var/run/docker.sock`.
+    pub endpoint: String,
+    /// The engine's own version, e.g. `20.10.24`.
+    pub version: String,
+    /// The API version berth negotiated, e.g. `1.41`.
+    pub api_version: String,
+}
+
+/// Engine failures, classified so that the API can answer each kind correctly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container {0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("image `{image}` is not available on engine `{engine}` and could not be pulled: {detail}")]
+    ImageNotFound { image: String, engine: String, detail: String },
+    #[error("engine `{engine}` at {endpoint} is unavailable: {detail}")]
+    Unavailable { engine: String, endpoint: String, detail: String },
+    #[error("engine call timed out: {0}")]
+    Timeout(String),
+    #[error("engine refused the request: {0}")]
+    Invalid(String),
+    #[error("engine error: {0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// Worth retrying: the engine may answer differently in a moment.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RuntimeError::Unavailable { .. } | RuntimeError::Timeout(_))
+    }
+}
+
+/// One container engine. Everything above this trait knows nothing of Docker or Kubernetes.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// The engine's name in berth; recorded on each sandbox.
+    fn name(&self) -> &str;
+
+    /// Reaches the engine and reports what it is.
+    async fn info(&self) -> Result<EngineInfo, RuntimeError>;
+
+    /// Creates and starts the sandbox's container (pulling the image when it is missing and a
+    /// registry answers). On any failure nothing of it is left on the engine.
+    async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError>;
+
+    /// Kills and removes a container. An already absent container is `Ok`.
+    async fn remove(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError>;
+
+    /// Every container labelled `berth.managed=true`, running or not.
+    async fn list_managed(&self) -> Result<Vec<ContainerState>, RuntimeError>;
+
+    /// Changes to berth-managed containers from now on. The stream ends (or yields an error)
+    /// when the connection drops; the caller re-subscribes.
+    async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
+}

@@ -1,0 +1,38 @@
+//! Probes: `/healthz` (the process answers) and `/readyz` (store and engine reachable).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use berth_api::Readiness;
+
+use crate::service::SandboxService;
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process answers")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The store and the engine answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "A dependency does not answer", body = Readiness),
+    )
+)]
+pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Readiness>) {
+    let (store, engine) = tokio::join!(service.store().ping(), service.runtime().info());
+    let mut checks = BTreeMap::new();
+    checks.insert("store".to_owned(), store.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(ToString::to_string));
+    checks.insert("engine".to_owned(), engine.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(ToString::to_string));
+    let ready = store.is_ok() && engine.is_ok();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let readiness = Readiness { status: if ready { "ready" } else { "unavailable" }.to_owned(), checks };
+    (status, Json(readiness))
+}

@@ -1,0 +1,87 @@
+//! berth's server: the HTTP API over the sandbox service, the reconciler loops and expiry
+//! timers, wired together by [`serve`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::SpecPolicy;
+use berth_runtime::Runtime;
+use berth_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub mod api;
+pub mod expiry;
+pub mod index;
+pub mod locks;
+pub mod reconciler;
+pub mod service;
+
+pub use service::SandboxService;
+
+/// The server's settings (the binary fills them from flags, environment and `berth.toml`).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub policy: SpecPolicy,
+    /// Period of the full resync that backs up engine events.
+    pub resync_interval: Duration,
+    /// Age after which a managed container with no record is removed.
+    pub orphan_grace: Duration,
+    /// How long ended sandboxes stay readable.
+    pub retention: Duration,
+    /// This deployment's id, put on every container as `berth.cluster`; containers of other
+    /// deployments sharing the engine are never touched.
+    pub cluster: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            policy: SpecPolicy::default(),
+            resync_interval: Duration::from_secs(30),
+            orphan_grace: Duration::from_secs(60),
+            retention: Duration::from_secs(24 * 3600),
+            cluster: "default".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot load sandbox records: {0}")]
+    Load(#[from] StoreError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the service, loads the records, starts the reconciler and serves the API on
+/// `listener` until `shutdown` completes. Sandboxes keep running after it returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (service, background) = start(config, runtime, store).await?;
+    let app = api::router(service);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    drop(background);
+    info!("server stopped; sandboxes keep running and the next start adopts them");
+    Ok(())
+}
+
+/// Builds the service and starts its background loops. The loops stop when the returned set drops.
+pub async fn start(
+    config: ServerConfig,
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn Store>,
+) -> Result<(Arc<SandboxService>, tokio::task::JoinSet<()>), ServeError> {
+    let (timers, expired) = expiry::ExpiryTimers::start();
+    let service = Arc::new(SandboxService::new(runtime, store, config, timers));
+    let loaded = service.load().await?;
+    info!(records = loaded, "sandbox records loaded");
+    let background = reconciler::start(Arc::clone(&service), expired);
+    Ok((service, background))
+}

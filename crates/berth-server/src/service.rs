@@ -1,0 +1,596 @@
+//! The sandbox service: the one place for the lifecycle rules. Every change is written to the
+//! store before the engine is touched, then mirrored into the in-memory index that reads use.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::sandbox::{label_keys, reasons};
+use berth_core::spec::NumberOrString;
+use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
+use berth_runtime::{ContainerRequest, ContainerState, EventKind, RunState, Runtime, RuntimeError, RuntimeEvent};
+use berth_store::{Cursor, Page, SandboxFilter, Store, StoreError};
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
+
+use crate::ServerConfig;
+use crate::expiry::ExpiryTimers;
+use crate::index::SandboxIndex;
+use crate::locks::SandboxLocks;
+
+/// Owner recorded when a create names none.
+pub const DEFAULT_OWNER: &str = "anonymous";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Validation(ValidationErrors),
+    #[error("sandbox {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{error}")]
+    Engine { error: RuntimeError, sandbox_id: Option<SandboxId> },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    fn field(field: &str, message: String) -> Self {
+        ServiceError::Validation(ValidationErrors(vec![berth_core::FieldError { field: field.into(), message }]))
+    }
+}
+
+/// What a create produced; `replayed` when an idempotency key matched an earlier create.
+#[derive(Debug)]
+pub struct Created {
+    pub sandbox: Sandbox,
+    pub replayed: bool,
+}
+
+pub struct SandboxService {
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    index: SandboxIndex,
+    locks: SandboxLocks,
+    timers: ExpiryTimers,
+    /// Sandboxes whose container is being created right now; the resync leaves them alone.
+    provisioning: Mutex<HashSet<SandboxId>>,
+}
+
+impl SandboxService {
+    pub fn new(runtime: Arc<dyn Runtime>, store: Arc<dyn Store>, config: ServerConfig, timers: ExpiryTimers) -> Self {
+        SandboxService {
+            runtime,
+            store,
+            config,
+            index: SandboxIndex::default(),
+            locks: SandboxLocks::default(),
+            timers,
+            provisioning: Mutex::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Loads every record from the store into the index and arms the expiry timers of the live
+    /// ones. Called once at start, before the API serves.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let filter = SandboxFilter { include_ended: true, ..SandboxFilter::default() };
+        let mut after: Option<Cursor> = None;
+        let mut count = 0;
+        loop {
+            let page = self.store.list(&filter, after.as_ref(), 1000).await?;
+            for sandbox in page.items {
+                if !sandbox.status.is_ended() {
+                    self.timers.schedule(sandbox.id.clone(), sandbox.expires_at);
+                }
+                self.index.put(sandbox);
+                count += 1;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        SandboxId::parse(id)
+            .and_then(|id| self.index.get(&id))
+            .map(|sandbox| Sandbox::clone(&sandbox))
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
+    }
+
+    pub fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Page {
+        self.index.list(filter, after, limit)
+    }
+
+    /// Records a new sandbox and creates its container. With `wait`, returns once the container
+    /// runs (or the create failed); otherwise returns the `Pending` record at once.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
+        let spec = request.validate(&self.config.policy).map_err(ServiceError::Validation)?;
+        let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
+        validate_owner(&owner)?;
+        if let Some(key) = &idempotency_key {
+            validate_idempotency_key(key)?;
+            if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
+                return Ok(Created { sandbox: self.current(existing), replayed: true });
+            }
+        }
+
+        let sandbox = Sandbox::new_pending(spec, owner.clone(), self.runtime.name().to_owned(), idempotency_key.clone(), Utc::now());
+        let id = sandbox.id.clone();
+        match retry_store(|| self.store.insert(&sandbox)).await {
+            Ok(()) => {}
+            Err(StoreError::DuplicateIdempotencyKey { .. }) => {
+                // A concurrent retry with the same key won the race: answer with its sandbox.
+                let key = idempotency_key.unwrap_or_default();
+                if let Some(existing) = self.store.find_by_idempotency_key(&owner, &key).await? {
+                    return Ok(Created { sandbox: self.current(existing), replayed: true });
+                }
+                return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.index.put(sandbox.clone());
+        self.timers.schedule(id.clone(), sandbox.expires_at);
+        info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
+
+        self.lock_provisioning().insert(id.clone());
+        let service = Arc::clone(self);
+        let provision = tokio::spawn({
+            let id = id.clone();
+            async move {
+                let outcome = service.provision(&id).await;
+                service.lock_provisioning().remove(&id);
+                outcome
+            }
+        });
+        if !wait {
+            return Ok(Created { sandbox, replayed: false });
+        }
+        // Awaiting the spawned task (instead of provisioning inline) means a client that hangs up
+        // mid-create cannot cancel it half-way.
+        match provision.await {
+            Ok(outcome) => outcome.map(|sandbox| Created { sandbox, replayed: false }),
+            Err(join_error) => Err(ServiceError::InvalidState(format!("create of {id} was interrupted: {join_error}"))),
+        }
+    }
+
+    /// The index's copy of a record when it has one (it may be newer than the store's answer).
+    fn current(&self, sandbox: Sandbox) -> Sandbox {
+        self.index.get(&sandbox.id).map(|current| Sandbox::clone(&current)).unwrap_or(sandbox)
+    }
+
+    async fn provision(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        let _guard = self.locks.lock(id).await;
+        let mut sandbox = self.live_record(id)?;
+        if sandbox.status != Status::Pending {
+            // Deleted or expired before its container was made.
+            return Ok(sandbox);
+        }
+        sandbox.status = Status::Creating;
+        self.persist(&mut sandbox).await?;
+
+        let mut labels = sandbox.engine_labels();
+        labels.insert(label_keys::CLUSTER.into(), self.config.cluster.clone());
+        let request = ContainerRequest { sandbox_id: id.clone(), spec: sandbox.spec.clone(), labels };
+        match self.runtime.create(&request).await {
+            Ok(container) => {
+                debug!(sandbox = %id, container = %container.container_id, "container started");
+                self.adopt_container(&mut sandbox, &container).await;
+                self.persist(&mut sandbox).await?;
+                if sandbox.status.is_ended() {
+                    self.after_end(&sandbox);
+                }
+                Ok(sandbox)
+            }
+            Err(error) => {
+                let reason = match error {
+                    RuntimeError::ImageNotFound { .. } => reasons::IMAGE_NOT_FOUND,
+                    _ => reasons::CREATE_FAILED,
+                };
+                warn!(sandbox = %id, %error, "create failed");
+                sandbox.end(Status::Failed, reason, Utc::now());
+                // If this write fails too, the record stays `Creating` and the resync settles it.
+                if let Err(store_error) = self.persist(&mut sandbox).await {
+                    warn!(sandbox = %id, %store_error, "could not record the failed create");
+                }
+                self.timers.cancel(id.clone());
+                Err(ServiceError::Engine { error, sandbox_id: Some(id.clone()) })
+            }
+        }
+    }
+
+    /// Stops and removes the sandbox; `Terminated` with reason `deleted`. Ended ones are left as they are.
+    pub async fn delete(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        self.stop(&id, reasons::DELETED).await
+    }
+
+    /// Called by the expiry timers.
+    pub async fn expire(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        let sandbox = self.get(id.as_str())?;
+        if sandbox.expires_at > Utc::now() {
+            // Renewed after the timer fired; the timer was re-armed by the renewal.
+            return Ok(sandbox);
+        }
+        self.stop(id, reasons::EXPIRED).await
+    }
+
+    async fn stop(&self, id: &SandboxId, reason: &str) -> Result<Sandbox, ServiceError> {
+        let _guard = self.locks.lock(id).await;
+        let mut sandbox = match self.index.get(id) {
+            Some(sandbox) => Sandbox::clone(&sandbox),
+            None => return Err(ServiceError::NotFound(id.to_string())),
+        };
+        if sandbox.status.is_ended() {
+            return Ok(sandbox);
+        }
+        if reason == reasons::EXPIRED && sandbox.expires_at > Utc::now() {
+            return Ok(sandbox);
+        }
+        if sandbox.status != Status::Stopping {
+            sandbox.status = Status::Stopping;
+            sandbox.status_reason = Some(reason.to_owned());
+            self.persist(&mut sandbox).await?;
+        }
+        let reason = sandbox.status_reason.clone().unwrap_or_else(|| reason.to_owned());
+        if let Some(container_id) = &sandbox.container_id {
+            self.runtime
+                .remove(container_id)
+                .await
+                .map_err(|error| ServiceError::Engine { error, sandbox_id: Some(id.clone()) })?;
+        }
+        sandbox.end(Status::Terminated, &reason, Utc::now());
+        self.persist(&mut sandbox).await?;
+        self.timers.cancel(id.clone());
+        info!(sandbox = %id, %reason, "sandbox ended");
+        Ok(sandbox)
+    }
+
+    /// Moves the deadline to `ttl` from now.
+    pub async fn renew(&self, id: &str, ttl: &NumberOrString) -> Result<Sandbox, ServiceError> {
+        let ttl = units::parse_duration(ttl).map_err(|message| ServiceError::field("ttl", message))?;
+        if ttl > self.config.policy.max_ttl {
+            return Err(ServiceError::field(
+                "ttl",
+                format!("`{}` is longer than this server's maximum of {}", units::format_duration(ttl), units::format_duration(self.config.policy.max_ttl)),
+            ));
+        }
+        let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let _guard = self.locks.lock(&sandbox_id).await;
+        let mut sandbox = self.live_record(&sandbox_id)?;
+        if sandbox.status == Status::Stopping {
+            return Err(ServiceError::InvalidState(format!("sandbox {id} is stopping and cannot be renewed")));
+        }
+        sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        self.persist(&mut sandbox).await?;
+        self.timers.schedule(sandbox_id, sandbox.expires_at);
+        Ok(sandbox)
+    }
+
+    /// A record that exists and has not ended.
+    fn live_record(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        let sandbox = self.index.get(id).ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        if sandbox.status.is_ended() {
+            return Err(ServiceError::InvalidState(format!(
+                "sandbox {id} has ended ({}{})",
+                sandbox.status,
+                sandbox.status_reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
+            )));
+        }
+        Ok(Sandbox::clone(&sandbox))
+    }
+
+    /// Takes the container's facts into the record: id, address, ports and run state.
+    async fn adopt_container(&self, sandbox: &mut Sandbox, container: &ContainerState) {
+        sandbox.container_id = Some(container.container_id.clone());
+        if container.ip.is_some() {
+            sandbox.ip = container.ip.clone();
+        }
+        if !container.ports.is_empty() {
+            sandbox.ports = container.ports.clone();
+        }
+        sandbox.started_at = sandbox.started_at.or(container.started_at).or(Some(Utc::now()));
+        match container.state {
+            RunState::Running | RunState::Created | RunState::Restarting => {
+                if sandbox.status != Status::Running && sandbox.status != Status::Stopping {
+                    sandbox.status = Status::Running;
+                }
+            }
+            RunState::Paused => {
+                if sandbox.status != Status::Stopping {
+                    sandbox.status = Status::Paused;
+                }
+            }
+            RunState::Exited | RunState::Dead | RunState::Removing => {
+                let finished = self.finished_facts(container).await;
+                end_with_exit(sandbox, finished.exit_code, finished.oom_killed, finished.finished_at);
+            }
+        }
+    }
+
+    /// Exit facts, from a fresh inspect when the list data lacks them.
+    async fn finished_facts(&self, container: &ContainerState) -> ContainerState {
+        if container.exit_code.is_some() && container.finished_at.is_some() {
+            return container.clone();
+        }
+        self.runtime.inspect(&container.container_id).await.unwrap_or_else(|_| container.clone())
+    }
+
+    /// Applies one engine event to the sandbox it concerns, if it is one of ours.
+    pub async fn apply_event(&self, event: RuntimeEvent) {
+        let Some(id) = event.sandbox_id.clone() else { return };
+        if self.index.get(&id).is_none() {
+            return;
+        }
+        let _guard = self.locks.lock(&id).await;
+        let Some(current) = self.index.get(&id) else { return };
+        if current.status.is_ended() || current.container_id.as_deref() != Some(event.container_id.as_str()) {
+            return;
+        }
+        let mut sandbox = Sandbox::clone(&current);
+        let now = Utc::now();
+        match event.kind {
+            EventKind::Start => return,
+            EventKind::Oom => {
+                sandbox.oom_killed = true;
+            }
+            EventKind::Pause if sandbox.status == Status::Running => sandbox.status = Status::Paused,
+            EventKind::Unpause if sandbox.status == Status::Paused => sandbox.status = Status::Running,
+            EventKind::Pause | EventKind::Unpause => return,
+            EventKind::Die { exit_code } => {
+                if sandbox.status == Status::Stopping {
+                    return; // our own removal
+                }
+                let facts = self.runtime.inspect(&event.container_id).await.ok();
+                let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
+                let oom_killed = sandbox.oom_killed || facts.as_ref().is_some_and(|facts| facts.oom_killed);
+                end_with_exit(&mut sandbox, exit_code, oom_killed, facts.and_then(|facts| facts.finished_at));
+            }
+            EventKind::Destroy => {
+                if sandbox.status == Status::Stopping {
+                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
+                    sandbox.end(Status::Terminated, &reason, now);
+                } else {
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                }
+            }
+        }
+        if let Err(error) = self.persist(&mut sandbox).await {
+            warn!(sandbox = %id, %error, "could not record an engine event; the resync will retry");
+            return;
+        }
+        if sandbox.status.is_ended() {
+            info!(sandbox = %id, status = %sandbox.status, reason = ?sandbox.status_reason, "sandbox ended on the engine");
+            self.after_end(&sandbox);
+        }
+    }
+
+    /// Disarms the timer and removes an exited container in the background: an ended sandbox
+    /// leaves nothing on the engine.
+    fn after_end(&self, sandbox: &Sandbox) {
+        self.timers.cancel(sandbox.id.clone());
+        if let Some(container_id) = sandbox.container_id.clone() {
+            let runtime = Arc::clone(&self.runtime);
+            tokio::spawn(async move {
+                if let Err(error) = runtime.remove(&container_id).await {
+                    debug!(container = %container_id, %error, "removal of an ended container failed; the resync will retry");
+                }
+            });
+        }
+    }
+
+    /// Converges the records with the engine: adopts, fails lost sandboxes, finishes stops,
+    /// collects orphans and purges old records. The safety net under events and timers.
+    pub async fn resync(&self) -> Result<ResyncReport, RuntimeError> {
+        let snapshot_at = Utc::now();
+        let containers: Vec<ContainerState> = self
+            .runtime
+            .list_managed()
+            .await?
+            .into_iter()
+            .filter(|container| container.labels.get(label_keys::CLUSTER) == Some(&self.config.cluster))
+            .collect();
+        let mut by_sandbox: HashMap<SandboxId, &ContainerState> = HashMap::new();
+        for container in &containers {
+            if let Some(id) = &container.sandbox_id {
+                by_sandbox.entry(id.clone()).or_insert(container);
+            }
+        }
+        let mut report = ResyncReport::default();
+
+        for record in self.index.snapshot() {
+            if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
+                continue;
+            }
+            let _guard = self.locks.lock(&record.id).await;
+            let Some(current) = self.index.get(&record.id) else { continue };
+            if current.status.is_ended() || current.updated_at > snapshot_at {
+                continue; // changed since the container list was taken
+            }
+            let mut sandbox = Sandbox::clone(&current);
+            let container = by_sandbox.get(&sandbox.id).copied();
+            let now = Utc::now();
+            match (sandbox.status, container) {
+                (Status::Stopping, container) => {
+                    if let Some(container) = container {
+                        if let Err(error) = self.runtime.remove(&container.container_id).await {
+                            warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
+                            continue;
+                        }
+                    }
+                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
+                    sandbox.end(Status::Terminated, &reason, now);
+                }
+                (Status::Pending | Status::Creating, Some(container)) => {
+                    self.adopt_container(&mut sandbox, container).await;
+                    report.adopted += 1;
+                }
+                (Status::Pending | Status::Creating, None) => {
+                    sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+                }
+                (_, None) => {
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    report.lost += 1;
+                }
+                (_, Some(container)) => {
+                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
+                        report.adopted += 1;
+                    }
+                    let before = sandbox.clone();
+                    self.adopt_container(&mut sandbox, container).await;
+                    if before == sandbox {
+                        continue;
+                    }
+                }
+            }
+            if let Err(error) = self.persist(&mut sandbox).await {
+                warn!(sandbox = %sandbox.id, %error, "could not record a resync change");
+                continue;
+            }
+            if sandbox.status.is_ended() {
+                info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
+                self.after_end(&sandbox);
+            }
+        }
+
+        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
+        for container in &containers {
+            let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
+            let collect = match &record {
+                Some(record) if record.status.is_ended() => true,
+                Some(record) => record.container_id.as_deref().is_some_and(|id| id != container.container_id),
+                None => container.created_at + grace <= snapshot_at,
+            };
+            if collect {
+                match self.runtime.remove(&container.container_id).await {
+                    Ok(()) => {
+                        info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
+                        report.collected += 1;
+                    }
+                    Err(error) => warn!(container = %container.container_id, %error, "could not collect a container"),
+                }
+            }
+        }
+
+        report.purged = self.purge(snapshot_at).await;
+        Ok(report)
+    }
+
+    /// Forgets ended records older than the retention period, in the store and the index.
+    async fn purge(&self, now: DateTime<Utc>) -> u64 {
+        let cutoff = now - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        let purged = match self.store.purge_ended_before(cutoff).await {
+            Ok(purged) => purged,
+            Err(error) => {
+                warn!(%error, "could not purge old records");
+                return 0;
+            }
+        };
+        for record in self.index.snapshot() {
+            if record.ended_at.is_some_and(|ended_at| ended_at < cutoff) {
+                self.index.remove(&record.id);
+            }
+        }
+        purged
+    }
+
+    /// Writes the record to the store (retrying transient failures), then to the index.
+    async fn persist(&self, sandbox: &mut Sandbox) -> Result<(), StoreError> {
+        sandbox.updated_at = Utc::now();
+        retry_store(|| self.store.update(sandbox)).await?;
+        self.index.put(sandbox.clone());
+        Ok(())
+    }
+
+    fn lock_provisioning(&self) -> std::sync::MutexGuard<'_, HashSet<SandboxId>> {
+        self.provisioning.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// What one resync changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResyncReport {
+    pub adopted: usize,
+    pub lost: usize,
+    pub collected: usize,
+    pub purged: u64,
+}
+
+/// Ends a sandbox whose main process exited: `Failed` on OOM or a non-zero code, else `Terminated`.
+fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool, finished_at: Option<DateTime<Utc>>) {
+    sandbox.exit_code = exit_code;
+    sandbox.oom_killed = oom_killed;
+    let ended_at = finished_at.unwrap_or_else(Utc::now);
+    if oom_killed {
+        sandbox.end(Status::Failed, reasons::OOM_KILLED, ended_at);
+    } else if exit_code != Some(0) {
+        sandbox.end(Status::Failed, reasons::EXITED, ended_at);
+    } else {
+        sandbox.end(Status::Terminated, reasons::EXITED, ended_at);
+    }
+}
+
+/// Retries a store write that failed because the store was briefly unavailable.
+async fn retry_store<F, Fut>(mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..3 {
+        match write().await {
+            Err(StoreError::Unavailable(detail)) => {
+                warn!(%detail, "store unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            outcome => return outcome,
+        }
+    }
+    write().await
+}
+
+fn validate_owner(owner: &str) -> Result<(), ServiceError> {
+    let valid = !owner.is_empty()
+        && owner.len() <= 63
+        && owner.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::field("owner", format!("`{owner}` is not an owner name: use 1-63 letters, digits and - _ . @")))
+    }
+}
+
+fn validate_idempotency_key(key: &str) -> Result<(), ServiceError> {
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ServiceError::field(
+            "Idempotency-Key",
+            "the header must be 1-255 printable ASCII characters without spaces, e.g. a UUID".into(),
+        ));
+    }
+    Ok(())
+}

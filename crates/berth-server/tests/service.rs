@@ -1,0 +1,228 @@
+//! The service and reconciler rules, on the in-memory fake engine and a real SQLite store:
+//! write-through, events, resync (adoption, lost containers, orphans), expiry and restarts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::sandbox::label_keys;
+use berth_core::spec::NumberOrString;
+use berth_core::{SandboxRequest, Status};
+use berth_runtime::fake::FakeRuntime;
+use berth_server::service::{SandboxService, ServiceError};
+use berth_server::{ServerConfig, start};
+use berth_store::{SandboxFilter, SqliteStore, Store};
+
+struct Harness {
+    service: Arc<SandboxService>,
+    runtime: Arc<FakeRuntime>,
+    store: Arc<SqliteStore>,
+    _background: tokio::task::JoinSet<()>,
+    dir: tempfile::TempDir,
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        resync_interval: Duration::from_secs(3600),
+        orphan_grace: Duration::from_secs(60),
+        cluster: "test".into(),
+        ..ServerConfig::default()
+    }
+}
+
+async fn harness_with(runtime: Arc<FakeRuntime>, dir: tempfile::TempDir, config: ServerConfig) -> Harness {
+    let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
+    let (service, background) = start(config, runtime.clone(), store.clone()).await.unwrap();
+    Harness { service, runtime, store, _background: background, dir }
+}
+
+async fn harness() -> Harness {
+    harness_with(Arc::new(FakeRuntime::default()), tempfile::tempdir().unwrap(), config()).await
+}
+
+fn request() -> SandboxRequest {
+    SandboxRequest { image: Some("busybox".into()), ..SandboxRequest::default() }
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn create_records_before_the_engine_and_writes_through() {
+    let h = harness().await;
+    let created = h.service.create(request(), None, true).await.unwrap().sandbox;
+    assert_eq!(created.status, Status::Running);
+    let stored = h.store.get(&created.id).await.unwrap().unwrap();
+    assert_eq!(stored, created, "store and index agree");
+    let container = h.runtime.container(created.container_id.as_deref().unwrap()).unwrap();
+    assert_eq!(container.labels[label_keys::CLUSTER], "test");
+    assert_eq!(container.labels[label_keys::SANDBOX], created.id.as_str());
+    assert_eq!(container.labels[label_keys::MANAGED], "true");
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_the_record_and_names_the_image() {
+    let h = harness_with(Arc::new(FakeRuntime::with_images(&["busybox"])), tempfile::tempdir().unwrap(), config()).await;
+    let mut bad = request();
+    bad.image = Some("nothing:here".into());
+    let error = h.service.create(bad, None, true).await.unwrap_err();
+    let ServiceError::Engine { sandbox_id: Some(id), error } = error else { panic!("{error:?}") };
+    assert!(error.to_string().contains("nothing:here"));
+    let record = h.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Failed);
+    assert_eq!(record.status_reason.as_deref(), Some("image_not_found"));
+    assert!(h.runtime.container_ids().is_empty());
+}
+
+#[tokio::test]
+async fn an_unavailable_engine_fails_the_create_without_leaving_anything() {
+    let h = harness().await;
+    h.runtime.set_unavailable(true);
+    let error = h.service.create(request(), None, true).await.unwrap_err();
+    assert!(matches!(error, ServiceError::Engine { error: berth_runtime::RuntimeError::Unavailable { .. }, .. }));
+    h.runtime.set_unavailable(false);
+    assert!(h.runtime.container_ids().is_empty());
+}
+
+#[tokio::test]
+async fn engine_events_end_sandboxes_with_the_right_status() {
+    let h = harness().await;
+    let failing = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let clean = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let oom = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let lost = h.service.create(request(), None, true).await.unwrap().sandbox;
+    h.runtime.exit(failing.container_id.as_deref().unwrap(), 3, false);
+    h.runtime.exit(clean.container_id.as_deref().unwrap(), 0, false);
+    h.runtime.exit(oom.container_id.as_deref().unwrap(), 137, true);
+    h.runtime.remove_behind_back(lost.container_id.as_deref().unwrap());
+    let service = h.service.clone();
+    let status_of = move |id: &berth_core::SandboxId| service.get(id.as_str()).unwrap();
+    assert!(wait_for(|| [&failing, &clean, &oom, &lost].iter().all(|s| status_of(&s.id).status.is_ended())).await);
+    let check = |id: &berth_core::SandboxId, status: Status, reason: &str, code: Option<i64>| {
+        let sandbox = h.service.get(id.as_str()).unwrap();
+        assert_eq!((sandbox.status, sandbox.status_reason.as_deref(), sandbox.exit_code), (status, Some(reason), code));
+    };
+    check(&failing.id, Status::Failed, "exited", Some(3));
+    check(&clean.id, Status::Terminated, "exited", Some(0));
+    check(&oom.id, Status::Failed, "oom_killed", Some(137));
+    check(&lost.id, Status::Failed, "container_lost", None);
+    // Exited containers are removed: nothing is left on the engine.
+    assert!(wait_for(|| h.runtime.container_ids().is_empty()).await, "{:?}", h.runtime.container_ids());
+}
+
+#[tokio::test]
+async fn expiry_stops_the_sandbox_at_its_deadline_and_renewal_moves_it() {
+    let h = harness().await;
+    let mut short = request();
+    short.ttl = Some(NumberOrString::String("300ms".into()));
+    let expiring = h.service.create(short.clone(), None, true).await.unwrap().sandbox;
+    let renewed = h.service.create(short, None, true).await.unwrap().sandbox;
+    h.service.renew(renewed.id.as_str(), &NumberOrString::String("1h".into())).await.unwrap();
+    let service = h.service.clone();
+    assert!(wait_for(|| service.get(expiring.id.as_str()).unwrap().status == Status::Terminated).await);
+    let ended = h.service.get(expiring.id.as_str()).unwrap();
+    assert_eq!(ended.status_reason.as_deref(), Some("expired"));
+    assert!(ended.ended_at.unwrap() >= expiring.expires_at);
+    assert!(h.runtime.container(expiring.container_id.as_deref().unwrap()).is_none());
+    assert_eq!(h.service.get(renewed.id.as_str()).unwrap().status, Status::Running);
+}
+
+#[tokio::test]
+async fn delete_is_idempotent_and_unknown_ids_are_not_found() {
+    let h = harness().await;
+    let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let deleted = h.service.delete(sandbox.id.as_str()).await.unwrap();
+    assert_eq!((deleted.status, deleted.status_reason.as_deref()), (Status::Terminated, Some("deleted")));
+    assert_eq!(h.service.delete(sandbox.id.as_str()).await.unwrap().status, Status::Terminated);
+    assert!(matches!(h.service.delete("0123456789abcdef").await, Err(ServiceError::NotFound(_))));
+    assert!(matches!(h.service.renew(sandbox.id.as_str(), &NumberOrString::Number(60.0)).await, Err(ServiceError::InvalidState(_))));
+}
+
+#[tokio::test]
+async fn a_delete_during_an_unfinished_create_wins() {
+    let h = harness().await;
+    let pending = h.service.create(request(), None, false).await.unwrap().sandbox;
+    h.service.delete(pending.id.as_str()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ended = h.service.get(pending.id.as_str()).unwrap();
+    assert_eq!(ended.status, Status::Terminated);
+    assert!(h.runtime.container_ids().is_empty(), "a deleted sandbox never gets a container");
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_first_sandbox() {
+    let h = harness().await;
+    let first = h.service.create(request(), Some("k-1".into()), true).await.unwrap();
+    let again = h.service.create(request(), Some("k-1".into()), true).await.unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.sandbox.id, again.sandbox.id);
+    assert_eq!(h.runtime.container_ids().len(), 1);
+    let mut other_owner = request();
+    other_owner.owner = Some("bob".into());
+    let bobs = h.service.create(other_owner, Some("k-1".into()), true).await.unwrap();
+    assert_ne!(bobs.sandbox.id, first.sandbox.id, "keys are per owner");
+}
+
+#[tokio::test]
+async fn resync_collects_orphans_of_this_cluster_only_after_the_grace() {
+    let h = harness_with(
+        Arc::new(FakeRuntime::default()),
+        tempfile::tempdir().unwrap(),
+        ServerConfig { orphan_grace: Duration::from_secs(60), ..config() },
+    )
+    .await;
+    let labels = |cluster: &str| {
+        BTreeMap::from([
+            (label_keys::MANAGED.to_owned(), "true".to_owned()),
+            (label_keys::CLUSTER.to_owned(), cluster.to_owned()),
+            (label_keys::SANDBOX.to_owned(), "00000000deadbeef".to_owned()),
+        ])
+    };
+    let old = chrono::Utc::now() - chrono::Duration::seconds(120);
+    let young = h.runtime.plant(labels("test"), chrono::Utc::now());
+    let orphan = h.runtime.plant(labels("test"), old);
+    let foreign = h.runtime.plant(labels("someone-else"), old);
+    let report = h.service.resync().await.unwrap();
+    assert_eq!(report.collected, 1);
+    assert!(h.runtime.container(&orphan).is_none());
+    assert!(h.runtime.container(&young).is_some(), "within the grace period");
+    assert!(h.runtime.container(&foreign).is_some(), "another deployment's container");
+}
+
+#[tokio::test]
+async fn a_restart_adopts_running_sandboxes_and_settles_interrupted_ones() {
+    let runtime = Arc::new(FakeRuntime::default());
+    let dir = tempfile::tempdir().unwrap();
+    let first = harness_with(runtime.clone(), dir, config()).await;
+    let running = first.service.create(request(), None, true).await.unwrap().sandbox;
+    let vanishing = first.service.create(request(), None, true).await.unwrap().sandbox;
+    // A record whose create never reached the engine, as after a crash.
+    let mut interrupted = running.clone();
+    interrupted.id = berth_core::SandboxId::generate();
+    interrupted.status = Status::Creating;
+    interrupted.container_id = None;
+    interrupted.idempotency_key = None;
+    first.store.insert(&interrupted).await.unwrap();
+    let Harness { dir, _background, .. } = first;
+    drop(_background);
+    // The engine changes while no server watches.
+    runtime.remove_behind_back(vanishing.container_id.as_deref().unwrap());
+
+    let second = harness_with(runtime.clone(), dir, config()).await;
+    let service = second.service.clone();
+    let settled = |id: &berth_core::SandboxId| service.get(id.as_str()).unwrap();
+    assert!(wait_for(|| settled(&vanishing.id).status == Status::Failed && settled(&interrupted.id).status == Status::Failed).await);
+    assert_eq!(settled(&running.id).status, Status::Running);
+    assert_eq!(settled(&vanishing.id).status_reason.as_deref(), Some("container_lost"));
+    assert_eq!(settled(&interrupted.id).status_reason.as_deref(), Some("create_interrupted"));
+    let live = second.service.list(&SandboxFilter::default(), None, 100);
+    assert_eq!(live.items.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&running.id]);
+    drop(second.dir);
+}

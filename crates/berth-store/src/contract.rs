@@ -1,0 +1,1247 @@
+//! The backend-independent contract of [`Store`]: one `pub async fn` per behaviour, each taking
+//! a fresh, empty store, and [`store_contract_tests!`](crate::store_contract_tests) to run them
+//! all as separate tests against a backend.
+//!
+//! A backend's test file runs the whole suite with:
+//!
+//! ```ignore
+//! async fn fresh() -> (Arc<dyn Store>, impl Sized) { /* an empty store + whatever keeps it alive */ }
+//! berth_store::store_contract_tests!(fresh);
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_core::{PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, Status};
+use chrono::{DateTime, Utc};
+
+use crate::{Cursor, SandboxFilter, Store, StoreError};
+
+/// Generates one `#[tokio::test]` per contract function. `$fresh` is an async fn (or closure)
+/// returning `(Arc<dyn Store>, guard)`: an empty store, and anything that must live as long as
+/// it (a temp dir, a throwaway database). The calling crate needs `tokio` as a dev-dependency.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($fresh:expr) => {
+        $crate::store_contract_tests!(@each $fresh;
+            round_trip_preserves_every_field,
+            get_of_unknown_id_is_none,
+            insert_of_existing_id_is_already_exists,
+            idempotency_key_is_unique_per_owner,
+            find_by_idempotency_key_matches_owner_and_key,
+            update_replaces_the_whole_record,
+            update_of_unknown_id_is_not_found,
+            failed_update_changes_nothing,
+            list_orders_by_created_at_then_id,
+            list_pages_cover_everything_exactly_once,
+            cursor_is_stable_when_records_are_added,
+            list_filters_by_status,
+            list_filters_by_owner,
+            list_filters_by_labels_all_must_match,
+            list_agrees_with_filter_matches,
+            list_with_zero_limit_is_empty,
+            list_live_returns_every_unended_record,
+            purge_deletes_only_records_ended_before_cutoff,
+            concurrent_writers_all_succeed,
+            concurrent_inserts_admit_one_per_idempotency_key,
+            ping_answers,
+        );
+    };
+    (@each $fresh:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, _guard) = ($fresh)().await;
+                $crate::contract::$name(store).await;
+            }
+        )*
+    };
+}
+
+/// 2025-06-15T15:06:40.123456789Z: sub-second, so any precision loss shows.
+const BASE_NANOS: i64 = 1_750_000_000_123_456_789;
+
+/// A time `offset_nanos` after the suite's base time.
+pub fn at(offset_nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(BASE_NANOS + offset_nanos)
+}
+
+/// `seconds` after the base time.
+pub fn at_secs(seconds: i64) -> DateTime<Utc> {
+    at(seconds * 1_000_000_000)
+}
+
+/// A plain running sandbox of `owner`, created at `created_at`, with no labels.
+pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
+    let ttl = Duration::from_secs(1800);
+    Sandbox {
+        id: SandboxId::generate(),
+        status: Status::Running,
+        status_reason: None,
+        exit_code: None,
+        oom_killed: false,
+        owner: owner.to_owned(),
+        engine: "local".into(),
+        spec: SandboxSpec {
+            image: "busybox:latest".into(),
+            command: None,
+            env: BTreeMap::new(),
+            workdir: None,
+            user: None,
+            labels: BTreeMap::new(),
+            ports: Vec::new(),
+            resources: Resources {
+                cpu_millis: 1000,
+                memory_bytes: 512 << 20,
+                pids_limit: 1024,
+            },
+            ttl,
+        },
+        container_id: None,
+        ip: None,
+        ports: Vec::new(),
+        idempotency_key: None,
+        created_at,
+        updated_at: created_at,
+        started_at: None,
+        expires_at: created_at + chrono::Duration::seconds(1800),
+        ended_at: None,
+    }
+}
+
+/// `sandbox` with exactly these labels.
+pub fn labelled(mut sandbox: Sandbox, labels: &[(&str, &str)]) -> Sandbox {
+    sandbox.spec.labels = labels
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    sandbox
+}
+
+/// `sandbox` moved to `status`; ended statuses get a reason and `ended_at` one second after
+/// creation.
+pub fn in_status(mut sandbox: Sandbox, status: Status) -> Sandbox {
+    sandbox.status = status;
+    if status.is_ended() {
+        sandbox.status_reason = Some("exited".into());
+        sandbox.ended_at = Some(sandbox.created_at + chrono::Duration::seconds(1));
+    }
+    sandbox
+}
+
+/// A record with every optional field set and every collection non-empty.
+pub fn fully_populated() -> Sandbox {
+    let created_at = at(1);
+    Sandbox {
+        id: SandboxId::generate(),
+        status: Status::Failed,
+        status_reason: Some("oom_killed".into()),
+        exit_code: Some(-9),
+        oom_killed: true,
+        owner: "team-α \"quoted\" 'single'".into(),
+        engine: "engine-2".into(),
+        spec: SandboxSpec {
+            image: "registry.local:5000/tools/python@sha256:0123abcd".into(),
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo 'hi' && sleep 1; exit 3".into(),
+            ]),
+            env: BTreeMap::from([
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("EMPTY".into(), String::new()),
+                ("UNICODE".into(), "ünïcödé ✓ \n newline".into()),
+            ]),
+            workdir: Some("/work dir".into()),
+            user: Some("1000:1000".into()),
+            labels: BTreeMap::from([
+                ("team".into(), "red".into()),
+                ("example.com/tier".into(), "gold".into()),
+                ("empty".into(), String::new()),
+            ]),
+            ports: vec![8080, 9090],
+            resources: Resources {
+                cpu_millis: 2500,
+                memory_bytes: 3 << 30,
+                pids_limit: 77,
+            },
+            ttl: Duration::from_millis(90_500),
+        },
+        container_id: Some("4f2a".repeat(16)),
+        ip: Some("172.17.0.5".into()),
+        ports: vec![
+            PortBinding {
+                container_port: 8080,
+                host_ip: "127.0.0.1".into(),
+                host_port: 49_153,
+            },
+            PortBinding {
+                container_port: 9090,
+                host_ip: "::1".into(),
+                host_port: 65_535,
+            },
+        ],
+        idempotency_key: Some("req-42".into()),
+        created_at,
+        updated_at: at(2_000_000_007),
+        started_at: Some(at(1_000_000_003)),
+        expires_at: at(1_800_000_000_001),
+        ended_at: Some(at(3_000_000_009)),
+    }
+}
+
+/// Sorted the way every list answers: `(created_at, id)`.
+pub fn in_list_order(mut sandboxes: Vec<Sandbox>) -> Vec<Sandbox> {
+    sandboxes.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    sandboxes
+}
+
+/// Label pairs as tests write them.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+fn ids(sandboxes: &[Sandbox]) -> Vec<SandboxId> {
+    sandboxes.iter().map(|sandbox| sandbox.id.clone()).collect()
+}
+
+async fn insert_all(store: &dyn Store, sandboxes: &[Sandbox]) {
+    for sandbox in sandboxes {
+        store.insert(sandbox).await.expect("insert");
+    }
+}
+
+fn label_filter(labels: &[(&str, &str)]) -> SandboxFilter {
+    SandboxFilter {
+        labels: labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect(),
+        include_ended: true,
+        ..SandboxFilter::default()
+    }
+}
+
+/// Every record `filter` matches, fetched `page_size` at a time, checking each page's shape:
+/// a page with a `next` cursor is full and its cursor is its last item.
+pub async fn list_all_pages(
+    store: &dyn Store,
+    filter: &SandboxFilter,
+    page_size: usize,
+) -> Vec<Sandbox> {
+    let mut all = Vec::new();
+    let mut after: Option<Cursor> = None;
+    for _ in 0..10_000 {
+        let page = store
+            .list(filter, after.as_ref(), page_size)
+            .await
+            .expect("list");
+        assert!(
+            page.items.len() <= page_size,
+            "page of {} over limit {page_size}",
+            page.items.len()
+        );
+        match page.next {
+            Some(next) => {
+                assert_eq!(
+                    page.items.len(),
+                    page_size,
+                    "a page followed by more is full"
+                );
+                assert_eq!(
+                    page.items.last().map(Cursor::after),
+                    Some(next.clone()),
+                    "next is the last item"
+                );
+                all.extend(page.items);
+                after = Some(next);
+            }
+            None => {
+                all.extend(page.items);
+                return all;
+            }
+        }
+    }
+    panic!("pagination never ended");
+}
+
+/// Insert then get returns the identical record: every field, sub-second timestamps, labels,
+/// ports, env, optional fields both set and unset.
+pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
+    let full = fully_populated();
+    let minimal = sample("bob", at(5));
+    store.insert(&full).await.expect("insert full record");
+    store.insert(&minimal).await.expect("insert minimal record");
+
+    let read = store
+        .get(&full.id)
+        .await
+        .expect("get")
+        .expect("full record exists");
+    assert_eq!(read, full);
+    assert_eq!(
+        read.created_at.timestamp_subsec_nanos(),
+        123_456_790,
+        "nanoseconds survive"
+    );
+    assert_eq!(
+        store.get(&minimal.id).await.expect("get"),
+        Some(minimal.clone())
+    );
+
+    // The same records come back whole through every read path.
+    let listed = store
+        .list(
+            &SandboxFilter {
+                include_ended: true,
+                ..SandboxFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.items, vec![full.clone(), minimal.clone()]);
+    let found = store
+        .find_by_idempotency_key(&full.owner, "req-42")
+        .await
+        .expect("find");
+    assert_eq!(found, Some(full));
+    assert_eq!(store.list_live().await.expect("list_live"), vec![minimal]);
+}
+
+pub async fn get_of_unknown_id_is_none(store: Arc<dyn Store>) {
+    store.insert(&sample("alice", at(0))).await.expect("insert");
+    assert_eq!(store.get(&SandboxId::generate()).await.expect("get"), None);
+}
+
+/// A second insert with an existing id fails and leaves the first record, labels included.
+/// Re-inserting the very same record (same id and idempotency key) is also `AlreadyExists`.
+pub async fn insert_of_existing_id_is_already_exists(store: Arc<dyn Store>) {
+    let mut first = labelled(sample("alice", at(0)), &[("team", "red")]);
+    first.idempotency_key = Some("key".into());
+    store.insert(&first).await.expect("insert");
+    match store.insert(&first).await {
+        Err(StoreError::AlreadyExists(id)) => assert_eq!(id, first.id),
+        other => panic!("expected AlreadyExists for a repeated insert, got {other:?}"),
+    }
+
+    let mut clash = labelled(sample("bob", at(7)), &[("team", "blue")]);
+    clash.id = first.id.clone();
+    match store.insert(&clash).await {
+        Err(StoreError::AlreadyExists(id)) => assert_eq!(id, first.id),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&first.id).await.expect("get"),
+        Some(first.clone())
+    );
+    let blue = store
+        .list(&label_filter(&[("team", "blue")]), None, 10)
+        .await
+        .expect("list");
+    assert!(
+        blue.items.is_empty(),
+        "the refused record's labels were not written: {blue:?}"
+    );
+    let red = store
+        .list(&label_filter(&[("team", "red")]), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(ids(&red.items), vec![first.id]);
+}
+
+/// An owner cannot use one idempotency key twice; another owner can use the same key; records
+/// without a key never clash.
+pub async fn idempotency_key_is_unique_per_owner(store: Arc<dyn Store>) {
+    let mut first = sample("alice", at(0));
+    first.idempotency_key = Some("key-1".into());
+    store.insert(&first).await.expect("insert");
+
+    let mut again = sample("alice", at(1));
+    again.idempotency_key = Some("key-1".into());
+    match store.insert(&again).await {
+        Err(StoreError::DuplicateIdempotencyKey { owner, key }) => {
+            assert_eq!((owner.as_str(), key.as_str()), ("alice", "key-1"));
+        }
+        other => panic!("expected DuplicateIdempotencyKey, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&again.id).await.expect("get"),
+        None,
+        "nothing was written"
+    );
+
+    let mut other_owner = sample("bob", at(2));
+    other_owner.idempotency_key = Some("key-1".into());
+    store
+        .insert(&other_owner)
+        .await
+        .expect("same key, other owner");
+
+    let mut other_key = sample("alice", at(3));
+    other_key.idempotency_key = Some("key-2".into());
+    store
+        .insert(&other_key)
+        .await
+        .expect("same owner, other key");
+
+    for offset in 4..7 {
+        store
+            .insert(&sample("alice", at(offset)))
+            .await
+            .expect("records without a key never clash");
+    }
+    let all = store
+        .list(&SandboxFilter::default(), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 6);
+}
+
+pub async fn find_by_idempotency_key_matches_owner_and_key(store: Arc<dyn Store>) {
+    let mut alice = sample("alice", at(0));
+    alice.idempotency_key = Some("k".into());
+    let mut bob = sample("bob", at(1));
+    bob.idempotency_key = Some("k".into());
+    let unkeyed = sample("carol", at(2));
+    insert_all(&*store, &[alice.clone(), bob.clone(), unkeyed]).await;
+
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "k")
+            .await
+            .expect("find"),
+        Some(alice)
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("bob", "k")
+            .await
+            .expect("find"),
+        Some(bob)
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "K")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "other")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("carol", "k")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("carol", "")
+            .await
+            .expect("find"),
+        None
+    );
+}
+
+/// Update replaces every field, and every index follows: labels, owner, idempotency key,
+/// status, order.
+pub async fn update_replaces_the_whole_record(store: Arc<dyn Store>) {
+    let mut original = labelled(
+        sample("alice", at_secs(10)),
+        &[("team", "red"), ("tier", "gold")],
+    );
+    original.status = Status::Pending;
+    original.idempotency_key = Some("old-key".into());
+    let neighbour = sample("alice", at_secs(5));
+    insert_all(&*store, &[original.clone(), neighbour.clone()]).await;
+
+    let mut updated = fully_populated();
+    updated.id = original.id.clone();
+    updated.status = Status::Running;
+    updated.status_reason = None;
+    updated.ended_at = None;
+    updated.owner = "bob".into();
+    updated.idempotency_key = Some("new-key".into());
+    updated.created_at = at_secs(1);
+    updated.spec.labels = BTreeMap::from([
+        ("team".into(), "blue".into()),
+        ("env".into(), "prod".into()),
+    ]);
+    store.update(&updated).await.expect("update");
+
+    assert_eq!(
+        store.get(&original.id).await.expect("get"),
+        Some(updated.clone())
+    );
+    for (labels, expected) in [
+        (&[("team", "red")][..], vec![]),
+        (&[("tier", "gold")][..], vec![]),
+        (&[("team", "blue")][..], vec![updated.id.clone()]),
+        (
+            &[("team", "blue"), ("env", "prod")][..],
+            vec![updated.id.clone()],
+        ),
+    ] {
+        let page = store
+            .list(&label_filter(labels), None, 10)
+            .await
+            .expect("list");
+        assert_eq!(ids(&page.items), expected, "labels {labels:?}");
+    }
+    let by_owner = |owner: &str| SandboxFilter {
+        owner: Some(owner.into()),
+        ..SandboxFilter::default()
+    };
+    let alice = store
+        .list(&by_owner("alice"), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(ids(&alice.items), vec![neighbour.id.clone()]);
+    let bob = store.list(&by_owner("bob"), None, 10).await.expect("list");
+    assert_eq!(ids(&bob.items), vec![updated.id.clone()]);
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "old-key")
+            .await
+            .expect("find"),
+        None
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("bob", "new-key")
+            .await
+            .expect("find"),
+        Some(updated.clone())
+    );
+    let running = SandboxFilter {
+        statuses: vec![Status::Running],
+        ..SandboxFilter::default()
+    };
+    let running = store.list(&running, None, 10).await.expect("list");
+    assert_eq!(
+        ids(&running.items),
+        vec![updated.id.clone(), neighbour.id.clone()],
+        "new created_at orders it first"
+    );
+
+    // The key the record gave up is free again.
+    let mut reuse = sample("alice", at_secs(20));
+    reuse.idempotency_key = Some("old-key".into());
+    store
+        .insert(&reuse)
+        .await
+        .expect("released key is reusable");
+
+    // Ending it through update takes it out of the live set.
+    let mut ended = updated.clone();
+    ended.end(Status::Terminated, "deleted", at_secs(30));
+    store.update(&ended).await.expect("update to ended");
+    let live = store.list_live().await.expect("list_live");
+    assert_eq!(ids(&live), vec![neighbour.id, reuse.id]);
+}
+
+pub async fn update_of_unknown_id_is_not_found(store: Arc<dyn Store>) {
+    store.insert(&sample("alice", at(0))).await.expect("insert");
+    let ghost = labelled(sample("alice", at(1)), &[("team", "red")]);
+    match store.update(&ghost).await {
+        Err(StoreError::NotFound(id)) => assert_eq!(id, ghost.id),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&ghost.id).await.expect("get"),
+        None,
+        "update does not insert"
+    );
+    let red = store
+        .list(&label_filter(&[("team", "red")]), None, 10)
+        .await
+        .expect("list");
+    assert!(
+        red.items.is_empty(),
+        "no labels written for a missing record: {red:?}"
+    );
+}
+
+/// An update that would take another record's idempotency key fails as a whole: neither the
+/// row nor its labels change.
+pub async fn failed_update_changes_nothing(store: Arc<dyn Store>) {
+    let mut first = sample("alice", at(0));
+    first.idempotency_key = Some("k1".into());
+    let mut second = labelled(sample("alice", at(1)), &[("team", "red")]);
+    second.idempotency_key = Some("k2".into());
+    insert_all(&*store, &[first.clone(), second.clone()]).await;
+
+    let mut thief = labelled(second.clone(), &[("team", "blue")]);
+    thief.idempotency_key = Some("k1".into());
+    thief.status = Status::Paused;
+    match store.update(&thief).await {
+        Err(StoreError::DuplicateIdempotencyKey { owner, key }) => {
+            assert_eq!((owner.as_str(), key.as_str()), ("alice", "k1"));
+        }
+        other => panic!("expected DuplicateIdempotencyKey, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&second.id).await.expect("get"),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "k1")
+            .await
+            .expect("find"),
+        Some(first)
+    );
+    let blue = store
+        .list(&label_filter(&[("team", "blue")]), None, 10)
+        .await
+        .expect("list");
+    assert!(blue.items.is_empty(), "labels rolled back: {blue:?}");
+    let red = store
+        .list(&label_filter(&[("team", "red")]), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(ids(&red.items), vec![second.id]);
+}
+
+/// Lists come in `(created_at, id)` order whatever the insert order, down to the nanosecond,
+/// with ids breaking ties.
+pub async fn list_orders_by_created_at_then_id(store: Arc<dyn Store>) {
+    let offsets = [5_000, 1, 0, 5_000, 2, 5_000, 1_000_000_000, -1, 0, 3, 1];
+    let sandboxes: Vec<Sandbox> = offsets
+        .iter()
+        .map(|offset| sample("alice", at(*offset)))
+        .collect();
+    insert_all(&*store, &sandboxes).await;
+
+    let page = store
+        .list(&SandboxFilter::default(), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(page.next, None);
+    assert_eq!(ids(&page.items), ids(&in_list_order(sandboxes.clone())));
+    let times: Vec<i64> = page
+        .items
+        .iter()
+        .map(|s| s.created_at.timestamp_nanos_opt().unwrap_or_default() - BASE_NANOS)
+        .collect();
+    assert_eq!(
+        times,
+        vec![-1, 0, 0, 1, 1, 2, 3, 5_000, 5_000, 5_000, 1_000_000_000]
+    );
+    assert_eq!(store.list_live().await.expect("list_live"), page.items);
+}
+
+/// Walking the pages visits every record once, for page sizes that divide the total and ones
+/// that do not; a last page that is exactly full has no `next`.
+pub async fn list_pages_cover_everything_exactly_once(store: Arc<dyn Store>) {
+    // Records share created_at in threes, so pages end in the middle of ties.
+    let sandboxes: Vec<Sandbox> = (0..24).map(|i| sample("alice", at(i / 3))).collect();
+    insert_all(&*store, &sandboxes).await;
+    let expected = ids(&in_list_order(sandboxes));
+
+    for page_size in [1, 2, 5, 6, 7, 23, 24, 25, usize::MAX] {
+        let all = list_all_pages(&*store, &SandboxFilter::default(), page_size).await;
+        assert_eq!(ids(&all), expected, "page size {page_size}");
+    }
+
+    let exact = store
+        .list(&SandboxFilter::default(), None, 24)
+        .await
+        .expect("list");
+    assert_eq!((exact.items.len(), exact.next), (24, None));
+    let last = store
+        .list(
+            &SandboxFilter::default(),
+            Some(&Cursor::after(&exact.items[17])),
+            6,
+        )
+        .await
+        .expect("list");
+    assert_eq!(ids(&last.items), expected[18..].to_vec());
+    assert_eq!(last.next, None, "an exactly full last page has no next");
+    let beyond = store
+        .list(
+            &SandboxFilter::default(),
+            Some(&Cursor::after(&exact.items[23])),
+            6,
+        )
+        .await
+        .expect("list");
+    assert_eq!((beyond.items.len(), beyond.next), (0, None));
+}
+
+/// A cursor is a position, not a record: records added before it stay behind, records added
+/// after it (including at the same instant with a larger id) show up, and it keeps working
+/// after its own record is gone. It survives the text encoding clients carry.
+pub async fn cursor_is_stable_when_records_are_added(store: Arc<dyn Store>) {
+    let id = |text: &str| SandboxId::parse(text).expect("valid id");
+    let mut sandboxes: Vec<Sandbox> = (0..10).map(|i| sample("alice", at_secs(i))).collect();
+    sandboxes[3].id = id("8000000000000000");
+    insert_all(&*store, &sandboxes).await;
+
+    let first = store
+        .list(&SandboxFilter::default(), None, 4)
+        .await
+        .expect("list");
+    assert_eq!(ids(&first.items), ids(&sandboxes[..4]));
+    let cursor = first.next.clone().expect("more pages");
+    assert_eq!(cursor.id, id("8000000000000000"));
+    let cursor = Cursor::decode(&cursor.encode()).expect("cursor text round-trips");
+
+    let mut before = sample("alice", at_secs(1));
+    before.id = id("0000000000000001");
+    let mut tie_before = sample("alice", at_secs(3));
+    tie_before.id = id("0000000000000002");
+    let mut tie_after = sample("alice", at_secs(3));
+    tie_after.id = id("ffffffffffffffff");
+    let later = sample("alice", at_secs(100));
+    insert_all(
+        &*store,
+        &[before, tie_before, tie_after.clone(), later.clone()],
+    )
+    .await;
+
+    let mut expected = vec![tie_after.id.clone()];
+    expected.extend(ids(&sandboxes[4..]));
+    expected.push(later.id.clone());
+
+    let rest = store
+        .list(&SandboxFilter::default(), Some(&cursor), 100)
+        .await
+        .expect("list");
+    assert_eq!(ids(&rest.items), expected);
+
+    // The cursor's own record ends and is purged; the position still holds.
+    let mut gone = sandboxes[3].clone();
+    gone.end(Status::Terminated, "deleted", at_secs(50));
+    store.update(&gone).await.expect("end");
+    assert_eq!(
+        store.purge_ended_before(at_secs(51)).await.expect("purge"),
+        1
+    );
+    let after_purge = store
+        .list(&SandboxFilter::default(), Some(&cursor), 100)
+        .await
+        .expect("list");
+    assert_eq!(ids(&after_purge.items), expected);
+}
+
+fn one_of_each_status() -> Vec<Sandbox> {
+    Status::ALL
+        .iter()
+        .enumerate()
+        .flat_map(|(index, status)| {
+            let offset = i64::try_from(index).unwrap_or_default() * 10;
+            [
+                in_status(sample("alice", at_secs(offset)), *status),
+                in_status(sample("bob", at_secs(offset + 1)), *status),
+            ]
+        })
+        .collect()
+}
+
+/// `statuses` matches any of them and overrides `include_ended`; with no statuses, ended
+/// records are listed only when `include_ended` is set.
+pub async fn list_filters_by_status(store: Arc<dyn Store>) {
+    let sandboxes = one_of_each_status();
+    insert_all(&*store, &sandboxes).await;
+    let with = |statuses: &[Status]| {
+        sandboxes
+            .iter()
+            .filter(|s| statuses.contains(&s.status))
+            .map(|s| s.id.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let cases = [
+        (
+            vec![Status::Running, Status::Paused],
+            false,
+            with(&[Status::Running, Status::Paused]),
+        ),
+        (vec![Status::Failed], false, with(&[Status::Failed])),
+        (vec![Status::Terminated], true, with(&[Status::Terminated])),
+        (
+            vec![],
+            false,
+            with(&[
+                Status::Pending,
+                Status::Creating,
+                Status::Running,
+                Status::Paused,
+                Status::Stopping,
+            ]),
+        ),
+        (vec![], true, ids(&sandboxes)),
+    ];
+    for (statuses, include_ended, expected) in cases {
+        let filter = SandboxFilter {
+            statuses: statuses.clone(),
+            include_ended,
+            ..SandboxFilter::default()
+        };
+        let page = store.list(&filter, None, 100).await.expect("list");
+        assert_eq!(
+            ids(&page.items),
+            expected,
+            "statuses {statuses:?}, include_ended {include_ended}"
+        );
+        assert!(page.items.iter().all(|s| filter.matches(s)));
+    }
+}
+
+pub async fn list_filters_by_owner(store: Arc<dyn Store>) {
+    let sandboxes = one_of_each_status();
+    insert_all(&*store, &sandboxes).await;
+
+    for (owner, include_ended) in [("alice", false), ("alice", true), ("bob", true)] {
+        let filter = SandboxFilter {
+            owner: Some(owner.into()),
+            include_ended,
+            ..SandboxFilter::default()
+        };
+        let expected: Vec<SandboxId> = sandboxes
+            .iter()
+            .filter(|s| s.owner == owner && (include_ended || !s.status.is_ended()))
+            .map(|s| s.id.clone())
+            .collect();
+        assert!(!expected.is_empty());
+        let page = store.list(&filter, None, 100).await.expect("list");
+        assert_eq!(
+            ids(&page.items),
+            expected,
+            "owner {owner}, include_ended {include_ended}"
+        );
+    }
+    for owner in ["nobody", "Alice", "alice ", ""] {
+        let filter = SandboxFilter {
+            owner: Some(owner.into()),
+            include_ended: true,
+            ..SandboxFilter::default()
+        };
+        let page = store.list(&filter, None, 100).await.expect("list");
+        assert!(page.items.is_empty(), "owner {owner:?} matched {page:?}");
+    }
+}
+
+/// Every label in the filter must be present with exactly that value.
+pub async fn list_filters_by_labels_all_must_match(store: Arc<dyn Store>) {
+    let both = labelled(sample("alice", at(0)), &[("team", "red"), ("env", "prod")]);
+    let team_only = labelled(sample("alice", at(1)), &[("team", "red")]);
+    let other_env = labelled(sample("alice", at(2)), &[("team", "red"), ("env", "dev")]);
+    let env_only = labelled(sample("alice", at(3)), &[("env", "prod")]);
+    let superset = labelled(
+        sample("bob", at(4)),
+        &[("team", "red"), ("env", "prod"), ("extra", "x")],
+    );
+    let none = sample("alice", at(5));
+    let swapped = labelled(sample("alice", at(6)), &[("red", "team"), ("prod", "env")]);
+    let tricky = labelled(
+        sample("alice", at(7)),
+        &[("q", "' OR '1'='1"), ("team", "red%")],
+    );
+    let ended = in_status(
+        labelled(sample("alice", at(8)), &[("team", "red"), ("env", "prod")]),
+        Status::Failed,
+    );
+    let all = [
+        both.clone(),
+        team_only.clone(),
+        other_env.clone(),
+        env_only.clone(),
+        superset.clone(),
+        none,
+        swapped,
+        tricky.clone(),
+        ended.clone(),
+    ];
+    insert_all(&*store, &all).await;
+
+    let cases: Vec<(Labels<'_>, Vec<&Sandbox>)> = vec![
+        (
+            &[("team", "red"), ("env", "prod")],
+            vec![&both, &superset, &ended],
+        ),
+        (
+            &[("team", "red")],
+            vec![&both, &team_only, &other_env, &superset, &ended],
+        ),
+        (&[("env", "dev")], vec![&other_env]),
+        (
+            &[("team", "red"), ("env", "prod"), ("extra", "x")],
+            vec![&superset],
+        ),
+        (&[("team", "RED")], vec![]),
+        (&[("team", "re")], vec![]),
+        (&[("team", "red"), ("nope", "x")], vec![]),
+        (&[("q", "' OR '1'='1")], vec![&tricky]),
+        (&[("team", "red%")], vec![&tricky]),
+    ];
+    for (labels, expected) in cases {
+        let page = store
+            .list(&label_filter(labels), None, 100)
+            .await
+            .expect("list");
+        let expected: Vec<SandboxId> = expected.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(ids(&page.items), expected, "labels {labels:?}");
+    }
+
+    // Labels combine with the other filters and with paging.
+    let filter = SandboxFilter {
+        owner: Some("alice".into()),
+        include_ended: false,
+        ..label_filter(&[("team", "red"), ("env", "prod")])
+    };
+    let page = store.list(&filter, None, 100).await.expect("list");
+    assert_eq!(ids(&page.items), vec![both.id.clone()]);
+    let paged = list_all_pages(&*store, &label_filter(&[("team", "red")]), 2).await;
+    assert_eq!(
+        ids(&paged),
+        vec![both.id, team_only.id, other_env.id, superset.id, ended.id]
+    );
+}
+
+/// Whatever the filter and page size, walking the pages yields exactly the records that
+/// [`SandboxFilter::matches`] accepts, in list order.
+pub async fn list_agrees_with_filter_matches(store: Arc<dyn Store>) {
+    let owners = ["alice", "bob", "carol"];
+    let sandboxes: Vec<Sandbox> = (0..42_usize)
+        .map(|i| {
+            let offset = i64::try_from(i / 4).unwrap_or_default();
+            let mut labels = vec![("team", if i % 2 == 0 { "red" } else { "blue" })];
+            if i % 3 == 0 {
+                labels.push(("env", "prod"));
+            }
+            if i % 5 == 0 {
+                labels.push(("tier", "gold"));
+            }
+            let sandbox = labelled(sample(owners[i % 3], at_secs(offset)), &labels);
+            in_status(sandbox, Status::ALL[i % Status::ALL.len()])
+        })
+        .collect();
+    insert_all(&*store, &sandboxes).await;
+    let sorted = in_list_order(sandboxes);
+
+    let label = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let filters = [
+        SandboxFilter::default(),
+        SandboxFilter {
+            include_ended: true,
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            owner: Some("bob".into()),
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            statuses: vec![Status::Pending, Status::Failed],
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            labels: label(&[("team", "red")]),
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            labels: label(&[("team", "red"), ("env", "prod")]),
+            include_ended: true,
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            statuses: vec![Status::Running, Status::Terminated, Status::Creating],
+            owner: Some("alice".into()),
+            labels: label(&[("env", "prod")]),
+            include_ended: false,
+        },
+        SandboxFilter {
+            labels: label(&[("tier", "gold"), ("team", "blue")]),
+            include_ended: true,
+            ..SandboxFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let expected: Vec<SandboxId> = sorted
+            .iter()
+            .filter(|s| filter.matches(s))
+            .map(|s| s.id.clone())
+            .collect();
+        for page_size in [3, 100] {
+            let listed = list_all_pages(&*store, filter, page_size).await;
+            assert_eq!(ids(&listed), expected, "{filter:?}, page size {page_size}");
+        }
+    }
+}
+
+/// A zero limit answers an empty page without claiming more follow.
+pub async fn list_with_zero_limit_is_empty(store: Arc<dyn Store>) {
+    store.insert(&sample("alice", at(0))).await.expect("insert");
+    let page = store
+        .list(&SandboxFilter::default(), None, 0)
+        .await
+        .expect("list");
+    assert_eq!((page.items.len(), page.next), (0, None));
+}
+
+/// Every record that has not ended, of every owner, in list order.
+pub async fn list_live_returns_every_unended_record(store: Arc<dyn Store>) {
+    assert!(store.list_live().await.expect("list_live").is_empty());
+    let sandboxes = one_of_each_status();
+    insert_all(&*store, &sandboxes).await;
+    let live = store.list_live().await.expect("list_live");
+    let expected: Vec<SandboxId> = in_list_order(sandboxes)
+        .iter()
+        .filter(|s| !s.status.is_ended())
+        .map(|s| s.id.clone())
+        .collect();
+    assert_eq!(expected.len(), 10);
+    assert_eq!(ids(&live), expected);
+}
+
+/// Purge deletes ended records whose `ended_at` is strictly before the cutoff, nothing else,
+/// and frees their ids, idempotency keys and labels.
+pub async fn purge_deletes_only_records_ended_before_cutoff(store: Arc<dyn Store>) {
+    let cutoff = at_secs(100);
+    let ended_at = |mut sandbox: Sandbox, status: Status, when: DateTime<Utc>| {
+        sandbox.end(status, "exited", when);
+        sandbox
+    };
+    let mut old_terminated = ended_at(
+        labelled(sample("alice", at_secs(0)), &[("team", "red")]),
+        Status::Terminated,
+        at_secs(50),
+    );
+    old_terminated.idempotency_key = Some("k".into());
+    let old_failed = ended_at(
+        sample("bob", at_secs(1)),
+        Status::Failed,
+        cutoff - chrono::Duration::nanoseconds(1),
+    );
+    let at_cutoff = ended_at(sample("alice", at_secs(2)), Status::Failed, cutoff);
+    let recent = ended_at(
+        sample("alice", at_secs(3)),
+        Status::Terminated,
+        at_secs(150),
+    );
+    let live = labelled(sample("alice", at_secs(4)), &[("team", "red")]);
+    // Inconsistent but possible: a live status with an ended_at. Only ended records go.
+    let mut live_with_ended_at = sample("alice", at_secs(5));
+    live_with_ended_at.ended_at = Some(at_secs(10));
+    insert_all(
+        &*store,
+        &[
+            old_terminated.clone(),
+            old_failed.clone(),
+            at_cutoff.clone(),
+            recent.clone(),
+            live.clone(),
+            live_with_ended_at.clone(),
+        ],
+    )
+    .await;
+
+    assert_eq!(store.purge_ended_before(cutoff).await.expect("purge"), 2);
+    assert_eq!(store.get(&old_terminated.id).await.expect("get"), None);
+    assert_eq!(store.get(&old_failed.id).await.expect("get"), None);
+    let everything = store
+        .list(
+            &SandboxFilter {
+                include_ended: true,
+                ..SandboxFilter::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        ids(&everything.items),
+        vec![
+            at_cutoff.id.clone(),
+            recent.id.clone(),
+            live.id.clone(),
+            live_with_ended_at.id.clone()
+        ]
+    );
+    assert_eq!(
+        store.purge_ended_before(cutoff).await.expect("purge again"),
+        0
+    );
+
+    let red = store
+        .list(&label_filter(&[("team", "red")]), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(ids(&red.items), vec![live.id.clone()]);
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "k")
+            .await
+            .expect("find"),
+        None
+    );
+
+    // The purged id and key can be used again.
+    let mut reborn = sample("alice", at_secs(200));
+    reborn.id = old_terminated.id.clone();
+    reborn.idempotency_key = Some("k".into());
+    store
+        .insert(&reborn)
+        .await
+        .expect("purged id and key are free");
+
+    assert_eq!(
+        store
+            .purge_ended_before(at_secs(1_000))
+            .await
+            .expect("purge"),
+        2
+    );
+    assert_eq!(
+        ids(&store
+            .list(
+                &SandboxFilter {
+                    include_ended: true,
+                    ..SandboxFilter::default()
+                },
+                None,
+                100
+            )
+            .await
+            .expect("list")
+            .items),
+        vec![live.id, live_with_ended_at.id, reborn.id]
+    );
+}
+
+/// 50 tasks insert and update at once, with readers listing meanwhile; every write succeeds
+/// (no "database is locked") and the final state is every task's last write.
+pub async fn concurrent_writers_all_succeed(store: Arc<dyn Store>) {
+    const TASKS: usize = 50;
+    let mut writers = Vec::new();
+    for task in 0..TASKS {
+        let store = Arc::clone(&store);
+        writers.push(tokio::spawn(async move {
+            let offset = i64::try_from(task).unwrap_or_default();
+            let task_label = task.to_string();
+            let mut sandbox = labelled(
+                sample(&format!("owner-{}", task % 5), at(offset)),
+                &[("task", &task_label)],
+            );
+            sandbox.status = Status::Pending;
+            sandbox.idempotency_key = Some(format!("key-{task}"));
+            store.insert(&sandbox).await?;
+            sandbox.status = Status::Creating;
+            store.update(&sandbox).await?;
+            sandbox.status = Status::Running;
+            sandbox.container_id = Some(format!("container-{task}"));
+            sandbox.spec.labels.insert("phase".into(), "running".into());
+            store.update(&sandbox).await?;
+            if task % 2 == 0 {
+                sandbox.end(Status::Terminated, "deleted", at_secs(10));
+                store.update(&sandbox).await?;
+            }
+            Ok::<Sandbox, StoreError>(sandbox)
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        readers.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                store.list(&SandboxFilter::default(), None, 10).await?;
+                store.list_live().await?;
+            }
+            Ok::<(), StoreError>(())
+        }));
+    }
+
+    let mut written = Vec::new();
+    for (task, writer) in writers.into_iter().enumerate() {
+        match writer.await.expect("writer task") {
+            Ok(sandbox) => written.push(sandbox),
+            Err(error) => panic!("writer {task} failed: {error}"),
+        }
+    }
+    for reader in readers {
+        reader
+            .await
+            .expect("reader task")
+            .expect("concurrent reads succeed");
+    }
+
+    for sandbox in &written {
+        assert_eq!(
+            store.get(&sandbox.id).await.expect("get").as_ref(),
+            Some(sandbox)
+        );
+    }
+    let everything = list_all_pages(
+        &*store,
+        &SandboxFilter {
+            include_ended: true,
+            ..SandboxFilter::default()
+        },
+        7,
+    )
+    .await;
+    assert_eq!(ids(&everything), ids(&in_list_order(written.clone())));
+    let live = store.list_live().await.expect("list_live");
+    assert_eq!(live.len(), TASKS / 2);
+    assert!(live.iter().all(|s| s.status == Status::Running));
+    let running = store
+        .list(&label_filter(&[("phase", "running")]), None, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        running.items.len(),
+        TASKS,
+        "every task's label rewrite landed"
+    );
+}
+
+/// Racing inserts that share an owner and idempotency key: exactly one wins, the rest are told
+/// the key is taken.
+pub async fn concurrent_inserts_admit_one_per_idempotency_key(store: Arc<dyn Store>) {
+    let mut racers = Vec::new();
+    for task in 0..20_i64 {
+        let store = Arc::clone(&store);
+        racers.push(tokio::spawn(async move {
+            let mut sandbox = sample("alice", at(task));
+            sandbox.idempotency_key = Some("same".into());
+            store.insert(&sandbox).await.map(|()| sandbox)
+        }));
+    }
+    let mut winners = Vec::new();
+    for racer in racers {
+        match racer.await.expect("racer task") {
+            Ok(sandbox) => winners.push(sandbox),
+            Err(StoreError::DuplicateIdempotencyKey { owner, key }) => {
+                assert_eq!((owner.as_str(), key.as_str()), ("alice", "same"));
+            }
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one insert wins");
+    assert_eq!(
+        store
+            .find_by_idempotency_key("alice", "same")
+            .await
+            .expect("find"),
+        winners.pop()
+    );
+}
+
+pub async fn ping_answers(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping");
+}

@@ -1,0 +1,330 @@
+//! Backend-neutral SQL: statement text in the dialect SQLite and PostgreSQL share (`$n`
+//! placeholders), the column values derived from a [`Sandbox`], and the dynamic list query.
+
+use berth_core::{Sandbox, Status};
+use chrono::{DateTime, Utc};
+
+use crate::{Cursor, SandboxFilter, StoreError};
+
+pub(crate) const INSERT_SANDBOX: &str = "INSERT INTO sandboxes \
+     (id, status, owner, idempotency_key, created_at, expires_at, ended_at, record) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub(crate) const UPDATE_SANDBOX: &str = "UPDATE sandboxes SET \
+     status = $2, owner = $3, idempotency_key = $4, created_at = $5, expires_at = $6, \
+     ended_at = $7, record = $8 \
+     WHERE id = $1";
+
+pub(crate) const INSERT_LABEL: &str =
+    "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
+
+pub(crate) const DELETE_LABELS: &str = "DELETE FROM sandbox_labels WHERE sandbox_id = $1";
+
+pub(crate) const SANDBOX_EXISTS: &str = "SELECT 1 FROM sandboxes WHERE id = $1";
+
+pub(crate) const GET_SANDBOX: &str = "SELECT id, record FROM sandboxes WHERE id = $1";
+
+pub(crate) const FIND_BY_IDEMPOTENCY_KEY: &str =
+    "SELECT id, record FROM sandboxes WHERE owner = $1 AND idempotency_key = $2";
+
+/// A value bound to a placeholder of a dynamically built statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A dynamically built statement: its text and one bind per placeholder, `$1` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Statement {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Statement {
+    fn new(sql: &str) -> Self {
+        Statement {
+            sql: sql.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    /// Appends the next placeholder to the text and records its value.
+    fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.sql.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.sql.push_str(text);
+        self
+    }
+
+    /// `(v1, v2, ...)`, one placeholder per value.
+    fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+        self.push("(");
+        for (index, value) in values.into_iter().enumerate() {
+            if index > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self.push(")")
+    }
+}
+
+/// The statuses that count as ended, as stored.
+fn ended_statuses() -> impl Iterator<Item = Bind> {
+    Status::ALL
+        .into_iter()
+        .filter(|status| status.is_ended())
+        .map(|status| Bind::Text(status.as_str().to_owned()))
+}
+
+/// Records matching `filter` strictly after `after` in `(created_at, id)` order, at most `limit`
+/// of them (all when `None`). Selects `id, record`.
+pub(crate) fn list(
+    filter: &SandboxFilter,
+    after: Option<&Cursor>,
+    limit: Option<i64>,
+) -> Statement {
+    let mut statement = Statement::new("SELECT s.id, s.record FROM sandboxes s WHERE 1 = 1");
+    if !filter.statuses.is_empty() {
+        statement.push(" AND s.status IN ").bind_list(
+            filter
+                .statuses
+                .iter()
+                .map(|status| Bind::Text(status.as_str().to_owned())),
+        );
+    } else if !filter.include_ended {
+        statement
+            .push(" AND s.status NOT IN ")
+            .bind_list(ended_statuses());
+    }
+    if let Some(owner) = &filter.owner {
+        statement
+            .push(" AND s.owner = ")
+            .bind(Bind::Text(owner.clone()));
+    }
+    for (key, value) in &filter.labels {
+        statement
+            .push(" AND EXISTS (SELECT 1 FROM sandbox_labels l WHERE l.sandbox_id = s.id AND l.key = ")
+            .bind(Bind::Text(key.clone()))
+            .push(" AND l.value = ")
+            .bind(Bind::Text(value.clone()))
+            .push(")");
+    }
+    if let Some(cursor) = after {
+        let created_at = nanos(cursor.created_at);
+        statement
+            .push(" AND (s.created_at > ")
+            .bind(Bind::Int(created_at))
+            .push(" OR (s.created_at = ")
+            .bind(Bind::Int(created_at))
+            .push(" AND s.id > ")
+            .bind(Bind::Text(cursor.id.as_str().to_owned()))
+            .push("))");
+    }
+    statement.push(" ORDER BY s.created_at, s.id");
+    if let Some(limit) = limit {
+        statement.push(" LIMIT ").bind(Bind::Int(limit));
+    }
+    statement
+}
+
+/// Deletes ended records whose `ended_at` is before `cutoff`.
+pub(crate) fn purge_ended_before(cutoff: DateTime<Utc>) -> Statement {
+    let mut statement =
+        Statement::new("DELETE FROM sandboxes WHERE ended_at IS NOT NULL AND ended_at < ");
+    statement
+        .bind(Bind::Int(nanos(cutoff)))
+        .push(" AND status IN ")
+        .bind_list(ended_statuses());
+    statement
+}
+
+/// A time as stored: unix nanoseconds, saturating outside the years 1677..2262 (the order of
+/// stored values stays right; the exact value lives in the JSON record).
+pub(crate) fn nanos(time: DateTime<Utc>) -> i64 {
+    time.timestamp_nanos_opt()
+        .unwrap_or(if time.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+}
+
+/// The values of a `sandboxes` row, in the order of [`INSERT_SANDBOX`]'s placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub id: String,
+    pub status: &'static str,
+    pub owner: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    pub record: String,
+}
+
+impl Row {
+    pub fn of(sandbox: &Sandbox) -> Result<Self, StoreError> {
+        let record = serde_json::to_string(sandbox)
+            .map_err(|e| StoreError::Other(format!("cannot encode sandbox {}: {e}", sandbox.id)))?;
+        Ok(Row {
+            id: sandbox.id.as_str().to_owned(),
+            status: sandbox.status.as_str(),
+            owner: sandbox.owner.clone(),
+            idempotency_key: sandbox.idempotency_key.clone(),
+            created_at: nanos(sandbox.created_at),
+            expires_at: nanos(sandbox.expires_at),
+            ended_at: sandbox.ended_at.map(nanos),
+            record,
+        })
+    }
+}
+
+/// Decodes a stored record, checking it belongs to the row it was read from.
+pub(crate) fn decode(id: &str, record: &str) -> Result<Sandbox, StoreError> {
+    let sandbox: Sandbox = serde_json::from_str(record)
+        .map_err(|e| StoreError::Corrupt(format!("record of sandbox {id} does not decode: {e}")))?;
+    if sandbox.id.as_str() != id {
+        return Err(StoreError::Corrupt(format!(
+            "row {id} holds the record of sandbox {}",
+            sandbox.id
+        )));
+    }
+    Ok(sandbox)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use berth_core::SandboxId;
+
+    use super::*;
+
+    /// Every `$n` in the text, in order of appearance.
+    fn placeholders(sql: &str) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            found.push(digits.parse().expect("a number after $"));
+        }
+        found
+    }
+
+    /// Placeholders are exactly `$1..$n` with one bind each: sqlx-sqlite binds a missing
+    /// placeholder as NULL without complaint, so a gap would silently break a filter.
+    fn assert_binds_match(statement: &Statement) {
+        let used: BTreeSet<usize> = placeholders(&statement.sql).into_iter().collect();
+        let expected: BTreeSet<usize> = (1..=statement.binds.len()).collect();
+        assert_eq!(used, expected, "{}", statement.sql);
+    }
+
+    fn full_filter() -> SandboxFilter {
+        SandboxFilter {
+            statuses: vec![Status::Running, Status::Failed],
+            owner: Some("alice".into()),
+            labels: BTreeMap::from([("team".into(), "red".into()), ("env".into(), "prod".into())]),
+            include_ended: false,
+        }
+    }
+
+    #[test]
+    fn list_binds_every_placeholder() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_nanos(1_700_000_000_123_456_789),
+            id: SandboxId::parse("00000000000000aa").expect("valid id"),
+        };
+        let filters = [
+            SandboxFilter::default(),
+            SandboxFilter {
+                include_ended: true,
+                ..SandboxFilter::default()
+            },
+            full_filter(),
+        ];
+        for filter in &filters {
+            for after in [None, Some(&cursor)] {
+                for limit in [None, Some(10)] {
+                    assert_binds_match(&list(filter, after, limit));
+                }
+            }
+        }
+        let statement = list(&full_filter(), Some(&cursor), Some(10));
+        assert_eq!(statement.binds.len(), 2 + 1 + 4 + 3 + 1);
+        assert_eq!(statement.binds.last(), Some(&Bind::Int(10)));
+    }
+
+    #[test]
+    fn live_filter_excludes_exactly_the_ended_statuses() {
+        let statement = list(&SandboxFilter::default(), None, None);
+        assert!(
+            statement.sql.contains("s.status NOT IN ($1, $2)"),
+            "{}",
+            statement.sql
+        );
+        assert_eq!(
+            statement.binds,
+            vec![Bind::Text("Terminated".into()), Bind::Text("Failed".into())]
+        );
+        let all = list(
+            &SandboxFilter {
+                include_ended: true,
+                ..SandboxFilter::default()
+            },
+            None,
+            None,
+        );
+        assert!(!all.sql.contains("status"), "{}", all.sql);
+    }
+
+    #[test]
+    fn purge_binds_every_placeholder() {
+        let statement = purge_ended_before(DateTime::from_timestamp_nanos(5));
+        assert_binds_match(&statement);
+        assert_eq!(statement.binds[0], Bind::Int(5));
+    }
+
+    #[test]
+    fn static_statements_use_numbered_placeholders() {
+        for (sql, count) in [
+            (INSERT_SANDBOX, 8),
+            (UPDATE_SANDBOX, 8),
+            (INSERT_LABEL, 3),
+            (DELETE_LABELS, 1),
+            (SANDBOX_EXISTS, 1),
+            (GET_SANDBOX, 1),
+            (FIND_BY_IDEMPOTENCY_KEY, 2),
+        ] {
+            let used: BTreeSet<usize> = placeholders(sql).into_iter().collect();
+            assert_eq!(used, (1..=count).collect(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn nanos_saturate_outside_the_representable_range() {
+        let early = DateTime::from_timestamp(-10_000_000_000, 0).expect("valid time");
+        let late = DateTime::from_timestamp(10_000_000_000, 0).expect("valid time");
+        assert_eq!(nanos(early), i64::MIN);
+        assert_eq!(nanos(late), i64::MAX);
+        assert_eq!(nanos(DateTime::from_timestamp_nanos(-7)), -7);
+    }
+
+    #[test]
+    fn decode_refuses_garbage_and_foreign_records() {
+        assert!(matches!(
+            decode("00000000000000aa", "{not json"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode("00000000000000aa", "{}"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

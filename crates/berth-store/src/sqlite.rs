@@ -1,0 +1,468 @@
+//! The SQLite backend: [`SqliteStore`], one file in WAL mode with a single-connection writer
+//! pool (writes serialize, `BEGIN IMMEDIATE`) and a reader pool, schema from `migrations/sqlite`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{Sandbox, SandboxId};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Sqlite};
+
+use crate::sql::{self, Bind, Row, Statement};
+use crate::{Cursor, Page, SandboxFilter, Store, StoreError};
+
+/// How long a connection waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a pooled connection (writers queue here, one at a time).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+const READER_CONNECTIONS: u32 = 4;
+
+/// Sandboxes in one SQLite file. Cheap to clone: clones share the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Exactly one connection: every write transaction runs on it, so writers in this process
+    /// queue in the pool instead of racing for SQLite's lock.
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and applies pending migrations.
+    /// The directory must exist.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_error(path, e))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| migrate_error(path, e))?;
+
+        // Opened after the migrations, so readers never see a half-built schema.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READER_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(path, e))?;
+
+        tracing::debug!(path = %path.display(), "opened sqlite store");
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer,
+            reader,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection, waiting for in-flight queries (the last close checkpoints the
+    /// WAL into the main file). Later calls fail with `Unavailable`.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn fetch_records(&self, statement: Statement) -> Result<Vec<Sandbox>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as_with(AssertSqlSafe(statement.sql), arguments(statement.binds)?)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_error)?;
+        rows.iter()
+            .map(|(id, record)| sql::decode(id, record))
+            .collect()
+    }
+
+    async fn fetch_one_record(
+        &self,
+        query: &'static str,
+        binds: &[&str],
+    ) -> Result<Option<Sandbox>, StoreError> {
+        let mut query = sqlx::query_as::<_, (String, String)>(query);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let row = query
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_error)?;
+        row.map(|(id, record)| sql::decode(&id, &record))
+            .transpose()
+    }
+}
+
+/// Starts a write transaction that holds SQLite's write lock from its first statement, so it
+/// can never fail to upgrade a read lock midway (which SQLite reports as busy at once,
+/// without waiting out the busy timeout).
+async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+    pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
+}
+
+async fn insert_labels(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    sandbox: &Sandbox,
+) -> Result<(), StoreError> {
+    for (key, value) in &sandbox.spec.labels {
+        sqlx::query(sql::INSERT_LABEL)
+            .bind(sandbox.id.as_str())
+            .bind(key.as_str())
+            .bind(value.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_error)?;
+    }
+    Ok(())
+}
+
+fn bind_row<'q>(
+    query: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    row: Row,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(row.id)
+        .bind(row.status)
+        .bind(row.owner)
+        .bind(row.idempotency_key)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(row.ended_at)
+        .bind(row.record)
+}
+
+fn arguments(binds: Vec<Bind>) -> Result<SqliteArguments, StoreError> {
+    use sqlx::Arguments;
+    let mut arguments = SqliteArguments::default();
+    for bind in binds {
+        match bind {
+            Bind::Text(text) => arguments.add(text),
+            Bind::Int(int) => arguments.add(int),
+        }
+        .map_err(|e| StoreError::Other(format!("cannot bind a query argument: {e}")))?;
+    }
+    Ok(arguments)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
+        let row = Row::of(sandbox)?;
+        let mut tx = begin_write(&self.writer).await?;
+        // Checked first so a record that clashes on both id and idempotency key is reported as
+        // existing, whichever unique index the database happens to check first.
+        let exists = sqlx::query(sql::SANDBOX_EXISTS)
+            .bind(sandbox.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        if exists.is_some() {
+            return Err(StoreError::AlreadyExists(sandbox.id.clone()));
+        }
+        bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(sandbox, e))?;
+        insert_labels(&mut tx, sandbox).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
+        let row = Row::of(sandbox)?;
+        let mut tx = begin_write(&self.writer).await?;
+        let updated = bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| write_error(sandbox, e))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound(sandbox.id.clone()));
+        }
+        sqlx::query(sql::DELETE_LABELS)
+            .bind(sandbox.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        insert_labels(&mut tx, sandbox).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
+        self.fetch_one_record(sql::GET_SANDBOX, &[id.as_str()])
+            .await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<Sandbox>, StoreError> {
+        self.fetch_one_record(sql::FIND_BY_IDEMPOTENCY_KEY, &[owner, key])
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: &SandboxFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        if limit == 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        // One more than asked for tells whether another page follows.
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let mut items = self
+            .fetch_records(sql::list(filter, after, Some(fetch)))
+            .await?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(Cursor::after)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn list_live(&self) -> Result<Vec<Sandbox>, StoreError> {
+        self.fetch_records(sql::list(&SandboxFilter::default(), None, None))
+            .await
+    }
+
+    async fn purge_ended_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let statement = sql::purge_ended_before(cutoff);
+        let mut tx = begin_write(&self.writer).await?;
+        let deleted = sqlx::query_with(AssertSqlSafe(statement.sql), arguments(statement.binds)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+}
+
+/// A write's error, with unique violations named after the record being written.
+fn write_error(sandbox: &Sandbox, error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.kind() == sqlx::error::ErrorKind::UniqueViolation
+    {
+        // SQLite names the columns ("sandboxes.owner, sandboxes.idempotency_key");
+        // PostgreSQL names the index ("sandboxes_owner_idempotency_key").
+        let message = db.message();
+        let constraint = db.constraint().unwrap_or_default();
+        if message.contains("idempotency_key") || constraint.contains("idempotency_key") {
+            return StoreError::DuplicateIdempotencyKey {
+                owner: sandbox.owner.clone(),
+                key: sandbox.idempotency_key.clone().unwrap_or_default(),
+            };
+        }
+        return StoreError::AlreadyExists(sandbox.id.clone());
+    }
+    map_error(error)
+}
+
+/// SQLite primary result codes (the low byte of extended codes) that mean the database is
+/// out of reach rather than the request being wrong.
+mod codes {
+    pub const BUSY: i32 = 5;
+    pub const LOCKED: i32 = 6;
+    pub const NOMEM: i32 = 7;
+    pub const READONLY: i32 = 8;
+    pub const IOERR: i32 = 10;
+    pub const CORRUPT: i32 = 11;
+    pub const FULL: i32 = 13;
+    pub const CANTOPEN: i32 = 14;
+    pub const PROTOCOL: i32 = 15;
+    pub const NOTADB: i32 = 26;
+}
+
+fn map_error(error: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match error {
+        E::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
+            match primary {
+                Some(
+                    codes::BUSY
+                    | codes::LOCKED
+                    | codes::NOMEM
+                    | codes::READONLY
+                    | codes::IOERR
+                    | codes::FULL
+                    | codes::CANTOPEN
+                    | codes::PROTOCOL,
+                ) => StoreError::Unavailable(db.to_string()),
+                Some(codes::CORRUPT | codes::NOTADB) => StoreError::Corrupt(db.to_string()),
+                _ => StoreError::Other(db.to_string()),
+            }
+        }
+        E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        E::ColumnDecode { .. }
+        | E::Decode(_)
+        | E::ColumnNotFound(_)
+        | E::ColumnIndexOutOfBounds { .. } => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+fn open_error(path: &Path, error: sqlx::Error) -> StoreError {
+    match map_error(error) {
+        StoreError::Unavailable(message) => {
+            StoreError::Unavailable(format!("cannot open {}: {message}", path.display()))
+        }
+        StoreError::Corrupt(message) => {
+            StoreError::Corrupt(format!("{}: {message}", path.display()))
+        }
+        StoreError::Other(message) => {
+            StoreError::Other(format!("cannot open {}: {message}", path.display()))
+        }
+        other => other,
+    }
+}
+
+fn migrate_error(path: &Path, error: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    match error {
+        M::Execute(error) | M::ExecuteMigration(error, _) => open_error(path, error),
+        M::VersionMissing(version) => StoreError::Other(format!(
+            "{} was migrated by a newer berth (migration {version} is unknown to this one)",
+            path.display()
+        )),
+        M::VersionMismatch(version) => StoreError::Corrupt(format!(
+            "{}: applied migration {version} differs from this berth's",
+            path.display()
+        )),
+        other => StoreError::Other(format!("cannot migrate {}: {other}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("berth.db"))
+            .await
+            .expect("open store");
+        (store, dir)
+    }
+
+    async fn pragma_text(pool: &SqlitePool, query: &'static str) -> String {
+        let (value,): (String,) = sqlx::query_as(query)
+            .fetch_one(pool)
+            .await
+            .expect("pragma answers");
+        value
+    }
+
+    async fn pragma_int(pool: &SqlitePool, query: &'static str) -> i64 {
+        let (value,): (i64,) = sqlx::query_as(query)
+            .fetch_one(pool)
+            .await
+            .expect("pragma answers");
+        value
+    }
+
+    #[tokio::test]
+    async fn every_connection_has_the_configured_pragmas() {
+        let (store, _dir) = fresh().await;
+        for pool in [&store.writer, &store.reader] {
+            assert_eq!(pragma_text(pool, "PRAGMA journal_mode").await, "wal");
+            assert_eq!(pragma_int(pool, "PRAGMA synchronous").await, 1, "NORMAL");
+            assert_eq!(pragma_int(pool, "PRAGMA foreign_keys").await, 1);
+            assert_eq!(pragma_int(pool, "PRAGMA busy_timeout").await, 10_000);
+        }
+        assert_eq!(store.writer.options().get_max_connections(), 1);
+    }
+
+    /// The label filter must probe indexes, never scan the label table.
+    #[tokio::test]
+    async fn label_filters_use_indexes() {
+        let (store, _dir) = fresh().await;
+        let filter = SandboxFilter {
+            labels: BTreeMap::from([("team".into(), "red".into()), ("env".into(), "prod".into())]),
+            ..SandboxFilter::default()
+        };
+        let statement = sql::list(&filter, None, Some(10));
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as_with(
+            AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", statement.sql)),
+            arguments(statement.binds).expect("binds"),
+        )
+        .fetch_all(&store.reader)
+        .await
+        .expect("plan");
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .all(|d| !(d.starts_with("SCAN l") || d.starts_with("SCAN sandbox_labels"))),
+            "{details:#?}"
+        );
+        assert!(
+            details.iter().any(|d| d.starts_with("SEARCH l")),
+            "{details:#?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unique_violations_are_told_apart() {
+        let (store, _dir) = fresh().await;
+        let mut first = crate::contract::sample("alice", DateTime::from_timestamp_nanos(1_000));
+        first.idempotency_key = Some("k".into());
+        store.insert(&first).await.expect("first insert");
+
+        let mut same_key = crate::contract::sample("alice", DateTime::from_timestamp_nanos(2_000));
+        same_key.idempotency_key = Some("k".into());
+        match store.insert(&same_key).await {
+            Err(StoreError::DuplicateIdempotencyKey { owner, key }) => {
+                assert_eq!((owner.as_str(), key.as_str()), ("alice", "k"));
+            }
+            other => panic!("expected DuplicateIdempotencyKey, got {other:?}"),
+        }
+        // Same id and same key at once: the id is reported.
+        match store.insert(&first).await {
+            Err(StoreError::AlreadyExists(id)) => assert_eq!(id, first.id),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `berth run`: creates a sandbox from an image and prints its id.
+
+use berth_api::{NumberOrString, SandboxRequest};
+use berth_client::{BerthClient, CreateOptions};
+use clap::Args;
+
+use super::parse_key_value;
+use crate::output::emit_line;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Set an environment variable in the sandbox (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    /// Set a label on the sandbox (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+    /// CPUs: 2, 0.5, 500m [default: the server's]
+    #[arg(long, value_name = "CPUS")]
+    pub cpu: Option<String>,
+    /// Memory: 512Mi, 1Gi [default: the server's]
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Time to live: 90s, 30m, 1h30m [default: the server's]
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Publish a container TCP port on the host (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Working directory inside the sandbox
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: name, uid, name:group or uid:gid
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Who the sandbox belongs to [default: anonymous]
+    #[arg(long, value_name = "OWNER")]
+    pub owner: Option<String>,
+    /// Return once the sandbox is recorded instead of waiting until it runs
+    #[arg(short = 'd', long = "no-wait", visible_alias = "detach")]
+    pub no_wait: bool,
+    /// Makes a retried run return the first sandbox instead of creating another
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Image to run, e.g. busybox:latest
+    pub image: String,
+    /// Command to run instead of the image's default (after `--` if it has flags of its own)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// The create request `args` stand for. Quantities go as written; the server parses them.
+pub fn build_request(args: &RunArgs) -> SandboxRequest {
+    SandboxRequest {
+        image: Some(args.image.clone()),
+        command: (!args.command.is_empty()).then(|| args.command.clone()),
+        env: args.env.iter().cloned().collect(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        labels: args.labels.iter().cloned().collect(),
+        ports: args.ports.clone(),
+        cpu: args.cpu.clone().map(NumberOrString::String),
+        memory: args.memory.clone().map(NumberOrString::String),
+        ttl: args.ttl.clone().map(NumberOrString::String),
+        owner: args.owner.clone(),
+    }
+}
+
+pub async fn run(client: &BerthClient, args: &RunArgs) -> anyhow::Result<()> {
+    let options = CreateOptions {
+        wait: !args.no_wait,
+        idempotency_key: args.idempotency_key.clone(),
+    };
+    let sandbox = client.create(&build_request(args), options).await?;
+    emit_line(&sandbox.id)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        TestCli::try_parse_from(std::iter::once("run").chain(args.iter().copied())).map(|cli| cli.run)
+    }
+
+    #[test]
+    fn every_flag_lands_in_the_request() {
+        let args = parse(&[
+            "-e",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "-l",
+            "team=ml",
+            "--cpu",
+            "0.5",
+            "--memory",
+            "1Gi",
+            "--ttl",
+            "90",
+            "-p",
+            "80",
+            "-p",
+            "8080",
+            "--workdir",
+            "/w",
+            "--user",
+            "1000:1000",
+            "--owner",
+            "alice",
+            "-d",
+            "--idempotency-key",
+            "k1",
+            "busybox:latest",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ])
+        .unwrap();
+        assert!(args.no_wait);
+        assert_eq!(args.idempotency_key.as_deref(), Some("k1"));
+        let request = build_request(&args);
+        assert_eq!(
+            request,
+            SandboxRequest {
+                image: Some("busybox:latest".into()),
+                command: Some(vec!["sh".into(), "-c".into(), "echo hi".into()]),
+                env: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "x=y".into())]),
+                workdir: Some("/w".into()),
+                user: Some("1000:1000".into()),
+                labels: BTreeMap::from([("team".into(), "ml".into())]),
+                ports: vec![80, 8080],
+                cpu: Some(NumberOrString::String("0.5".into())),
+                memory: Some(NumberOrString::String("1Gi".into())),
+                ttl: Some(NumberOrString::String("90".into())),
+                owner: Some("alice".into()),
+            }
+        );
+        // Numbers go as written, in JSON strings.
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["cpu"], "0.5");
+        assert_eq!(json["ttl"], "90");
+    }
+
+    #[test]
+    fn bare_run_waits_and_runs_the_default_command() {
+        let args = parse(&["busybox"]).unwrap();
+        assert!(!args.no_wait);
+        let request = build_request(&args);
+        assert_eq!(request.command, None);
+        assert_eq!(request.cpu, None);
+        assert!(request.env.is_empty());
+    }
+
+    #[test]
+    fn the_command_may_follow_the_image_without_dashes() {
+        let args = parse(&["busybox", "sleep", "-x", "10"]).unwrap();
+        assert_eq!(args.command, ["sleep", "-x", "10"]);
+    }
+
+    #[test]
+    fn malformed_key_values_are_usage_errors_naming_the_flag() {
+        for (flag, value) in [("-e", "NOEQUALS"), ("--env", "=1"), ("-l", "team")] {
+            let error = parse(&[flag, value, "busybox"]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{flag} {value}");
+            let text = error.to_string();
+            let long = if flag == "-l" { "--label" } else { "--env" };
+            assert!(text.contains(long) && text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_image_is_required_and_ports_are_numbers() {
+        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["-p", "http", "busybox"]).unwrap_err().exit_code(), 2);
+    }
+}

@@ -1,0 +1,230 @@
+//! `berth serve`: resolves the settings, prepares the data directory, connects the Docker
+//! engine and the SQLite store, binds the listener, announces itself and runs the server until
+//! ctrl-c or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
+use berth_runtime::{EngineInfo, Runtime, RuntimeError};
+use berth_server::ServerConfig;
+use berth_store::SqliteStore;
+use clap::ArgMatches;
+use tokio::net::TcpListener;
+
+use crate::config::{self, CliLayer, ServeArgs, ServeConfig};
+use crate::output::emit;
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "berth.db";
+/// Longest wait for one engine call that is not a stream.
+const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `matches` are those of the `serve` subcommand; they tell flags from environment variables.
+pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    let explicit_file = args
+        .config
+        .as_deref()
+        .map(|path| (path, config::origin_in(matches, "config")));
+    let file = config::load_file(explicit_file)?;
+    let config = config::resolve(&CliLayer::from_args(args, matches), file.as_ref(), &|name| {
+        std::env::var(name).ok()
+    })?;
+    init_tracing(&config.log);
+    if let Some(path) = &config.config_file {
+        tracing::info!(path = %path.display(), "read settings file");
+    }
+
+    create_data_dir(&config.data_dir)?;
+
+    let runtime = DockerRuntime::connect(docker_config(&config))
+        .await
+        .map_err(|error| engine_error(&config, error))?;
+    let info = runtime.info().await.map_err(|error| engine_error(&config, error))?;
+
+    let database = config.data_dir.join(DATABASE_FILE);
+    let store = SqliteStore::open(&database)
+        .await
+        .map_err(|error| anyhow!("cannot open the store at {}: {error}", database.display()))?;
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|error| anyhow!("cannot listen on {}: {error}", config.listen))?;
+    let address = listener.local_addr().context("cannot read the bound address")?;
+
+    emit(&banner(address, &info, &database))?;
+    tracing::info!(%address, engine = %info.name, docker = %info.version, api = %info.api_version, "berth is serving");
+
+    let server_config = ServerConfig {
+        policy: config.policy.clone(),
+        resync_interval: config.resync_interval,
+        orphan_grace: config.orphan_grace,
+        retention: config.retention,
+        cluster: config.cluster.clone(),
+    };
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    let store: Arc<dyn berth_store::Store> = Arc::new(store);
+    berth_server::serve(listener, server_config, runtime, store, shutdown_signal()?).await?;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+fn docker_config(config: &ServeConfig) -> DockerConfig {
+    DockerConfig {
+        name: config.engine_name.clone(),
+        endpoint: config.docker_host.clone(),
+        tls: None,
+        publish_host_ip: config.publish_host_ip.clone(),
+        call_timeout: ENGINE_CALL_TIMEOUT,
+        ..DockerConfig::default()
+    }
+}
+
+/// The lines `berth serve` prints once it listens; tests read the first.
+pub fn banner(address: SocketAddr, info: &EngineInfo, database: &Path) -> String {
+    format!(
+        "berth listening on http://{address}\nengine {}: docker {} (API {}) at {}\ndata: {}\n",
+        info.name,
+        info.version,
+        info.api_version,
+        info.endpoint,
+        database.display()
+    )
+}
+
+/// Where the engine is expected, for messages about it before it answered.
+fn expected_endpoint(config: &ServeConfig) -> String {
+    config
+        .docker_host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|host| !host.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
+}
+
+/// One readable line about an engine that could not be used at start.
+fn engine_error(config: &ServeConfig, error: RuntimeError) -> anyhow::Error {
+    anyhow!(describe_engine_error(
+        &config.engine_name,
+        &expected_endpoint(config),
+        &error
+    ))
+}
+
+pub fn describe_engine_error(name: &str, endpoint: &str, error: &RuntimeError) -> String {
+    match error {
+        RuntimeError::Unavailable {
+            engine,
+            endpoint,
+            detail,
+        } => {
+            format!("engine \"{engine}\" at {endpoint} is unavailable: {detail}")
+        }
+        other => format!("engine \"{name}\" at {endpoint} cannot be used: {other}"),
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Creates the data directory (and its parents) readable by the owner only.
+fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|error| anyhow!("cannot create the data directory {}: {error}", dir.display()))
+}
+
+/// Resolves on the first ctrl-c or SIGTERM. The handlers are installed before it returns.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = name, "shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("shutting down");
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_starts_with_the_listen_line() {
+        let info = EngineInfo {
+            name: "local".into(),
+            endpoint: "unix:///var/run/docker.sock".into(),
+            version: "20.10.24".into(),
+            api_version: "1.41".into(),
+        };
+        let banner = banner("127.0.0.1:41234".parse().unwrap(), &info, Path::new("/d/berth.db"));
+        assert_eq!(
+            banner,
+            "berth listening on http://127.0.0.1:41234\n\
+             engine local: docker 20.10.24 (API 1.41) at unix:///var/run/docker.sock\n\
+             data: /d/berth.db\n"
+        );
+        let v6 = super::banner("[::1]:80".parse().unwrap(), &info, Path::new("x"));
+        assert!(v6.starts_with("berth listening on http://[::1]:80\n"), "{v6}");
+    }
+
+    #[test]
+    fn engine_errors_are_one_readable_line() {
+        let unavailable = RuntimeError::Unavailable {
+            engine: "local".into(),
+            endpoint: "unix:///var/run/docker.sock".into(),
+            detail: "connection refused".into(),
+        };
+        assert_eq!(
+            describe_engine_error("local", "unix:///x.sock", &unavailable),
+            "engine \"local\" at unix:///var/run/docker.sock is unavailable: connection refused"
+        );
+        let invalid = RuntimeError::Invalid("API 1.24 is older than 1.41".into());
+        assert_eq!(
+            describe_engine_error("edge", "tcp://h:2375", &invalid),
+            "engine \"edge\" at tcp://h:2375 cannot be used: engine refused the request: API 1.24 is older than 1.41"
+        );
+    }
+
+    #[test]
+    fn the_data_dir_is_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        create_data_dir(&dir).unwrap();
+        create_data_dir(&dir).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+}

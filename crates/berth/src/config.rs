@@ -1,0 +1,797 @@
+//! `berth serve` settings: flags, `BERTH_*` environment variables and an optional TOML file,
+//! resolved with precedence flag > env > file > default into a checked [`ServeConfig`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_core::spec::NumberOrString;
+use berth_core::{SpecPolicy, units};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use serde::Deserialize;
+
+/// The settings file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "berth.toml";
+
+/// Flags of `berth serve`. Each also reads `BERTH_<NAME>` and the TOML key `<name>`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML settings file [default: ./berth.toml if it exists]
+    #[arg(long, env = "BERTH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "BERTH_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Directory of the database [default: $XDG_DATA_HOME/berth or ~/.local/share/berth]
+    #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Docker Engine endpoint, e.g. unix:///var/run/docker.sock [default: $DOCKER_HOST, else the local socket]
+    #[arg(long, env = "BERTH_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// The engine's name in berth [default: local]
+    #[arg(long, env = "BERTH_ENGINE_NAME", value_name = "NAME")]
+    pub engine_name: Option<String>,
+    /// This deployment's id, labelled on its containers; servers sharing an engine need
+    /// different ones [default: default]
+    #[arg(long, env = "BERTH_CLUSTER", value_name = "ID")]
+    pub cluster: Option<String>,
+    /// Host address that sandbox ports are published on [default: 127.0.0.1]
+    #[arg(long, env = "BERTH_PUBLISH_HOST_IP", value_name = "IP")]
+    pub publish_host_ip: Option<String>,
+    /// CPUs of a sandbox that asks for none [default: 1]
+    #[arg(long, env = "BERTH_DEFAULT_CPU", value_name = "CPUS")]
+    pub default_cpu: Option<String>,
+    /// Memory of a sandbox that asks for none [default: 512Mi]
+    #[arg(long, env = "BERTH_DEFAULT_MEMORY", value_name = "SIZE")]
+    pub default_memory: Option<String>,
+    /// Time to live of a sandbox that asks for none [default: 30m]
+    #[arg(long, env = "BERTH_DEFAULT_TTL", value_name = "DURATION")]
+    pub default_ttl: Option<String>,
+    /// Most CPUs a sandbox may ask for [default: 16]
+    #[arg(long, env = "BERTH_MAX_CPU", value_name = "CPUS")]
+    pub max_cpu: Option<String>,
+    /// Most memory a sandbox may ask for [default: 64Gi]
+    #[arg(long, env = "BERTH_MAX_MEMORY", value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Longest time to live a sandbox may ask for [default: 168h]
+    #[arg(long, env = "BERTH_MAX_TTL", value_name = "DURATION")]
+    pub max_ttl: Option<String>,
+    /// Most processes in one sandbox [default: 1024]
+    #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
+    pub pids_limit: Option<String>,
+    /// How often the engine is compared with the store [default: 30s]
+    #[arg(long, env = "BERTH_RESYNC_INTERVAL", value_name = "DURATION")]
+    pub resync_interval: Option<String>,
+    /// How old an unrecorded container must be before it is collected [default: 60s]
+    #[arg(long, env = "BERTH_ORPHAN_GRACE", value_name = "DURATION")]
+    pub orphan_grace: Option<String>,
+    /// How long ended sandboxes stay listed [default: 24h]
+    #[arg(long, env = "BERTH_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Log filter, RUST_LOG syntax, e.g. `info,berth_server=debug` [default: info]
+    #[arg(long, env = "BERTH_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// Everything `berth serve` needs, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeConfig {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// `None`: the Docker runtime reads `DOCKER_HOST` itself.
+    pub docker_host: Option<String>,
+    pub engine_name: String,
+    /// The `berth.cluster` label value: servers act only on their own cluster's containers.
+    pub cluster: String,
+    pub publish_host_ip: String,
+    pub policy: SpecPolicy,
+    pub resync_interval: Duration,
+    pub orphan_grace: Duration,
+    pub retention: Duration,
+    pub log: String,
+    /// The settings file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    Env,
+    File(PathBuf),
+    Default,
+}
+
+/// A setting's origin, printable: `flag --max-ttl`, `env BERTH_MAX_TTL`, `berth.toml key max_ttl`.
+struct Described<'a> {
+    key: &'a str,
+    origin: &'a Origin,
+}
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.origin {
+            Origin::Flag => write!(f, "flag --{}", self.key.replace('_', "-")),
+            Origin::Env => write!(f, "env BERTH_{}", self.key.to_ascii_uppercase()),
+            Origin::File(path) => write!(f, "{} key {}", path.display(), self.key),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+fn describe(key: &str, origin: &Origin) -> String {
+    Described { key, origin }.to_string()
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid {key} `{value}` (from {source_desc}): {message}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        source_desc: String,
+        message: String,
+    },
+    #[error("config file {path} (from {source_desc}) does not exist")]
+    FileMissing { path: PathBuf, source_desc: String },
+    #[error("cannot read config file {path}: {detail}")]
+    FileUnreadable { path: PathBuf, detail: String },
+    #[error("config file {path}: {detail}")]
+    FileInvalid { path: PathBuf, detail: String },
+}
+
+/// The TOML settings file. Keys are the flag names with `_` for `-`; quantities and durations
+/// may be strings or numbers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub docker_host: Option<String>,
+    pub engine_name: Option<String>,
+    pub cluster: Option<String>,
+    pub publish_host_ip: Option<String>,
+    pub default_cpu: Option<NumberOrString>,
+    pub default_memory: Option<NumberOrString>,
+    pub default_ttl: Option<NumberOrString>,
+    pub max_cpu: Option<NumberOrString>,
+    pub max_memory: Option<NumberOrString>,
+    pub max_ttl: Option<NumberOrString>,
+    pub pids_limit: Option<NumberOrString>,
+    pub resync_interval: Option<NumberOrString>,
+    pub orphan_grace: Option<NumberOrString>,
+    pub retention: Option<NumberOrString>,
+    pub log: Option<String>,
+}
+
+impl FileSettings {
+    fn get(&self, key: &str) -> Option<NumberOrString> {
+        let text = |value: &Option<String>| value.clone().map(NumberOrString::String);
+        match key {
+            "listen" => text(&self.listen),
+            "data_dir" => text(&self.data_dir),
+            "docker_host" => text(&self.docker_host),
+            "engine_name" => text(&self.engine_name),
+            "cluster" => text(&self.cluster),
+            "publish_host_ip" => text(&self.publish_host_ip),
+            "default_cpu" => self.default_cpu.clone(),
+            "default_memory" => self.default_memory.clone(),
+            "default_ttl" => self.default_ttl.clone(),
+            "max_cpu" => self.max_cpu.clone(),
+            "max_memory" => self.max_memory.clone(),
+            "max_ttl" => self.max_ttl.clone(),
+            "pids_limit" => self.pids_limit.clone(),
+            "resync_interval" => self.resync_interval.clone(),
+            "orphan_grace" => self.orphan_grace.clone(),
+            "retention" => self.retention.clone(),
+            "log" => text(&self.log),
+            _ => None,
+        }
+    }
+}
+
+/// A settings file as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub settings: FileSettings,
+}
+
+/// Parses the text of a settings file; errors name the file and line in one line.
+pub fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, ConfigError> {
+    let settings = toml::from_str::<FileSettings>(text).map_err(|error| {
+        let line = error
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        let message = error.message().replace('\n', " ");
+        ConfigError::FileInvalid {
+            path: path.to_owned(),
+            detail: match line {
+                Some(line) => format!("line {line}: {}", message.trim()),
+                None => message.trim().to_owned(),
+            },
+        }
+    })?;
+    Ok(LoadedFile {
+        path: path.to_owned(),
+        settings,
+    })
+}
+
+/// Finds and reads the settings file: the explicit one (which must exist), else
+/// `./berth.toml` when there is one, else none.
+pub fn load_file(explicit: Option<(&Path, Origin)>) -> Result<Option<LoadedFile>, ConfigError> {
+    let path = match explicit {
+        Some((path, origin)) => {
+            if !path.exists() {
+                return Err(ConfigError::FileMissing {
+                    path: path.to_owned(),
+                    source_desc: describe("config", &origin),
+                });
+            }
+            path.to_owned()
+        }
+        None => {
+            let path = PathBuf::from(DEFAULT_CONFIG_FILE);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            path
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::FileUnreadable {
+        path: path.clone(),
+        detail: error.to_string(),
+    })?;
+    parse_file(&path, &text).map(Some)
+}
+
+/// Values given on the command line or in the environment, with where each came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CliLayer {
+    values: Vec<(&'static str, String, Origin)>,
+}
+
+impl CliLayer {
+    /// The given values of `args`; `matches` tells flags from environment variables (without
+    /// it every value counts as a flag).
+    pub fn from_args(args: &ServeArgs, matches: Option<&ArgMatches>) -> Self {
+        let given = [
+            ("listen", &args.listen),
+            ("data_dir", &args.data_dir),
+            ("docker_host", &args.docker_host),
+            ("engine_name", &args.engine_name),
+            ("cluster", &args.cluster),
+            ("publish_host_ip", &args.publish_host_ip),
+            ("default_cpu", &args.default_cpu),
+            ("default_memory", &args.default_memory),
+            ("default_ttl", &args.default_ttl),
+            ("max_cpu", &args.max_cpu),
+            ("max_memory", &args.max_memory),
+            ("max_ttl", &args.max_ttl),
+            ("pids_limit", &args.pids_limit),
+            ("resync_interval", &args.resync_interval),
+            ("orphan_grace", &args.orphan_grace),
+            ("retention", &args.retention),
+            ("log", &args.log),
+        ];
+        let mut layer = CliLayer::default();
+        for (key, value) in given {
+            if let Some(value) = value {
+                layer = layer.with(key, value, origin_in(matches, key));
+            }
+        }
+        layer
+    }
+
+    pub fn with(mut self, key: &'static str, value: &str, origin: Origin) -> Self {
+        self.values.retain(|(existing, _, _)| *existing != key);
+        self.values.push((key, value.to_owned(), origin));
+        self
+    }
+
+    fn get(&self, key: &str) -> Option<(NumberOrString, Origin)> {
+        self.values
+            .iter()
+            .find(|(existing, _, _)| *existing == key)
+            .map(|(_, value, origin)| (NumberOrString::String(value.clone()), origin.clone()))
+    }
+}
+
+/// Whether the argument `id` came from the environment or the command line.
+pub fn origin_in(matches: Option<&ArgMatches>, id: &str) -> Origin {
+    match matches.and_then(|matches| matches.value_source(id)) {
+        Some(ValueSource::EnvVariable) => Origin::Env,
+        _ => Origin::Flag,
+    }
+}
+
+/// One setting's raw value and origin, after precedence.
+struct Raw {
+    key: &'static str,
+    value: NumberOrString,
+    origin: Origin,
+}
+
+impl Raw {
+    fn invalid(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: self.key,
+            value: self.value.to_string(),
+            source_desc: describe(self.key, &self.origin),
+            message: message.into(),
+        }
+    }
+
+    fn parse<T>(&self, parse: impl FnOnce(&NumberOrString) -> Result<T, String>) -> Result<T, ConfigError> {
+        parse(&self.value).map_err(|message| self.invalid(message))
+    }
+
+    fn text(&self) -> Result<String, ConfigError> {
+        match &self.value {
+            NumberOrString::String(text) => Ok(text.clone()),
+            NumberOrString::Number(_) => Err(self.invalid("must be a string")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} `{}` (from {})",
+            self.key,
+            self.value,
+            describe(self.key, &self.origin)
+        )
+    }
+}
+
+struct Layers<'a> {
+    cli: &'a CliLayer,
+    file: Option<&'a LoadedFile>,
+}
+
+impl Layers<'_> {
+    fn given(&self, key: &'static str) -> Option<Raw> {
+        if let Some((value, origin)) = self.cli.get(key) {
+            return Some(Raw { key, value, origin });
+        }
+        let file = self.file?;
+        let value = file.settings.get(key)?;
+        Some(Raw {
+            key,
+            value,
+            origin: Origin::File(file.path.clone()),
+        })
+    }
+
+    fn get(&self, key: &'static str, default: &str) -> Raw {
+        self.given(key).unwrap_or_else(|| Raw {
+            key,
+            value: NumberOrString::String(default.to_owned()),
+            origin: Origin::Default,
+        })
+    }
+}
+
+/// `$XDG_DATA_HOME/berth`, else `$HOME/.local/share/berth`, else `./berth-data`.
+pub fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |name: &str| env(name).filter(|value| !value.is_empty());
+    if let Some(xdg) = set("XDG_DATA_HOME").filter(|value| Path::new(value).is_absolute()) {
+        return Path::new(&xdg).join("berth");
+    }
+    if let Some(home) = set("HOME") {
+        return Path::new(&home).join(".local/share/berth");
+    }
+    PathBuf::from("./berth-data")
+}
+
+/// Resolves every setting with precedence flag/env (`cli`) > `file` > default and checks it.
+/// `env` reads the environment for the default data directory.
+pub fn resolve(
+    cli: &CliLayer,
+    file: Option<&LoadedFile>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ServeConfig, ConfigError> {
+    let layers = Layers { cli, file };
+
+    let listen_raw = layers.get("listen", "127.0.0.1:8080");
+    let listen = listen_raw.text()?;
+    check_listen(&listen).map_err(|message| listen_raw.invalid(message))?;
+
+    let data_dir = match layers.given("data_dir") {
+        Some(raw) => {
+            let text = raw.text()?;
+            if text.trim().is_empty() {
+                return Err(raw.invalid("must not be empty"));
+            }
+            PathBuf::from(text)
+        }
+        None => default_data_dir(env),
+    };
+
+    let docker_host = match layers.given("docker_host") {
+        Some(raw) => Some(raw.text()?).filter(|host| !host.trim().is_empty()),
+        None => None,
+    };
+
+    let engine_raw = layers.get("engine_name", "local");
+    let engine_name = engine_raw.text()?;
+    check_name(&engine_name).map_err(|message| engine_raw.invalid(message))?;
+
+    let cluster_raw = layers.get("cluster", "default");
+    let cluster = cluster_raw.text()?;
+    check_name(&cluster).map_err(|message| cluster_raw.invalid(message))?;
+
+    let ip_raw = layers.get("publish_host_ip", "127.0.0.1");
+    let publish_host_ip = ip_raw.text()?;
+    publish_host_ip
+        .parse::<IpAddr>()
+        .map_err(|_| ip_raw.invalid("must be an IP address such as 127.0.0.1 or 0.0.0.0"))?;
+
+    let default_cpu = layers.get("default_cpu", "1");
+    let max_cpu = layers.get("max_cpu", "16");
+    let default_memory = layers.get("default_memory", "512Mi");
+    let max_memory = layers.get("max_memory", "64Gi");
+    let default_ttl = layers.get("default_ttl", "30m");
+    let max_ttl = layers.get("max_ttl", "168h");
+
+    let policy = SpecPolicy {
+        default_cpu_millis: default_cpu.parse(units::parse_cpu_millis)?,
+        default_memory_bytes: default_memory.parse(units::parse_memory_bytes)?,
+        default_ttl: default_ttl.parse(units::parse_duration)?,
+        max_cpu_millis: max_cpu.parse(units::parse_cpu_millis)?,
+        max_memory_bytes: max_memory.parse(units::parse_memory_bytes)?,
+        max_ttl: max_ttl.parse(units::parse_duration)?,
+        pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
+    };
+    let over_max = |default: &Raw, max: &Raw| {
+        default.invalid(format!(
+            "is more than the maximum, {}; raise it or lower the default",
+            max.describe()
+        ))
+    };
+    if policy.default_cpu_millis > policy.max_cpu_millis {
+        return Err(over_max(&default_cpu, &max_cpu));
+    }
+    if policy.default_memory_bytes > policy.max_memory_bytes {
+        return Err(over_max(&default_memory, &max_memory));
+    }
+    if policy.default_ttl > policy.max_ttl {
+        return Err(over_max(&default_ttl, &max_ttl));
+    }
+
+    let resync_interval = layers.get("resync_interval", "30s").parse(units::parse_duration)?;
+    let orphan_grace = layers.get("orphan_grace", "60s").parse(units::parse_duration)?;
+    let retention = layers.get("retention", "24h").parse(units::parse_duration)?;
+
+    let log_raw = layers.get("log", "info");
+    let log = log_raw.text()?;
+    tracing_subscriber::EnvFilter::try_new(&log).map_err(|error| {
+        log_raw.invalid(format!(
+            "{error}; use RUST_LOG syntax such as `info,berth_server=debug`"
+        ))
+    })?;
+
+    Ok(ServeConfig {
+        listen,
+        data_dir,
+        docker_host,
+        engine_name,
+        cluster,
+        publish_host_ip,
+        policy,
+        resync_interval,
+        orphan_grace,
+        retention,
+        log,
+        config_file: file.map(|file| file.path.clone()),
+    })
+}
+
+/// `host:port` or `[v6]:port`, with a numeric port.
+fn check_listen(listen: &str) -> Result<(), String> {
+    const HINT: &str = "use host:port such as 127.0.0.1:8080, or port 0 for any free port";
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = listen.rsplit_once(':').ok_or_else(|| format!("has no port; {HINT}"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("has no host; {HINT}"));
+    }
+    port.parse::<u16>()
+        .map(drop)
+        .map_err(|_| format!("`{port}` is not a port; {HINT}"))
+}
+
+/// A name that is also a valid label value: 1-63 of letters, digits, `-`, `_`, `.`, starting
+/// and ending with a letter or digit.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let edges_ok =
+        name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if name.len() > 63 || !edges_ok || !name.chars().all(allowed) {
+        return Err("use 1-63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit".to_owned());
+    }
+    Ok(())
+}
+
+fn parse_pids_limit(input: &NumberOrString) -> Result<i64, String> {
+    const HINT: &str = "must be a whole number of processes, at least 1";
+    let value = match input {
+        NumberOrString::String(text) => text.trim().parse::<i64>().map_err(|_| HINT.to_owned())?,
+        NumberOrString::Number(number) if number.fract() == 0.0 && number.abs() < 1e15 => *number as i64,
+        NumberOrString::Number(_) => return Err(HINT.to_owned()),
+    };
+    if value < 1 {
+        return Err(HINT.to_owned());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn file(text: &str) -> LoadedFile {
+        parse_file(Path::new("/etc/berth.toml"), text).unwrap()
+    }
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// Serve flags parsed by clap, with no `BERTH_*` variable consulted for the tested flags.
+    fn flags(args: &[&str]) -> (ServeArgs, ArgMatches) {
+        let matches = TestCli::command()
+            .try_get_matches_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap();
+        let cli = TestCli::from_arg_matches(&matches).unwrap();
+        (cli.serve, matches)
+    }
+
+    #[test]
+    fn pids_limits_are_positive_whole_numbers() {
+        assert_eq!(parse_pids_limit(&NumberOrString::String("64".into())), Ok(64));
+        assert_eq!(parse_pids_limit(&NumberOrString::Number(64.0)), Ok(64));
+        for bad in [
+            NumberOrString::String("0".into()),
+            NumberOrString::String("x".into()),
+            NumberOrString::Number(1.5),
+        ] {
+            assert!(parse_pids_limit(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_need_a_host_and_port() {
+        for good in ["127.0.0.1:8080", "[::1]:0", "localhost:9000", "0.0.0.0:80"] {
+            assert_eq!(check_listen(good), Ok(()), "{good}");
+        }
+        for bad in ["8080", ":8080", "localhost", "host:http", "host:70000"] {
+            assert!(check_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_label_values() {
+        for good in ["local", "ci-7", "a", "A.b_c"] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-a", "a-", "a b", "a/b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_dir_defaults_follow_xdg_then_home() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        assert_eq!(
+            default_data_dir(&env(&[("XDG_DATA_HOME", "/xdg"), ("HOME", "/home/a")])),
+            PathBuf::from("/xdg/berth")
+        );
+        assert_eq!(
+            default_data_dir(&env(&[("XDG_DATA_HOME", ""), ("HOME", "/home/a")])),
+            PathBuf::from("/home/a/.local/share/berth")
+        );
+        assert_eq!(
+            default_data_dir(&env(&[("XDG_DATA_HOME", "relative"), ("HOME", "/home/a")])),
+            PathBuf::from("/home/a/.local/share/berth"),
+            "XDG paths must be absolute"
+        );
+        assert_eq!(default_data_dir(&env(&[])), PathBuf::from("./berth-data"));
+    }
+
+    #[test]
+    fn clap_tells_flags_from_env() {
+        let (args, matches) = flags(&["--listen", "0.0.0.0:9000", "--max-ttl", "2h"]);
+        let layer = CliLayer::from_args(&args, Some(&matches));
+        assert_eq!(
+            layer,
+            CliLayer::default()
+                .with("listen", "0.0.0.0:9000", Origin::Flag)
+                .with("max_ttl", "2h", Origin::Flag)
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_line_on_one_line() {
+        let error = parse_file(Path::new("b.toml"), "listen = \"x:1\"\nlisten_addr = 3\n").unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("config file b.toml: line 2: unknown field `listen_addr`"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+        let error = parse_file(Path::new("b.toml"), "listen = 8080\n").unwrap_err();
+        assert!(
+            error.to_string().contains("line 1: invalid type: integer `8080`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error_naming_its_source() {
+        let path = Path::new("/nonexistent/berth-test/berth.toml");
+        let error = load_file(Some((path, Origin::Env))).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "config file /nonexistent/berth-test/berth.toml (from env BERTH_CONFIG) does not exist"
+        );
+        let error = load_file(Some((path, Origin::Flag))).unwrap_err();
+        assert!(error.to_string().contains("(from flag --config)"), "{error}");
+    }
+
+    #[test]
+    fn an_explicit_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custom.toml");
+        std::fs::write(&path, "engine_name = \"edge\"\npids_limit = 99\n").unwrap();
+        let loaded = load_file(Some((&path, Origin::Flag))).unwrap().unwrap();
+        assert_eq!(loaded.settings.engine_name.as_deref(), Some("edge"));
+        assert_eq!(loaded.settings.pids_limit, Some(NumberOrString::Number(99.0)));
+    }
+
+    #[test]
+    fn text_settings_follow_flag_env_file_default() {
+        let file = file(
+            "listen = \"10.0.0.1:1\"\nengine_name = \"from-file\"\ncluster = \"ci-7\"\n\
+             docker_host = \"tcp://file:2375\"\npublish_host_ip = \"0.0.0.0\"\n",
+        );
+        let cli = CliLayer::default()
+            .with("listen", "10.0.0.2:2", Origin::Flag)
+            .with("engine_name", "from-env", Origin::Env)
+            .with("data_dir", "/srv/berth", Origin::Env);
+        let config = resolve(&cli, Some(&file), &no_env).unwrap();
+        assert_eq!(config.listen, "10.0.0.2:2");
+        assert_eq!(config.engine_name, "from-env");
+        assert_eq!(config.cluster, "ci-7");
+        assert_eq!(config.docker_host.as_deref(), Some("tcp://file:2375"));
+        assert_eq!(config.publish_host_ip, "0.0.0.0");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(config.config_file, Some(PathBuf::from("/etc/berth.toml")));
+
+        let config = resolve(&CliLayer::default(), None, &|name| {
+            (name == "HOME").then(|| "/home/u".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.engine_name, "local");
+        assert_eq!(config.cluster, "default");
+        assert_eq!(config.docker_host, None);
+        assert_eq!(config.publish_host_ip, "127.0.0.1");
+        assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/berth"));
+        assert_eq!(config.log, "info");
+        assert_eq!(config.config_file, None);
+    }
+
+    // The tests below go through berth-core's unit parsers.
+
+    #[test]
+    fn defaults_give_the_documented_policy() {
+        let config = resolve(&CliLayer::default(), None, &no_env).unwrap();
+        assert_eq!(config.policy, SpecPolicy::default());
+        assert_eq!(config.resync_interval, Duration::from_secs(30));
+        assert_eq!(config.orphan_grace, Duration::from_secs(60));
+        assert_eq!(config.retention, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn quantities_follow_flag_env_file_default() {
+        let file = file(
+            "default_ttl = \"10m\"\nmax_ttl = 7200\ndefault_cpu = 0.5\nmax_memory = \"8Gi\"\npids_limit = 99\nretention = \"1h\"\n",
+        );
+        let cli = CliLayer::default()
+            .with("default_ttl", "5m", Origin::Flag)
+            .with("max_memory", "4Gi", Origin::Env)
+            .with("orphan_grace", "2m", Origin::Env);
+        let config = resolve(&cli, Some(&file), &no_env).unwrap();
+        assert_eq!(config.policy.default_ttl, Duration::from_secs(300), "flag beats file");
+        assert_eq!(config.policy.max_memory_bytes, 4 * units::GIB, "env beats file");
+        assert_eq!(
+            config.policy.max_ttl,
+            Duration::from_secs(7200),
+            "file number beats default"
+        );
+        assert_eq!(config.policy.default_cpu_millis, 500);
+        assert_eq!(config.policy.pids_limit, 99);
+        assert_eq!(config.policy.max_cpu_millis, 16_000, "default");
+        assert_eq!(config.orphan_grace, Duration::from_secs(120));
+        assert_eq!(config.retention, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn bad_values_name_setting_value_and_source() {
+        let cli = CliLayer::default().with("default_memory", "lots", Origin::Env);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid default_memory `lots` (from env BERTH_DEFAULT_MEMORY): "),
+            "{error}"
+        );
+
+        let cli = CliLayer::default().with("resync_interval", "soon", Origin::Flag);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid resync_interval `soon` (from flag --resync-interval): "),
+            "{error}"
+        );
+
+        let error = resolve(&CliLayer::default(), Some(&file("max_cpu = \"many\"\n")), &no_env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid max_cpu `many` (from /etc/berth.toml key max_cpu): "),
+            "{error}"
+        );
+
+        let cli = CliLayer::default().with("publish_host_ip", "localhost", Origin::Flag);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid publish_host_ip `localhost` (from flag --publish-host-ip): must be an IP address such as 127.0.0.1 or 0.0.0.0"
+        );
+
+        let cli = CliLayer::default().with("log", "info,=[", Origin::Env);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid log `info,=[` (from env BERTH_LOG): "),
+            "{error}"
+        );
+
+        let cli = CliLayer::default().with("listen", "8080", Origin::Flag);
+        assert!(matches!(
+            resolve(&cli, None, &no_env),
+            Err(ConfigError::Invalid { key: "listen", .. })
+        ));
+    }
+
+    #[test]
+    fn defaults_above_maxima_are_refused() {
+        let cli = CliLayer::default().with("max_ttl", "10m", Origin::Flag);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid default_ttl `30m` (from default): is more than the maximum, max_ttl `10m` (from flag --max-ttl); raise it or lower the default"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The `berth` binary: command-line parsing, dispatch to one module per verb, and the exit
+//! contract (0 success, 1 error as one `berth: <message>` line, 2 usage error).
+
+mod commands;
+mod config;
+mod output;
+
+use std::process::ExitCode;
+
+use berth_client::BerthClient;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use commands::{AlreadyReported, inspect, ls, report, rm, run, serve, ttl};
+
+/// Short-lived container sandboxes on a Docker Engine.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Address of the berth server (client commands)
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    server: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the berth server
+    Serve(config::ServeArgs),
+    /// Create a sandbox and print its id
+    Run(run::RunArgs),
+    /// List sandboxes
+    #[command(visible_alias = "ps")]
+    Ls(ls::LsArgs),
+    /// Show sandboxes in full (JSON or YAML)
+    Inspect(inspect::InspectArgs),
+    /// Delete sandboxes
+    Rm(rm::RmArgs),
+    /// Set a sandbox's time to live, counted from now
+    Ttl(ttl::TtlArgs),
+}
+
+fn main() -> ExitCode {
+    // Only one rustls provider is compiled in; installing fails only if one is already set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    // Usage errors exit 2 here, --help and --version exit 0.
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report(&format_args!("cannot start the async runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli, &matches)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if error.downcast_ref::<AlreadyReported>().is_none() {
+                report(&format_args!("{error:#}"));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    let client = || BerthClient::new(&cli.server);
+    match &cli.command {
+        Command::Serve(args) => serve::run(args, matches.subcommand_matches("serve")).await,
+        Command::Run(args) => run::run(&client()?, args).await,
+        Command::Ls(args) => ls::run(&client()?, args).await,
+        Command::Inspect(args) => inspect::run(&client()?, args).await,
+        Command::Rm(args) => rm::run(&client()?, args).await,
+        Command::Ttl(args) => ttl::run(&client()?, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn server_is_global_and_defaults_to_loopback() {
+        let cli = Cli::try_parse_from(["berth", "ls", "--server", "http://h:1"]).unwrap();
+        assert_eq!(cli.server, "http://h:1");
+        let cli = Cli::try_parse_from(["berth", "--server", "http://h:2", "rm", "x"]).unwrap();
+        assert_eq!(cli.server, "http://h:2");
+        assert!(matches!(cli.command, Command::Rm(_)));
+    }
+
+    #[test]
+    fn verbs_need_their_arguments() {
+        for args in [
+            &["berth"][..],
+            &["berth", "rm"],
+            &["berth", "inspect"],
+            &["berth", "ttl", "x"],
+            &["berth", "nope"],
+        ] {
+            let error = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Makes sure a Docker Engine answers on this machine. Does nothing when `docker info` works;
+# on Debian as root installs docker.io + busybox-static and starts dockerd in the background
+# (logs: $DOCKERD_LOG, default /var/log/dockerd.log); elsewhere says what to install.
+set -euo pipefail
+
+DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
+WAIT_SECS=60
+
+engine_answers() {
+    command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1
+}
+
+dockerd_running() {
+    command -v pgrep >/dev/null 2>&1 && pgrep -x dockerd >/dev/null 2>&1
+}
+
+if engine_answers; then
+    exit 0
+fi
+
+if [[ ! -f /etc/debian_version || "$(id -u)" -ne 0 ]]; then
+    cat >&2 <<'MSG'
+error: no Docker Engine answers (`docker info` failed).
+Install and start one, then re-run:
+  - Debian/Ubuntu (as root): apt-get update && apt-get install -y docker.io busybox-static && dockerd &
+  - elsewhere: Docker Engine 20.10 or newer (https://docs.docker.com/engine/install/), plus a
+    static busybox binary at /bin/busybox for the test images.
+MSG
+    exit 1
+fi
+
+if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x /bin/busybox ]]; then
+    echo "installing docker.io and busybox-static..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y docker.io busybox-static
+fi
+
+if ! dockerd_running; then
+    echo "starting dockerd (logs: $DOCKERD_LOG)..." >&2
+    mkdir -p "$(dirname "$DOCKERD_LOG")"
+    nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+fi
+
+for _ in $(seq 1 "$WAIT_SECS"); do
+    if engine_answers; then
+        echo "Docker Engine is up: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')" >&2
+        exit 0
+    fi
+    sleep 1
+done
+
+echo "error: dockerd did not answer within ${WAIT_SECS}s; see $DOCKERD_LOG" >&2
+tail -n 20 "$DOCKERD_LOG" >&2 || true
+exit 1

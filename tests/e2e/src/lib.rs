@@ -1,0 +1,202 @@
+//! Harness for black-box tests: starts the real `berth` binary against the real Docker Engine,
+//! talks to it over HTTP, and inspects the engine through the `docker` CLI as an outside witness.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_client::BerthClient;
+use serde_json::Value;
+
+/// The image every test runs: `FROM scratch` plus busybox, built by `scripts/build-test-images.sh`.
+pub const TEST_IMAGE: &str = "berth-test/busybox:latest";
+
+/// The `berth` binary under test: `$BERTH_BIN`, else the one beside this test's build.
+pub fn berth_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> → target/<profile>/berth
+    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    profile_dir.join("berth")
+}
+
+/// A unique id for names and labels, so parallel tests never touch each other's objects.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// Options for one server process.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Reuse a data directory (for restart tests); a fresh temporary one otherwise.
+    pub data_dir: Option<PathBuf>,
+    /// The deployment id; a unique one per server otherwise.
+    pub cluster: Option<String>,
+    /// Extra `berth serve` arguments, e.g. `["--resync-interval", "1s"]`.
+    pub args: Vec<String>,
+}
+
+/// A running `berth serve`. Dropping it kills the process and removes every container of its
+/// cluster (and only those).
+pub struct TestServer {
+    child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub cluster: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Result<Self> {
+        ensure_test_image()?;
+        let (temp, data_dir) = match &options.data_dir {
+            Some(dir) => (None, dir.clone()),
+            None => {
+                let temp = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        let cluster = options.cluster.clone().unwrap_or_else(|| unique("e2e"));
+        let binary = berth_binary();
+        if !binary.exists() {
+            bail!("{} does not exist: build it first with `cargo build -p berth` (scripts/test does)", binary.display());
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log"))?;
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--cluster", &cluster])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&options.args)
+            .env("BERTH_LOG", "debug")
+            .env_remove("BERTH_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining stdout for the life of the process.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = line_tx.send(line);
+            }
+        });
+        let first = line_rx.recv_timeout(Duration::from_secs(30));
+        let url = match first {
+            Ok(line) => match line.strip_prefix("berth listening on ") {
+                Some(url) => url.trim().to_owned(),
+                None => bail!("unexpected first line from berth serve: {line}"),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+                bail!("berth serve did not report its address; log:\n{log}");
+            }
+        };
+        Ok(TestServer { child, url, data_dir, cluster, _temp: temp })
+    }
+
+    pub fn client(&self) -> BerthClient {
+        BerthClient::new(&self.url).expect("client for a valid url")
+    }
+
+    /// `kill -9`: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Detaches the data directory from this server so a successor can reuse it.
+    pub fn keep_data_dir(&mut self) -> PathBuf {
+        if let Some(temp) = self._temp.take() {
+            let _ = temp.keep();
+        }
+        self.data_dir.clone()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+        remove_cluster_containers(&self.cluster);
+    }
+}
+
+/// Removes the containers a test's server made (labelled with its cluster id), nothing else.
+pub fn remove_cluster_containers(cluster: &str) {
+    let ids = docker_ids(&["ps", "-aq", "--filter", &format!("label=berth.cluster={cluster}")]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker(&args);
+    }
+}
+
+/// Runs the docker CLI; returns stdout, or an error with stderr.
+pub fn docker(args: &[&str]) -> Result<String> {
+    let output = Command::new("docker").args(args).output().context("cannot run the docker CLI")?;
+    if !output.status.success() {
+        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn docker_ids(args: &[&str]) -> Vec<String> {
+    docker(args).map(|out| out.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+}
+
+/// `docker inspect` of one container, or `None` when it does not exist.
+pub fn docker_inspect(container: &str) -> Option<Value> {
+    let out = docker(&["inspect", container]).ok()?;
+    let mut list: Vec<Value> = serde_json::from_str(&out).ok()?;
+    if list.is_empty() { None } else { Some(list.remove(0)) }
+}
+
+pub fn ensure_test_image() -> Result<()> {
+    if docker(&["image", "inspect", TEST_IMAGE]).is_err() {
+        bail!("the test image {TEST_IMAGE} is missing: run scripts/build-test-images.sh (scripts/test does)");
+    }
+    Ok(())
+}
+
+/// Polls `check` every 50 ms until it yields `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A minimal sandbox request for the test image.
+pub fn sleeper() -> berth_api::SandboxRequest {
+    berth_api::SandboxRequest {
+        image: Some(TEST_IMAGE.into()),
+        command: Some(vec!["sleep".into(), "3600".into()]),
+        ..Default::default()
+    }
+}

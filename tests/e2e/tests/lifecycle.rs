@@ -1,0 +1,311 @@
+//! The sandbox lifecycle through the real server and engine: create, read, limits, renew,
+//! delete, exits, OOM, expiry and concurrent creates.
+
+use std::time::Duration;
+
+use berth_api::{NumberOrString, SandboxRequest};
+use berth_client::{CreateOptions, ListQuery};
+use berth_e2e::{TEST_IMAGE, TestServer, docker, docker_inspect, eventually, sleeper};
+
+#[tokio::test]
+async fn full_lifecycle_create_read_renew_delete() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut request = sleeper();
+    request.labels.insert("team".into(), "ml".into());
+    request.ports = vec![8080];
+    let created = client.create(&request, CreateOptions::default()).await.unwrap();
+    assert_eq!(created.status, "Running");
+    assert_eq!(created.image, TEST_IMAGE);
+    assert_eq!(created.owner, "anonymous");
+    assert_eq!(created.resources.cpu, "1");
+    assert_eq!(created.resources.memory, "512Mi");
+    let container_id = created.container_id.clone().expect("container id reported");
+    assert!(created.ip.as_deref().is_some_and(|ip| !ip.is_empty()), "ip reported: {created:?}");
+    assert_eq!(created.ports.len(), 1);
+    assert_eq!(created.ports[0].container_port, 8080);
+    assert_eq!(created.ports[0].host_ip, "127.0.0.1");
+    assert_ne!(created.ports[0].host_port, 0);
+    assert!(created.started_at.is_some());
+    let ttl = created.expires_at - created.created_at;
+    assert_eq!(ttl.num_seconds(), 30 * 60, "default ttl is 30m");
+
+    let fetched = client.get(&created.id).await.unwrap();
+    assert_eq!(fetched.id, created.id);
+    assert_eq!(fetched.status, "Running");
+
+    let listed = client
+        .list(&ListQuery { labels: vec![("team".into(), "ml".into())], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![created.id.as_str()]);
+
+    let renewed = client.renew_ttl(&created.id, NumberOrString::String("2h".into())).await.unwrap();
+    let remaining = renewed.expires_at - chrono::Utc::now();
+    assert!(remaining > chrono::Duration::minutes(119) && remaining <= chrono::Duration::hours(2), "{remaining}");
+    assert_eq!(client.get(&created.id).await.unwrap().expires_at, renewed.expires_at);
+
+    client.delete(&created.id).await.unwrap();
+    let ended = client.get(&created.id).await.unwrap();
+    assert_eq!(ended.status, "Terminated");
+    assert_eq!(ended.status_reason.as_deref(), Some("deleted"));
+    assert!(ended.ended_at.is_some());
+    assert!(docker_inspect(&container_id).is_none(), "container removed from the engine");
+    // Deleting an ended sandbox is still a success.
+    client.delete(&created.id).await.unwrap();
+    // Ended sandboxes are listed only with `all`.
+    let live = client.list(&ListQuery::default()).await.unwrap();
+    assert!(live.items.iter().all(|s| s.id != created.id));
+    let all = client.list(&ListQuery { all: true, ..Default::default() }).await.unwrap();
+    assert!(all.items.iter().any(|s| s.id == created.id));
+}
+
+#[tokio::test]
+async fn limits_and_hardening_are_applied_to_the_container() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut request = sleeper();
+    request.cpu = Some(NumberOrString::String("500m".into()));
+    request.memory = Some(NumberOrString::String("64Mi".into()));
+    request.ports = vec![80];
+    let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
+    let info = docker_inspect(sandbox.container_id.as_deref().unwrap()).unwrap();
+    let host = &info["HostConfig"];
+    assert_eq!(host["NanoCpus"], 500_000_000, "500m is half a CPU");
+    assert_eq!(host["Memory"], 64 * 1024 * 1024);
+    assert_eq!(host["MemorySwap"], 64 * 1024 * 1024, "no swap beyond memory");
+    assert_eq!(host["PidsLimit"], 1024);
+    assert_eq!(host["Privileged"], false);
+    assert!(host["SecurityOpt"].as_array().unwrap().iter().any(|o| o == "no-new-privileges"), "{host}");
+    assert!(host["CapDrop"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().ends_with("NET_RAW")), "{host}");
+    assert!(host["CapAdd"].is_null() || host["CapAdd"].as_array().unwrap().is_empty());
+    let network_mode = host["NetworkMode"].as_str().unwrap();
+    assert!(network_mode != "host", "{network_mode}");
+    assert!(!host["PidMode"].as_str().unwrap_or_default().starts_with("host"));
+    assert!(!host["IpcMode"].as_str().unwrap_or_default().starts_with("host"));
+    assert!(host["Binds"].is_null() || host["Binds"].as_array().unwrap().is_empty());
+    assert!(info["Mounts"].as_array().unwrap().is_empty());
+    assert!(host["Devices"].is_null() || host["Devices"].as_array().unwrap().is_empty());
+    let binding = &host["PortBindings"]["80/tcp"][0];
+    assert_eq!(binding["HostIp"], "127.0.0.1");
+    // The capability really is gone: NET_RAW is bit 13 of the bounding set.
+    let status = docker(&["exec", sandbox.container_id.as_deref().unwrap(), "cat", "/proc/1/status"]).unwrap();
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim();
+    let caps = u64::from_str_radix(bounding, 16).unwrap();
+    assert_eq!(caps & (1 << 13), 0, "NET_RAW still in the bounding set {bounding}");
+    let no_new_privs = status.lines().find_map(|l| l.strip_prefix("NoNewPrivs:")).unwrap().trim().to_owned();
+    assert_eq!(no_new_privs, "1");
+}
+
+#[tokio::test]
+async fn env_command_workdir_user_and_labels_reach_the_container() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut request = sleeper();
+    request.env.insert("GREETING".into(), "hello world".into());
+    request.labels.insert("example.com/suite".into(), "e2e".into());
+    request.workdir = Some("/tmp".into());
+    request.user = Some("1000:1000".into());
+    request.owner = Some("alice".into());
+    request.command = Some(vec!["sh".into(), "-c".into(), "echo \"$GREETING\" > /tmp/greeting; sleep 3600".into()]);
+    let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
+    let container = sandbox.container_id.as_deref().unwrap();
+    let info = docker_inspect(container).unwrap();
+    let config = &info["Config"];
+    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "GREETING=hello world"));
+    assert_eq!(config["Cmd"][0], "sh");
+    assert_eq!(config["WorkingDir"], "/tmp");
+    assert_eq!(config["User"], "1000:1000");
+    let labels = &config["Labels"];
+    assert_eq!(labels["example.com/suite"], "e2e");
+    assert_eq!(labels["berth.managed"], "true");
+    assert_eq!(labels["berth.sandbox"], sandbox.id.as_str());
+    assert_eq!(labels["berth.owner"], "alice");
+    assert_eq!(sandbox.owner, "alice");
+    let written = eventually(Duration::from_secs(5), || async {
+        docker(&["exec", container, "cat", "/tmp/greeting"]).ok().filter(|out| !out.is_empty())
+    })
+    .await;
+    assert_eq!(written.as_deref(), Some("hello world\n"), "the command ran with the env");
+    let id = docker(&["exec", container, "id", "-u"]).unwrap();
+    assert_eq!(id.trim(), "1000");
+}
+
+#[tokio::test]
+async fn exits_and_oom_are_reported_and_leave_nothing_behind() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let run = |script: &str, memory: Option<&str>| {
+        let mut request = sleeper();
+        request.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+        request.memory = memory.map(|m| NumberOrString::String(m.into()));
+        request
+    };
+    let failing = client.create(&run("sleep 0.5; exit 3", None), CreateOptions::default()).await.unwrap();
+    let clean = client.create(&run("sleep 0.5; exit 0", None), CreateOptions::default()).await.unwrap();
+    let hog = client
+        .create(&run("sleep 0.5; x=a; while true; do x=$x$x$x$x; done", Some("16Mi")), CreateOptions::default())
+        .await
+        .unwrap();
+
+    let ended = |id: String| {
+        let client = client.clone();
+        async move {
+            eventually(Duration::from_secs(20), || {
+                let client = client.clone();
+                let id = id.clone();
+                async move { client.get(&id).await.ok().filter(|s| s.ended_at.is_some()) }
+            })
+            .await
+            .expect("sandbox ended")
+        }
+    };
+    let failing = ended(failing.id).await;
+    assert_eq!((failing.status.as_str(), failing.exit_code), ("Failed", Some(3)));
+    assert_eq!(failing.status_reason.as_deref(), Some("exited"));
+    let clean = ended(clean.id).await;
+    assert_eq!((clean.status.as_str(), clean.exit_code), ("Terminated", Some(0)));
+    let hog = ended(hog.id).await;
+    assert_eq!(hog.status, "Failed");
+    assert!(hog.oom_killed, "{hog:?}");
+    assert_eq!(hog.status_reason.as_deref(), Some("oom_killed"));
+    assert_eq!(hog.exit_code, Some(137));
+
+    for sandbox in [failing, clean, hog] {
+        let container = sandbox.container_id.unwrap();
+        let gone = eventually(Duration::from_secs(10), || async { docker_inspect(&container).is_none().then_some(()) }).await;
+        assert!(gone.is_some(), "exited container {container} was removed");
+    }
+}
+
+#[tokio::test]
+async fn expiry_removes_the_sandbox_within_a_second_of_its_deadline() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut request = sleeper();
+    request.ttl = Some(NumberOrString::String("2s".into()));
+    let started = tokio::time::Instant::now();
+    let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
+    let container = sandbox.container_id.clone().unwrap();
+    assert_eq!((sandbox.expires_at - sandbox.created_at).num_milliseconds(), 2000);
+
+    let ended = eventually(Duration::from_secs(5), || async {
+        client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated")
+    })
+    .await
+    .expect("sandbox expired");
+    let elapsed = started.elapsed();
+    assert_eq!(ended.status_reason.as_deref(), Some("expired"));
+    assert!(docker_inspect(&container).is_none(), "container removed");
+    assert!(elapsed <= Duration::from_millis(3500), "gone {elapsed:?} after create; deadline was 2 s");
+    let ended_at = ended.ended_at.unwrap();
+    assert!(ended_at >= sandbox.expires_at, "not before the deadline");
+    assert!(ended_at - sandbox.expires_at <= chrono::Duration::seconds(1), "ended {} after the deadline", ended_at - sandbox.expires_at);
+}
+
+#[tokio::test]
+async fn renewing_moves_the_deadline() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut request = sleeper();
+    request.ttl = Some(NumberOrString::Number(2.0));
+    let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
+    let renewed = client.renew_ttl(&sandbox.id, NumberOrString::String("1m".into())).await.unwrap();
+    assert!(renewed.expires_at > sandbox.expires_at);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let still = client.get(&sandbox.id).await.unwrap();
+    assert_eq!(still.status, "Running", "the old deadline no longer applies");
+    assert!(docker_inspect(still.container_id.as_deref().unwrap()).is_some());
+    // A shorter renewal brings the deadline closer and is honoured too.
+    client.renew_ttl(&sandbox.id, NumberOrString::String("1s".into())).await.unwrap();
+    let ended = eventually(Duration::from_secs(4), || async {
+        client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated")
+    })
+    .await;
+    assert_eq!(ended.and_then(|s| s.status_reason).as_deref(), Some("expired"));
+}
+
+#[tokio::test]
+async fn twenty_concurrent_creates_all_succeed_and_are_cleaned_up() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let creates = (0..20).map(|_| {
+        let client = client.clone();
+        async move { client.create(&sleeper(), CreateOptions::default()).await }
+    });
+    let sandboxes: Vec<_> = futures::future::join_all(creates).await.into_iter().map(Result::unwrap).collect();
+    let ids: std::collections::BTreeSet<_> = sandboxes.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids.len(), 20, "distinct ids");
+    assert!(sandboxes.iter().all(|s| s.status == "Running"));
+    let deletes = sandboxes.iter().map(|s| client.delete(&s.id));
+    for outcome in futures::future::join_all(deletes).await {
+        outcome.unwrap();
+    }
+    for sandbox in &sandboxes {
+        assert!(docker_inspect(sandbox.container_id.as_deref().unwrap()).is_none());
+        assert_eq!(client.get(&sandbox.id).await.unwrap().status, "Terminated");
+    }
+    let remaining = berth_e2e::docker_ids(&["ps", "-aq", "--filter", &format!("label=berth.cluster={}", server.cluster)]);
+    assert!(remaining.is_empty(), "left behind: {remaining:?}");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_create_return_the_same_sandbox() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let options = CreateOptions { wait: true, idempotency_key: Some(berth_e2e::unique("key")) };
+    let first = client.create(&sleeper(), options.clone()).await.unwrap();
+    let second = client.create(&sleeper(), options).await.unwrap();
+    assert_eq!(first.id, second.id);
+    let all = client.list(&ListQuery::default()).await.unwrap();
+    assert_eq!(all.items.len(), 1, "only one sandbox was created");
+}
+
+#[tokio::test]
+async fn no_wait_answers_before_the_sandbox_runs() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let created = client.create(&sleeper(), CreateOptions { wait: false, idempotency_key: None }).await.unwrap();
+    assert!(["Pending", "Creating"].contains(&created.status.as_str()), "{}", created.status);
+    let running = eventually(Duration::from_secs(10), || async {
+        client.get(&created.id).await.ok().filter(|s| s.status == "Running")
+    })
+    .await;
+    assert!(running.is_some());
+}
+
+#[tokio::test]
+async fn list_pages_are_stable_and_filters_combine() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let mut request: SandboxRequest = sleeper();
+        request.labels.insert("batch".into(), "b1".into());
+        request.labels.insert("parity".into(), if index % 2 == 0 { "even" } else { "odd" }.into());
+        ids.push(client.create(&request, CreateOptions { wait: false, idempotency_key: None }).await.unwrap().id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .list(&ListQuery { labels: vec![("batch".into(), "b1".into())], limit: Some(2), cursor, ..Default::default() })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "creation order, no gaps, no repeats");
+    let even = client
+        .list(&ListQuery {
+            labels: vec![("batch".into(), "b1".into()), ("parity".into(), "even".into())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 3);
+}

@@ -1,0 +1,144 @@
+//! The tidy checks on the real tree, run by `cargo test`: module docs, who may name bollard
+//! and sqlx, a pure berth-core, and the dependency directions of ARCHITECTURE.md.
+
+use std::path::Path;
+
+use xtask::{
+    Manifest, SOURCE_DIRS, SourceFile, check_core_is_pure, check_dependency_directions,
+    check_exclusive_dependency, check_module_docs, member_manifests, rust_files, workspace_root,
+};
+
+/// The allowed internal dependency edges: each workspace crate and the workspace crates it
+/// may depend on (in any table; `[dev-dependencies]` may additionally enable the test-only
+/// features `test-util` and `contract`).
+///
+/// This table IS the architecture's dependency graph. Changing it is an architecture change:
+/// update ARCHITECTURE.md in the same commit, and say so in the commit message.
+const ALLOWED_EDGES: &[(&str, &[&str])] = &[
+    ("berth-core", &[]),
+    ("berth-runtime", &["berth-core"]),
+    ("berth-store", &["berth-core"]),
+    ("berth-docker", &["berth-core", "berth-runtime"]),
+    ("berth-api", &["berth-core"]),
+    (
+        "berth-server",
+        &["berth-core", "berth-runtime", "berth-store", "berth-api"],
+    ),
+    ("berth-client", &["berth-api"]),
+    (
+        "berth",
+        &[
+            "berth-core",
+            "berth-runtime",
+            "berth-docker",
+            "berth-store",
+            "berth-api",
+            "berth-server",
+            "berth-client",
+        ],
+    ),
+    ("berth-e2e", &["berth-api", "berth-client"]),
+    ("xtask", &[]),
+];
+
+fn root() -> std::path::PathBuf {
+    workspace_root()
+}
+
+fn manifests() -> Vec<Manifest> {
+    let manifests = member_manifests(&root()).expect("reading the workspace manifests");
+    for expected in ["berth-core", "berth-docker", "berth-store", "xtask"] {
+        assert!(
+            manifests.iter().any(|m| m.name == expected),
+            "tidy found no {expected} among the workspace members; is the workspace root right? ({})",
+            root().display()
+        );
+    }
+    manifests
+}
+
+fn assert_clean(what: &str, offenders: Vec<String>) {
+    assert!(
+        offenders.is_empty(),
+        "{what}: {} offender(s):\n  {}\n",
+        offenders.len(),
+        offenders.join("\n  ")
+    );
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let files = rust_files(&root(), &SOURCE_DIRS).expect("listing the Rust files");
+    for expected in ["crates/berth-core/src/lib.rs", "xtask/tests/tidy.rs"] {
+        assert!(
+            files.iter().any(|f| f.path == expected),
+            "tidy did not find {expected}"
+        );
+    }
+    assert_clean(
+        "every .rs file must start with a `//!` line",
+        check_module_docs(&files),
+    );
+}
+
+#[test]
+fn only_berth_docker_depends_on_bollard() {
+    assert_clean(
+        "bollard is berth-docker's alone",
+        check_exclusive_dependency(
+            &manifests(),
+            "bollard",
+            "berth-docker",
+            "remove it and go through berth-runtime's Runtime trait, or move the engine code into berth-docker",
+        ),
+    );
+}
+
+#[test]
+fn only_berth_store_depends_on_sqlx() {
+    assert_clean(
+        "sqlx is berth-store's alone",
+        check_exclusive_dependency(
+            &manifests(),
+            "sqlx",
+            "berth-store",
+            "remove it and go through berth-store's Store trait, or move the SQL into berth-store",
+        ),
+    );
+}
+
+#[test]
+fn berth_core_does_no_io() {
+    let manifests = manifests();
+    let core = manifests
+        .iter()
+        .find(|m| m.name == "berth-core")
+        .expect("berth-core is a member");
+    let core_dir = Path::new(&core.path)
+        .parent()
+        .expect("a manifest path has a parent")
+        .to_string_lossy()
+        .into_owned();
+    let sources: Vec<SourceFile> =
+        rust_files(&root(), &[&format!("{core_dir}/src")]).expect("listing berth-core's sources");
+    assert!(
+        sources.iter().any(|f| f.path.ends_with("/src/lib.rs")),
+        "tidy did not find berth-core's lib.rs under {core_dir}/src"
+    );
+    assert_clean(
+        "berth-core is pure: no IO, no async runtime",
+        check_core_is_pure(core, &sources),
+    );
+}
+
+#[test]
+fn internal_dependencies_follow_the_architecture() {
+    assert_clean(
+        "workspace dependency directions",
+        check_dependency_directions(
+            &manifests(),
+            ALLOWED_EDGES,
+            "xtask/tests/tidy.rs (ALLOWED_EDGES)",
+        ),
+    );
+}
