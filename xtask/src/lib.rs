@@ -66,8 +66,7 @@ pub fn rust_files(root: &Path, dirs: &[&str]) -> Result<Vec<SourceFile>> {
     paths
         .into_iter()
         .map(|path| {
-            let text =
-                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             Ok(SourceFile::new(display_path(root, &path), text))
         })
         .collect()
@@ -93,9 +92,7 @@ fn collect_rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Whether the file's very first line is a `//!` module doc.
 pub fn starts_with_module_doc(text: &str) -> bool {
-    text.lines()
-        .next()
-        .is_some_and(|line| line.starts_with("//!"))
+    text.lines().next().is_some_and(|line| line.starts_with("//!"))
 }
 
 /// Files whose first line is not a `//!` comment.
@@ -167,9 +164,7 @@ pub struct Manifest {
 impl Manifest {
     /// Dependencies on `package`, in any table.
     pub fn dependencies_on<'a>(&'a self, package: &'a str) -> impl Iterator<Item = &'a Dependency> {
-        self.dependencies
-            .iter()
-            .filter(move |dep| dep.package == package)
+        self.dependencies.iter().filter(move |dep| dep.package == package)
     }
 }
 
@@ -235,9 +230,7 @@ fn collect_dependencies(
             if let Some(spec) = spec.as_table() {
                 if spec.get("workspace").and_then(toml::Value::as_bool) == Some(true) {
                     let Some(inherited) = workspace_deps.get(key) else {
-                        bail!(
-                            "`{key}` says `workspace = true` but [workspace.dependencies] has no `{key}`"
-                        );
+                        bail!("`{key}` says `workspace = true` but [workspace.dependencies] has no `{key}`");
                     };
                     if let Some(renamed) = inherited.get("package").and_then(toml::Value::as_str) {
                         package = renamed.to_owned();
@@ -263,20 +256,14 @@ fn collect_dependencies(
 fn string_list(value: Option<&toml::Value>) -> Vec<String> {
     value
         .and_then(toml::Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
 /// The member directories the root manifest lists (`dir/*` globs and plain paths, minus
 /// `exclude`), relative to the root, sorted.
 pub fn workspace_members(root: &Path, root_manifest: &str) -> Result<Vec<String>> {
-    let table: toml::Table =
-        toml::from_str(root_manifest).context("parsing the root Cargo.toml")?;
+    let table: toml::Table = toml::from_str(root_manifest).context("parsing the root Cargo.toml")?;
     let workspace = table
         .get("workspace")
         .context("the root Cargo.toml has no [workspace]")?;
@@ -284,39 +271,30 @@ pub fn workspace_members(root: &Path, root_manifest: &str) -> Result<Vec<String>
     let mut members = BTreeSet::new();
     for pattern in string_list(workspace.get("members")) {
         if let Some(parent) = pattern.strip_suffix("/*") {
-            for entry in
-                fs::read_dir(root.join(parent)).with_context(|| format!("listing {parent}"))?
-            {
+            for entry in fs::read_dir(root.join(parent)).with_context(|| format!("listing {parent}"))? {
                 let entry = entry?;
                 if entry.path().join("Cargo.toml").is_file() {
                     members.insert(format!("{parent}/{}", entry.file_name().to_string_lossy()));
                 }
             }
         } else if pattern.contains(['*', '?', '[']) {
-            bail!(
-                "workspace member pattern `{pattern}` is not supported by xtask: use `dir/*` or a plain path"
-            );
+            bail!("workspace member pattern `{pattern}` is not supported by xtask: use `dir/*` or a plain path");
         } else {
             members.insert(pattern);
         }
     }
-    Ok(members
-        .into_iter()
-        .filter(|m| !excluded.contains(m))
-        .collect())
+    Ok(members.into_iter().filter(|m| !excluded.contains(m)).collect())
 }
 
 /// Every workspace member's manifest, parsed.
 pub fn member_manifests(root: &Path) -> Result<Vec<Manifest>> {
-    let root_text =
-        fs::read_to_string(root.join("Cargo.toml")).context("reading the root Cargo.toml")?;
+    let root_text = fs::read_to_string(root.join("Cargo.toml")).context("reading the root Cargo.toml")?;
     let workspace_deps = workspace_dependencies(&root_text)?;
     workspace_members(root, &root_text)?
         .into_iter()
         .map(|member| {
             let path = format!("{member}/Cargo.toml");
-            let text =
-                fs::read_to_string(root.join(&path)).with_context(|| format!("reading {path}"))?;
+            let text = fs::read_to_string(root.join(&path)).with_context(|| format!("reading {path}"))?;
             parse_manifest(&path, &text, &workspace_deps)
         })
         .collect()
@@ -328,12 +306,7 @@ pub fn member_manifests(root: &Path) -> Result<Vec<Manifest>> {
 
 /// Crates other than `owner` that depend on `package`, in any table. `fix` says what to do
 /// instead.
-pub fn check_exclusive_dependency(
-    manifests: &[Manifest],
-    package: &str,
-    owner: &str,
-    fix: &str,
-) -> Vec<String> {
+pub fn check_exclusive_dependency(manifests: &[Manifest], package: &str, owner: &str, fix: &str) -> Vec<String> {
     manifests
         .iter()
         .filter(|manifest| manifest.name != owner)
@@ -451,11 +424,7 @@ pub fn check_dependency_directions(
                 ));
             }
             if dep.kind != DepKind::Dev {
-                for feature in dep
-                    .features
-                    .iter()
-                    .filter(|f| TEST_ONLY_FEATURES.contains(&f.as_str()))
-                {
+                for feature in dep.features.iter().filter(|f| TEST_ONLY_FEATURES.contains(&f.as_str())) {
                     offenders.push(format!(
                         "{}: {} enables {}'s test-only feature `{feature}` in {}; test doubles must not reach production builds: enable it under [dev-dependencies] instead",
                         manifest.path,
@@ -584,9 +553,7 @@ pub fn tokenize(text: &str) -> Vec<Token> {
                         loop {
                             match chars.get(i) {
                                 None => break,
-                                Some('"')
-                                    if (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) =>
-                                {
+                                Some('"') if (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) => {
                                     i += 1 + hashes;
                                     break;
                                 }
@@ -683,17 +650,13 @@ mod tests {
 
     #[test]
     fn module_doc_must_be_the_first_line() {
-        assert!(starts_with_module_doc(
-            "//! What this owns.\nfn main() {}\n"
-        ));
+        assert!(starts_with_module_doc("//! What this owns.\nfn main() {}\n"));
         assert!(starts_with_module_doc("//!"));
         assert!(!starts_with_module_doc(""));
         assert!(!starts_with_module_doc("\n//! Late.\n"));
         assert!(!starts_with_module_doc("/// An item doc.\n"));
         assert!(!starts_with_module_doc("// A plain comment.\n"));
-        assert!(!starts_with_module_doc(
-            "#![forbid(unsafe_code)]\n//! Doc.\n"
-        ));
+        assert!(!starts_with_module_doc("#![forbid(unsafe_code)]\n//! Doc.\n"));
 
         let files = [
             SourceFile::new("crates/a/src/lib.rs", "//! Fine.\n"),
@@ -711,12 +674,7 @@ mod tests {
     fn rust_files_skip_target_and_hidden_directories() {
         let root = std::env::temp_dir().join(format!("xtask-rust-files-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        for dir in [
-            "crates/a/src",
-            "crates/a/target/debug",
-            "crates/.hidden",
-            "other",
-        ] {
+        for dir in ["crates/a/src", "crates/a/target/debug", "crates/.hidden", "other"] {
             fs::create_dir_all(root.join(dir)).unwrap();
         }
         for file in [
@@ -775,16 +733,9 @@ mod tests {
         let engine = parsed.dependencies_on("bollard").next().unwrap();
         assert_eq!(engine.kind, DepKind::Normal);
         assert_eq!(engine.features, ["ssl", "http"]);
+        assert_eq!(parsed.dependencies_on("cc").next().unwrap().kind, DepKind::Build);
         assert_eq!(
-            parsed.dependencies_on("cc").next().unwrap().kind,
-            DepKind::Build
-        );
-        assert_eq!(
-            parsed
-                .dependencies_on("berth-runtime")
-                .next()
-                .unwrap()
-                .section(),
+            parsed.dependencies_on("berth-runtime").next().unwrap().section(),
             "[dev-dependencies]"
         );
 
@@ -806,28 +757,18 @@ mod tests {
                 "[package]\nname = \"berth-docker\"\n[dependencies]\nbollard = \"0.21\"\n",
             ),
         ];
-        let offenders = check_exclusive_dependency(
-            &manifests,
-            "bollard",
-            "berth-docker",
-            "go through the Runtime trait",
-        );
+        let offenders =
+            check_exclusive_dependency(&manifests, "bollard", "berth-docker", "go through the Runtime trait");
         assert_eq!(offenders.len(), 1, "{offenders:#?}");
-        assert!(
-            offenders[0].starts_with("crates/berth-api/Cargo.toml: berth-api depends on `bollard`")
-        );
+        assert!(offenders[0].starts_with("crates/berth-api/Cargo.toml: berth-api depends on `bollard`"));
         assert!(offenders[0].contains("[target.'cfg(unix)'.dev-dependencies]"));
-        assert!(
-            offenders[0]
-                .contains("only berth-docker may depend on bollard: go through the Runtime trait")
-        );
+        assert!(offenders[0].contains("only berth-docker may depend on bollard: go through the Runtime trait"));
 
         let sqlx = manifest(
             "crates/berth-server/Cargo.toml",
             "[package]\nname = \"berth-server\"\n[build-dependencies]\nsqlx = \"0.9\"\n",
         );
-        let offenders =
-            check_exclusive_dependency(&[sqlx], "sqlx", "berth-store", "use the Store trait");
+        let offenders = check_exclusive_dependency(&[sqlx], "sqlx", "berth-store", "use the Store trait");
         assert_eq!(offenders.len(), 1);
         assert!(offenders[0].contains("[build-dependencies]"));
         assert!(check_exclusive_dependency(&manifests, "sqlx", "berth-store", "").is_empty());
@@ -851,10 +792,7 @@ mod tests {
         let offenders = check_core_is_pure(&core, &[]);
         assert_eq!(offenders.len(), 3, "{offenders:#?}");
         let has = |text: &str| offenders.iter().any(|o| o.contains(text));
-        assert!(
-            has("berth-core depends on `tokio` in [dependencies]"),
-            "{offenders:#?}"
-        );
+        assert!(has("berth-core depends on `tokio` in [dependencies]"), "{offenders:#?}");
         assert!(has("`tokio-test` in [dev-dependencies]"), "{offenders:#?}");
         assert!(has("`hyper` in [dev-dependencies]"), "{offenders:#?}");
         assert!(offenders.iter().all(|o| o.contains("berth-core is pure")));
@@ -863,10 +801,7 @@ mod tests {
 
     #[test]
     fn core_sources_may_not_do_io() {
-        let core = manifest(
-            "crates/berth-core/Cargo.toml",
-            "[package]\nname = \"berth-core\"\n",
-        );
+        let core = manifest("crates/berth-core/Cargo.toml", "[package]\nname = \"berth-core\"\n");
         let sources = [
             SourceFile::new(
                 "crates/berth-core/src/a.rs",
@@ -908,9 +843,7 @@ mod tests {
 
     #[test]
     fn tokenizer_keeps_lines_and_drops_literals() {
-        let tokens = tokenize(
-            "a::b /* x\ny */\n\"s\ntr\" 'c' b'x' br##\"r\"#\"## r#type 1.5 'life '\\'' '\\u{22}'\nz",
-        );
+        let tokens = tokenize("a::b /* x\ny */\n\"s\ntr\" 'c' b'x' br##\"r\"#\"## r#type 1.5 'life '\\'' '\\u{22}'\nz");
         let texts: Vec<(usize, &str)> = tokens.iter().map(|t| (t.line, t.text.as_str())).collect();
         assert_eq!(
             texts,
@@ -939,10 +872,7 @@ mod tests {
         ("berth-core", &[]),
         ("berth-runtime", &["berth-core"]),
         ("berth-api", &["berth-core"]),
-        (
-            "berth-server",
-            &["berth-core", "berth-runtime", "berth-api"],
-        ),
+        ("berth-server", &["berth-core", "berth-runtime", "berth-api"]),
     ];
 
     fn crate_manifest(name: &str, deps: &str) -> Manifest {
@@ -1004,22 +934,15 @@ mod tests {
         ];
         let offenders = check_dependency_directions(&manifests, EDGES, "xtask/tests/tidy.rs");
         assert_eq!(offenders.len(), 4, "{offenders:#?}");
-        assert!(offenders[0].starts_with("crates/berth-core/Cargo.toml: berth-core depends on berth-runtime in [dev-dependencies]"));
+        assert!(
+            offenders[0]
+                .starts_with("crates/berth-core/Cargo.toml: berth-core depends on berth-runtime in [dev-dependencies]")
+        );
         assert!(offenders[0].contains("berth-core may depend on: no workspace crate"));
-        assert!(
-            offenders[0].contains("update the table in xtask/tests/tidy.rs and ARCHITECTURE.md")
-        );
-        assert!(
-            offenders[1].contains(
-                "berth-api depends on berth-runtime in [target.'cfg(unix)'.dependencies]"
-            )
-        );
+        assert!(offenders[0].contains("update the table in xtask/tests/tidy.rs and ARCHITECTURE.md"));
+        assert!(offenders[1].contains("berth-api depends on berth-runtime in [target.'cfg(unix)'.dependencies]"));
         assert!(offenders[1].contains("berth-api may depend on: berth-core"));
-        assert!(
-            offenders[2].contains(
-                "enables berth-runtime's test-only feature `test-util` in [dependencies]"
-            )
-        );
+        assert!(offenders[2].contains("enables berth-runtime's test-only feature `test-util` in [dependencies]"));
         assert!(offenders[3].contains("crate berth-kube is not in the allowed-edges table"));
     }
 
@@ -1030,11 +953,7 @@ mod tests {
         for dir in ["crates/a", "crates/b", "crates/not-a-crate", "tests/e2e"] {
             fs::create_dir_all(root.join(dir)).unwrap();
         }
-        for file in [
-            "crates/a/Cargo.toml",
-            "crates/b/Cargo.toml",
-            "tests/e2e/Cargo.toml",
-        ] {
+        for file in ["crates/a/Cargo.toml", "crates/b/Cargo.toml", "tests/e2e/Cargo.toml"] {
             fs::write(root.join(file), "").unwrap();
         }
         let members = workspace_members(

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use berth_core::units::{format_cpu, format_memory};
 use berth_core::Sandbox;
+use berth_core::units::{format_cpu, format_memory};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

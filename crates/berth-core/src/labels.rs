@@ -5,7 +5,8 @@ use crate::sandbox::label_keys::RESERVED_PREFIX;
 const NAME_MAX: usize = 63;
 const PREFIX_MAX: usize = 253;
 const KEY_FORMS: &str = "use [prefix/]name, where name is 1-63 letters, digits, `-`, `_` or `.` starting and ending with a letter or digit, and the optional prefix is a lowercase DNS subdomain of at most 253 characters such as example.com";
-const VALUE_FORMS: &str = "use at most 63 letters, digits, `-`, `_` or `.` starting and ending with a letter or digit, or an empty value";
+const VALUE_FORMS: &str =
+    "use at most 63 letters, digits, `-`, `_` or `.` starting and ending with a letter or digit, or an empty value";
 
 /// Checks one label: key `[prefix/]name` (prefix a DNS subdomain ≤ 253, name ≤ 63 alphanumerics
 /// with `-_.` inside), value ≤ 63 of the same alphabet or empty; keys starting `berth.` are reserved.
@@ -152,22 +153,10 @@ mod tests {
             ("a/b/c".to_owned(), "not a label key"),
             ("example.com/".to_owned(), "not a label key"),
             ("/name".to_owned(), "not a lowercase DNS subdomain"),
-            (
-                "Example.com/name".to_owned(),
-                "not a lowercase DNS subdomain",
-            ),
-            (
-                "example..com/name".to_owned(),
-                "not a lowercase DNS subdomain",
-            ),
-            (
-                "-example.com/name".to_owned(),
-                "not a lowercase DNS subdomain",
-            ),
-            (
-                "exa_mple.com/name".to_owned(),
-                "not a lowercase DNS subdomain",
-            ),
+            ("Example.com/name".to_owned(), "not a lowercase DNS subdomain"),
+            ("example..com/name".to_owned(), "not a lowercase DNS subdomain"),
+            ("-example.com/name".to_owned(), "not a lowercase DNS subdomain"),
+            ("exa_mple.com/name".to_owned(), "not a lowercase DNS subdomain"),
             ("a".repeat(64), "longer than 63"),
             (format!("{}/x", "a".repeat(254)), "longer than 253"),
         ];
@@ -192,10 +181,7 @@ mod tests {
         for (value, reason) in cases {
             let message = validate_label("team", &value).unwrap_err();
             assert!(message.contains(reason), "{value}: {message}");
-            assert!(
-                message.contains(&format!("`{value}`")),
-                "{value}: {message}"
-            );
+            assert!(message.contains(&format!("`{value}`")), "{value}: {message}");
             assert!(message.contains("or an empty value"), "{value}: {message}");
         }
     }
@@ -206,9 +192,7 @@ mod tests {
     fn prefix() -> impl Strategy<Value = String> {
         prop::collection::vec(DNS_PART, 1..5)
             .prop_map(|parts| parts.join("."))
-            .prop_filter("DNS subdomains are at most 253 characters", |p| {
-                p.len() <= 253
-            })
+            .prop_filter("DNS subdomains are at most 253 characters", |p| p.len() <= 253)
     }
 
     proptest! {

@@ -45,10 +45,8 @@ impl SandboxId {
 
     /// Accepts exactly the form [`SandboxId::generate`] produces.
     pub fn parse(text: &str) -> Option<Self> {
-        let well_formed = text.len() == Self::LEN
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let well_formed =
+            text.len() == Self::LEN && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         well_formed.then(|| SandboxId(text.to_owned()))
     }
 
@@ -202,13 +200,7 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for text in [
-            "",
-            "ABCDEF0123456789",
-            "0123",
-            "0123456789abcdeg",
-            "../../etc/passwd",
-        ] {
+        for text in ["", "ABCDEF0123456789", "0123", "0123456789abcdeg", "../../etc/passwd"] {
             assert_eq!(SandboxId::parse(text), None, "{text}");
         }
     }

@@ -173,20 +173,14 @@ impl SandboxRequest {
                 );
             }
             if value.contains('\0') {
-                reject(
-                    &format!("env.{key}"),
-                    "values must not contain NUL bytes".into(),
-                );
+                reject(&format!("env.{key}"), "values must not contain NUL bytes".into());
             }
         }
 
         if let Some(workdir) = &self.workdir
             && (!workdir.starts_with('/') || workdir.contains('\0'))
         {
-            reject(
-                "workdir",
-                format!("`{workdir}` must be an absolute path such as /work"),
-            );
+            reject("workdir", format!("`{workdir}` must be an absolute path such as /work"));
         }
 
         if let Some(user) = &self.user
@@ -204,15 +198,9 @@ impl SandboxRequest {
         let mut seen_ports = std::collections::BTreeSet::new();
         for (index, port) in self.ports.iter().enumerate() {
             if *port == 0 {
-                reject(
-                    &format!("ports[{index}]"),
-                    "0 is not a port: use 1-65535".into(),
-                );
+                reject(&format!("ports[{index}]"), "0 is not a port: use 1-65535".into());
             } else if !seen_ports.insert(*port) {
-                reject(
-                    &format!("ports[{index}]"),
-                    format!("port {port} is listed twice"),
-                );
+                reject(&format!("ports[{index}]"), format!("port {port} is listed twice"));
             }
         }
 
@@ -318,9 +306,7 @@ fn validate_image_reference(image: &str) -> Result<(), String> {
     // The first component is a registry host when it looks like one (Docker's rule).
     let path = match name.split_once('/') {
         Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
         {
             rest
         }
@@ -342,11 +328,7 @@ fn validate_image_reference(image: &str) -> Result<(), String> {
 /// `name`, `uid`, `name:group` or `uid:gid`, with POSIX-ish names.
 fn validate_user(user: &str) -> Result<(), String> {
     let part_ok = |part: &str| {
-        !part.is_empty()
-            && part.len() <= 32
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        !part.is_empty() && part.len() <= 32 && part.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
     };
     let mut parts = user.splitn(2, ':');
     let name = parts.next().unwrap_or_default();
@@ -354,9 +336,7 @@ fn validate_user(user: &str) -> Result<(), String> {
     if part_ok(name) && group_ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{user}` is not a user: use name, uid, name:group or uid:gid"
-        ))
+        Err(format!("`{user}` is not a user: use name, uid, name:group or uid:gid"))
     }
 }
 
@@ -423,11 +403,9 @@ mod tests {
         assert_eq!(spec.resources.memory_bytes, 256 * units::MIB);
         assert_eq!(spec.ttl, Duration::from_secs(5400));
 
-        let spec = request(
-            serde_json::json!({"image": "busybox", "cpu": 2, "memory": 1048576, "ttl": 90}),
-        )
-        .validate(&SpecPolicy::default())
-        .unwrap();
+        let spec = request(serde_json::json!({"image": "busybox", "cpu": 2, "memory": 1048576, "ttl": 90}))
+            .validate(&SpecPolicy::default())
+            .unwrap();
         assert_eq!(spec.resources.cpu_millis, 2000);
         assert_eq!(spec.resources.memory_bytes, units::MIB);
         assert_eq!(spec.ttl, Duration::from_secs(90));
@@ -445,21 +423,9 @@ mod tests {
             "image": "busybox", "cpu": "16001m", "memory": "65Gi", "ttl": "169h",
         })));
         assert_eq!(fields(&found), ["cpu", "memory", "ttl"]);
-        assert!(
-            found[0].message.contains("maximum of 16 CPUs"),
-            "{}",
-            found[0].message
-        );
-        assert!(
-            found[1].message.contains("maximum of 64Gi"),
-            "{}",
-            found[1].message
-        );
-        assert!(
-            found[2].message.contains("maximum of 168h"),
-            "{}",
-            found[2].message
-        );
+        assert!(found[0].message.contains("maximum of 16 CPUs"), "{}", found[0].message);
+        assert!(found[1].message.contains("maximum of 64Gi"), "{}", found[1].message);
+        assert!(found[2].message.contains("maximum of 168h"), "{}", found[2].message);
     }
 
     #[test]
@@ -509,10 +475,7 @@ mod tests {
         }
         let display = ValidationErrors(found).to_string();
         assert!(display.starts_with("image: is required"), "{display}");
-        assert!(
-            display.contains("; cpu: `abc` is not a CPU amount"),
-            "{display}"
-        );
+        assert!(display.contains("; cpu: `abc` is not a CPU amount"), "{display}");
     }
 
     #[test]
@@ -521,11 +484,7 @@ mod tests {
             "image": "busybox", "labels": {"berth.sandbox": "0123456789abcdef"},
         })));
         assert_eq!(fields(&found), ["labels.berth.sandbox"]);
-        assert!(
-            found[0].message.contains("reserved"),
-            "{}",
-            found[0].message
-        );
+        assert!(found[0].message.contains("reserved"), "{}", found[0].message);
     }
 
     #[test]
@@ -539,8 +498,7 @@ mod tests {
     #[test]
     fn quantities_deserialize_from_numbers_and_strings() {
         let parsed: SandboxRequest =
-            serde_json::from_str(r#"{"image": "busybox", "cpu": 2, "memory": "512Mi", "ttl": 90}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"image": "busybox", "cpu": 2, "memory": "512Mi", "ttl": 90}"#).unwrap();
         assert_eq!(parsed.cpu, Some(NumberOrString::Number(2.0)));
         assert_eq!(parsed.memory, Some(NumberOrString::String("512Mi".into())));
         assert_eq!(parsed.ttl, Some(NumberOrString::Number(90.0)));
@@ -584,9 +542,7 @@ mod tests {
             assert!(valid.validate(&policy).is_ok(), "{user}");
         }
         for user in ["", ":", "a:", ":b", "a b", "a:b:c"] {
-            let found = errors(&request(
-                serde_json::json!({"image": "busybox", "user": user}),
-            ));
+            let found = errors(&request(serde_json::json!({"image": "busybox", "user": user})));
             assert_eq!(fields(&found), ["user"], "{user}");
         }
         let found = errors(&request(

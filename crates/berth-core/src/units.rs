@@ -26,7 +26,8 @@ pub const EIB: u64 = 1024 * PIB;
 
 const CPU_FORMS: &str = "use cores (2, 0.5), millicores (500m) or 1C";
 const MEMORY_FORMS: &str = "use bytes (1073741824) or a number with a binary unit such as 512Mi, 1Gi, 512M, 256m, 2GB or 64k (every unit is a power of 1024)";
-const DURATION_FORMS: &str = "use a Go duration such as 90s, 30m, 1h30m, 1.5h or 300ms (units ns, us, ms, s, m, h) or whole seconds (90)";
+const DURATION_FORMS: &str =
+    "use a Go duration such as 90s, 30m, 1h30m, 1.5h or 300ms (units ns, us, ms, s, m, h) or whole seconds (90)";
 
 /// `2`, `0.5`, `"500m"` (millicores), `"1C"` → thousandths of a CPU. Zero is refused.
 ///
@@ -34,8 +35,8 @@ const DURATION_FORMS: &str = "use a Go duration such as 90s, 30m, 1h30m, 1.5h or
 /// is half a CPU. Amounts finer than one millicore are refused rather than rounded.
 pub fn parse_cpu_millis(input: &NumberOrString) -> Result<u64, String> {
     let text = number_text(input).map_err(|why| format!("`{input}` {why}: {CPU_FORMS}"))?;
-    let (int, frac, rest) = split_decimal(text.trim())
-        .ok_or_else(|| format!("`{input}` is not a CPU amount: {CPU_FORMS}"))?;
+    let (int, frac, rest) =
+        split_decimal(text.trim()).ok_or_else(|| format!("`{input}` is not a CPU amount: {CPU_FORMS}"))?;
     let factor = match rest.trim_start() {
         "" | "c" | "C" => 1000,
         "m" => 1,
@@ -116,9 +117,7 @@ pub fn parse_duration(input: &NumberOrString) -> Result<Duration, String> {
             }
             // 2^64: the first f64 above u64::MAX (infinity is above it too).
             if n >= 18_446_744_073_709_551_616.0 {
-                return Err(format!(
-                    "`{input}` is too long a duration: {DURATION_FORMS}"
-                ));
+                return Err(format!("`{input}` is too long a duration: {DURATION_FORMS}"));
             }
             if n.fract() != 0.0 {
                 return Err(format!(
@@ -157,9 +156,7 @@ pub fn parse_duration(input: &NumberOrString) -> Result<Duration, String> {
                 "m" => 60 * NANOS_PER_SEC,
                 "h" => 3600 * NANOS_PER_SEC,
                 "" => {
-                    return Err(format!(
-                        "`{input}` has a number without a unit: {DURATION_FORMS}"
-                    ));
+                    return Err(format!("`{input}` has a number without a unit: {DURATION_FORMS}"));
                 }
                 _ => return Err(not_a_duration()),
             };
@@ -279,9 +276,7 @@ fn split_decimal(text: &str) -> Option<(&str, &str, &str)> {
 fn scale(int: &str, frac: &str, factor: u128) -> Option<(u128, bool)> {
     let mut whole: u128 = 0;
     for digit in int.bytes() {
-        whole = whole
-            .checked_mul(10)?
-            .checked_add(u128::from(digit - b'0'))?;
+        whole = whole.checked_mul(10)?.checked_add(u128::from(digit - b'0'))?;
     }
     let whole = whole.checked_mul(factor)?;
     // Horner from the last digit: floor((d·f + floor(x)) / 10) = floor((d·f + x) / 10), so
@@ -370,10 +365,7 @@ mod tests {
         for (input, reason) in cases {
             let message = parse_cpu_millis(&input).unwrap_err();
             assert!(message.contains(reason), "{input}: {message}");
-            assert!(
-                message.contains(&format!("`{input}`")),
-                "{input}: {message}"
-            );
+            assert!(message.contains(&format!("`{input}`")), "{input}: {message}");
             assert!(message.contains("millicores (500m)"), "{input}: {message}");
         }
     }
@@ -434,9 +426,7 @@ mod tests {
         assert_eq!(parse_memory_bytes(&n(1.9)), Ok(1));
         // 2^-60 Ei is exactly one byte: no precision is lost on long fractions.
         assert_eq!(
-            parse_memory_bytes(&s(
-                "0.000000000000000000867361737988403547205962240695953369140625Ei"
-            )),
+            parse_memory_bytes(&s("0.000000000000000000867361737988403547205962240695953369140625Ei")),
             Ok(1)
         );
     }
@@ -470,10 +460,7 @@ mod tests {
         for (input, reason) in cases {
             let message = parse_memory_bytes(&input).unwrap_err();
             assert!(message.contains(reason), "{input}: {message}");
-            assert!(
-                message.contains(&format!("`{input}`")),
-                "{input}: {message}"
-            );
+            assert!(message.contains(&format!("`{input}`")), "{input}: {message}");
             assert!(message.contains("512Mi"), "{input}: {message}");
         }
     }
@@ -536,10 +523,7 @@ mod tests {
         for (input, reason) in cases {
             let message = parse_duration(&input).unwrap_err();
             assert!(message.contains(reason), "{input}: {message}");
-            assert!(
-                message.contains(&format!("`{input}`")),
-                "{input}: {message}"
-            );
+            assert!(message.contains(&format!("`{input}`")), "{input}: {message}");
             assert!(message.contains("1h30m"), "{input}: {message}");
         }
     }

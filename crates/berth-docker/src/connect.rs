@@ -12,7 +12,7 @@ use bollard::{ClientVersion, Docker};
 use crate::error::{EngineRef, Subject, classify, unavailable};
 
 /// The oldest Docker Engine API berth speaks (Docker 20.10).
-pub const MIN_API_VERSION: ClientVersion = ClientVersion {
+pub(crate) const MIN_API_VERSION: ClientVersion = ClientVersion {
     major_version: 1,
     minor_version: 41,
 };
@@ -109,11 +109,7 @@ pub(crate) fn resolve_endpoint(
         if config.tls.is_some() {
             return fail("TLS applies only to tcp:// endpoints".into());
         }
-        let path = if path.is_empty() {
-            "/var/run/docker.sock"
-        } else {
-            path
-        };
+        let path = if path.is_empty() { "/var/run/docker.sock" } else { path };
         if !path.starts_with('/') {
             return fail(format!(
                 "`{path}` is not an absolute socket path: use unix:///path/to/docker.sock"
@@ -121,9 +117,7 @@ pub(crate) fn resolve_endpoint(
         }
         return Ok(Endpoint {
             display: format!("unix://{path}"),
-            transport: Transport::Unix {
-                path: path.to_owned(),
-            },
+            transport: Transport::Unix { path: path.to_owned() },
         });
     }
 
@@ -137,25 +131,18 @@ pub(crate) fn resolve_endpoint(
             None if non_empty(env("DOCKER_TLS_VERIFY")).is_some() => {
                 let dir = non_empty(env("DOCKER_CERT_PATH"))
                     .map(PathBuf::from)
-                    .or_else(|| {
-                        non_empty(env("HOME")).map(|home| Path::new(&home).join(".docker"))
-                    });
+                    .or_else(|| non_empty(env("HOME")).map(|home| Path::new(&home).join(".docker")));
                 match dir {
                     Some(dir) => Some(TlsPaths::in_dir(&dir)),
                     None => {
-                        return fail(
-                            "DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is"
-                                .into(),
-                        );
+                        return fail("DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is".into());
                     }
                 }
             }
             None => None,
         };
         let has_port = match host_port.rsplit_once(':') {
-            Some((host, port)) => {
-                !host.ends_with(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-            }
+            Some((host, port)) => !host.ends_with(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
             None => false,
         };
         let addr = if has_port {
@@ -184,12 +171,10 @@ pub(crate) struct Connected {
 /// Resolves the endpoint, opens a client, negotiates the API version and checks the floor.
 pub(crate) async fn connect(config: &DockerConfig) -> Result<Connected, RuntimeError> {
     let endpoint =
-        resolve_endpoint(config, |key| std::env::var(key).ok()).map_err(|(raw, detail)| {
-            RuntimeError::Unavailable {
-                engine: config.name.clone(),
-                endpoint: raw,
-                detail,
-            }
+        resolve_endpoint(config, |key| std::env::var(key).ok()).map_err(|(raw, detail)| RuntimeError::Unavailable {
+            engine: config.name.clone(),
+            endpoint: raw,
+            detail,
         })?;
     let engine = EngineRef {
         name: &config.name,
@@ -201,9 +186,7 @@ pub(crate) async fn connect(config: &DockerConfig) -> Result<Connected, RuntimeE
 
     let build = |version: &ClientVersion| -> Result<Docker, RuntimeError> {
         open_client(&endpoint, bollard_timeout, version).map_err(|err| match err {
-            BollardError::SocketNotFoundError(_) => {
-                unavailable(engine, "no such file (is dockerd running?)".into())
-            }
+            BollardError::SocketNotFoundError(_) => unavailable(engine, "no such file (is dockerd running?)".into()),
             other => unavailable(engine, other.to_string()),
         })
     };
@@ -211,14 +194,7 @@ pub(crate) async fn connect(config: &DockerConfig) -> Result<Connected, RuntimeE
     // (Docker 20.10 answers 1.41) refuse that with 400 "client version 1.53 is too new. Maximum
     // supported API version is 1.41": take the maximum from that answer and try again there.
     let first = build(bollard::API_DEFAULT_VERSION)?;
-    let docker = match within(
-        handshake,
-        engine,
-        "version negotiation",
-        first.negotiate_version(),
-    )
-    .await?
-    {
+    let docker = match within(handshake, engine, "version negotiation", first.negotiate_version()).await? {
         Ok(docker) => docker,
         Err(BollardError::DockerResponseServerError {
             status_code: 400,
@@ -279,20 +255,11 @@ fn connect_error(err: &BollardError, engine: EngineRef<'_>) -> RuntimeError {
     }
 }
 
-fn open_client(
-    endpoint: &Endpoint,
-    timeout_secs: u64,
-    version: &ClientVersion,
-) -> Result<Docker, BollardError> {
+fn open_client(endpoint: &Endpoint, timeout_secs: u64, version: &ClientVersion) -> Result<Docker, BollardError> {
     match &endpoint.transport {
         Transport::Unix { path } => Docker::connect_with_unix(path, timeout_secs, version),
-        Transport::Tcp { addr, tls: None } => {
-            Docker::connect_with_http(addr, timeout_secs, version)
-        }
-        Transport::Tcp {
-            addr,
-            tls: Some(tls),
-        } => {
+        Transport::Tcp { addr, tls: None } => Docker::connect_with_http(addr, timeout_secs, version),
+        Transport::Tcp { addr, tls: Some(tls) } => {
             install_crypto_provider();
             for file in [&tls.ca, &tls.cert, &tls.key] {
                 if !file.is_file() {
@@ -335,10 +302,7 @@ mod tests {
     use super::*;
 
     fn resolve(config: &DockerConfig, env: &[(&str, &str)]) -> Result<Endpoint, (String, String)> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         resolve_endpoint(config, |key| env.get(key).cloned())
     }
 
@@ -358,11 +322,7 @@ mod tests {
 
     #[test]
     fn docker_host_is_honoured_and_config_wins() {
-        let from_env = resolve(
-            &DockerConfig::default(),
-            &[("DOCKER_HOST", "tcp://10.0.0.5:2375")],
-        )
-        .expect("resolves");
+        let from_env = resolve(&DockerConfig::default(), &[("DOCKER_HOST", "tcp://10.0.0.5:2375")]).expect("resolves");
         assert_eq!(
             from_env.transport,
             Transport::Tcp {
@@ -374,8 +334,7 @@ mod tests {
             endpoint: Some("unix:///run/other.sock".into()),
             ..DockerConfig::default()
         };
-        let explicit =
-            resolve(&config, &[("DOCKER_HOST", "tcp://10.0.0.5:2375")]).expect("resolves");
+        let explicit = resolve(&config, &[("DOCKER_HOST", "tcp://10.0.0.5:2375")]).expect("resolves");
         assert_eq!(explicit.display, "unix:///run/other.sock");
     }
 
@@ -417,31 +376,17 @@ mod tests {
 
     #[test]
     fn tcp_without_port_gets_the_cli_default() {
-        let endpoint = resolve(
-            &DockerConfig::default(),
-            &[("DOCKER_HOST", "tcp://127.0.0.1")],
-        )
-        .expect("resolves");
+        let endpoint = resolve(&DockerConfig::default(), &[("DOCKER_HOST", "tcp://127.0.0.1")]).expect("resolves");
         assert_eq!(endpoint.display, "tcp://127.0.0.1:2375");
-        let v6 =
-            resolve(&DockerConfig::default(), &[("DOCKER_HOST", "tcp://[::1]")]).expect("resolves");
+        let v6 = resolve(&DockerConfig::default(), &[("DOCKER_HOST", "tcp://[::1]")]).expect("resolves");
         assert_eq!(v6.display, "tcp://[::1]:2375");
-        let v6_port = resolve(
-            &DockerConfig::default(),
-            &[("DOCKER_HOST", "tcp://[::1]:1234/")],
-        )
-        .expect("resolves");
+        let v6_port = resolve(&DockerConfig::default(), &[("DOCKER_HOST", "tcp://[::1]:1234/")]).expect("resolves");
         assert_eq!(v6_port.display, "tcp://[::1]:1234");
     }
 
     #[test]
     fn unsupported_endpoints_are_refused_with_the_reason() {
-        for raw in [
-            "ssh://user@host",
-            "http//x",
-            "unix://relative.sock",
-            "tcp://",
-        ] {
+        for raw in ["ssh://user@host", "http//x", "unix://relative.sock", "tcp://"] {
             let config = DockerConfig {
                 endpoint: Some(raw.into()),
                 ..DockerConfig::default()
@@ -452,11 +397,70 @@ mod tests {
         }
     }
 
+    /// Answers every HTTP request on a loopback port with `status` and `body`, like an engine
+    /// that refuses the client's API version.
+    async fn refusing_engine(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        format!("tcp://{addr}")
+    }
+
+    #[tokio::test]
+    async fn engines_older_than_api_1_41_are_refused() {
+        let endpoint = refusing_engine(
+            "400 Bad Request",
+            r#"{"message":"client version 1.53 is too new. Maximum supported API version is 1.40"}"#,
+        )
+        .await;
+        let config = DockerConfig {
+            endpoint: Some(endpoint.clone()),
+            ..DockerConfig::default()
+        };
+        let err = connect(&config).await.err().expect("refused");
+        match err {
+            RuntimeError::Unavailable {
+                endpoint: named,
+                detail,
+                ..
+            } => {
+                assert_eq!(named, endpoint);
+                assert!(
+                    detail.contains("API 1.40") && detail.contains("1.41 or newer"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unexplained_refusal_is_reported_as_such() {
+        let endpoint = refusing_engine("400 Bad Request", r#"{"message":"go away"}"#).await;
+        let config = DockerConfig {
+            endpoint: Some(endpoint),
+            ..DockerConfig::default()
+        };
+        match connect(&config).await.err().expect("refused") {
+            RuntimeError::Unavailable { detail, .. } => assert!(detail.contains("go away"), "{detail}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
     #[test]
     fn reads_the_maximum_version_from_the_engines_refusal() {
-        let parsed = parse_max_version(
-            "client version 1.53 is too new. Maximum supported API version is 1.41",
-        );
+        let parsed = parse_max_version("client version 1.53 is too new. Maximum supported API version is 1.41");
         assert_eq!(
             parsed,
             Some(ClientVersion {

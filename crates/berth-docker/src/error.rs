@@ -26,23 +26,16 @@ pub(crate) enum Subject<'a> {
 
 /// Maps one bollard error to a classified [`RuntimeError`]. Engine text is kept as `detail`, but
 /// always under a class the API can answer correctly.
-pub(crate) fn classify(
-    err: &BollardError,
-    engine: EngineRef<'_>,
-    subject: Subject<'_>,
-) -> RuntimeError {
+pub(crate) fn classify(err: &BollardError, engine: EngineRef<'_>, subject: Subject<'_>) -> RuntimeError {
     match err {
-        BollardError::DockerResponseServerError {
-            status_code,
-            message,
-        } => classify_status(*status_code, message, engine, subject),
+        BollardError::DockerResponseServerError { status_code, message } => {
+            classify_status(*status_code, message, engine, subject)
+        }
         BollardError::RequestTimeoutError => RuntimeError::Timeout(format!(
             "engine `{}` at {} did not answer in time",
             engine.name, engine.endpoint
         )),
-        BollardError::SocketNotFoundError(_) => {
-            unavailable(engine, "no such file (is dockerd running?)".into())
-        }
+        BollardError::SocketNotFoundError(_) => unavailable(engine, "no such file (is dockerd running?)".into()),
         BollardError::IOError { .. }
         | BollardError::HyperResponseError { .. }
         | BollardError::HyperLegacyError { .. }
@@ -51,19 +44,14 @@ pub(crate) fn classify(
             Subject::Image(image) => image_not_found(image, engine, error.clone()),
             _ => RuntimeError::Other(error.clone()),
         },
-        BollardError::JsonDataError { message, .. } => RuntimeError::Other(format!(
-            "engine answered with JSON berth cannot read: {message}"
-        )),
+        BollardError::JsonDataError { message, .. } => {
+            RuntimeError::Other(format!("engine answered with JSON berth cannot read: {message}"))
+        }
         other => RuntimeError::Other(other.to_string()),
     }
 }
 
-fn classify_status(
-    status: u16,
-    message: &str,
-    engine: EngineRef<'_>,
-    subject: Subject<'_>,
-) -> RuntimeError {
+fn classify_status(status: u16, message: &str, engine: EngineRef<'_>, subject: Subject<'_>) -> RuntimeError {
     let message = message.trim().to_owned();
     match status {
         404 => match subject {
@@ -101,16 +89,14 @@ fn transport_detail(err: &BollardError) -> String {
     if let Some(io_err) = find_io_error(err) {
         let hint = match io_err.kind() {
             io::ErrorKind::NotFound => Some("no such file (is dockerd running?)"),
-            io::ErrorKind::ConnectionRefused => {
-                Some("connection refused (is dockerd running and listening there?)")
+            io::ErrorKind::ConnectionRefused => Some("connection refused (is dockerd running and listening there?)"),
+            io::ErrorKind::PermissionDenied => {
+                Some("permission denied (can this user open the socket, e.g. is it in the docker group?)")
             }
-            io::ErrorKind::PermissionDenied => Some(
-                "permission denied (can this user open the socket, e.g. is it in the docker group?)",
-            ),
             io::ErrorKind::TimedOut => Some("connection timed out"),
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => Some("the engine closed the connection"),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => {
+                Some("the engine closed the connection")
+            }
             _ => None,
         };
         if let Some(hint) = hint {
@@ -166,11 +152,7 @@ mod tests {
             RuntimeError::NotFound("abc".into())
         );
         assert_eq!(
-            classify(
-                &server(404, "No such image: x:1"),
-                ENGINE,
-                Subject::Image("x:1")
-            ),
+            classify(&server(404, "No such image: x:1"), ENGINE, Subject::Image("x:1")),
             RuntimeError::ImageNotFound {
                 image: "x:1".into(),
                 engine: "local".into(),
@@ -186,18 +168,9 @@ mod tests {
     #[test]
     fn status_codes_map_to_classes() {
         let c = |status, msg| classify(&server(status, msg), ENGINE, Subject::Container("abc"));
-        assert_eq!(
-            c(409, "name in use"),
-            RuntimeError::Conflict("name in use".into())
-        );
-        assert_eq!(
-            c(400, "bad memory"),
-            RuntimeError::Invalid("bad memory".into())
-        );
-        assert_eq!(
-            c(403, "forbidden"),
-            RuntimeError::Invalid("forbidden".into())
-        );
+        assert_eq!(c(409, "name in use"), RuntimeError::Conflict("name in use".into()));
+        assert_eq!(c(400, "bad memory"), RuntimeError::Invalid("bad memory".into()));
+        assert_eq!(c(403, "forbidden"), RuntimeError::Invalid("forbidden".into()));
         assert_eq!(c(500, "boom"), RuntimeError::Other("boom".into()));
         assert_eq!(c(500, ""), RuntimeError::Other("status 500".into()));
         assert!(matches!(c(503, "busy"), RuntimeError::Unavailable { .. }));

@@ -15,5 +15,5 @@ mod runtime;
 mod spec;
 mod state;
 
-pub use connect::{DEFAULT_ENDPOINT, DockerConfig, MIN_API_VERSION, TlsPaths};
+pub use connect::{DEFAULT_ENDPOINT, DockerConfig, TlsPaths};
 pub use runtime::DockerRuntime;

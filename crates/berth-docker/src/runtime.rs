@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::sandbox::label_keys;
-use berth_runtime::{
-    ContainerRequest, ContainerState, EngineInfo, RunState, Runtime, RuntimeError, RuntimeEvent,
-};
+use berth_runtime::{ContainerRequest, ContainerState, EngineInfo, RunState, Runtime, RuntimeError, RuntimeEvent};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
-    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
@@ -95,8 +92,7 @@ impl DockerRuntime {
         subject: Subject<'_>,
         fut: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<T, RuntimeError> {
-        self.call_within(self.config.call_timeout, what, subject, fut)
-            .await
+        self.call_within(self.config.call_timeout, what, subject, fut).await
     }
 
     async fn call_within<T>(
@@ -120,11 +116,7 @@ impl DockerRuntime {
     /// Makes sure `image` is on the engine: inspect, and pull when it is missing.
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
         match self
-            .call(
-                "image inspect",
-                Subject::Image(image),
-                self.docker.inspect_image(image),
-            )
+            .call("image inspect", Subject::Image(image), self.docker.inspect_image(image))
             .await
         {
             Ok(_) => return Ok(()),
@@ -141,12 +133,7 @@ impl DockerRuntime {
             .create_image(Some(options.build()), None, None)
             .try_for_each(|_| async { Ok(()) });
         match self
-            .call_within(
-                self.config.pull_timeout,
-                "image pull",
-                Subject::Image(image),
-                pull,
-            )
+            .call_within(self.config.pull_timeout, "image pull", Subject::Image(image), pull)
             .await
         {
             Ok(()) => {}
@@ -169,13 +156,9 @@ impl DockerRuntime {
             }
         }
         // A pull that "succeeded" must have left the image behind.
-        self.call(
-            "image inspect",
-            Subject::Image(image),
-            self.docker.inspect_image(image),
-        )
-        .await
-        .map(|_| ())
+        self.call("image inspect", Subject::Image(image), self.docker.inspect_image(image))
+            .await
+            .map(|_| ())
     }
 
     /// Force-removes a container this call created, logging (not returning) a failure: the
@@ -190,8 +173,7 @@ impl DockerRuntime {
         self.call(
             "container start",
             Subject::Container(container_id),
-            self.docker
-                .start_container(container_id, None::<StartContainerOptions>),
+            self.docker.start_container(container_id, None::<StartContainerOptions>),
         )
         .await?;
         self.inspect(container_id).await
@@ -199,20 +181,14 @@ impl DockerRuntime {
 
     /// The engine's current time, so an event subscription starts exactly "now" on its clock.
     async fn engine_now(&self) -> Result<String, RuntimeError> {
-        let info = self
-            .call("system info", Subject::Engine, self.docker.info())
-            .await?;
+        let info = self.call("system info", Subject::Engine, self.docker.info()).await?;
         let now = info
             .system_time
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&chrono::Utc))
             .unwrap_or_else(chrono::Utc::now);
-        Ok(format!(
-            "{}.{:09}",
-            now.timestamp(),
-            now.timestamp_subsec_nanos()
-        ))
+        Ok(format!("{}.{:09}", now.timestamp(), now.timestamp_subsec_nanos()))
     }
 }
 
@@ -239,9 +215,7 @@ impl RemoveOnDrop {
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let (Some(runtime), Ok(handle)) =
-            (self.runtime.take(), tokio::runtime::Handle::try_current())
-        {
+        if let (Some(runtime), Ok(handle)) = (self.runtime.take(), tokio::runtime::Handle::try_current()) {
             let container_id = std::mem::take(&mut self.container_id);
             handle.spawn(async move { runtime.discard(&container_id).await });
         }
@@ -255,9 +229,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
-        let version = self
-            .call("version", Subject::Engine, self.docker.version())
-            .await?;
+        let version = self.call("version", Subject::Engine, self.docker.version()).await?;
         Ok(EngineInfo {
             version: version.version.unwrap_or_else(|| self.info.version.clone()),
             ..self.info.clone()
@@ -300,10 +272,7 @@ impl Runtime for DockerRuntime {
         if !is_container_ref(container_id) {
             return Ok(());
         }
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self
             .call(
                 "container remove",
@@ -313,9 +282,7 @@ impl Runtime for DockerRuntime {
             .await
         {
             Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
-            Err(RuntimeError::Conflict(message)) if message.contains("already in progress") => {
-                Ok(())
-            }
+            Err(RuntimeError::Conflict(message)) if message.contains("already in progress") => Ok(()),
             Err(err) => Err(err),
         }
     }
@@ -339,10 +306,7 @@ impl Runtime for DockerRuntime {
     /// `started_at`); ended ones are inspected for the OOM flag and finish time.
     async fn list_managed(&self) -> Result<Vec<ContainerState>, RuntimeError> {
         let filters = HashMap::from([("label", vec![format!("{}=true", label_keys::MANAGED)])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let summaries = self
             .call(
                 "container list",
@@ -369,22 +333,14 @@ impl Runtime for DockerRuntime {
         Ok(states.into_iter().flatten().collect())
     }
 
-    async fn events(
-        &self,
-    ) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
+    async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
         let since = self.engine_now().await?;
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("label", vec![format!("{}=true", label_keys::MANAGED)]),
-            (
-                "event",
-                FOLLOWED_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
-            ),
+            ("event", FOLLOWED_ACTIONS.iter().map(|a| (*a).to_owned()).collect()),
         ]);
-        let options = EventsOptionsBuilder::new()
-            .since(&since)
-            .filters(&filters)
-            .build();
+        let options = EventsOptionsBuilder::new().since(&since).filters(&filters).build();
         let name = self.config.name.clone();
         let endpoint = self.info.endpoint.clone();
         let events = self.docker.events(Some(options));

@@ -26,24 +26,11 @@ pub(crate) fn container_body(
         .cpu_millis
         .checked_mul(1_000_000)
         .and_then(|n| i64::try_from(n).ok())
-        .ok_or_else(|| {
-            RuntimeError::Invalid(format!(
-                "cpu of {} millicores is out of range",
-                resources.cpu_millis
-            ))
-        })?;
-    let memory = i64::try_from(resources.memory_bytes).map_err(|_| {
-        RuntimeError::Invalid(format!(
-            "memory of {} bytes is out of range",
-            resources.memory_bytes
-        ))
-    })?;
+        .ok_or_else(|| RuntimeError::Invalid(format!("cpu of {} millicores is out of range", resources.cpu_millis)))?;
+    let memory = i64::try_from(resources.memory_bytes)
+        .map_err(|_| RuntimeError::Invalid(format!("memory of {} bytes is out of range", resources.memory_bytes)))?;
 
-    let exposed: Vec<String> = spec
-        .ports
-        .iter()
-        .map(|port| format!("{port}/tcp"))
-        .collect();
+    let exposed: Vec<String> = spec.ports.iter().map(|port| format!("{port}/tcp")).collect();
     let port_bindings: PortMap = exposed
         .iter()
         .map(|key| {
@@ -74,8 +61,7 @@ pub(crate) fn container_body(
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
-        env: (!spec.env.is_empty())
-            .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: (!spec.env.is_empty()).then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: spec.workdir.clone(),
         user: spec.user.clone(),
         labels: Some(
@@ -166,10 +152,7 @@ mod tests {
         assert_eq!(host.memory, Some(64 << 20));
         assert_eq!(host.memory_swap, Some(64 << 20));
         assert_eq!(host.pids_limit, Some(128));
-        assert_eq!(
-            host.security_opt,
-            Some(vec!["no-new-privileges".to_string()])
-        );
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
         assert_eq!(host.cap_drop, Some(vec!["NET_RAW".to_string()]));
         assert_eq!(host.privileged, Some(false));
         assert_eq!(host.network_mode, None);

@@ -7,8 +7,8 @@ use berth_core::sandbox::label_keys;
 use berth_core::{PortBinding, SandboxId};
 use berth_runtime::{ContainerState, EventKind, RunState, RuntimeEvent};
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryStateEnum, EndpointSettings, EventMessage, PortMap, PortSummaryTypeEnum,
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
+    EventMessage, PortMap, PortSummaryTypeEnum,
 };
 use chrono::{DateTime, Utc};
 
@@ -34,9 +34,7 @@ pub(crate) fn from_inspect(inspect: &ContainerInspectResponse) -> ContainerState
             .map(ports_of_map)
             .unwrap_or_default(),
         created_at: inspect.created.unwrap_or(DateTime::UNIX_EPOCH),
-        started_at: engine_state
-            .and_then(|s| s.started_at.as_deref())
-            .and_then(engine_time),
+        started_at: engine_state.and_then(|s| s.started_at.as_deref()).and_then(engine_time),
         finished_at: engine_state
             .and_then(|s| s.finished_at.as_deref())
             .and_then(engine_time),
@@ -50,9 +48,7 @@ pub(crate) fn from_summary(summary: &ContainerSummary) -> ContainerState {
     let labels = to_btree(summary.labels.as_ref());
     let state = match summary.state {
         Some(ContainerSummaryStateEnum::CREATED) => RunState::Created,
-        Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::STOPPING) => {
-            RunState::Running
-        }
+        Some(ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::STOPPING) => RunState::Running,
         Some(ContainerSummaryStateEnum::PAUSED) => RunState::Paused,
         Some(ContainerSummaryStateEnum::RESTARTING) => RunState::Restarting,
         Some(ContainerSummaryStateEnum::EXITED) => RunState::Exited,
@@ -81,9 +77,7 @@ pub(crate) fn from_summary(summary: &ContainerSummary) -> ContainerState {
         labels,
         state,
         exit_code: match state {
-            RunState::Exited | RunState::Dead => {
-                summary.status.as_deref().and_then(exit_code_in_status)
-            }
+            RunState::Exited | RunState::Dead => summary.status.as_deref().and_then(exit_code_in_status),
             _ => None,
         },
         oom_killed: false,
@@ -128,9 +122,7 @@ pub(crate) fn event_of(message: &EventMessage) -> Option<RuntimeEvent> {
 fn run_state_of(state: &bollard::models::ContainerState) -> RunState {
     match state.status {
         Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
-        Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::STOPPING) => {
-            RunState::Running
-        }
+        Some(ContainerStateStatusEnum::RUNNING | ContainerStateStatusEnum::STOPPING) => RunState::Running,
         Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
         Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
         Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
@@ -159,23 +151,18 @@ fn to_btree(labels: Option<&HashMap<String, String>>) -> BTreeMap<String, String
 }
 
 fn sandbox_id_of(labels: &BTreeMap<String, String>) -> Option<SandboxId> {
-    labels
-        .get(label_keys::SANDBOX)
-        .and_then(|id| SandboxId::parse(id))
+    labels.get(label_keys::SANDBOX).and_then(|id| SandboxId::parse(id))
 }
 
 /// The default bridge's address when the container is on it, else the first network's (by name).
 fn ip_of(networks: &HashMap<String, EndpointSettings>) -> Option<String> {
-    let usable =
-        |settings: &EndpointSettings| settings.ip_address.clone().filter(|ip| !ip.is_empty());
+    let usable = |settings: &EndpointSettings| settings.ip_address.clone().filter(|ip| !ip.is_empty());
     if let Some(ip) = networks.get("bridge").and_then(usable) {
         return Some(ip);
     }
     let mut names: Vec<&String> = networks.keys().collect();
     names.sort();
-    names
-        .into_iter()
-        .find_map(|name| networks.get(name).and_then(usable))
+    names.into_iter().find_map(|name| networks.get(name).and_then(usable))
 }
 
 /// TCP port bindings from `NetworkSettings.Ports` (`{"8080/tcp": [{"HostIp": .., "HostPort": ..}]}`).
@@ -219,10 +206,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -231,10 +215,7 @@ mod tests {
             id: Some("c1".into()),
             created: DateTime::from_timestamp(1_700_000_000, 0),
             config: Some(ContainerConfig {
-                labels: Some(labels(&[
-                    ("berth.sandbox", "0123456789abcdef"),
-                    ("team", "a"),
-                ])),
+                labels: Some(labels(&[("berth.sandbox", "0123456789abcdef"), ("team", "a")])),
                 ..Default::default()
             }),
             state: Some(bollard::models::ContainerState {
@@ -269,10 +250,7 @@ mod tests {
                 host_port: Some("49153".into()),
             }]),
         );
-        ports.insert(
-            "53/udp".into(),
-            Some(vec![bollard::models::PortBinding::default()]),
-        );
+        ports.insert("53/udp".into(), Some(vec![bollard::models::PortBinding::default()]));
         ports.insert("9090/tcp".into(), None);
         let mut networks = HashMap::new();
         networks.insert(
@@ -411,11 +389,7 @@ mod tests {
             ("pause", EventKind::Pause),
             ("unpause", EventKind::Unpause),
         ] {
-            assert_eq!(
-                event_of(&event(action, &[])).map(|e| e.kind),
-                Some(kind),
-                "{action}"
-            );
+            assert_eq!(event_of(&event(action, &[])).map(|e| e.kind), Some(kind), "{action}");
         }
         for ignored in [
             "create",
@@ -432,10 +406,7 @@ mod tests {
     #[test]
     fn exit_codes_in_status_text() {
         assert_eq!(exit_code_in_status("Exited (0) 1 second ago"), Some(0));
-        assert_eq!(
-            exit_code_in_status("Exited (137) About a minute ago"),
-            Some(137)
-        );
+        assert_eq!(exit_code_in_status("Exited (137) About a minute ago"), Some(137));
         assert_eq!(exit_code_in_status("Up 3 seconds"), None);
     }
 }

@@ -13,9 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{
-    Cleanup, containers_of, ensure_test_image, one_line, request, runtime, wait_until_ended,
-};
+use common::{Cleanup, containers_of, ensure_test_image, one_line, request, runtime, wait_until_ended};
 
 #[tokio::test]
 async fn connect_reports_the_engine_and_a_supported_api_version() {
@@ -69,9 +67,7 @@ async fn connect_to_unreachable_endpoints_fails_fast_and_names_them() {
 #[tokio::test]
 async fn connect_to_an_engine_that_never_answers_fails_at_the_deadline() {
     // Accepts connections and holds them without a word: a hung daemon.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let holder = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -86,9 +82,7 @@ async fn connect_to_an_engine_that_never_answers_fails_at_the_deadline() {
         ..DockerConfig::default()
     };
     let started = Instant::now();
-    let err = DockerRuntime::connect(config)
-        .await
-        .expect_err("hung engine");
+    let err = DockerRuntime::connect(config).await.expect_err("hung engine");
     let elapsed = started.elapsed();
     holder.abort();
     assert!(
@@ -114,9 +108,7 @@ async fn connect_to_a_stale_socket_is_refused() {
         endpoint: Some(endpoint.clone()),
         ..DockerConfig::default()
     };
-    let err = DockerRuntime::connect(config)
-        .await
-        .expect_err("nobody listens");
+    let err = DockerRuntime::connect(config).await.expect_err("nobody listens");
     let _ = std::fs::remove_dir_all(&dir);
     match &err {
         RuntimeError::Unavailable {
@@ -181,12 +173,7 @@ async fn create_applies_resources_hardening_env_and_ports() {
             .iter()
             .any(|o| o == "no-new-privileges")
     );
-    assert!(
-        host.cap_drop
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c == "NET_RAW")
-    );
+    assert!(host.cap_drop.unwrap_or_default().iter().any(|c| c == "NET_RAW"));
     assert_eq!(host.privileged, Some(false));
     assert_ne!(host.network_mode.as_deref(), Some("host"));
     for mode in [&host.pid_mode, &host.ipc_mode, &host.uts_mode] {
@@ -201,13 +188,7 @@ async fn create_applies_resources_hardening_env_and_ports() {
     for (key, value) in &req.labels {
         assert_eq!(labels.get(key), Some(value), "label {key}");
     }
-    assert!(
-        config
-            .env
-            .unwrap_or_default()
-            .iter()
-            .any(|e| e == "GREETING=hello")
-    );
+    assert!(config.env.unwrap_or_default().iter().any(|e| e == "GREETING=hello"));
     assert_eq!(
         config.cmd,
         Some(vec![
@@ -222,15 +203,31 @@ async fn create_applies_resources_hardening_env_and_ports() {
     assert_eq!(config.working_dir.as_deref(), Some("/tmp"));
     assert_eq!(config.user.as_deref(), Some("1000:1000"));
 
+    // ... and what the kernel enforces on the container's processes.
+    let status = std::process::Command::new("docker")
+        .args(["exec", &state.container_id, "cat", "/proc/self/status"])
+        .output()
+        .expect("docker exec");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status = String::from_utf8_lossy(&status.stdout);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{name} missing in {status}"))
+            .to_owned()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    const CAP_NET_RAW: u32 = 13;
+    let bounding = u64::from_str_radix(&field("CapBnd:"), 16).expect("hex CapBnd");
+    assert_eq!(bounding & (1 << CAP_NET_RAW), 0, "NET_RAW still in the bounding set");
+
     // The published port answers on the host.
     let mut answer = String::new();
     for _ in 0..50 {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port.host_port)).await
-        {
-            stream
-                .write_all(b"GET / HTTP/1.0\r\n\r\n")
-                .await
-                .expect("write");
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port.host_port)).await {
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.expect("write");
             answer.clear();
             let _ = stream.read_to_string(&mut answer).await;
             if answer.starts_with("HTTP/1.") {
@@ -271,11 +268,7 @@ async fn memory_hog_is_oom_killed() {
     ensure_test_image();
     let runtime = runtime().await;
     let mut cleanup = Cleanup::default();
-    let mut req = request(&[
-        "sh",
-        "-c",
-        r#"x=$(head -c 64000000 /dev/zero | tr "\0" a); sleep 1"#,
-    ]);
+    let mut req = request(&["sh", "-c", r#"x=$(head -c 64000000 /dev/zero | tr "\0" a); sleep 1"#]);
     req.spec.resources.memory_bytes = 8 << 20;
     cleanup.track(&req);
 
@@ -288,12 +281,7 @@ async fn memory_hog_is_oom_killed() {
 
     let kinds = events_of(&mut events, &created.container_id).await;
     assert!(kinds.contains(&EventKind::Oom), "{kinds:?}");
-    assert!(
-        kinds.contains(&EventKind::Die {
-            exit_code: Some(137)
-        }),
-        "{kinds:?}"
-    );
+    assert!(kinds.contains(&EventKind::Die { exit_code: Some(137) }), "{kinds:?}");
 }
 
 #[tokio::test]
@@ -354,11 +342,7 @@ async fn second_create_of_a_sandbox_conflicts_and_keeps_the_first() {
     let err = runtime.create(&req).await.expect_err("same name twice");
     assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
     assert_eq!(
-        runtime
-            .inspect(&first.container_id)
-            .await
-            .expect("still there")
-            .state,
+        runtime.inspect(&first.container_id).await.expect("still there").state,
         RunState::Running
     );
     runtime.remove(&first.container_id).await.expect("remove");
@@ -373,24 +357,14 @@ async fn remove_is_idempotent() {
     cleanup.track(&req);
 
     let state = runtime.create(&req).await.expect("create");
-    runtime
-        .remove(&state.container_id)
-        .await
-        .expect("first remove");
-    runtime
-        .remove(&state.container_id)
-        .await
-        .expect("second remove");
+    runtime.remove(&state.container_id).await.expect("first remove");
+    runtime.remove(&state.container_id).await.expect("second remove");
     assert!(matches!(
         runtime.inspect(&state.container_id).await,
         Err(RuntimeError::NotFound(_))
     ));
     assert!(containers_of(&req.sandbox_id).is_empty());
-    for unknown in [
-        "0123456789abcdef0123",
-        "berth-ffffffffffffffff",
-        "../images/berth-test",
-    ] {
+    for unknown in ["0123456789abcdef0123", "berth-ffffffffffffffff", "../images/berth-test"] {
         runtime.remove(unknown).await.expect(unknown);
     }
 }
@@ -407,12 +381,7 @@ async fn list_managed_sees_this_tests_containers() {
 
     let running_state = runtime.create(&running).await.expect("create running");
     let exited_state = runtime.create(&exited).await.expect("create exited");
-    wait_until_ended(
-        &runtime,
-        &exited_state.container_id,
-        Duration::from_secs(20),
-    )
-    .await;
+    wait_until_ended(&runtime, &exited_state.container_id, Duration::from_secs(20)).await;
 
     let listed = runtime.list_managed().await.expect("list");
     assert!(
@@ -431,14 +400,8 @@ async fn list_managed_sees_this_tests_containers() {
     assert_eq!(e.sandbox_id.as_ref(), Some(&exited.sandbox_id));
     assert!(!e.oom_killed);
 
-    runtime
-        .remove(&running_state.container_id)
-        .await
-        .expect("remove");
-    runtime
-        .remove(&exited_state.container_id)
-        .await
-        .expect("remove");
+    runtime.remove(&running_state.container_id).await.expect("remove");
+    runtime.remove(&exited_state.container_id).await.expect("remove");
 }
 
 #[tokio::test]
@@ -481,11 +444,7 @@ async fn pause_and_unpause_are_reported() {
         .await
         .expect("pause");
     assert_eq!(
-        runtime
-            .inspect(&state.container_id)
-            .await
-            .expect("inspect")
-            .state,
+        runtime.inspect(&state.container_id).await.expect("inspect").state,
         RunState::Paused
     );
     let listed = runtime.list_managed().await.expect("list");

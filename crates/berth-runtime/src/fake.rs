@@ -11,10 +11,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::{
-    ContainerRequest, ContainerState, EngineInfo, EventKind, RunState, Runtime, RuntimeError,
-    RuntimeEvent,
-};
+use crate::{ContainerRequest, ContainerState, EngineInfo, EventKind, RunState, Runtime, RuntimeError, RuntimeEvent};
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
 pub struct FakeRuntime {
@@ -63,14 +60,22 @@ impl FakeRuntime {
     pub fn exit(&self, container_id: &str, exit_code: i64, oom_killed: bool) {
         let sandbox_id = {
             let mut containers = lock(&self.containers);
-            let Some(container) = containers.get_mut(container_id) else { return };
+            let Some(container) = containers.get_mut(container_id) else {
+                return;
+            };
             container.state = RunState::Exited;
             container.exit_code = Some(exit_code);
             container.oom_killed = oom_killed;
             container.finished_at = Some(Utc::now());
             container.sandbox_id.clone()
         };
-        self.emit(container_id, sandbox_id, EventKind::Die { exit_code: Some(exit_code) });
+        self.emit(
+            container_id,
+            sandbox_id,
+            EventKind::Die {
+                exit_code: Some(exit_code),
+            },
+        );
     }
 
     /// Simulates `docker rm -f` behind berth's back.
@@ -84,7 +89,9 @@ impl FakeRuntime {
     /// Plants a managed container with no berth record, as a crash between create and record would.
     pub fn plant(&self, labels: BTreeMap<String, String>, created_at: chrono::DateTime<Utc>) -> String {
         let container_id = self.next_container_id();
-        let sandbox_id = labels.get(berth_core::sandbox::label_keys::SANDBOX).and_then(|id| SandboxId::parse(id));
+        let sandbox_id = labels
+            .get(berth_core::sandbox::label_keys::SANDBOX)
+            .and_then(|id| SandboxId::parse(id));
         let state = ContainerState {
             container_id: container_id.clone(),
             sandbox_id,
@@ -110,7 +117,11 @@ impl FakeRuntime {
 
     fn emit(&self, container_id: &str, sandbox_id: Option<SandboxId>, kind: EventKind) {
         // No subscriber is fine: nobody is listening yet.
-        let _ = self.events.send(RuntimeEvent { container_id: container_id.to_owned(), sandbox_id, kind });
+        let _ = self.events.send(RuntimeEvent {
+            container_id: container_id.to_owned(),
+            sandbox_id,
+            kind,
+        });
     }
 
     fn check_available(&self) -> Result<(), RuntimeError> {
@@ -196,7 +207,8 @@ impl Runtime for FakeRuntime {
 
     async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
         self.check_available()?;
-        self.container(container_id).ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))
+        self.container(container_id)
+            .ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))
     }
 
     async fn list_managed(&self) -> Result<Vec<ContainerState>, RuntimeError> {

@@ -61,7 +61,9 @@ pub struct RuntimeEvent {
 pub enum EventKind {
     Start,
     /// The main process ended; the engine's exit code when it gave one.
-    Die { exit_code: Option<i64> },
+    Die {
+        exit_code: Option<i64>,
+    },
     Oom,
     Destroy,
     Pause,
@@ -89,9 +91,17 @@ pub enum RuntimeError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("image `{image}` is not available on engine `{engine}` and could not be pulled: {detail}")]
-    ImageNotFound { image: String, engine: String, detail: String },
+    ImageNotFound {
+        image: String,
+        engine: String,
+        detail: String,
+    },
     #[error("engine `{engine}` at {endpoint} is unavailable: {detail}")]
-    Unavailable { engine: String, endpoint: String, detail: String },
+    Unavailable {
+        engine: String,
+        endpoint: String,
+        detail: String,
+    },
     #[error("engine call timed out: {0}")]
     Timeout(String),
     #[error("engine refused the request: {0}")]

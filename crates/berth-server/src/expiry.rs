@@ -95,11 +95,22 @@ mod tests {
         // Moving `b` later puts it after `a`.
         timers.schedule(b.clone(), now + chrono::Duration::milliseconds(400));
 
-        let first = tokio::time::timeout(Duration::from_secs(2), expired.recv()).await.unwrap().unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(2), expired.recv())
+            .await
+            .unwrap()
+            .unwrap();
         let fired_at = Utc::now();
-        let second = tokio::time::timeout(Duration::from_secs(2), expired.recv()).await.unwrap().unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(2), expired.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((first, second), (a, b));
         assert!(fired_at >= now + chrono::Duration::milliseconds(300), "fired early");
-        assert!(tokio::time::timeout(Duration::from_millis(300), expired.recv()).await.is_err(), "cancelled timer fired");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), expired.recv())
+                .await
+                .is_err(),
+            "cancelled timer fired"
+        );
     }
 }

@@ -29,10 +29,10 @@ impl SandboxIndex {
     pub fn put(&self, sandbox: Sandbox) {
         let mut inner = self.write();
         let key = (sandbox.created_at, sandbox.id.clone());
-        if let Some(previous) = inner.by_id.insert(sandbox.id.clone(), Arc::new(sandbox)) {
-            if previous.created_at != key.0 {
-                inner.order.remove(&(previous.created_at, previous.id.clone()));
-            }
+        if let Some(previous) = inner.by_id.insert(sandbox.id.clone(), Arc::new(sandbox))
+            && previous.created_at != key.0
+        {
+            inner.order.remove(&(previous.created_at, previous.id.clone()));
         }
         inner.order.insert(key);
     }
@@ -55,7 +55,11 @@ impl SandboxIndex {
     /// Every record, in list order.
     pub fn snapshot(&self) -> Vec<Arc<Sandbox>> {
         let inner = self.read();
-        inner.order.iter().filter_map(|(_, id)| inner.by_id.get(id).cloned()).collect()
+        inner
+            .order
+            .iter()
+            .filter_map(|(_, id)| inner.by_id.get(id).cloned())
+            .collect()
     }
 
     /// Same contract as `Store::list`: up to `limit` matches strictly after `after`.

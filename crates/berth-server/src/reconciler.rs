@@ -73,7 +73,9 @@ async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notif
 async fn expire(service: Arc<SandboxService>, mut expired: mpsc::UnboundedReceiver<SandboxId>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(EXPIRY_CONCURRENCY));
     while let Some(id) = expired.recv().await {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
         let service = Arc::clone(&service);
         tokio::spawn(async move {
             if let Err(error) = service.expire(&id).await {

@@ -30,14 +30,20 @@ pub enum ServiceError {
     #[error("{0}")]
     InvalidState(String),
     #[error("{error}")]
-    Engine { error: RuntimeError, sandbox_id: Option<SandboxId> },
+    Engine {
+        error: RuntimeError,
+        sandbox_id: Option<SandboxId>,
+    },
     #[error("{0}")]
     Store(#[from] StoreError),
 }
 
 impl ServiceError {
     fn field(field: &str, message: String) -> Self {
-        ServiceError::Validation(ValidationErrors(vec![berth_core::FieldError { field: field.into(), message }]))
+        ServiceError::Validation(ValidationErrors(vec![berth_core::FieldError {
+            field: field.into(),
+            message,
+        }]))
     }
 }
 
@@ -87,7 +93,10 @@ impl SandboxService {
     /// Loads every record from the store into the index and arms the expiry timers of the live
     /// ones. Called once at start, before the API serves.
     pub async fn load(&self) -> Result<usize, StoreError> {
-        let filter = SandboxFilter { include_ended: true, ..SandboxFilter::default() };
+        let filter = SandboxFilter {
+            include_ended: true,
+            ..SandboxFilter::default()
+        };
         let mut after: Option<Cursor> = None;
         let mut count = 0;
         loop {
@@ -125,17 +134,28 @@ impl SandboxService {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<Created, ServiceError> {
-        let spec = request.validate(&self.config.policy).map_err(ServiceError::Validation)?;
+        let spec = request
+            .validate(&self.config.policy)
+            .map_err(ServiceError::Validation)?;
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
-                return Ok(Created { sandbox: self.current(existing), replayed: true });
+                return Ok(Created {
+                    sandbox: self.current(existing),
+                    replayed: true,
+                });
             }
         }
 
-        let sandbox = Sandbox::new_pending(spec, owner.clone(), self.runtime.name().to_owned(), idempotency_key.clone(), Utc::now());
+        let sandbox = Sandbox::new_pending(
+            spec,
+            owner.clone(),
+            self.runtime.name().to_owned(),
+            idempotency_key.clone(),
+            Utc::now(),
+        );
         let id = sandbox.id.clone();
         match retry_store(|| self.store.insert(&sandbox)).await {
             Ok(()) => {}
@@ -143,7 +163,10 @@ impl SandboxService {
                 // A concurrent retry with the same key won the race: answer with its sandbox.
                 let key = idempotency_key.unwrap_or_default();
                 if let Some(existing) = self.store.find_by_idempotency_key(&owner, &key).await? {
-                    return Ok(Created { sandbox: self.current(existing), replayed: true });
+                    return Ok(Created {
+                        sandbox: self.current(existing),
+                        replayed: true,
+                    });
                 }
                 return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
             }
@@ -164,19 +187,30 @@ impl SandboxService {
             }
         });
         if !wait {
-            return Ok(Created { sandbox, replayed: false });
+            return Ok(Created {
+                sandbox,
+                replayed: false,
+            });
         }
         // Awaiting the spawned task (instead of provisioning inline) means a client that hangs up
         // mid-create cannot cancel it half-way.
         match provision.await {
-            Ok(outcome) => outcome.map(|sandbox| Created { sandbox, replayed: false }),
-            Err(join_error) => Err(ServiceError::InvalidState(format!("create of {id} was interrupted: {join_error}"))),
+            Ok(outcome) => outcome.map(|sandbox| Created {
+                sandbox,
+                replayed: false,
+            }),
+            Err(join_error) => Err(ServiceError::InvalidState(format!(
+                "create of {id} was interrupted: {join_error}"
+            ))),
         }
     }
 
     /// The index's copy of a record when it has one (it may be newer than the store's answer).
     fn current(&self, sandbox: Sandbox) -> Sandbox {
-        self.index.get(&sandbox.id).map(|current| Sandbox::clone(&current)).unwrap_or(sandbox)
+        self.index
+            .get(&sandbox.id)
+            .map(|current| Sandbox::clone(&current))
+            .unwrap_or(sandbox)
     }
 
     async fn provision(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
@@ -191,7 +225,11 @@ impl SandboxService {
 
         let mut labels = sandbox.engine_labels();
         labels.insert(label_keys::CLUSTER.into(), self.config.cluster.clone());
-        let request = ContainerRequest { sandbox_id: id.clone(), spec: sandbox.spec.clone(), labels };
+        let request = ContainerRequest {
+            sandbox_id: id.clone(),
+            spec: sandbox.spec.clone(),
+            labels,
+        };
         match self.runtime.create(&request).await {
             Ok(container) => {
                 debug!(sandbox = %id, container = %container.container_id, "container started");
@@ -214,7 +252,10 @@ impl SandboxService {
                     warn!(sandbox = %id, %store_error, "could not record the failed create");
                 }
                 self.timers.cancel(id.clone());
-                Err(ServiceError::Engine { error, sandbox_id: Some(id.clone()) })
+                Err(ServiceError::Engine {
+                    error,
+                    sandbox_id: Some(id.clone()),
+                })
             }
         }
     }
@@ -257,7 +298,10 @@ impl SandboxService {
             self.runtime
                 .remove(container_id)
                 .await
-                .map_err(|error| ServiceError::Engine { error, sandbox_id: Some(id.clone()) })?;
+                .map_err(|error| ServiceError::Engine {
+                    error,
+                    sandbox_id: Some(id.clone()),
+                })?;
         }
         sandbox.end(Status::Terminated, &reason, Utc::now());
         self.persist(&mut sandbox).await?;
@@ -272,14 +316,20 @@ impl SandboxService {
         if ttl > self.config.policy.max_ttl {
             return Err(ServiceError::field(
                 "ttl",
-                format!("`{}` is longer than this server's maximum of {}", units::format_duration(ttl), units::format_duration(self.config.policy.max_ttl)),
+                format!(
+                    "`{}` is longer than this server's maximum of {}",
+                    units::format_duration(ttl),
+                    units::format_duration(self.config.policy.max_ttl)
+                ),
             ));
         }
         let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
         let _guard = self.locks.lock(&sandbox_id).await;
         let mut sandbox = self.live_record(&sandbox_id)?;
         if sandbox.status == Status::Stopping {
-            return Err(ServiceError::InvalidState(format!("sandbox {id} is stopping and cannot be renewed")));
+            return Err(ServiceError::InvalidState(format!(
+                "sandbox {id} is stopping and cannot be renewed"
+            )));
         }
         sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         self.persist(&mut sandbox).await?;
@@ -289,12 +339,19 @@ impl SandboxService {
 
     /// A record that exists and has not ended.
     fn live_record(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
-        let sandbox = self.index.get(id).ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        let sandbox = self
+            .index
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
         if sandbox.status.is_ended() {
             return Err(ServiceError::InvalidState(format!(
                 "sandbox {id} has ended ({}{})",
                 sandbox.status,
-                sandbox.status_reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
+                sandbox
+                    .status_reason
+                    .as_deref()
+                    .map(|reason| format!(": {reason}"))
+                    .unwrap_or_default()
             )));
         }
         Ok(Sandbox::clone(&sandbox))
@@ -321,7 +378,11 @@ impl SandboxService {
                     sandbox.status = Status::Paused;
                 }
             }
-            RunState::Exited | RunState::Dead | RunState::Removing => {
+            RunState::Removing => {
+                // Being removed, and not by us (our own removals go through `Stopping`).
+                sandbox.end(Status::Failed, reasons::CONTAINER_LOST, Utc::now());
+            }
+            RunState::Exited | RunState::Dead => {
                 let finished = self.finished_facts(container).await;
                 end_with_exit(sandbox, finished.exit_code, finished.oom_killed, finished.finished_at);
             }
@@ -333,7 +394,10 @@ impl SandboxService {
         if container.exit_code.is_some() && container.finished_at.is_some() {
             return container.clone();
         }
-        self.runtime.inspect(&container.container_id).await.unwrap_or_else(|_| container.clone())
+        self.runtime
+            .inspect(&container.container_id)
+            .await
+            .unwrap_or_else(|_| container.clone())
     }
 
     /// Applies one engine event to the sandbox it concerns, if it is one of ours.
@@ -361,10 +425,29 @@ impl SandboxService {
                 if sandbox.status == Status::Stopping {
                     return; // our own removal
                 }
-                let facts = self.runtime.inspect(&event.container_id).await.ok();
+                let inspected = self.runtime.inspect(&event.container_id).await;
+                let removed_behind_our_back = match &inspected {
+                    Err(RuntimeError::NotFound(_)) => true,
+                    Ok(facts) => facts.state == RunState::Removing,
+                    Err(error) => {
+                        debug!(sandbox = %id, %error, "cannot inspect an exited container; using the event's exit code");
+                        false
+                    }
+                };
+                let facts = inspected.ok();
+                if removed_behind_our_back {
+                    // `docker rm -f` kills first: the death is the removal, not an exit.
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    return self.finish_event(sandbox).await;
+                }
                 let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
                 let oom_killed = sandbox.oom_killed || facts.as_ref().is_some_and(|facts| facts.oom_killed);
-                end_with_exit(&mut sandbox, exit_code, oom_killed, facts.and_then(|facts| facts.finished_at));
+                end_with_exit(
+                    &mut sandbox,
+                    exit_code,
+                    oom_killed,
+                    facts.and_then(|facts| facts.finished_at),
+                );
             }
             EventKind::Destroy => {
                 if sandbox.status == Status::Stopping {
@@ -375,12 +458,16 @@ impl SandboxService {
                 }
             }
         }
+        self.finish_event(sandbox).await;
+    }
+
+    async fn finish_event(&self, mut sandbox: Sandbox) {
         if let Err(error) = self.persist(&mut sandbox).await {
-            warn!(sandbox = %id, %error, "could not record an engine event; the resync will retry");
+            warn!(sandbox = %sandbox.id, %error, "could not record an engine event; the resync will retry");
             return;
         }
         if sandbox.status.is_ended() {
-            info!(sandbox = %id, status = %sandbox.status, reason = ?sandbox.status_reason, "sandbox ended on the engine");
+            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "sandbox ended on the engine");
             self.after_end(&sandbox);
         }
     }
@@ -423,7 +510,9 @@ impl SandboxService {
                 continue;
             }
             let _guard = self.locks.lock(&record.id).await;
-            let Some(current) = self.index.get(&record.id) else { continue };
+            let Some(current) = self.index.get(&record.id) else {
+                continue;
+            };
             if current.status.is_ended() || current.updated_at > snapshot_at {
                 continue; // changed since the container list was taken
             }
@@ -432,11 +521,11 @@ impl SandboxService {
             let now = Utc::now();
             match (sandbox.status, container) {
                 (Status::Stopping, container) => {
-                    if let Some(container) = container {
-                        if let Err(error) = self.runtime.remove(&container.container_id).await {
-                            warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
-                            continue;
-                        }
+                    if let Some(container) = container
+                        && let Err(error) = self.runtime.remove(&container.container_id).await
+                    {
+                        warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
+                        continue;
                     }
                     let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
                     sandbox.end(Status::Terminated, &reason, now);
@@ -453,7 +542,8 @@ impl SandboxService {
                     report.lost += 1;
                 }
                 (_, Some(container)) => {
-                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
+                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none()
+                    {
                         report.adopted += 1;
                     }
                     let before = sandbox.clone();
@@ -478,7 +568,10 @@ impl SandboxService {
             let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
             let collect = match &record {
                 Some(record) if record.status.is_ended() => true,
-                Some(record) => record.container_id.as_deref().is_some_and(|id| id != container.container_id),
+                Some(record) => record
+                    .container_id
+                    .as_deref()
+                    .is_some_and(|id| id != container.container_id),
                 None => container.created_at + grace <= snapshot_at,
             };
             if collect {
@@ -523,7 +616,9 @@ impl SandboxService {
     }
 
     fn lock_provisioning(&self) -> std::sync::MutexGuard<'_, HashSet<SandboxId>> {
-        self.provisioning.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.provisioning
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn record_count(&self) -> usize {
@@ -581,7 +676,10 @@ fn validate_owner(owner: &str) -> Result<(), ServiceError> {
     if valid {
         Ok(())
     } else {
-        Err(ServiceError::field("owner", format!("`{owner}` is not an owner name: use 1-63 letters, digits and - _ . @")))
+        Err(ServiceError::field(
+            "owner",
+            format!("`{owner}` is not an owner name: use 1-63 letters, digits and - _ . @"),
+        ))
     }
 }
 

@@ -11,7 +11,9 @@ use berth_store::SqliteStore;
 async fn openapi_document_matches_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
-    let (service, _background) = start(ServerConfig::default(), Arc::new(FakeRuntime::default()), store).await.unwrap();
+    let (service, _background) = start(ServerConfig::default(), Arc::new(FakeRuntime::default()), store)
+        .await
+        .unwrap();
     let actual = berth_server::api::openapi_json(service) + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -26,7 +28,13 @@ async fn openapi_document_matches_the_snapshot() {
     );
     let spec: serde_json::Value = serde_json::from_str(&actual).unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/v1/sandboxes", "/v1/sandboxes/{id}", "/v1/sandboxes/{id}/ttl", "/healthz", "/readyz"] {
+    for path in [
+        "/v1/sandboxes",
+        "/v1/sandboxes/{id}",
+        "/v1/sandboxes/{id}/ttl",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} documented");
     }
 }

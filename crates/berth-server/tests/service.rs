@@ -33,7 +33,13 @@ fn config() -> ServerConfig {
 async fn harness_with(runtime: Arc<FakeRuntime>, dir: tempfile::TempDir, config: ServerConfig) -> Harness {
     let store = Arc::new(SqliteStore::open(&dir.path().join("berth.db")).await.unwrap());
     let (service, background) = start(config, runtime.clone(), store.clone()).await.unwrap();
-    Harness { service, runtime, store, _background: background, dir }
+    Harness {
+        service,
+        runtime,
+        store,
+        _background: background,
+        dir,
+    }
 }
 
 async fn harness() -> Harness {
@@ -41,7 +47,10 @@ async fn harness() -> Harness {
 }
 
 fn request() -> SandboxRequest {
-    SandboxRequest { image: Some("busybox".into()), ..SandboxRequest::default() }
+    SandboxRequest {
+        image: Some("busybox".into()),
+        ..SandboxRequest::default()
+    }
 }
 
 async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
@@ -69,11 +78,22 @@ async fn create_records_before_the_engine_and_writes_through() {
 
 #[tokio::test]
 async fn a_missing_image_fails_the_record_and_names_the_image() {
-    let h = harness_with(Arc::new(FakeRuntime::with_images(&["busybox"])), tempfile::tempdir().unwrap(), config()).await;
+    let h = harness_with(
+        Arc::new(FakeRuntime::with_images(&["busybox"])),
+        tempfile::tempdir().unwrap(),
+        config(),
+    )
+    .await;
     let mut bad = request();
     bad.image = Some("nothing:here".into());
     let error = h.service.create(bad, None, true).await.unwrap_err();
-    let ServiceError::Engine { sandbox_id: Some(id), error } = error else { panic!("{error:?}") };
+    let ServiceError::Engine {
+        sandbox_id: Some(id),
+        error,
+    } = error
+    else {
+        panic!("{error:?}")
+    };
     assert!(error.to_string().contains("nothing:here"));
     let record = h.store.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, Status::Failed);
@@ -86,7 +106,13 @@ async fn an_unavailable_engine_fails_the_create_without_leaving_anything() {
     let h = harness().await;
     h.runtime.set_unavailable(true);
     let error = h.service.create(request(), None, true).await.unwrap_err();
-    assert!(matches!(error, ServiceError::Engine { error: berth_runtime::RuntimeError::Unavailable { .. }, .. }));
+    assert!(matches!(
+        error,
+        ServiceError::Engine {
+            error: berth_runtime::RuntimeError::Unavailable { .. },
+            ..
+        }
+    ));
     h.runtime.set_unavailable(false);
     assert!(h.runtime.container_ids().is_empty());
 }
@@ -104,17 +130,29 @@ async fn engine_events_end_sandboxes_with_the_right_status() {
     h.runtime.remove_behind_back(lost.container_id.as_deref().unwrap());
     let service = h.service.clone();
     let status_of = move |id: &berth_core::SandboxId| service.get(id.as_str()).unwrap();
-    assert!(wait_for(|| [&failing, &clean, &oom, &lost].iter().all(|s| status_of(&s.id).status.is_ended())).await);
+    assert!(
+        wait_for(|| [&failing, &clean, &oom, &lost]
+            .iter()
+            .all(|s| status_of(&s.id).status.is_ended()))
+        .await
+    );
     let check = |id: &berth_core::SandboxId, status: Status, reason: &str, code: Option<i64>| {
         let sandbox = h.service.get(id.as_str()).unwrap();
-        assert_eq!((sandbox.status, sandbox.status_reason.as_deref(), sandbox.exit_code), (status, Some(reason), code));
+        assert_eq!(
+            (sandbox.status, sandbox.status_reason.as_deref(), sandbox.exit_code),
+            (status, Some(reason), code)
+        );
     };
     check(&failing.id, Status::Failed, "exited", Some(3));
     check(&clean.id, Status::Terminated, "exited", Some(0));
     check(&oom.id, Status::Failed, "oom_killed", Some(137));
     check(&lost.id, Status::Failed, "container_lost", None);
     // Exited containers are removed: nothing is left on the engine.
-    assert!(wait_for(|| h.runtime.container_ids().is_empty()).await, "{:?}", h.runtime.container_ids());
+    assert!(
+        wait_for(|| h.runtime.container_ids().is_empty()).await,
+        "{:?}",
+        h.runtime.container_ids()
+    );
 }
 
 #[tokio::test]
@@ -124,7 +162,10 @@ async fn expiry_stops_the_sandbox_at_its_deadline_and_renewal_moves_it() {
     short.ttl = Some(NumberOrString::String("300ms".into()));
     let expiring = h.service.create(short.clone(), None, true).await.unwrap().sandbox;
     let renewed = h.service.create(short, None, true).await.unwrap().sandbox;
-    h.service.renew(renewed.id.as_str(), &NumberOrString::String("1h".into())).await.unwrap();
+    h.service
+        .renew(renewed.id.as_str(), &NumberOrString::String("1h".into()))
+        .await
+        .unwrap();
     let service = h.service.clone();
     assert!(wait_for(|| service.get(expiring.id.as_str()).unwrap().status == Status::Terminated).await);
     let ended = h.service.get(expiring.id.as_str()).unwrap();
@@ -139,10 +180,24 @@ async fn delete_is_idempotent_and_unknown_ids_are_not_found() {
     let h = harness().await;
     let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;
     let deleted = h.service.delete(sandbox.id.as_str()).await.unwrap();
-    assert_eq!((deleted.status, deleted.status_reason.as_deref()), (Status::Terminated, Some("deleted")));
-    assert_eq!(h.service.delete(sandbox.id.as_str()).await.unwrap().status, Status::Terminated);
-    assert!(matches!(h.service.delete("0123456789abcdef").await, Err(ServiceError::NotFound(_))));
-    assert!(matches!(h.service.renew(sandbox.id.as_str(), &NumberOrString::Number(60.0)).await, Err(ServiceError::InvalidState(_))));
+    assert_eq!(
+        (deleted.status, deleted.status_reason.as_deref()),
+        (Status::Terminated, Some("deleted"))
+    );
+    assert_eq!(
+        h.service.delete(sandbox.id.as_str()).await.unwrap().status,
+        Status::Terminated
+    );
+    assert!(matches!(
+        h.service.delete("0123456789abcdef").await,
+        Err(ServiceError::NotFound(_))
+    ));
+    assert!(matches!(
+        h.service
+            .renew(sandbox.id.as_str(), &NumberOrString::Number(60.0))
+            .await,
+        Err(ServiceError::InvalidState(_))
+    ));
 }
 
 #[tokio::test]
@@ -153,7 +208,10 @@ async fn a_delete_during_an_unfinished_create_wins() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let ended = h.service.get(pending.id.as_str()).unwrap();
     assert_eq!(ended.status, Status::Terminated);
-    assert!(h.runtime.container_ids().is_empty(), "a deleted sandbox never gets a container");
+    assert!(
+        h.runtime.container_ids().is_empty(),
+        "a deleted sandbox never gets a container"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +233,10 @@ async fn resync_collects_orphans_of_this_cluster_only_after_the_grace() {
     let h = harness_with(
         Arc::new(FakeRuntime::default()),
         tempfile::tempdir().unwrap(),
-        ServerConfig { orphan_grace: Duration::from_secs(60), ..config() },
+        ServerConfig {
+            orphan_grace: Duration::from_secs(60),
+            ..config()
+        },
     )
     .await;
     let labels = |cluster: &str| {
@@ -193,7 +254,10 @@ async fn resync_collects_orphans_of_this_cluster_only_after_the_grace() {
     assert_eq!(report.collected, 1);
     assert!(h.runtime.container(&orphan).is_none());
     assert!(h.runtime.container(&young).is_some(), "within the grace period");
-    assert!(h.runtime.container(&foreign).is_some(), "another deployment's container");
+    assert!(
+        h.runtime.container(&foreign).is_some(),
+        "another deployment's container"
+    );
 }
 
 #[tokio::test]
@@ -218,10 +282,18 @@ async fn a_restart_adopts_running_sandboxes_and_settles_interrupted_ones() {
     let second = harness_with(runtime.clone(), dir, config()).await;
     let service = second.service.clone();
     let settled = |id: &berth_core::SandboxId| service.get(id.as_str()).unwrap();
-    assert!(wait_for(|| settled(&vanishing.id).status == Status::Failed && settled(&interrupted.id).status == Status::Failed).await);
+    assert!(
+        wait_for(
+            || settled(&vanishing.id).status == Status::Failed && settled(&interrupted.id).status == Status::Failed
+        )
+        .await
+    );
     assert_eq!(settled(&running.id).status, Status::Running);
     assert_eq!(settled(&vanishing.id).status_reason.as_deref(), Some("container_lost"));
-    assert_eq!(settled(&interrupted.id).status_reason.as_deref(), Some("create_interrupted"));
+    assert_eq!(
+        settled(&interrupted.id).status_reason.as_deref(),
+        Some("create_interrupted")
+    );
     let live = second.service.list(&SandboxFilter::default(), None, 100);
     assert_eq!(live.items.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&running.id]);
     drop(second.dir);

@@ -143,11 +143,7 @@ pub fn fully_populated() -> Sandbox {
         engine: "engine-2".into(),
         spec: SandboxSpec {
             image: "registry.local:5000/tools/python@sha256:0123abcd".into(),
-            command: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                "echo 'hi' && sleep 1; exit 3".into(),
-            ]),
+            command: Some(vec!["sh".into(), "-c".into(), "echo 'hi' && sleep 1; exit 3".into()]),
             env: BTreeMap::from([
                 ("PATH".into(), "/usr/bin:/bin".into()),
                 ("EMPTY".into(), String::new()),
@@ -223,18 +219,11 @@ fn label_filter(labels: &[(&str, &str)]) -> SandboxFilter {
 
 /// Every record `filter` matches, fetched `page_size` at a time, checking each page's shape:
 /// a page with a `next` cursor is full and its cursor is its last item.
-pub async fn list_all_pages(
-    store: &dyn Store,
-    filter: &SandboxFilter,
-    page_size: usize,
-) -> Vec<Sandbox> {
+pub async fn list_all_pages(store: &dyn Store, filter: &SandboxFilter, page_size: usize) -> Vec<Sandbox> {
     let mut all = Vec::new();
     let mut after: Option<Cursor> = None;
     for _ in 0..10_000 {
-        let page = store
-            .list(filter, after.as_ref(), page_size)
-            .await
-            .expect("list");
+        let page = store.list(filter, after.as_ref(), page_size).await.expect("list");
         assert!(
             page.items.len() <= page_size,
             "page of {} over limit {page_size}",
@@ -242,11 +231,7 @@ pub async fn list_all_pages(
         );
         match page.next {
             Some(next) => {
-                assert_eq!(
-                    page.items.len(),
-                    page_size,
-                    "a page followed by more is full"
-                );
+                assert_eq!(page.items.len(), page_size, "a page followed by more is full");
                 assert_eq!(
                     page.items.last().map(Cursor::after),
                     Some(next.clone()),
@@ -272,21 +257,14 @@ pub async fn round_trip_preserves_every_field(store: Arc<dyn Store>) {
     store.insert(&full).await.expect("insert full record");
     store.insert(&minimal).await.expect("insert minimal record");
 
-    let read = store
-        .get(&full.id)
-        .await
-        .expect("get")
-        .expect("full record exists");
+    let read = store.get(&full.id).await.expect("get").expect("full record exists");
     assert_eq!(read, full);
     assert_eq!(
         read.created_at.timestamp_subsec_nanos(),
         123_456_790,
         "nanoseconds survive"
     );
-    assert_eq!(
-        store.get(&minimal.id).await.expect("get"),
-        Some(minimal.clone())
-    );
+    assert_eq!(store.get(&minimal.id).await.expect("get"), Some(minimal.clone()));
 
     // The same records come back whole through every read path.
     let listed = store
@@ -331,10 +309,7 @@ pub async fn insert_of_existing_id_is_already_exists(store: Arc<dyn Store>) {
         Err(StoreError::AlreadyExists(id)) => assert_eq!(id, first.id),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert_eq!(
-        store.get(&first.id).await.expect("get"),
-        Some(first.clone())
-    );
+    assert_eq!(store.get(&first.id).await.expect("get"), Some(first.clone()));
     let blue = store
         .list(&label_filter(&[("team", "blue")]), None, 10)
         .await
@@ -365,25 +340,15 @@ pub async fn idempotency_key_is_unique_per_owner(store: Arc<dyn Store>) {
         }
         other => panic!("expected DuplicateIdempotencyKey, got {other:?}"),
     }
-    assert_eq!(
-        store.get(&again.id).await.expect("get"),
-        None,
-        "nothing was written"
-    );
+    assert_eq!(store.get(&again.id).await.expect("get"), None, "nothing was written");
 
     let mut other_owner = sample("bob", at(2));
     other_owner.idempotency_key = Some("key-1".into());
-    store
-        .insert(&other_owner)
-        .await
-        .expect("same key, other owner");
+    store.insert(&other_owner).await.expect("same key, other owner");
 
     let mut other_key = sample("alice", at(3));
     other_key.idempotency_key = Some("key-2".into());
-    store
-        .insert(&other_key)
-        .await
-        .expect("same owner, other key");
+    store.insert(&other_key).await.expect("same owner, other key");
 
     for offset in 4..7 {
         store
@@ -391,10 +356,7 @@ pub async fn idempotency_key_is_unique_per_owner(store: Arc<dyn Store>) {
             .await
             .expect("records without a key never clash");
     }
-    let all = store
-        .list(&SandboxFilter::default(), None, 100)
-        .await
-        .expect("list");
+    let all = store.list(&SandboxFilter::default(), None, 100).await.expect("list");
     assert_eq!(all.items.len(), 6);
 }
 
@@ -407,56 +369,26 @@ pub async fn find_by_idempotency_key_matches_owner_and_key(store: Arc<dyn Store>
     insert_all(&*store, &[alice.clone(), bob.clone(), unkeyed]).await;
 
     assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "k")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("alice", "k").await.expect("find"),
         Some(alice)
     );
     assert_eq!(
-        store
-            .find_by_idempotency_key("bob", "k")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("bob", "k").await.expect("find"),
         Some(bob)
     );
+    assert_eq!(store.find_by_idempotency_key("alice", "K").await.expect("find"), None);
     assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "K")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("alice", "other").await.expect("find"),
         None
     );
-    assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "other")
-            .await
-            .expect("find"),
-        None
-    );
-    assert_eq!(
-        store
-            .find_by_idempotency_key("carol", "k")
-            .await
-            .expect("find"),
-        None
-    );
-    assert_eq!(
-        store
-            .find_by_idempotency_key("carol", "")
-            .await
-            .expect("find"),
-        None
-    );
+    assert_eq!(store.find_by_idempotency_key("carol", "k").await.expect("find"), None);
+    assert_eq!(store.find_by_idempotency_key("carol", "").await.expect("find"), None);
 }
 
 /// Update replaces every field, and every index follows: labels, owner, idempotency key,
 /// status, order.
 pub async fn update_replaces_the_whole_record(store: Arc<dyn Store>) {
-    let mut original = labelled(
-        sample("alice", at_secs(10)),
-        &[("team", "red"), ("tier", "gold")],
-    );
+    let mut original = labelled(sample("alice", at_secs(10)), &[("team", "red"), ("tier", "gold")]);
     original.status = Status::Pending;
     original.idempotency_key = Some("old-key".into());
     let neighbour = sample("alice", at_secs(5));
@@ -470,54 +402,33 @@ pub async fn update_replaces_the_whole_record(store: Arc<dyn Store>) {
     updated.owner = "bob".into();
     updated.idempotency_key = Some("new-key".into());
     updated.created_at = at_secs(1);
-    updated.spec.labels = BTreeMap::from([
-        ("team".into(), "blue".into()),
-        ("env".into(), "prod".into()),
-    ]);
+    updated.spec.labels = BTreeMap::from([("team".into(), "blue".into()), ("env".into(), "prod".into())]);
     store.update(&updated).await.expect("update");
 
-    assert_eq!(
-        store.get(&original.id).await.expect("get"),
-        Some(updated.clone())
-    );
+    assert_eq!(store.get(&original.id).await.expect("get"), Some(updated.clone()));
     for (labels, expected) in [
         (&[("team", "red")][..], vec![]),
         (&[("tier", "gold")][..], vec![]),
         (&[("team", "blue")][..], vec![updated.id.clone()]),
-        (
-            &[("team", "blue"), ("env", "prod")][..],
-            vec![updated.id.clone()],
-        ),
+        (&[("team", "blue"), ("env", "prod")][..], vec![updated.id.clone()]),
     ] {
-        let page = store
-            .list(&label_filter(labels), None, 10)
-            .await
-            .expect("list");
+        let page = store.list(&label_filter(labels), None, 10).await.expect("list");
         assert_eq!(ids(&page.items), expected, "labels {labels:?}");
     }
     let by_owner = |owner: &str| SandboxFilter {
         owner: Some(owner.into()),
         ..SandboxFilter::default()
     };
-    let alice = store
-        .list(&by_owner("alice"), None, 10)
-        .await
-        .expect("list");
+    let alice = store.list(&by_owner("alice"), None, 10).await.expect("list");
     assert_eq!(ids(&alice.items), vec![neighbour.id.clone()]);
     let bob = store.list(&by_owner("bob"), None, 10).await.expect("list");
     assert_eq!(ids(&bob.items), vec![updated.id.clone()]);
     assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "old-key")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("alice", "old-key").await.expect("find"),
         None
     );
     assert_eq!(
-        store
-            .find_by_idempotency_key("bob", "new-key")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("bob", "new-key").await.expect("find"),
         Some(updated.clone())
     );
     let running = SandboxFilter {
@@ -534,10 +445,7 @@ pub async fn update_replaces_the_whole_record(store: Arc<dyn Store>) {
     // The key the record gave up is free again.
     let mut reuse = sample("alice", at_secs(20));
     reuse.idempotency_key = Some("old-key".into());
-    store
-        .insert(&reuse)
-        .await
-        .expect("released key is reusable");
+    store.insert(&reuse).await.expect("released key is reusable");
 
     // Ending it through update takes it out of the live set.
     let mut ended = updated.clone();
@@ -554,19 +462,12 @@ pub async fn update_of_unknown_id_is_not_found(store: Arc<dyn Store>) {
         Err(StoreError::NotFound(id)) => assert_eq!(id, ghost.id),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert_eq!(
-        store.get(&ghost.id).await.expect("get"),
-        None,
-        "update does not insert"
-    );
+    assert_eq!(store.get(&ghost.id).await.expect("get"), None, "update does not insert");
     let red = store
         .list(&label_filter(&[("team", "red")]), None, 10)
         .await
         .expect("list");
-    assert!(
-        red.items.is_empty(),
-        "no labels written for a missing record: {red:?}"
-    );
+    assert!(red.items.is_empty(), "no labels written for a missing record: {red:?}");
 }
 
 /// An update that would take another record's idempotency key fails as a whole: neither the
@@ -587,15 +488,9 @@ pub async fn failed_update_changes_nothing(store: Arc<dyn Store>) {
         }
         other => panic!("expected DuplicateIdempotencyKey, got {other:?}"),
     }
+    assert_eq!(store.get(&second.id).await.expect("get"), Some(second.clone()));
     assert_eq!(
-        store.get(&second.id).await.expect("get"),
-        Some(second.clone())
-    );
-    assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "k1")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("alice", "k1").await.expect("find"),
         Some(first)
     );
     let blue = store
@@ -614,16 +509,10 @@ pub async fn failed_update_changes_nothing(store: Arc<dyn Store>) {
 /// with ids breaking ties.
 pub async fn list_orders_by_created_at_then_id(store: Arc<dyn Store>) {
     let offsets = [5_000, 1, 0, 5_000, 2, 5_000, 1_000_000_000, -1, 0, 3, 1];
-    let sandboxes: Vec<Sandbox> = offsets
-        .iter()
-        .map(|offset| sample("alice", at(*offset)))
-        .collect();
+    let sandboxes: Vec<Sandbox> = offsets.iter().map(|offset| sample("alice", at(*offset))).collect();
     insert_all(&*store, &sandboxes).await;
 
-    let page = store
-        .list(&SandboxFilter::default(), None, 100)
-        .await
-        .expect("list");
+    let page = store.list(&SandboxFilter::default(), None, 100).await.expect("list");
     assert_eq!(page.next, None);
     assert_eq!(ids(&page.items), ids(&in_list_order(sandboxes.clone())));
     let times: Vec<i64> = page
@@ -631,10 +520,7 @@ pub async fn list_orders_by_created_at_then_id(store: Arc<dyn Store>) {
         .iter()
         .map(|s| s.created_at.timestamp_nanos_opt().unwrap_or_default() - BASE_NANOS)
         .collect();
-    assert_eq!(
-        times,
-        vec![-1, 0, 0, 1, 1, 2, 3, 5_000, 5_000, 5_000, 1_000_000_000]
-    );
+    assert_eq!(times, vec![-1, 0, 0, 1, 1, 2, 3, 5_000, 5_000, 5_000, 1_000_000_000]);
     assert_eq!(store.list_live().await.expect("list_live"), page.items);
 }
 
@@ -651,27 +537,16 @@ pub async fn list_pages_cover_everything_exactly_once(store: Arc<dyn Store>) {
         assert_eq!(ids(&all), expected, "page size {page_size}");
     }
 
-    let exact = store
-        .list(&SandboxFilter::default(), None, 24)
-        .await
-        .expect("list");
+    let exact = store.list(&SandboxFilter::default(), None, 24).await.expect("list");
     assert_eq!((exact.items.len(), exact.next), (24, None));
     let last = store
-        .list(
-            &SandboxFilter::default(),
-            Some(&Cursor::after(&exact.items[17])),
-            6,
-        )
+        .list(&SandboxFilter::default(), Some(&Cursor::after(&exact.items[17])), 6)
         .await
         .expect("list");
     assert_eq!(ids(&last.items), expected[18..].to_vec());
     assert_eq!(last.next, None, "an exactly full last page has no next");
     let beyond = store
-        .list(
-            &SandboxFilter::default(),
-            Some(&Cursor::after(&exact.items[23])),
-            6,
-        )
+        .list(&SandboxFilter::default(), Some(&Cursor::after(&exact.items[23])), 6)
         .await
         .expect("list");
     assert_eq!((beyond.items.len(), beyond.next), (0, None));
@@ -686,10 +561,7 @@ pub async fn cursor_is_stable_when_records_are_added(store: Arc<dyn Store>) {
     sandboxes[3].id = id("8000000000000000");
     insert_all(&*store, &sandboxes).await;
 
-    let first = store
-        .list(&SandboxFilter::default(), None, 4)
-        .await
-        .expect("list");
+    let first = store.list(&SandboxFilter::default(), None, 4).await.expect("list");
     assert_eq!(ids(&first.items), ids(&sandboxes[..4]));
     let cursor = first.next.clone().expect("more pages");
     assert_eq!(cursor.id, id("8000000000000000"));
@@ -702,11 +574,7 @@ pub async fn cursor_is_stable_when_records_are_added(store: Arc<dyn Store>) {
     let mut tie_after = sample("alice", at_secs(3));
     tie_after.id = id("ffffffffffffffff");
     let later = sample("alice", at_secs(100));
-    insert_all(
-        &*store,
-        &[before, tie_before, tie_after.clone(), later.clone()],
-    )
-    .await;
+    insert_all(&*store, &[before, tie_before, tie_after.clone(), later.clone()]).await;
 
     let mut expected = vec![tie_after.id.clone()];
     expected.extend(ids(&sandboxes[4..]));
@@ -722,10 +590,7 @@ pub async fn cursor_is_stable_when_records_are_added(store: Arc<dyn Store>) {
     let mut gone = sandboxes[3].clone();
     gone.end(Status::Terminated, "deleted", at_secs(50));
     store.update(&gone).await.expect("end");
-    assert_eq!(
-        store.purge_ended_before(at_secs(51)).await.expect("purge"),
-        1
-    );
+    assert_eq!(store.purge_ended_before(at_secs(51)).await.expect("purge"), 1);
     let after_purge = store
         .list(&SandboxFilter::default(), Some(&cursor), 100)
         .await
@@ -843,10 +708,7 @@ pub async fn list_filters_by_labels_all_must_match(store: Arc<dyn Store>) {
     );
     let none = sample("alice", at(5));
     let swapped = labelled(sample("alice", at(6)), &[("red", "team"), ("prod", "env")]);
-    let tricky = labelled(
-        sample("alice", at(7)),
-        &[("q", "' OR '1'='1"), ("team", "red%")],
-    );
+    let tricky = labelled(sample("alice", at(7)), &[("q", "' OR '1'='1"), ("team", "red%")]);
     let ended = in_status(
         labelled(sample("alice", at(8)), &[("team", "red"), ("env", "prod")]),
         Status::Failed,
@@ -865,19 +727,13 @@ pub async fn list_filters_by_labels_all_must_match(store: Arc<dyn Store>) {
     insert_all(&*store, &all).await;
 
     let cases: Vec<(Labels<'_>, Vec<&Sandbox>)> = vec![
-        (
-            &[("team", "red"), ("env", "prod")],
-            vec![&both, &superset, &ended],
-        ),
+        (&[("team", "red"), ("env", "prod")], vec![&both, &superset, &ended]),
         (
             &[("team", "red")],
             vec![&both, &team_only, &other_env, &superset, &ended],
         ),
         (&[("env", "dev")], vec![&other_env]),
-        (
-            &[("team", "red"), ("env", "prod"), ("extra", "x")],
-            vec![&superset],
-        ),
+        (&[("team", "red"), ("env", "prod"), ("extra", "x")], vec![&superset]),
         (&[("team", "RED")], vec![]),
         (&[("team", "re")], vec![]),
         (&[("team", "red"), ("nope", "x")], vec![]),
@@ -885,10 +741,7 @@ pub async fn list_filters_by_labels_all_must_match(store: Arc<dyn Store>) {
         (&[("team", "red%")], vec![&tricky]),
     ];
     for (labels, expected) in cases {
-        let page = store
-            .list(&label_filter(labels), None, 100)
-            .await
-            .expect("list");
+        let page = store.list(&label_filter(labels), None, 100).await.expect("list");
         let expected: Vec<SandboxId> = expected.iter().map(|s| s.id.clone()).collect();
         assert_eq!(ids(&page.items), expected, "labels {labels:?}");
     }
@@ -930,10 +783,7 @@ pub async fn list_agrees_with_filter_matches(store: Arc<dyn Store>) {
     let sorted = in_list_order(sandboxes);
 
     let label = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     };
     let filters = [
         SandboxFilter::default(),
@@ -986,10 +836,7 @@ pub async fn list_agrees_with_filter_matches(store: Arc<dyn Store>) {
 /// A zero limit answers an empty page without claiming more follow.
 pub async fn list_with_zero_limit_is_empty(store: Arc<dyn Store>) {
     store.insert(&sample("alice", at(0))).await.expect("insert");
-    let page = store
-        .list(&SandboxFilter::default(), None, 0)
-        .await
-        .expect("list");
+    let page = store.list(&SandboxFilter::default(), None, 0).await.expect("list");
     assert_eq!((page.items.len(), page.next), (0, None));
 }
 
@@ -1028,11 +875,7 @@ pub async fn purge_deletes_only_records_ended_before_cutoff(store: Arc<dyn Store
         cutoff - chrono::Duration::nanoseconds(1),
     );
     let at_cutoff = ended_at(sample("alice", at_secs(2)), Status::Failed, cutoff);
-    let recent = ended_at(
-        sample("alice", at_secs(3)),
-        Status::Terminated,
-        at_secs(150),
-    );
+    let recent = ended_at(sample("alice", at_secs(3)), Status::Terminated, at_secs(150));
     let live = labelled(sample("alice", at_secs(4)), &[("team", "red")]);
     // Inconsistent but possible: a live status with an ended_at. Only ended records go.
     let mut live_with_ended_at = sample("alice", at_secs(5));
@@ -1073,40 +916,22 @@ pub async fn purge_deletes_only_records_ended_before_cutoff(store: Arc<dyn Store
             live_with_ended_at.id.clone()
         ]
     );
-    assert_eq!(
-        store.purge_ended_before(cutoff).await.expect("purge again"),
-        0
-    );
+    assert_eq!(store.purge_ended_before(cutoff).await.expect("purge again"), 0);
 
     let red = store
         .list(&label_filter(&[("team", "red")]), None, 100)
         .await
         .expect("list");
     assert_eq!(ids(&red.items), vec![live.id.clone()]);
-    assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "k")
-            .await
-            .expect("find"),
-        None
-    );
+    assert_eq!(store.find_by_idempotency_key("alice", "k").await.expect("find"), None);
 
     // The purged id and key can be used again.
     let mut reborn = sample("alice", at_secs(200));
     reborn.id = old_terminated.id.clone();
     reborn.idempotency_key = Some("k".into());
-    store
-        .insert(&reborn)
-        .await
-        .expect("purged id and key are free");
+    store.insert(&reborn).await.expect("purged id and key are free");
 
-    assert_eq!(
-        store
-            .purge_ended_before(at_secs(1_000))
-            .await
-            .expect("purge"),
-        2
-    );
+    assert_eq!(store.purge_ended_before(at_secs(1_000)).await.expect("purge"), 2);
     assert_eq!(
         ids(&store
             .list(
@@ -1174,17 +999,11 @@ pub async fn concurrent_writers_all_succeed(store: Arc<dyn Store>) {
         }
     }
     for reader in readers {
-        reader
-            .await
-            .expect("reader task")
-            .expect("concurrent reads succeed");
+        reader.await.expect("reader task").expect("concurrent reads succeed");
     }
 
     for sandbox in &written {
-        assert_eq!(
-            store.get(&sandbox.id).await.expect("get").as_ref(),
-            Some(sandbox)
-        );
+        assert_eq!(store.get(&sandbox.id).await.expect("get").as_ref(), Some(sandbox));
     }
     let everything = list_all_pages(
         &*store,
@@ -1203,11 +1022,7 @@ pub async fn concurrent_writers_all_succeed(store: Arc<dyn Store>) {
         .list(&label_filter(&[("phase", "running")]), None, 100)
         .await
         .expect("list");
-    assert_eq!(
-        running.items.len(),
-        TASKS,
-        "every task's label rewrite landed"
-    );
+    assert_eq!(running.items.len(), TASKS, "every task's label rewrite landed");
 }
 
 /// Racing inserts that share an owner and idempotency key: exactly one wins, the rest are told
@@ -1234,10 +1049,7 @@ pub async fn concurrent_inserts_admit_one_per_idempotency_key(store: Arc<dyn Sto
     }
     assert_eq!(winners.len(), 1, "exactly one insert wins");
     assert_eq!(
-        store
-            .find_by_idempotency_key("alice", "same")
-            .await
-            .expect("find"),
+        store.find_by_idempotency_key("alice", "same").await.expect("find"),
         winners.pop()
     );
 }

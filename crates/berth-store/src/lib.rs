@@ -34,10 +34,7 @@ impl SandboxFilter {
             self.statuses.contains(&sandbox.status)
         };
         status_ok
-            && self
-                .owner
-                .as_ref()
-                .is_none_or(|owner| *owner == sandbox.owner)
+            && self.owner.as_ref().is_none_or(|owner| *owner == sandbox.owner)
             && self
                 .labels
                 .iter()
@@ -114,19 +111,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError>;
 
-    async fn find_by_idempotency_key(
-        &self,
-        owner: &str,
-        key: &str,
-    ) -> Result<Option<Sandbox>, StoreError>;
+    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Sandbox>, StoreError>;
 
     /// Up to `limit` records matching `filter` strictly after `after`, in `(created_at, id)` order.
-    async fn list(
-        &self,
-        filter: &SandboxFilter,
-        after: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<Page, StoreError>;
+    async fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, StoreError>;
 
     /// Every record that has not ended, for adoption at start.
     async fn list_live(&self) -> Result<Vec<Sandbox>, StoreError>;

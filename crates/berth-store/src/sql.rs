@@ -15,8 +15,7 @@ pub(crate) const UPDATE_SANDBOX: &str = "UPDATE sandboxes SET \
      ended_at = $7, record = $8 \
      WHERE id = $1";
 
-pub(crate) const INSERT_LABEL: &str =
-    "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
+pub(crate) const INSERT_LABEL: &str = "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
 
 pub(crate) const DELETE_LABELS: &str = "DELETE FROM sandbox_labels WHERE sandbox_id = $1";
 
@@ -84,11 +83,7 @@ fn ended_statuses() -> impl Iterator<Item = Bind> {
 
 /// Records matching `filter` strictly after `after` in `(created_at, id)` order, at most `limit`
 /// of them (all when `None`). Selects `id, record`.
-pub(crate) fn list(
-    filter: &SandboxFilter,
-    after: Option<&Cursor>,
-    limit: Option<i64>,
-) -> Statement {
+pub(crate) fn list(filter: &SandboxFilter, after: Option<&Cursor>, limit: Option<i64>) -> Statement {
     let mut statement = Statement::new("SELECT s.id, s.record FROM sandboxes s WHERE 1 = 1");
     if !filter.statuses.is_empty() {
         statement.push(" AND s.status IN ").bind_list(
@@ -98,14 +93,10 @@ pub(crate) fn list(
                 .map(|status| Bind::Text(status.as_str().to_owned())),
         );
     } else if !filter.include_ended {
-        statement
-            .push(" AND s.status NOT IN ")
-            .bind_list(ended_statuses());
+        statement.push(" AND s.status NOT IN ").bind_list(ended_statuses());
     }
     if let Some(owner) = &filter.owner {
-        statement
-            .push(" AND s.owner = ")
-            .bind(Bind::Text(owner.clone()));
+        statement.push(" AND s.owner = ").bind(Bind::Text(owner.clone()));
     }
     for (key, value) in &filter.labels {
         statement
@@ -135,8 +126,7 @@ pub(crate) fn list(
 
 /// Deletes ended records whose `ended_at` is before `cutoff`.
 pub(crate) fn purge_ended_before(cutoff: DateTime<Utc>) -> Statement {
-    let mut statement =
-        Statement::new("DELETE FROM sandboxes WHERE ended_at IS NOT NULL AND ended_at < ");
+    let mut statement = Statement::new("DELETE FROM sandboxes WHERE ended_at IS NOT NULL AND ended_at < ");
     statement
         .bind(Bind::Int(nanos(cutoff)))
         .push(" AND status IN ")
@@ -148,11 +138,7 @@ pub(crate) fn purge_ended_before(cutoff: DateTime<Utc>) -> Statement {
 /// stored values stays right; the exact value lives in the JSON record).
 pub(crate) fn nanos(time: DateTime<Utc>) -> i64 {
     time.timestamp_nanos_opt()
-        .unwrap_or(if time.timestamp() < 0 {
-            i64::MIN
-        } else {
-            i64::MAX
-        })
+        .unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The values of a `sandboxes` row, in the order of [`INSERT_SANDBOX`]'s placeholders.
@@ -264,11 +250,7 @@ mod tests {
     #[test]
     fn live_filter_excludes_exactly_the_ended_statuses() {
         let statement = list(&SandboxFilter::default(), None, None);
-        assert!(
-            statement.sql.contains("s.status NOT IN ($1, $2)"),
-            "{}",
-            statement.sql
-        );
+        assert!(statement.sql.contains("s.status NOT IN ($1, $2)"), "{}", statement.sql);
         assert_eq!(
             statement.binds,
             vec![Bind::Text("Terminated".into()), Bind::Text("Failed".into())]
@@ -322,9 +304,6 @@ mod tests {
             decode("00000000000000aa", "{not json"),
             Err(StoreError::Corrupt(_))
         ));
-        assert!(matches!(
-            decode("00000000000000aa", "{}"),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(decode("00000000000000aa", "{}"), Err(StoreError::Corrupt(_))));
     }
 }

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use berth_core::{Sandbox, SandboxId};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Sqlite};
 
@@ -89,26 +88,16 @@ impl SqliteStore {
                 .fetch_all(&self.reader)
                 .await
                 .map_err(map_error)?;
-        rows.iter()
-            .map(|(id, record)| sql::decode(id, record))
-            .collect()
+        rows.iter().map(|(id, record)| sql::decode(id, record)).collect()
     }
 
-    async fn fetch_one_record(
-        &self,
-        query: &'static str,
-        binds: &[&str],
-    ) -> Result<Option<Sandbox>, StoreError> {
+    async fn fetch_one_record(&self, query: &'static str, binds: &[&str]) -> Result<Option<Sandbox>, StoreError> {
         let mut query = sqlx::query_as::<_, (String, String)>(query);
         for bind in binds {
             query = query.bind(*bind);
         }
-        let row = query
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_error)?;
-        row.map(|(id, record)| sql::decode(&id, &record))
-            .transpose()
+        let row = query.fetch_optional(&self.reader).await.map_err(map_error)?;
+        row.map(|(id, record)| sql::decode(&id, &record)).transpose()
     }
 }
 
@@ -119,10 +108,7 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
 }
 
-async fn insert_labels(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    sandbox: &Sandbox,
-) -> Result<(), StoreError> {
+async fn insert_labels(tx: &mut sqlx::Transaction<'static, Sqlite>, sandbox: &Sandbox) -> Result<(), StoreError> {
     for (key, value) in &sandbox.spec.labels {
         sqlx::query(sql::INSERT_LABEL)
             .bind(sandbox.id.as_str())
@@ -206,25 +192,14 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::GET_SANDBOX, &[id.as_str()])
-            .await
+        self.fetch_one_record(sql::GET_SANDBOX, &[id.as_str()]).await
     }
 
-    async fn find_by_idempotency_key(
-        &self,
-        owner: &str,
-        key: &str,
-    ) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::FIND_BY_IDEMPOTENCY_KEY, &[owner, key])
-            .await
+    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Sandbox>, StoreError> {
+        self.fetch_one_record(sql::FIND_BY_IDEMPOTENCY_KEY, &[owner, key]).await
     }
 
-    async fn list(
-        &self,
-        filter: &SandboxFilter,
-        after: Option<&Cursor>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
+    async fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
         if limit == 0 {
             return Ok(Page {
                 items: Vec::new(),
@@ -233,9 +208,7 @@ impl Store for SqliteStore {
         }
         // One more than asked for tells whether another page follows.
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let mut items = self
-            .fetch_records(sql::list(filter, after, Some(fetch)))
-            .await?;
+        let mut items = self.fetch_records(sql::list(filter, after, Some(fetch))).await?;
         let next = if items.len() > limit {
             items.truncate(limit);
             items.last().map(Cursor::after)
@@ -262,10 +235,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(map_error)?;
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_error)?;
         Ok(())
     }
 }
@@ -328,16 +298,12 @@ fn map_error(error: sqlx::Error) -> StoreError {
                 _ => StoreError::Other(db.to_string()),
             }
         }
-        E::Io(_)
-        | E::Tls(_)
-        | E::Protocol(_)
-        | E::PoolTimedOut
-        | E::PoolClosed
-        | E::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-        E::ColumnDecode { .. }
-        | E::Decode(_)
-        | E::ColumnNotFound(_)
-        | E::ColumnIndexOutOfBounds { .. } => StoreError::Corrupt(error.to_string()),
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            StoreError::Unavailable(error.to_string())
+        }
+        E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(error.to_string())
+        }
         other => StoreError::Other(other.to_string()),
     }
 }
@@ -347,12 +313,8 @@ fn open_error(path: &Path, error: sqlx::Error) -> StoreError {
         StoreError::Unavailable(message) => {
             StoreError::Unavailable(format!("cannot open {}: {message}", path.display()))
         }
-        StoreError::Corrupt(message) => {
-            StoreError::Corrupt(format!("{}: {message}", path.display()))
-        }
-        StoreError::Other(message) => {
-            StoreError::Other(format!("cannot open {}: {message}", path.display()))
-        }
+        StoreError::Corrupt(message) => StoreError::Corrupt(format!("{}: {message}", path.display())),
+        StoreError::Other(message) => StoreError::Other(format!("cannot open {}: {message}", path.display())),
         other => other,
     }
 }
@@ -388,18 +350,12 @@ mod tests {
     }
 
     async fn pragma_text(pool: &SqlitePool, query: &'static str) -> String {
-        let (value,): (String,) = sqlx::query_as(query)
-            .fetch_one(pool)
-            .await
-            .expect("pragma answers");
+        let (value,): (String,) = sqlx::query_as(query).fetch_one(pool).await.expect("pragma answers");
         value
     }
 
     async fn pragma_int(pool: &SqlitePool, query: &'static str) -> i64 {
-        let (value,): (i64,) = sqlx::query_as(query)
-            .fetch_one(pool)
-            .await
-            .expect("pragma answers");
+        let (value,): (i64,) = sqlx::query_as(query).fetch_one(pool).await.expect("pragma answers");
         value
     }
 
@@ -438,10 +394,7 @@ mod tests {
                 .all(|d| !(d.starts_with("SCAN l") || d.starts_with("SCAN sandbox_labels"))),
             "{details:#?}"
         );
-        assert!(
-            details.iter().any(|d| d.starts_with("SEARCH l")),
-            "{details:#?}"
-        );
+        assert!(details.iter().any(|d| d.starts_with("SEARCH l")), "{details:#?}");
     }
 
     #[tokio::test]

@@ -20,10 +20,7 @@ async fn raw(path: &Path) -> SqliteConnection {
 
 async fn count(path: &Path, query: &'static str) -> i64 {
     let mut conn = raw(path).await;
-    let (n,): (i64,) = sqlx::query_as(query)
-        .fetch_one(&mut conn)
-        .await
-        .expect("count");
+    let (n,): (i64,) = sqlx::query_as(query).fetch_one(&mut conn).await.expect("count");
     n
 }
 
@@ -56,10 +53,7 @@ async fn the_file_is_in_wal_mode() {
         .expect("pragma");
     assert_eq!(mode, "wal");
     store.insert(&sample("alice", at(0))).await.expect("insert");
-    assert!(
-        path.with_extension("db-wal").exists(),
-        "the WAL file is in use"
-    );
+    assert!(path.with_extension("db-wal").exists(), "the WAL file is in use");
 }
 
 #[tokio::test]
@@ -74,19 +68,13 @@ async fn data_survives_close_and_reopen_and_migrations_rerun_harmlessly() {
     store.close().await;
 
     let store = SqliteStore::open(&path).await.expect("reopen");
-    assert_eq!(
-        store.get(&first.id).await.expect("get"),
-        Some(first.clone())
-    );
+    assert_eq!(store.get(&first.id).await.expect("get"), Some(first.clone()));
     store.insert(&second).await.expect("insert after reopen");
     // Dropped without close: committed writes are durable all the same.
     drop(store);
 
     let store = SqliteStore::open(&path).await.expect("reopen again");
-    let all = store
-        .list(&SandboxFilter::default(), None, 10)
-        .await
-        .expect("list");
+    let all = store.list(&SandboxFilter::default(), None, 10).await.expect("list");
     assert_eq!(all.items, vec![first.clone(), second]);
     let red = store
         .list(
@@ -112,14 +100,9 @@ async fn data_survives_close_and_reopen_and_migrations_rerun_harmlessly() {
 #[tokio::test]
 async fn a_closed_store_is_unavailable() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("berth.db"))
-        .await
-        .expect("open");
+    let store = SqliteStore::open(&dir.path().join("berth.db")).await.expect("open");
     store.close().await;
-    assert!(matches!(
-        store.ping().await,
-        Err(StoreError::Unavailable(_))
-    ));
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
     assert!(matches!(
         store.insert(&sample("alice", at(0))).await,
         Err(StoreError::Unavailable(_))
@@ -191,22 +174,15 @@ async fn an_undecodable_record_is_corrupt_and_spares_the_others() {
         .await
         .expect("break a record");
     // A valid record stored under another row's id.
-    sqlx::query(
-        "UPDATE sandboxes SET record = (SELECT record FROM sandboxes WHERE id = $1) WHERE id = $2",
-    )
-    .bind(good.id.as_str())
-    .bind(foreign.id.as_str())
-    .execute(&mut conn)
-    .await
-    .expect("misfile a record");
+    sqlx::query("UPDATE sandboxes SET record = (SELECT record FROM sandboxes WHERE id = $1) WHERE id = $2")
+        .bind(good.id.as_str())
+        .bind(foreign.id.as_str())
+        .execute(&mut conn)
+        .await
+        .expect("misfile a record");
 
-    assert!(
-        matches!(store.get(&bad.id).await, Err(StoreError::Corrupt(m)) if m.contains(bad.id.as_str()))
-    );
-    assert!(matches!(
-        store.get(&foreign.id).await,
-        Err(StoreError::Corrupt(_))
-    ));
+    assert!(matches!(store.get(&bad.id).await, Err(StoreError::Corrupt(m)) if m.contains(bad.id.as_str())));
+    assert!(matches!(store.get(&foreign.id).await, Err(StoreError::Corrupt(_))));
     assert!(matches!(
         store.find_by_idempotency_key("alice", "k").await,
         Err(StoreError::Corrupt(_))
@@ -215,10 +191,7 @@ async fn an_undecodable_record_is_corrupt_and_spares_the_others() {
         store.list(&SandboxFilter::default(), None, 10).await,
         Err(StoreError::Corrupt(_))
     ));
-    assert!(matches!(
-        store.list_live().await,
-        Err(StoreError::Corrupt(_))
-    ));
+    assert!(matches!(store.list_live().await, Err(StoreError::Corrupt(_))));
     assert_eq!(store.get(&good.id).await.expect("get"), Some(good));
 }
 
@@ -227,10 +200,7 @@ async fn label_rows_follow_updates_and_purges() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("berth.db");
     let store = SqliteStore::open(&path).await.expect("open");
-    let mut sandbox = labelled(
-        sample("alice", at(0)),
-        &[("a", "1"), ("b", "2"), ("c", "3")],
-    );
+    let mut sandbox = labelled(sample("alice", at(0)), &[("a", "1"), ("b", "2"), ("c", "3")]);
     let other = labelled(sample("alice", at(1)), &[("a", "1")]);
     store.insert(&sandbox).await.expect("insert");
     store.insert(&other).await.expect("insert");
@@ -250,15 +220,8 @@ async fn label_rows_follow_updates_and_purges() {
 
     sandbox.end(Status::Terminated, "deleted", at_secs(1));
     store.update(&sandbox).await.expect("end");
-    assert_eq!(
-        store.purge_ended_before(at_secs(2)).await.expect("purge"),
-        1
-    );
-    assert_eq!(
-        count(&path, "SELECT COUNT(*) FROM sandbox_labels").await,
-        1,
-        "cascaded"
-    );
+    assert_eq!(store.purge_ended_before(at_secs(2)).await.expect("purge"), 1);
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM sandbox_labels").await, 1, "cascaded");
     assert_eq!(count(&path, "SELECT COUNT(*) FROM sandboxes").await, 1);
 }
 

@@ -84,7 +84,8 @@ pub struct ServeConfig {
     pub docker_host: Option<String>,
     pub engine_name: String,
     /// The `berth.cluster` label value: servers act only on their own cluster's containers.
-    pub cluster: String,
+    /// `None`: the id kept in the data directory (generated on first start).
+    pub cluster: Option<String>,
     pub publish_host_ip: String,
     pub policy: SpecPolicy,
     pub resync_interval: Duration,
@@ -419,9 +420,14 @@ pub fn resolve(
     let engine_name = engine_raw.text()?;
     check_name(&engine_name).map_err(|message| engine_raw.invalid(message))?;
 
-    let cluster_raw = layers.get("cluster", "default");
-    let cluster = cluster_raw.text()?;
-    check_name(&cluster).map_err(|message| cluster_raw.invalid(message))?;
+    let cluster = match layers.given("cluster") {
+        Some(raw) => {
+            let cluster = raw.text()?;
+            check_name(&cluster).map_err(|message| raw.invalid(message))?;
+            Some(cluster)
+        }
+        None => None,
+    };
 
     let ip_raw = layers.get("publish_host_ip", "127.0.0.1");
     let publish_host_ip = ip_raw.text()?;
@@ -679,7 +685,7 @@ mod tests {
         let config = resolve(&cli, Some(&file), &no_env).unwrap();
         assert_eq!(config.listen, "10.0.0.2:2");
         assert_eq!(config.engine_name, "from-env");
-        assert_eq!(config.cluster, "ci-7");
+        assert_eq!(config.cluster.as_deref(), Some("ci-7"));
         assert_eq!(config.docker_host.as_deref(), Some("tcp://file:2375"));
         assert_eq!(config.publish_host_ip, "0.0.0.0");
         assert_eq!(config.data_dir, PathBuf::from("/srv/berth"));
@@ -691,7 +697,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:8080");
         assert_eq!(config.engine_name, "local");
-        assert_eq!(config.cluster, "default");
+        assert_eq!(config.cluster, None, "generated in the data directory at start");
         assert_eq!(config.docker_host, None);
         assert_eq!(config.publish_host_ip, "127.0.0.1");
         assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/berth"));

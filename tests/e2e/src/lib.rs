@@ -20,13 +20,20 @@ pub fn berth_binary() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> → target/<profile>/berth
-    let profile_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     profile_dir.join("berth")
 }
 
 /// A unique id for names and labels, so parallel tests never touch each other's objects.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     format!("{prefix}-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
 }
 
@@ -69,9 +76,15 @@ impl TestServer {
         let cluster = options.cluster.clone().unwrap_or_else(|| unique("e2e"));
         let binary = berth_binary();
         if !binary.exists() {
-            bail!("{} does not exist: build it first with `cargo build -p berth` (scripts/test does)", binary.display());
+            bail!(
+                "{} does not exist: build it first with `cargo build -p berth` (scripts/test does)",
+                binary.display()
+            );
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("server.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))?;
         let mut child = Command::new(&binary)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--cluster", &cluster])
@@ -104,7 +117,13 @@ impl TestServer {
                 bail!("berth serve did not report its address; log:\n{log}");
             }
         };
-        Ok(TestServer { child, url, data_dir, cluster, _temp: temp })
+        Ok(TestServer {
+            child,
+            url,
+            data_dir,
+            cluster,
+            _temp: temp,
+        })
     }
 
     pub fn client(&self) -> BerthClient {
@@ -149,15 +168,24 @@ pub fn remove_cluster_containers(cluster: &str) {
 
 /// Runs the docker CLI; returns stdout, or an error with stderr.
 pub fn docker(args: &[&str]) -> Result<String> {
-    let output = Command::new("docker").args(args).output().context("cannot run the docker CLI")?;
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .context("cannot run the docker CLI")?;
     if !output.status.success() {
-        bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 pub fn docker_ids(args: &[&str]) -> Vec<String> {
-    docker(args).map(|out| out.split_whitespace().map(str::to_owned).collect()).unwrap_or_default()
+    docker(args)
+        .map(|out| out.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// `docker inspect` of one container, or `None` when it does not exist.

@@ -12,11 +12,17 @@ async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>
         .await
         .unwrap();
     let status = response.status().as_u16();
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status >= 400 {
         assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{body}");
-        assert!(body["type"].as_str().unwrap().starts_with("urn:berth:problem:"), "{body}");
+        assert!(
+            body["type"].as_str().unwrap().starts_with("urn:berth:problem:"),
+            "{body}"
+        );
         assert_eq!(body["status"], status);
         assert!(!body["detail"].as_str().unwrap().is_empty());
     }
@@ -24,11 +30,19 @@ async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>
 }
 
 async fn create(server: &TestServer, body: Value) -> (u16, Value) {
-    post(server, "/v1/sandboxes", "application/json", serde_json::to_vec(&body).unwrap()).await
+    post(
+        server,
+        "/v1/sandboxes",
+        "application/json",
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
 }
 
 fn field_named(problem: &Value, field: &str) -> bool {
-    problem["errors"].as_array().is_some_and(|errors| errors.iter().any(|e| e["field"] == field))
+    problem["errors"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|e| e["field"] == field))
 }
 
 #[tokio::test]
@@ -59,7 +73,10 @@ async fn bad_bodies_get_a_4xx_naming_the_field_and_nothing_is_created() {
     assert_eq!(status, 400);
     assert!(field_named(&problem, "env.A"), "{problem}");
 
-    let huge = format!("{{\"image\":\"{TEST_IMAGE}\",\"env\":{{\"BIG\":\"{}\"}}}}", "x".repeat(1024 * 1024 + 10));
+    let huge = format!(
+        "{{\"image\":\"{TEST_IMAGE}\",\"env\":{{\"BIG\":\"{}\"}}}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
     let (status, problem) = post(&server, "/v1/sandboxes", "application/json", huge.into_bytes()).await;
     assert_eq!(status, 413, "{problem}");
 
@@ -68,35 +85,83 @@ async fn bad_bodies_get_a_4xx_naming_the_field_and_nothing_is_created() {
         (json!({"image": TEST_IMAGE, "cpu": "lots"}), "cpu", "lots"),
         (json!({"image": TEST_IMAGE, "cpu": 0}), "cpu", "0"),
         (json!({"image": TEST_IMAGE, "cpu": "64"}), "cpu", "maximum"),
-        (json!({"image": TEST_IMAGE, "memory": "12 apples"}), "memory", "12 apples"),
+        (
+            json!({"image": TEST_IMAGE, "memory": "12 apples"}),
+            "memory",
+            "12 apples",
+        ),
         (json!({"image": TEST_IMAGE, "ttl": "forever"}), "ttl", "forever"),
         (json!({"image": TEST_IMAGE, "ttl": -5}), "ttl", "-5"),
-        (json!({"image": TEST_IMAGE, "labels": {"berth.managed": "x"}}), "labels.berth.managed", "reserved"),
-        (json!({"image": TEST_IMAGE, "labels": {"bad key!": "x"}}), "labels.bad key!", "bad key!"),
-        (json!({"image": TEST_IMAGE, "workdir": "relative"}), "workdir", "absolute"),
+        (
+            json!({"image": TEST_IMAGE, "labels": {"berth.managed": "x"}}),
+            "labels.berth.managed",
+            "reserved",
+        ),
+        (
+            json!({"image": TEST_IMAGE, "labels": {"bad key!": "x"}}),
+            "labels.bad key!",
+            "bad key!",
+        ),
+        (
+            json!({"image": TEST_IMAGE, "workdir": "relative"}),
+            "workdir",
+            "absolute",
+        ),
         (json!({"image": TEST_IMAGE, "ports": [0]}), "ports[0]", "1-65535"),
         (json!({"image": "Not An Image!"}), "image", "Not An Image!"),
     ] {
         let (status, problem) = create(&server, body.clone()).await;
         assert_eq!(status, 422, "{body} → {problem}");
         assert_eq!(problem["type"], "urn:berth:problem:validation");
-        let error = problem["errors"].as_array().unwrap().iter().find(|e| e["field"] == field);
-        let message = error.unwrap_or_else(|| panic!("{body}: no error for {field}: {problem}"))["message"].as_str().unwrap();
-        assert!(message.contains(needle), "{body}: `{message}` should mention `{needle}`");
+        let error = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["field"] == field);
+        let message = error.unwrap_or_else(|| panic!("{body}: no error for {field}: {problem}"))["message"]
+            .as_str()
+            .unwrap();
+        assert!(
+            message.contains(needle),
+            "{body}: `{message}` should mention `{needle}`"
+        );
     }
 
     // Several bad values are reported together.
-    let (status, problem) = create(&server, json!({"image": TEST_IMAGE, "cpu": "x", "memory": "y", "ttl": "z"})).await;
+    let (status, problem) = create(
+        &server,
+        json!({"image": TEST_IMAGE, "cpu": "x", "memory": "y", "ttl": "z"}),
+    )
+    .await;
     assert_eq!(status, 422);
     assert_eq!(problem["errors"].as_array().unwrap().len(), 3, "{problem}");
 
-    let (status, _) = post(&server, "/v1/sandboxes?wait=maybe", "application/json", serde_json::to_vec(&json!({"image": TEST_IMAGE})).unwrap()).await;
+    let (status, _) = post(
+        &server,
+        "/v1/sandboxes?wait=maybe",
+        "application/json",
+        serde_json::to_vec(&json!({"image": TEST_IMAGE})).unwrap(),
+    )
+    .await;
     assert_eq!(status, 400);
 
     // None of that created anything.
-    let list: Value = reqwest::get(format!("{}/v1/sandboxes?all=true", server.url)).await.unwrap().json().await.unwrap();
+    let list: Value = reqwest::get(format!("{}/v1/sandboxes?all=true", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
-    assert!(docker_ids(&["ps", "-aq", "--filter", &format!("label=berth.cluster={}", server.cluster)]).is_empty());
+    assert!(
+        docker_ids(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.cluster={}", server.cluster)
+        ])
+        .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -115,13 +180,27 @@ async fn unknown_ids_routes_and_parameters_are_problems() {
         ("GET", "/v1/sandboxes?cursor=garbage", 400),
         ("GET", "/v1/sandboxes?colour=blue", 400),
     ] {
-        let response = http.request(method.parse().unwrap(), format!("{}{path}", server.url)).send().await.unwrap();
+        let response = http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), expected, "{method} {path}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json", "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
         let problem: Value = response.json().await.unwrap();
         assert!(!problem["detail"].as_str().unwrap().is_empty());
     }
-    let (status, _) = post(&server, "/v1/sandboxes/0123456789abcdef/ttl", "application/json", br#"{"ttl":"5m"}"#.to_vec()).await;
+    let (status, _) = post(
+        &server,
+        "/v1/sandboxes/0123456789abcdef/ttl",
+        "application/json",
+        br#"{"ttl":"5m"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 404);
 }
 
@@ -134,7 +213,13 @@ async fn renewing_with_bad_values_or_after_the_end_is_refused() {
     let (status, problem) = post(&server, &path, "application/json", br#"{"ttl":"soon"}"#.to_vec()).await;
     assert_eq!(status, 422);
     assert!(field_named(&problem, "ttl"), "{problem}");
-    let (status, problem) = post(&server, &path, "application/json", br#"{"ttl":"5m","extra":1}"#.to_vec()).await;
+    let (status, problem) = post(
+        &server,
+        &path,
+        "application/json",
+        br#"{"ttl":"5m","extra":1}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(field_named(&problem, "extra"), "{problem}");
     let (status, _) = post(&server, &path, "application/json", br#"{"ttl":"1000h"}"#.to_vec()).await;

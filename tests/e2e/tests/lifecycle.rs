@@ -21,7 +21,10 @@ async fn full_lifecycle_create_read_renew_delete() {
     assert_eq!(created.resources.cpu, "1");
     assert_eq!(created.resources.memory, "512Mi");
     let container_id = created.container_id.clone().expect("container id reported");
-    assert!(created.ip.as_deref().is_some_and(|ip| !ip.is_empty()), "ip reported: {created:?}");
+    assert!(
+        created.ip.as_deref().is_some_and(|ip| !ip.is_empty()),
+        "ip reported: {created:?}"
+    );
     assert_eq!(created.ports.len(), 1);
     assert_eq!(created.ports[0].container_port, 8080);
     assert_eq!(created.ports[0].host_ip, "127.0.0.1");
@@ -35,14 +38,26 @@ async fn full_lifecycle_create_read_renew_delete() {
     assert_eq!(fetched.status, "Running");
 
     let listed = client
-        .list(&ListQuery { labels: vec![("team".into(), "ml".into())], ..Default::default() })
+        .list(&ListQuery {
+            labels: vec![("team".into(), "ml".into())],
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(listed.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![created.id.as_str()]);
+    assert_eq!(
+        listed.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec![created.id.as_str()]
+    );
 
-    let renewed = client.renew_ttl(&created.id, NumberOrString::String("2h".into())).await.unwrap();
+    let renewed = client
+        .renew_ttl(&created.id, NumberOrString::String("2h".into()))
+        .await
+        .unwrap();
     let remaining = renewed.expires_at - chrono::Utc::now();
-    assert!(remaining > chrono::Duration::minutes(119) && remaining <= chrono::Duration::hours(2), "{remaining}");
+    assert!(
+        remaining > chrono::Duration::minutes(119) && remaining <= chrono::Duration::hours(2),
+        "{remaining}"
+    );
     assert_eq!(client.get(&created.id).await.unwrap().expires_at, renewed.expires_at);
 
     client.delete(&created.id).await.unwrap();
@@ -50,13 +65,22 @@ async fn full_lifecycle_create_read_renew_delete() {
     assert_eq!(ended.status, "Terminated");
     assert_eq!(ended.status_reason.as_deref(), Some("deleted"));
     assert!(ended.ended_at.is_some());
-    assert!(docker_inspect(&container_id).is_none(), "container removed from the engine");
+    assert!(
+        docker_inspect(&container_id).is_none(),
+        "container removed from the engine"
+    );
     // Deleting an ended sandbox is still a success.
     client.delete(&created.id).await.unwrap();
     // Ended sandboxes are listed only with `all`.
     let live = client.list(&ListQuery::default()).await.unwrap();
     assert!(live.items.iter().all(|s| s.id != created.id));
-    let all = client.list(&ListQuery { all: true, ..Default::default() }).await.unwrap();
+    let all = client
+        .list(&ListQuery {
+            all: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(all.items.iter().any(|s| s.id == created.id));
 }
 
@@ -76,8 +100,22 @@ async fn limits_and_hardening_are_applied_to_the_container() {
     assert_eq!(host["MemorySwap"], 64 * 1024 * 1024, "no swap beyond memory");
     assert_eq!(host["PidsLimit"], 1024);
     assert_eq!(host["Privileged"], false);
-    assert!(host["SecurityOpt"].as_array().unwrap().iter().any(|o| o == "no-new-privileges"), "{host}");
-    assert!(host["CapDrop"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().ends_with("NET_RAW")), "{host}");
+    assert!(
+        host["SecurityOpt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "no-new-privileges"),
+        "{host}"
+    );
+    assert!(
+        host["CapDrop"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().ends_with("NET_RAW")),
+        "{host}"
+    );
     assert!(host["CapAdd"].is_null() || host["CapAdd"].as_array().unwrap().is_empty());
     let network_mode = host["NetworkMode"].as_str().unwrap();
     assert!(network_mode != "host", "{network_mode}");
@@ -89,11 +127,22 @@ async fn limits_and_hardening_are_applied_to_the_container() {
     let binding = &host["PortBindings"]["80/tcp"][0];
     assert_eq!(binding["HostIp"], "127.0.0.1");
     // The capability really is gone: NET_RAW is bit 13 of the bounding set.
-    let status = docker(&["exec", sandbox.container_id.as_deref().unwrap(), "cat", "/proc/1/status"]).unwrap();
+    let status = docker(&[
+        "exec",
+        sandbox.container_id.as_deref().unwrap(),
+        "cat",
+        "/proc/1/status",
+    ])
+    .unwrap();
     let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim();
     let caps = u64::from_str_radix(bounding, 16).unwrap();
     assert_eq!(caps & (1 << 13), 0, "NET_RAW still in the bounding set {bounding}");
-    let no_new_privs = status.lines().find_map(|l| l.strip_prefix("NoNewPrivs:")).unwrap().trim().to_owned();
+    let no_new_privs = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NoNewPrivs:"))
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(no_new_privs, "1");
 }
 
@@ -107,12 +156,22 @@ async fn env_command_workdir_user_and_labels_reach_the_container() {
     request.workdir = Some("/tmp".into());
     request.user = Some("1000:1000".into());
     request.owner = Some("alice".into());
-    request.command = Some(vec!["sh".into(), "-c".into(), "echo \"$GREETING\" > /tmp/greeting; sleep 3600".into()]);
+    request.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "echo \"$GREETING from $(pwd)\"; sleep 3600".into(),
+    ]);
     let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
     let container = sandbox.container_id.as_deref().unwrap();
     let info = docker_inspect(container).unwrap();
     let config = &info["Config"];
-    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "GREETING=hello world"));
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello world")
+    );
     assert_eq!(config["Cmd"][0], "sh");
     assert_eq!(config["WorkingDir"], "/tmp");
     assert_eq!(config["User"], "1000:1000");
@@ -123,10 +182,14 @@ async fn env_command_workdir_user_and_labels_reach_the_container() {
     assert_eq!(labels["berth.owner"], "alice");
     assert_eq!(sandbox.owner, "alice");
     let written = eventually(Duration::from_secs(5), || async {
-        docker(&["exec", container, "cat", "/tmp/greeting"]).ok().filter(|out| !out.is_empty())
+        docker(&["logs", container]).ok().filter(|out| !out.is_empty())
     })
     .await;
-    assert_eq!(written.as_deref(), Some("hello world\n"), "the command ran with the env");
+    assert_eq!(
+        written.as_deref(),
+        Some("hello world from /tmp\n"),
+        "the command ran with the env"
+    );
     let id = docker(&["exec", container, "id", "-u"]).unwrap();
     assert_eq!(id.trim(), "1000");
 }
@@ -141,10 +204,19 @@ async fn exits_and_oom_are_reported_and_leave_nothing_behind() {
         request.memory = memory.map(|m| NumberOrString::String(m.into()));
         request
     };
-    let failing = client.create(&run("sleep 0.5; exit 3", None), CreateOptions::default()).await.unwrap();
-    let clean = client.create(&run("sleep 0.5; exit 0", None), CreateOptions::default()).await.unwrap();
+    let failing = client
+        .create(&run("sleep 0.5; exit 3", None), CreateOptions::default())
+        .await
+        .unwrap();
+    let clean = client
+        .create(&run("sleep 0.5; exit 0", None), CreateOptions::default())
+        .await
+        .unwrap();
     let hog = client
-        .create(&run("sleep 0.5; x=a; while true; do x=$x$x$x$x; done", Some("16Mi")), CreateOptions::default())
+        .create(
+            &run("sleep 0.5; x=a; while true; do x=$x$x$x$x; done", Some("16Mi")),
+            CreateOptions::default(),
+        )
         .await
         .unwrap();
 
@@ -173,7 +245,10 @@ async fn exits_and_oom_are_reported_and_leave_nothing_behind() {
 
     for sandbox in [failing, clean, hog] {
         let container = sandbox.container_id.unwrap();
-        let gone = eventually(Duration::from_secs(10), || async { docker_inspect(&container).is_none().then_some(()) }).await;
+        let gone = eventually(Duration::from_secs(10), || async {
+            docker_inspect(&container).is_none().then_some(())
+        })
+        .await;
         assert!(gone.is_some(), "exited container {container} was removed");
     }
 }
@@ -197,10 +272,17 @@ async fn expiry_removes_the_sandbox_within_a_second_of_its_deadline() {
     let elapsed = started.elapsed();
     assert_eq!(ended.status_reason.as_deref(), Some("expired"));
     assert!(docker_inspect(&container).is_none(), "container removed");
-    assert!(elapsed <= Duration::from_millis(3500), "gone {elapsed:?} after create; deadline was 2 s");
+    assert!(
+        elapsed <= Duration::from_millis(3500),
+        "gone {elapsed:?} after create; deadline was 2 s"
+    );
     let ended_at = ended.ended_at.unwrap();
     assert!(ended_at >= sandbox.expires_at, "not before the deadline");
-    assert!(ended_at - sandbox.expires_at <= chrono::Duration::seconds(1), "ended {} after the deadline", ended_at - sandbox.expires_at);
+    assert!(
+        ended_at - sandbox.expires_at <= chrono::Duration::seconds(1),
+        "ended {} after the deadline",
+        ended_at - sandbox.expires_at
+    );
 }
 
 #[tokio::test]
@@ -210,14 +292,20 @@ async fn renewing_moves_the_deadline() {
     let mut request = sleeper();
     request.ttl = Some(NumberOrString::Number(2.0));
     let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
-    let renewed = client.renew_ttl(&sandbox.id, NumberOrString::String("1m".into())).await.unwrap();
+    let renewed = client
+        .renew_ttl(&sandbox.id, NumberOrString::String("1m".into()))
+        .await
+        .unwrap();
     assert!(renewed.expires_at > sandbox.expires_at);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let still = client.get(&sandbox.id).await.unwrap();
     assert_eq!(still.status, "Running", "the old deadline no longer applies");
     assert!(docker_inspect(still.container_id.as_deref().unwrap()).is_some());
     // A shorter renewal brings the deadline closer and is honoured too.
-    client.renew_ttl(&sandbox.id, NumberOrString::String("1s".into())).await.unwrap();
+    client
+        .renew_ttl(&sandbox.id, NumberOrString::String("1s".into()))
+        .await
+        .unwrap();
     let ended = eventually(Duration::from_secs(4), || async {
         client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated")
     })
@@ -233,7 +321,11 @@ async fn twenty_concurrent_creates_all_succeed_and_are_cleaned_up() {
         let client = client.clone();
         async move { client.create(&sleeper(), CreateOptions::default()).await }
     });
-    let sandboxes: Vec<_> = futures::future::join_all(creates).await.into_iter().map(Result::unwrap).collect();
+    let sandboxes: Vec<_> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let ids: std::collections::BTreeSet<_> = sandboxes.iter().map(|s| s.id.clone()).collect();
     assert_eq!(ids.len(), 20, "distinct ids");
     assert!(sandboxes.iter().all(|s| s.status == "Running"));
@@ -245,7 +337,12 @@ async fn twenty_concurrent_creates_all_succeed_and_are_cleaned_up() {
         assert!(docker_inspect(sandbox.container_id.as_deref().unwrap()).is_none());
         assert_eq!(client.get(&sandbox.id).await.unwrap().status, "Terminated");
     }
-    let remaining = berth_e2e::docker_ids(&["ps", "-aq", "--filter", &format!("label=berth.cluster={}", server.cluster)]);
+    let remaining = berth_e2e::docker_ids(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=berth.cluster={}", server.cluster),
+    ]);
     assert!(remaining.is_empty(), "left behind: {remaining:?}");
 }
 
@@ -253,7 +350,10 @@ async fn twenty_concurrent_creates_all_succeed_and_are_cleaned_up() {
 async fn an_idempotency_key_makes_a_retried_create_return_the_same_sandbox() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
-    let options = CreateOptions { wait: true, idempotency_key: Some(berth_e2e::unique("key")) };
+    let options = CreateOptions {
+        wait: true,
+        idempotency_key: Some(berth_e2e::unique("key")),
+    };
     let first = client.create(&sleeper(), options.clone()).await.unwrap();
     let second = client.create(&sleeper(), options).await.unwrap();
     assert_eq!(first.id, second.id);
@@ -265,8 +365,21 @@ async fn an_idempotency_key_makes_a_retried_create_return_the_same_sandbox() {
 async fn no_wait_answers_before_the_sandbox_runs() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
-    let created = client.create(&sleeper(), CreateOptions { wait: false, idempotency_key: None }).await.unwrap();
-    assert!(["Pending", "Creating"].contains(&created.status.as_str()), "{}", created.status);
+    let created = client
+        .create(
+            &sleeper(),
+            CreateOptions {
+                wait: false,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        ["Pending", "Creating"].contains(&created.status.as_str()),
+        "{}",
+        created.status
+    );
     let running = eventually(Duration::from_secs(10), || async {
         client.get(&created.id).await.ok().filter(|s| s.status == "Running")
     })
@@ -282,14 +395,33 @@ async fn list_pages_are_stable_and_filters_combine() {
     for index in 0..5 {
         let mut request: SandboxRequest = sleeper();
         request.labels.insert("batch".into(), "b1".into());
-        request.labels.insert("parity".into(), if index % 2 == 0 { "even" } else { "odd" }.into());
-        ids.push(client.create(&request, CreateOptions { wait: false, idempotency_key: None }).await.unwrap().id);
+        request
+            .labels
+            .insert("parity".into(), if index % 2 == 0 { "even" } else { "odd" }.into());
+        ids.push(
+            client
+                .create(
+                    &request,
+                    CreateOptions {
+                        wait: false,
+                        idempotency_key: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
         let page = client
-            .list(&ListQuery { labels: vec![("batch".into(), "b1".into())], limit: Some(2), cursor, ..Default::default() })
+            .list(&ListQuery {
+                labels: vec![("batch".into(), "b1".into())],
+                limit: Some(2),
+                cursor,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(page.items.len() <= 2);

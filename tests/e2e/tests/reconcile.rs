@@ -20,11 +20,19 @@ async fn a_restart_after_kill_9_adopts_running_sandboxes_and_still_expires_them(
     first.kill9();
 
     // Sandboxes keep running while no server is up.
-    assert!(docker_inspect(long.container_id.as_deref().unwrap()).unwrap()["State"]["Running"].as_bool().unwrap());
+    assert!(
+        docker_inspect(long.container_id.as_deref().unwrap()).unwrap()["State"]["Running"]
+            .as_bool()
+            .unwrap()
+    );
 
-    let second = TestServer::start_with(ServerOptions { data_dir: Some(data_dir), cluster: Some(cluster), args: vec![] })
-        .await
-        .unwrap();
+    let second = TestServer::start_with(ServerOptions {
+        data_dir: Some(data_dir),
+        cluster: Some(cluster),
+        args: vec![],
+    })
+    .await
+    .unwrap();
     let client = second.client();
     let adopted = client.get(&long.id).await.unwrap();
     assert_eq!(adopted.status, "Running");
@@ -38,7 +46,10 @@ async fn a_restart_after_kill_9_adopts_running_sandboxes_and_still_expires_them(
     .expect("the short sandbox still expired after the restart");
     assert_eq!(expired.status_reason.as_deref(), Some("expired"));
     let late = expired.ended_at.unwrap() - short.expires_at;
-    assert!(late <= chrono::Duration::seconds(1), "expired {late} after its deadline");
+    assert!(
+        late <= chrono::Duration::seconds(1),
+        "expired {late} after its deadline"
+    );
     assert!(docker_inspect(short.container_id.as_deref().unwrap()).is_none());
 
     // And the adopted sandbox is fully manageable.
@@ -49,7 +60,12 @@ async fn a_restart_after_kill_9_adopts_running_sandboxes_and_still_expires_them(
 #[tokio::test]
 async fn orphans_of_this_cluster_are_collected_and_other_clusters_are_left_alone() {
     let server = TestServer::start_with(ServerOptions {
-        args: vec!["--orphan-grace".into(), "2s".into(), "--resync-interval".into(), "1s".into()],
+        args: vec![
+            "--orphan-grace".into(),
+            "2s".into(),
+            "--resync-interval".into(),
+            "1s".into(),
+        ],
         ..Default::default()
     })
     .await
@@ -57,11 +73,19 @@ async fn orphans_of_this_cluster_are_collected_and_other_clusters_are_left_alone
     let plant = |cluster: &str| {
         let name = unique("orphan");
         docker(&[
-            "run", "-d", "--name", &name,
-            "--label", "berth.managed=true",
-            "--label", &format!("berth.cluster={cluster}"),
-            "--label", "berth.sandbox=00000000deadbeef",
-            TEST_IMAGE, "sleep", "3600",
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "berth.managed=true",
+            "--label",
+            &format!("berth.cluster={cluster}"),
+            "--label",
+            "berth.sandbox=00000000deadbeef",
+            TEST_IMAGE,
+            "sleep",
+            "3600",
         ])
         .unwrap()
         .trim()
@@ -71,8 +95,14 @@ async fn orphans_of_this_cluster_are_collected_and_other_clusters_are_left_alone
     let foreign_cluster = unique("other");
     let theirs = plant(&foreign_cluster);
 
-    let collected = eventually(Duration::from_secs(10), || async { docker_inspect(&ours).is_none().then_some(()) }).await;
-    assert!(collected.is_some(), "orphan of this cluster collected after the grace period");
+    let collected = eventually(Duration::from_secs(10), || async {
+        docker_inspect(&ours).is_none().then_some(())
+    })
+    .await;
+    assert!(
+        collected.is_some(),
+        "orphan of this cluster collected after the grace period"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let foreign_alive = docker_inspect(&theirs).is_some();
     let _ = docker(&["rm", "-f", &theirs]);
@@ -98,9 +128,14 @@ async fn a_missing_image_is_a_422_naming_image_and_engine_and_leaves_nothing() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let image = format!("berth-test/{}:absent", unique("no-such-image"));
-    let request = berth_api::SandboxRequest { image: Some(image.clone()), ..Default::default() };
+    let request = berth_api::SandboxRequest {
+        image: Some(image.clone()),
+        ..Default::default()
+    };
     let error = client.create(&request, CreateOptions::default()).await.unwrap_err();
-    let ClientError::Problem(problem) = error else { panic!("expected a problem, got {error:?}") };
+    let ClientError::Problem(problem) = error else {
+        panic!("expected a problem, got {error:?}")
+    };
     assert_eq!(problem.status, 422);
     assert_eq!(problem.kind, "urn:berth:problem:image-not-found");
     assert!(problem.detail.contains(&image), "{}", problem.detail);
@@ -128,7 +163,9 @@ impl EngineProxy {
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 connections.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -150,7 +187,8 @@ impl EngineProxy {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the proxy must keep answering while the harness waits for the server.
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() {
     let proxy = EngineProxy::start().await;
     let server = TestServer::start_with(ServerOptions {

@@ -137,21 +137,14 @@ impl Drop for Cleanup {
         for sandbox_id in &self.0 {
             let ids = containers_of(sandbox_id);
             if !ids.is_empty() {
-                let _ = Command::new("docker")
-                    .args(["rm", "-fv"])
-                    .args(&ids)
-                    .output();
+                let _ = Command::new("docker").args(["rm", "-fv"]).args(&ids).output();
             }
         }
     }
 }
 
 /// Polls `inspect` until the container has ended (or `timeout` passes) and returns its state.
-pub async fn wait_until_ended(
-    runtime: &DockerRuntime,
-    container_id: &str,
-    timeout: Duration,
-) -> ContainerState {
+pub async fn wait_until_ended(runtime: &DockerRuntime, container_id: &str, timeout: Duration) -> ContainerState {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let state = runtime.inspect(container_id).await.expect("inspect");

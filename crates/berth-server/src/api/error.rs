@@ -13,21 +13,23 @@ use crate::service::ServiceError;
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
 
-/// A problem on its way to the client.
+/// A problem on its way to the client (boxed: errors stay small on the happy path).
 #[derive(Debug)]
-pub struct ApiError(pub Problem);
+pub struct ApiError(pub Box<Problem>);
 
 impl ApiError {
     pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        ApiError(Problem::new(kind, detail))
+        ApiError(Box::new(Problem::new(kind, detail)))
     }
 
     pub fn field(kind: ProblemKind, field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError(Problem::new(kind, format!("{field}: {message}")).with_errors(vec![berth_api::FieldError {
-            field: field.to_owned(),
-            message,
-        }]))
+        ApiError(Box::new(Problem::new(kind, format!("{field}: {message}")).with_errors(
+            vec![berth_api::FieldError {
+                field: field.to_owned(),
+                message,
+            }],
+        )))
     }
 }
 
@@ -48,15 +50,15 @@ impl IntoResponse for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Validation(errors) => ApiError(
+            ServiceError::Validation(errors) => ApiError(Box::new(
                 Problem::new(ProblemKind::Validation, format!("invalid sandbox spec: {errors}")).with_errors(errors.0),
-            ),
+            )),
             ServiceError::NotFound(id) => ApiError::new(ProblemKind::NotFound, format!("no sandbox with id `{id}`")),
             ServiceError::InvalidState(detail) => ApiError::new(ProblemKind::InvalidState, detail),
             ServiceError::Engine { error, sandbox_id } => {
                 let mut problem = engine_problem(&error);
                 problem.sandbox_id = sandbox_id.map(|id| id.to_string());
-                ApiError(problem)
+                ApiError(Box::new(problem))
             }
             ServiceError::Store(error) => store_error(error),
         }
@@ -80,9 +82,10 @@ fn engine_problem(error: &RuntimeError) -> Problem {
 
 fn store_error(error: StoreError) -> ApiError {
     match error {
-        StoreError::Unavailable(detail) => {
-            ApiError::new(ProblemKind::StoreUnavailable, format!("the store is unavailable: {detail}"))
-        }
+        StoreError::Unavailable(detail) => ApiError::new(
+            ProblemKind::StoreUnavailable,
+            format!("the store is unavailable: {detail}"),
+        ),
         other => {
             error!(error = %other, "store error");
             ApiError::new(ProblemKind::Internal, format!("store error: {other}"))

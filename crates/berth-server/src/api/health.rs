@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use berth_api::Readiness;
 
 use crate::service::SandboxService;
@@ -29,10 +29,29 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Readiness>) {
     let (store, engine) = tokio::join!(service.store().ping(), service.runtime().info());
     let mut checks = BTreeMap::new();
-    checks.insert("store".to_owned(), store.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(ToString::to_string));
-    checks.insert("engine".to_owned(), engine.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(ToString::to_string));
+    checks.insert(
+        "store".to_owned(),
+        store
+            .as_ref()
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(ToString::to_string),
+    );
+    checks.insert(
+        "engine".to_owned(),
+        engine
+            .as_ref()
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(ToString::to_string),
+    );
     let ready = store.is_ok() && engine.is_ok();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let readiness = Readiness { status: if ready { "ready" } else { "unavailable" }.to_owned(), checks };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let readiness = Readiness {
+        status: if ready { "ready" } else { "unavailable" }.to_owned(),
+        checks,
+    };
     (status, Json(readiness))
 }

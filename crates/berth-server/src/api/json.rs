@@ -11,8 +11,17 @@ use super::error::ApiError;
 
 /// Request fields that ask for host access; refused with a reason rather than "unknown field".
 const HOST_ACCESS_FIELDS: &[&str] = &[
-    "mounts", "volumes", "binds", "devices", "privileged", "network_mode", "pid_mode", "ipc_mode",
-    "cap_add", "security_opt", "host_config",
+    "mounts",
+    "volumes",
+    "binds",
+    "devices",
+    "privileged",
+    "network_mode",
+    "pid_mode",
+    "ipc_mode",
+    "cap_add",
+    "security_opt",
+    "host_config",
 ];
 
 /// Like `axum::Json`, with problem+json rejections that name the offending field.
@@ -37,9 +46,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ProblemKind::BodyTooLarge, format!("the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)"))
+                ApiError::new(
+                    ProblemKind::BodyTooLarge,
+                    format!("the body is larger than {MAX_BODY_BYTES} bytes (1 MiB)"),
+                )
             } else {
-                ApiError::new(ProblemKind::InvalidBody, format!("the body could not be read: {rejection}"))
+                ApiError::new(
+                    ProblemKind::InvalidBody,
+                    format!("the body could not be read: {rejection}"),
+                )
             }
         })?;
         decode(&bytes).map(ApiJson)
@@ -68,8 +83,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn field_error(path: &str, error: &serde_json::Error) -> ApiError {
     let message = error.to_string();
     let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-    if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
-        let field = if path == "." { unknown.to_owned() } else { format!("{path}.{unknown}") };
+    if let Some(unknown) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let field = if path == "." {
+            unknown.to_owned()
+        } else {
+            path.to_owned() // serde_path_to_error already ends the path with the field
+        };
         if HOST_ACCESS_FIELDS.contains(&unknown) {
             return ApiError::field(
                 ProblemKind::InvalidBody,
@@ -77,9 +99,20 @@ fn field_error(path: &str, error: &serde_json::Error) -> ApiError {
                 "berth sandboxes never get host mounts, devices, privileges or host namespaces; remove this field",
             );
         }
-        let expected = message.split_once(", expected ").map(|(_, rest)| rest).unwrap_or("a documented field");
-        return ApiError::field(ProblemKind::InvalidBody, &field, format!("unknown field; expected {expected}"));
+        let expected = message
+            .split_once(", expected ")
+            .map(|(_, rest)| rest)
+            .unwrap_or("a documented field");
+        return ApiError::field(
+            ProblemKind::InvalidBody,
+            &field,
+            format!("unknown field; expected {expected}"),
+        );
     }
-    let field = if path == "." { "body".to_owned() } else { path.to_owned() };
+    let field = if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
     ApiError::field(ProblemKind::InvalidBody, &field, message)
 }

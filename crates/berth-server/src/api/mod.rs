@@ -49,7 +49,10 @@ pub fn router(service: Arc<SandboxService>) -> Router {
     let (router, spec) = router_and_spec(service);
     let spec = Arc::new(spec);
     router
-        .route("/v1/openapi.json", get(move || async move { Json(spec.as_ref().clone()) }))
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(spec.as_ref().clone()) }),
+        )
         .fallback(|| async { error::ApiError::new(ProblemKind::NotFound, "no such route: see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use berth_api::{
     IDEMPOTENCY_KEY_HEADER, Problem, ProblemKind, RenewTtlRequest, RenewTtlResponse, SandboxList, SandboxRequest,
     SandboxView,
@@ -61,13 +61,19 @@ pub async fn create_sandbox(
         ),
     };
     let created = service.create(request, idempotency_key, wait).await?;
-    let status = if created.replayed || wait { StatusCode::CREATED } else { StatusCode::ACCEPTED };
+    let status = if created.replayed || wait {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
     let mut response = (status, Json(SandboxView::from(&created.sandbox))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/sandboxes/{}", created.sandbox.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if created.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -112,19 +118,28 @@ pub async fn list_sandboxes(
     State(service): State<Arc<SandboxService>>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<SandboxList>, ApiError> {
-    let params = QueryParams::parse(query.as_deref(), &["label", "status", "owner", "all", "limit", "cursor"])?;
+    let params = QueryParams::parse(
+        query.as_deref(),
+        &["label", "status", "owner", "all", "limit", "cursor"],
+    )?;
     let mut filter = SandboxFilter::default();
     let mut labels = BTreeMap::new();
     for label in params.all("label") {
-        let (key, value) = label
-            .split_once('=')
-            .ok_or_else(|| ApiError::field(ProblemKind::InvalidBody, "label", format!("`{label}` must be key=value")))?;
+        let (key, value) = label.split_once('=').ok_or_else(|| {
+            ApiError::field(
+                ProblemKind::InvalidBody,
+                "label",
+                format!("`{label}` must be key=value"),
+            )
+        })?;
         labels.insert(key.to_owned(), value.to_owned());
     }
     filter.labels = labels;
     for statuses in params.all("status") {
         for status in statuses.split(',').filter(|status| !status.is_empty()) {
-            let status: Status = status.parse().map_err(|message: String| ApiError::field(ProblemKind::InvalidBody, "status", message))?;
+            let status: Status = status
+                .parse()
+                .map_err(|message: String| ApiError::field(ProblemKind::InvalidBody, "status", message))?;
             filter.statuses.push(status);
         }
     }
@@ -139,12 +154,22 @@ pub async fn list_sandboxes(
             .parse::<usize>()
             .ok()
             .filter(|limit| (1..=MAX_PAGE).contains(limit))
-            .ok_or_else(|| ApiError::field(ProblemKind::InvalidBody, "limit", format!("`{value}` must be a number from 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::field(
+                    ProblemKind::InvalidBody,
+                    "limit",
+                    format!("`{value}` must be a number from 1 to {MAX_PAGE}"),
+                )
+            })?,
     };
     let cursor = match params.single("cursor") {
         None => None,
         Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
-            ApiError::field(ProblemKind::InvalidBody, "cursor", "is not a cursor this server issued: pass `next_cursor` unchanged")
+            ApiError::field(
+                ProblemKind::InvalidBody,
+                "cursor",
+                "is not a cursor this server issued: pass `next_cursor` unchanged",
+            )
         })?),
     };
     let page = service.list(&filter, cursor.as_ref(), limit);
@@ -194,7 +219,10 @@ pub async fn renew_ttl(
     ApiJson(request): ApiJson<RenewTtlRequest>,
 ) -> Result<Json<RenewTtlResponse>, ApiError> {
     let sandbox = service.renew(&id, &request.ttl).await?;
-    Ok(Json(RenewTtlResponse { id: sandbox.id.to_string(), expires_at: sandbox.expires_at }))
+    Ok(Json(RenewTtlResponse {
+        id: sandbox.id.to_string(),
+        expires_at: sandbox.expires_at,
+    }))
 }
 
 /// Query parameters, with repeats kept and unknown names refused.
@@ -202,7 +230,9 @@ struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
         if let Some((name, _)) = pairs.iter().find(|(name, _)| !known.contains(&name.as_str())) {
             return Err(ApiError::field(
                 ProblemKind::InvalidBody,
@@ -214,7 +244,10 @@ impl QueryParams {
     }
 
     fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     fn single<'a>(&'a self, name: &'a str) -> Option<&'a str> {
@@ -226,6 +259,10 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),
-        other => Err(ApiError::field(ProblemKind::InvalidBody, name, format!("`{other}` must be true or false"))),
+        other => Err(ApiError::field(
+            ProblemKind::InvalidBody,
+            name,
+            format!("`{other}` must be true or false"),
+        )),
     }
 }

@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use crate::config::{self, CliLayer, ServeArgs, ServeConfig};
 use crate::output::emit;
 
+/// The file inside the data directory that keeps this deployment's cluster id.
+pub const CLUSTER_ID_FILE: &str = "cluster-id";
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "berth.db";
 /// Longest wait for one engine call that is not a stream.
@@ -45,6 +47,10 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         .map_err(|error| engine_error(&config, error))?;
     let info = runtime.info().await.map_err(|error| engine_error(&config, error))?;
 
+    let cluster = match &config.cluster {
+        Some(cluster) => cluster.clone(),
+        None => cluster_id(&config.data_dir)?,
+    };
     let database = config.data_dir.join(DATABASE_FILE);
     let store = SqliteStore::open(&database)
         .await
@@ -63,7 +69,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         resync_interval: config.resync_interval,
         orphan_grace: config.orphan_grace,
         retention: config.retention,
-        cluster: config.cluster.clone(),
+        cluster,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let store: Arc<dyn berth_store::Store> = Arc::new(store);
@@ -173,9 +179,41 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static
     }
 }
 
+/// The deployment id kept in `<data_dir>/cluster-id`, generated on first start, so a restarted
+/// server recognises its own containers and never touches another deployment's.
+fn cluster_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(CLUSTER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(anyhow!("cannot read {}: {error}", path.display())),
+    }
+    let id = format!("berth-{}", berth_core::SandboxId::generate());
+    std::fs::write(&path, format!("{id}\n")).map_err(|error| anyhow!("cannot write {}: {error}", path.display()))?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_id_is_generated_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = cluster_id(dir.path()).unwrap();
+        assert!(
+            first.starts_with("berth-") && first.len() == "berth-".len() + 16,
+            "{first}"
+        );
+        assert_eq!(cluster_id(dir.path()).unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(
+            cluster_id(other.path()).unwrap(),
+            first,
+            "each data directory is its own deployment"
+        );
+    }
 
     #[test]
     fn the_banner_starts_with_the_listen_line() {

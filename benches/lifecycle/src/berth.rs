@@ -1,0 +1,169 @@
+//! The measured side: a `berth serve` process this benchmark starts and kills, and raw HTTP
+//! calls to its v1 API over loopback.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running `berth serve` on 127.0.0.1, with a fresh data directory of its own.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `binary serve` and waits for its first stdout line, `berth listening on URL`.
+    pub async fn start(binary: &Path, docker_socket: &Path, cluster: &str) -> Result<Self> {
+        if !binary.exists() {
+            bail!(
+                "{} does not exist: build it with `cargo build --release -p berth` (scripts/bench does)",
+                binary.display()
+            );
+        }
+        let data_dir = tempfile::Builder::new().prefix("berth-bench-").tempdir()?;
+        let log = std::fs::File::create(data_dir.path().join("server.log"))?;
+        let mut command = Command::new(binary.canonicalize()?);
+        // berth's defaults (1 CPU, 512Mi, ...) are what the raw side mirrors: no settings from
+        // the caller's environment, bar the log filter.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("BERTH_") && name != "BERTH_LOG" {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--cluster", cluster])
+            .arg("--data-dir")
+            .arg(data_dir.path().join("data"))
+            .arg("--docker-host")
+            .arg(format!("unix://{}", docker_socket.display()))
+            // Not the caller's directory: a `./berth.toml` there would be read.
+            .current_dir(data_dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        let mut server = Server {
+            child,
+            url: String::new(),
+            data_dir,
+        };
+        match first {
+            Ok(Ok(Some(line))) if line.starts_with("berth listening on ") => {
+                server.url = line["berth listening on ".len()..].trim().to_owned();
+            }
+            other => {
+                let log = server.stop().await;
+                bail!("berth serve did not announce its address ({other:?}); its log:\n{log}");
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(server)
+    }
+
+    /// Kills the process; its log.
+    pub async fn stop(mut self) -> String {
+        let _ = self.child.kill().await;
+        std::fs::read_to_string(self.data_dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// Raw HTTP calls to berth's v1 API.
+pub struct Berth {
+    http: Client,
+    url: String,
+}
+
+impl Berth {
+    pub fn new(url: &str) -> Result<Self> {
+        let http = Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .context("cannot build the berth client")?;
+        Ok(Berth {
+            http,
+            url: url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Polls `/readyz` until it answers 200 (30 s at most).
+    pub async fn wait_ready(&self) -> Result<()> {
+        for _ in 0..300 {
+            let answer = self.http.get(format!("{}/readyz", self.url)).send().await;
+            if answer.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("berth at {} did not become ready within 30 s", self.url)
+    }
+
+    /// `POST /v1/sandboxes` running `sleep 3600` in `image`; the sandbox id. `wait` = 201 once it runs.
+    pub async fn create(&self, image: &str, labels: &[(&str, &str)], wait: bool) -> Result<String> {
+        let labels: serde_json::Map<String, Value> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
+        let body = json!({ "image": image, "command": ["sleep", "3600"], "labels": labels });
+        let request = self
+            .http
+            .post(format!("{}/v1/sandboxes", self.url))
+            .query(&[("wait", wait)])
+            .json(&body);
+        let expect = if wait {
+            StatusCode::CREATED
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let sandbox: Value = serde_json::from_slice(&self.send(request, expect).await?)?;
+        Ok(sandbox["id"]
+            .as_str()
+            .context("create answered without an id")?
+            .to_owned())
+    }
+
+    /// `GET /v1/sandboxes/{id}`.
+    pub async fn get(&self, id: &str) -> Result<Bytes> {
+        let request = self.http.get(format!("{}/v1/sandboxes/{id}", self.url));
+        self.send(request, StatusCode::OK).await
+    }
+
+    /// `GET /v1/sandboxes?label=key=value`.
+    pub async fn list_label(&self, label: &str) -> Result<Bytes> {
+        let request = self
+            .http
+            .get(format!("{}/v1/sandboxes", self.url))
+            .query(&[("label", label)]);
+        self.send(request, StatusCode::OK).await
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let request = self.http.delete(format!("{}/v1/sandboxes/{id}", self.url));
+        self.send(request, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    async fn send(&self, request: RequestBuilder, expect: StatusCode) -> Result<Bytes> {
+        let response = request.send().await.context("berth request failed")?;
+        let status = response.status();
+        let body = response.bytes().await.context("reading a berth answer")?;
+        if status != expect {
+            bail!(
+                "berth answered {status} (expected {expect}): {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+        }
+        Ok(body)
+    }
+}

@@ -1,0 +1,266 @@
+//! `berth-bench`: the F1 benchmark. Starts `berth serve`, then times create, get, delete and
+//! list through berth's v1 API and through the raw Docker Engine API, interleaved, same image;
+//! prints percentiles against the targets and removes everything it created.
+
+mod berth;
+mod engine;
+mod report;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+
+use crate::berth::{Berth, Server};
+use crate::engine::{BENCH_LABEL, Engine};
+use crate::report::{Row, Target};
+
+/// Parallel creates and removes while filling or emptying the list population.
+const FILL_CONCURRENCY: usize = 4;
+/// The label that marks the sandboxes and containers the list calls select.
+const GROUP_LABEL: (&str, &str) = ("bench-group", "ten");
+/// How many of the population carry it.
+const GROUP_SIZE: usize = 10;
+
+/// Times berth's v1 API against raw Docker Engine API calls. Loopback only; stops by itself.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The `berth` binary to start.
+    #[arg(long, default_value = "target/release/berth")]
+    berth_bin: PathBuf,
+    /// Creates and deletes on each side.
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    /// Gets on each side.
+    #[arg(long, default_value_t = 500)]
+    get_iterations: usize,
+    /// Lists on each side.
+    #[arg(long, default_value_t = 200)]
+    list_iterations: usize,
+    /// Sandboxes (and, separately, raw containers) present while listing.
+    #[arg(long, default_value_t = 200)]
+    population: usize,
+    /// The image both sides run `sleep 3600` in.
+    #[arg(long, default_value = "berth-test/busybox:latest")]
+    image: String,
+    /// The Docker Engine's unix socket.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    docker_socket: PathBuf,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.iterations == 0 || args.population < GROUP_SIZE {
+        bail!("--iterations must be at least 1 and --population at least {GROUP_SIZE}");
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let run_id = format!("{}-{:x}", std::process::id(), nanos & 0xffff_ffff);
+    let cluster = format!("bench-{run_id}");
+
+    let engine = Engine::new(&args.docker_socket)?;
+    let engine_version = engine.check(&args.image).await?;
+    let server = Server::start(&args.berth_bin, &args.docker_socket, &cluster).await?;
+    eprintln!("berth-bench {run_id}: berth at {}, {engine_version}", server.url);
+
+    let outcome = tokio::select! {
+        outcome = run(&args, &engine, &server.url, &run_id) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let log = server.stop().await;
+    if outcome.is_err() {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        eprintln!("last lines of berth's log:\n{}", tail.join("\n"));
+    }
+    let removed = cleanup(&engine, &run_id, &cluster).await;
+    let rows = outcome?;
+    removed?;
+
+    if args.json {
+        let context = json!({
+            "run_id": run_id,
+            "engine": engine_version,
+            "image": args.image,
+            "iterations": args.iterations,
+            "get_iterations": args.get_iterations,
+            "list_iterations": args.list_iterations,
+            "population": args.population,
+        });
+        println!("{:#}", report::json(&rows, context));
+    } else {
+        print!("{}", report::table(&rows));
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Vec<Row>> {
+    let berth = &Berth::new(url)?;
+    berth.wait_ready().await?;
+    let image = args.image.as_str();
+    let bench = [(BENCH_LABEL, run_id)];
+    let name = |n: usize| format!("bench-{run_id}-{n}");
+    let mut serial = 0..;
+    let mut next_name = || name(serial.next().unwrap_or_default());
+
+    eprintln!("warming up (2 unmeasured create/get/delete rounds per side)");
+    for _ in 0..2 {
+        let id = berth.create(image, &[], true).await?;
+        berth.get(&id).await?;
+        berth.delete(&id).await?;
+        let id = engine.create_and_start(image, &next_name(), &bench).await?;
+        engine.inspect(&id).await?;
+        engine.remove(&id).await?;
+    }
+
+    eprintln!("create: {} per side", args.iterations);
+    let mut create = Row::new("create->running", Target::RatioToRaw(1.15));
+    let (mut sandboxes, mut containers) = (Vec::new(), Vec::new());
+    for i in 0..args.iterations {
+        let raw_name = next_name();
+        let ((b, sandbox), (r, container)) = interleaved(
+            i,
+            timed(berth.create(image, &[], true)),
+            timed(engine.create_and_start(image, &raw_name, &bench)),
+        )
+        .await;
+        sandboxes.push(sandbox?);
+        containers.push(container?);
+        create.berth.push(b);
+        create.raw.push(r);
+    }
+
+    eprintln!("get: {} per side", args.get_iterations);
+    let mut get = Row::new("get", Target::Millis(1.0));
+    for i in 0..args.get_iterations {
+        let k = i % sandboxes.len();
+        let ((b, ok_b), (r, ok_r)) = interleaved(
+            i,
+            timed(berth.get(&sandboxes[k])),
+            timed(engine.inspect(&containers[k])),
+        )
+        .await;
+        ok_b?;
+        ok_r?;
+        get.berth.push(b);
+        get.raw.push(r);
+    }
+
+    eprintln!("delete: {} per side", args.iterations);
+    let mut delete = Row::new("delete", Target::RatioToRaw(1.15));
+    for (i, (sandbox, container)) in sandboxes.iter().zip(&containers).enumerate() {
+        let ((b, ok_b), (r, ok_r)) =
+            interleaved(i, timed(berth.delete(sandbox)), timed(engine.remove(container))).await;
+        ok_b?;
+        ok_r?;
+        delete.berth.push(b);
+        delete.raw.push(r);
+    }
+
+    let population = args.population;
+    eprintln!(
+        "list: filling {population} sandboxes and {population} raw containers ({GROUP_SIZE} each labelled bench-group=ten)"
+    );
+    let group_of = |n: usize| if n < GROUP_SIZE { vec![GROUP_LABEL] } else { Vec::new() };
+    stream::iter(0..population)
+        .map(|n| {
+            let labels = group_of(n);
+            async move { berth.create(image, &labels, true).await }
+        })
+        .buffer_unordered(FILL_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let raw_names: Vec<String> = (0..population).map(|_| next_name()).collect();
+    stream::iter(raw_names.iter().enumerate())
+        .map(|(n, raw_name)| {
+            let mut labels = group_of(n);
+            labels.push((BENCH_LABEL, run_id));
+            async move { engine.create_and_start(image, raw_name, &labels).await }
+        })
+        .buffer_unordered(FILL_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let selector = format!("{}={}", GROUP_LABEL.0, GROUP_LABEL.1);
+    let run_label = format!("{BENCH_LABEL}={run_id}");
+    let berth_found = parse(&berth.list_label(&selector).await?)?["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let raw_found = parse(&engine.list_label(&selector, &run_label).await?)?
+        .as_array()
+        .map_or(0, Vec::len);
+    if berth_found != GROUP_SIZE || raw_found != GROUP_SIZE {
+        bail!(
+            "the lists found {berth_found} sandboxes and {raw_found} containers labelled {selector}, expected {GROUP_SIZE} each; are other containers on this engine labelled {selector}?"
+        );
+    }
+
+    eprintln!("list: {} per side", args.list_iterations);
+    let mut list = Row::new("list (label)", Target::Millis(3.0));
+    for i in 0..args.list_iterations {
+        let ((b, ok_b), (r, ok_r)) = interleaved(
+            i,
+            timed(berth.list_label(&selector)),
+            timed(engine.list_label(&selector, &run_label)),
+        )
+        .await;
+        ok_b?;
+        ok_r?;
+        list.berth.push(b);
+        list.raw.push(r);
+    }
+    Ok(vec![create, get, list, delete])
+}
+
+/// Runs both, berth first on even rounds and raw first on odd ones, so drift hits both alike.
+async fn interleaved<A: Future, B: Future>(round: usize, berth: A, raw: B) -> (A::Output, B::Output) {
+    if round.is_multiple_of(2) {
+        let berth = berth.await;
+        (berth, raw.await)
+    } else {
+        let raw = raw.await;
+        (berth.await, raw)
+    }
+}
+
+/// The output of `future` and how long it took.
+async fn timed<F: Future>(future: F) -> (Duration, F::Output) {
+    let start = Instant::now();
+    let output = future.await;
+    (start.elapsed(), output)
+}
+
+fn parse(body: &[u8]) -> Result<Value> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Removes every container labelled with this run (raw) or this run's cluster (berth's), and
+/// nothing else. Called after berth is killed.
+async fn cleanup(engine: &Engine, run_id: &str, cluster: &str) -> Result<()> {
+    let mut ids = engine.ids_with_label(&format!("{BENCH_LABEL}={run_id}")).await?;
+    ids.extend(engine.ids_with_label(&format!("berth.cluster={cluster}")).await?);
+    eprintln!("cleanup: removing {} containers", ids.len());
+    let failures: Vec<String> = stream::iter(&ids)
+        .map(|id| async move { engine.remove(id).await.map_err(|e| format!("{id}: {e:#}")) })
+        .buffer_unordered(FILL_CONCURRENCY)
+        .filter_map(|result| async move { result.err() })
+        .collect()
+        .await;
+    if !failures.is_empty() {
+        bail!(
+            "could not remove {} containers:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(())
+}
