@@ -12,8 +12,13 @@ use utoipa::ToSchema;
 pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
 
 pub mod problem;
+pub mod work;
 
 pub use problem::{Problem, ProblemKind};
+pub use work::{
+    DirListing, ExecExit, ExecRequest, ExecResult, FileStat, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
+    StatsView, TerminalSize,
+};
 
 /// The media type of error bodies.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";

@@ -1,5 +1,6 @@
 //! Typed async HTTP client for berth's native v1 API: URL building, requests, and the mapping of
-//! answers (problem+json, other statuses, unreachable servers) to [`ClientError`].
+//! answers (problem+json, other statuses, unreachable servers) to [`ClientError`]. Work inside a
+//! sandbox (exec, files, logs, stats) is in [`work`], the interactive exec socket in [`ws`].
 
 use std::time::Duration;
 
@@ -9,6 +10,16 @@ use berth_api::{
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
+
+pub mod sse;
+pub mod work;
+pub mod ws;
+
+pub use work::{
+    ByteStream, Download, DownloadKind, EVENT_STREAM_CONTENT_TYPE, ExecEvent, ExecEventStream, LogsQuery, StatsStream,
+    TAR_CONTENT_TYPE,
+};
+pub use ws::{ExecMessage, ExecReader, ExecSocket, ExecSocketRequest, ExecWriter};
 
 /// How long the client waits for a TCP connection before reporting the server unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,8 +20,33 @@ pub(crate) enum Subject<'a> {
     Container(&'a str),
     /// An image reference: 404 → `ImageNotFound`.
     Image(&'a str),
+    /// An exec instance by id: 404 → `NotFound("exec <id>")`.
+    Exec(&'a str),
+    /// A path in a container (archive calls): 404 → `NotFound(container)` when the container is
+    /// missing, else `NotFound("<container>:<path>")`.
+    Path { container: &'a str, path: &'a str },
     /// Anything else: 404 → `Other`.
     Engine,
+}
+
+/// An owned [`EngineRef`], for streams that outlive the call that opened them.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedEngine {
+    pub name: String,
+    pub endpoint: String,
+}
+
+impl OwnedEngine {
+    pub(crate) fn classify(&self, err: &BollardError, subject: Subject<'_>) -> RuntimeError {
+        classify(
+            err,
+            EngineRef {
+                name: &self.name,
+                endpoint: &self.endpoint,
+            },
+            subject,
+        )
+    }
 }
 
 /// Maps one bollard error to a classified [`RuntimeError`]. Engine text is kept as `detail`, but
@@ -57,6 +82,11 @@ fn classify_status(status: u16, message: &str, engine: EngineRef<'_>, subject: S
         404 => match subject {
             Subject::Container(id) => RuntimeError::NotFound(id.to_owned()),
             Subject::Image(image) => image_not_found(image, engine, message),
+            Subject::Exec(id) => RuntimeError::NotFound(format!("exec {id}")),
+            Subject::Path { container, .. } if message.starts_with("No such container") => {
+                RuntimeError::NotFound(container.to_owned())
+            }
+            Subject::Path { container, path } => RuntimeError::NotFound(format!("{container}:{path}")),
             Subject::Engine => RuntimeError::Other(message),
         },
         409 => RuntimeError::Conflict(message),
@@ -174,6 +204,30 @@ mod tests {
         assert_eq!(c(500, "boom"), RuntimeError::Other("boom".into()));
         assert_eq!(c(500, ""), RuntimeError::Other("status 500".into()));
         assert!(matches!(c(503, "busy"), RuntimeError::Unavailable { .. }));
+    }
+
+    #[test]
+    fn archive_and_exec_not_found_name_what_is_missing() {
+        let path = Subject::Path {
+            container: "abc",
+            path: "/nope",
+        };
+        assert_eq!(
+            classify(&server(404, "No such container: abc"), ENGINE, path),
+            RuntimeError::NotFound("abc".into())
+        );
+        assert_eq!(
+            classify(
+                &server(404, "Could not find the file /nope in container abc"),
+                ENGINE,
+                path
+            ),
+            RuntimeError::NotFound("abc:/nope".into())
+        );
+        assert_eq!(
+            classify(&server(404, "No such exec instance: e1"), ENGINE, Subject::Exec("e1")),
+            RuntimeError::NotFound("exec e1".into())
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod error;
 mod runtime;
 mod spec;
 mod state;
+mod work;
 
 pub use connect::{DEFAULT_ENDPOINT, DockerConfig, TlsPaths};
 pub use runtime::DockerRuntime;

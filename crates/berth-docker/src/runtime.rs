@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::sandbox::label_keys;
-use berth_runtime::{ContainerRequest, ContainerState, EngineInfo, RunState, Runtime, RuntimeError, RuntimeEvent};
+use berth_runtime::{
+    ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession, ExecSpec, ExecState,
+    LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent,
+};
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
@@ -19,6 +22,8 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use crate::connect::{self, DockerConfig};
 use crate::error::{EngineRef, Subject, classify, image_not_found};
 use crate::{spec, state};
+
+mod work_calls;
 
 /// How many containers `list_managed` inspects at once (only ended ones are inspected).
 const LIST_INSPECT_CONCURRENCY: usize = 8;
@@ -105,11 +110,7 @@ impl DockerRuntime {
         match tokio::time::timeout(deadline, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(&err, self.engine(), subject)),
-            Err(_) => Err(RuntimeError::Timeout(format!(
-                "{what} on engine `{}` took longer than {}s",
-                self.config.name,
-                deadline.as_secs_f32()
-            ))),
+            Err(_) => Err(self.timed_out(what, deadline)),
         }
     }
 
@@ -368,6 +369,54 @@ impl Runtime for DockerRuntime {
             })
             .filter_map(|item| futures::future::ready(item.transpose()));
         Ok(stream.boxed())
+    }
+
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        self.exec_impl(container_id, spec).await
+    }
+
+    async fn exec_state(&self, exec_id: &str) -> Result<ExecState, RuntimeError> {
+        self.exec_state_impl(exec_id).await
+    }
+
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.exec_resize_impl(exec_id, cols, rows).await
+    }
+
+    async fn upload_tar(&self, container_id: &str, dir: &str, tar: ByteStream) -> Result<(), RuntimeError> {
+        self.upload_tar_impl(container_id, dir, tar).await
+    }
+
+    async fn download_tar(&self, container_id: &str, path: &str) -> Result<EngineByteStream, RuntimeError> {
+        self.download_tar_impl(container_id, path).await
+    }
+
+    async fn stat_path(&self, container_id: &str, path: &str) -> Result<PathStat, RuntimeError> {
+        self.stat_path_impl(container_id, path).await
+    }
+
+    async fn logs(
+        &self,
+        container_id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError> {
+        self.logs_impl(container_id, options).await
+    }
+
+    async fn stats(
+        &self,
+        container_id: &str,
+        stream: bool,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError> {
+        self.stats_impl(container_id, stream).await
+    }
+
+    async fn pause(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.pause_impl(container_id).await
+    }
+
+    async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.unpause_impl(container_id).await
     }
 }
 

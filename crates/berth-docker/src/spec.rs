@@ -53,6 +53,9 @@ pub(crate) fn container_body(
         privileged: Some(false),
         cap_drop: Some(vec![CAP_DROP.to_owned()]),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        // A minimal init as PID 1 reaps the processes berth kills (exec timeouts, signals), so
+        // they never linger as zombies counting against the pids limit.
+        init: Some(true),
         // Network, PID, IPC and UTS modes stay unset: the engine's default bridge and private
         // namespaces. No binds, mounts or devices.
         ..Default::default()

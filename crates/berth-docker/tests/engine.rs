@@ -315,7 +315,10 @@ async fn failed_start_removes_the_created_container() {
     ensure_test_image();
     let runtime = runtime().await;
     let mut cleanup = Cleanup::default();
-    let req = request(&["/no/such/program"]);
+    // An unknown user fails the start itself (a missing program would be reported by the
+    // sandbox's init as exit code 127 instead).
+    let mut req = request(&["sleep", "60"]);
+    req.spec.user = Some("no-such-user".into());
     cleanup.track(&req);
 
     let err = runtime.create(&req).await.expect_err("start must fail");

@@ -11,7 +11,10 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
-use crate::{ContainerRequest, ContainerState, EngineInfo, EventKind, RunState, Runtime, RuntimeError, RuntimeEvent};
+use crate::{
+    ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, EventKind, ExecSession, ExecSpec,
+    ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent,
+};
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
 pub struct FakeRuntime {
@@ -222,6 +225,54 @@ impl Runtime for FakeRuntime {
         let stream = tokio_stream_from(receiver);
         Ok(stream.boxed())
     }
+
+    async fn exec(&self, _container_id: &str, _spec: &ExecSpec) -> Result<ExecSession, RuntimeError> {
+        Err(unsupported("exec"))
+    }
+
+    async fn exec_state(&self, _exec_id: &str) -> Result<ExecState, RuntimeError> {
+        Err(unsupported("exec"))
+    }
+
+    async fn exec_resize(&self, _exec_id: &str, _cols: u16, _rows: u16) -> Result<(), RuntimeError> {
+        Err(unsupported("exec"))
+    }
+
+    async fn upload_tar(&self, _container_id: &str, _dir: &str, _tar: ByteStream) -> Result<(), RuntimeError> {
+        Err(unsupported("file transfer"))
+    }
+
+    async fn download_tar(&self, _container_id: &str, _path: &str) -> Result<EngineByteStream, RuntimeError> {
+        Err(unsupported("file transfer"))
+    }
+
+    async fn stat_path(&self, _container_id: &str, _path: &str) -> Result<PathStat, RuntimeError> {
+        Err(unsupported("file transfer"))
+    }
+
+    async fn logs(
+        &self,
+        _container_id: &str,
+        _options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError> {
+        Err(unsupported("logs"))
+    }
+
+    async fn stats(
+        &self,
+        _container_id: &str,
+        _stream: bool,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError> {
+        Err(unsupported("stats"))
+    }
+
+    async fn pause(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.set_paused(container_id, true)
+    }
+
+    async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.set_paused(container_id, false)
+    }
 }
 
 fn tokio_stream_from(
@@ -236,4 +287,29 @@ fn tokio_stream_from(
             }
         }
     })
+}
+
+/// The fake has no processes or files: those are proved against the real engine only.
+fn unsupported(what: &str) -> RuntimeError {
+    RuntimeError::Invalid(format!("the fake runtime has no {what}"))
+}
+
+impl FakeRuntime {
+    fn set_paused(&self, container_id: &str, paused: bool) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        let sandbox_id = {
+            let mut containers = lock(&self.containers);
+            let container = containers
+                .get_mut(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))?;
+            container.state = if paused { RunState::Paused } else { RunState::Running };
+            container.sandbox_id.clone()
+        };
+        self.emit(
+            container_id,
+            sandbox_id,
+            if paused { EventKind::Pause } else { EventKind::Unpause },
+        );
+        Ok(())
+    }
 }

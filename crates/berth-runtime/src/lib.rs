@@ -10,6 +10,11 @@ use futures::stream::BoxStream;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+pub mod work;
+
+pub use work::{
+    ByteStream, EngineByteStream, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats,
+};
 
 /// What the engine is asked to run for one sandbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,4 +146,40 @@ pub trait Runtime: Send + Sync + 'static {
     /// Changes to berth-managed containers from now on. The stream ends (or yields an error)
     /// when the connection drops; the caller re-subscribes.
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError>;
+
+    /// Starts a process in a running container, attached: output streams until it ends.
+    async fn exec(&self, container_id: &str, spec: &ExecSpec) -> Result<ExecSession, RuntimeError>;
+
+    async fn exec_state(&self, exec_id: &str) -> Result<ExecState, RuntimeError>;
+
+    /// Resizes an exec's terminal.
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+
+    /// Extracts a tar stream into the directory `dir` (which must exist) of the container.
+    async fn upload_tar(&self, container_id: &str, dir: &str, tar: ByteStream) -> Result<(), RuntimeError>;
+
+    /// A tar stream of `path` (a file or a directory) of the container.
+    async fn download_tar(&self, container_id: &str, path: &str) -> Result<EngineByteStream, RuntimeError>;
+
+    /// Facts about `path`; `NotFound` when it does not exist.
+    async fn stat_path(&self, container_id: &str, path: &str) -> Result<PathStat, RuntimeError>;
+
+    /// The main process's output.
+    async fn logs(
+        &self,
+        container_id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, RuntimeError>;
+
+    /// One sample, or (with `stream`) a sample about every second until the stream is dropped.
+    async fn stats(
+        &self,
+        container_id: &str,
+        stream: bool,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError>;
+
+    /// Freezes every process of the container.
+    async fn pause(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError>;
 }

@@ -12,9 +12,13 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 pub mod api;
+pub mod exec;
 pub mod expiry;
+pub mod files;
 pub mod index;
 pub mod locks;
+pub mod output;
+pub mod processes;
 pub mod reconciler;
 pub mod service;
 
@@ -33,7 +37,16 @@ pub struct ServerConfig {
     /// This deployment's id, put on every container as `berth.cluster`; containers of other
     /// deployments sharing the engine are never touched.
     pub cluster: String,
+    /// Bytes kept per stream (stdout, stderr) of a one-shot exec or a background process.
+    pub exec_output_limit: usize,
+    /// Largest file (or tar stream) an upload may carry.
+    pub max_file_size: u64,
 }
+
+/// Default of [`ServerConfig::exec_output_limit`]: 1 MiB per stream.
+pub const DEFAULT_EXEC_OUTPUT_LIMIT: usize = 1024 * 1024;
+/// Default of [`ServerConfig::max_file_size`]: 4 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -43,6 +56,8 @@ impl Default for ServerConfig {
             orphan_grace: Duration::from_secs(60),
             retention: Duration::from_secs(24 * 3600),
             cluster: "default".into(),
+            exec_output_limit: DEFAULT_EXEC_OUTPUT_LIMIT,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
         }
     }
 }

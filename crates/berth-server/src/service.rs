@@ -8,15 +8,20 @@ use std::time::Duration;
 use berth_core::sandbox::{label_keys, reasons};
 use berth_core::spec::NumberOrString;
 use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
-use berth_runtime::{ContainerRequest, ContainerState, EventKind, RunState, Runtime, RuntimeError, RuntimeEvent};
+use berth_runtime::{
+    ContainerRequest, ContainerState, EventKind, LogOptions, OutputChunk, ResourceStats, RunState, Runtime,
+    RuntimeError, RuntimeEvent,
+};
 use berth_store::{Cursor, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
 use tracing::{debug, info, warn};
 
 use crate::ServerConfig;
 use crate::expiry::ExpiryTimers;
 use crate::index::SandboxIndex;
 use crate::locks::SandboxLocks;
+use crate::processes::ProcessRegistry;
 
 /// Owner recorded when a create names none.
 pub const DEFAULT_OWNER: &str = "anonymous";
@@ -25,6 +30,9 @@ pub const DEFAULT_OWNER: &str = "anonymous";
 pub enum ServiceError {
     #[error("{0}")]
     Validation(ValidationErrors),
+    /// Invalid values in a request other than a sandbox spec (exec, files, logs…).
+    #[error("{0}")]
+    InvalidRequest(ValidationErrors),
     #[error("sandbox {0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -36,9 +44,29 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// A path, or a background process, that does not exist in a sandbox.
+    #[error("{0}")]
+    Missing(String),
+    /// A request the sandbox's image cannot serve (e.g. a timeout needs `/bin/sh`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An upload over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A malformed or unsafe request body (e.g. a tar entry escaping its directory).
+    #[error("{0}")]
+    BadBody(String),
 }
 
 impl ServiceError {
+    /// One invalid value of a request (exec, files, logs…), named by its field.
+    pub fn invalid(field: &str, message: String) -> Self {
+        ServiceError::InvalidRequest(ValidationErrors(vec![berth_core::FieldError {
+            field: field.into(),
+            message,
+        }]))
+    }
+
     fn field(field: &str, message: String) -> Self {
         ServiceError::Validation(ValidationErrors(vec![berth_core::FieldError {
             field: field.into(),
@@ -63,6 +91,14 @@ pub struct SandboxService {
     timers: ExpiryTimers,
     /// Sandboxes whose container is being created right now; the resync leaves them alone.
     provisioning: Mutex<HashSet<SandboxId>>,
+    processes: ProcessRegistry,
+}
+
+/// A sandbox found `Running`, with its container: what exec, files, logs and stats work on.
+#[derive(Debug, Clone)]
+pub struct RunningSandbox {
+    pub id: SandboxId,
+    pub container_id: String,
 }
 
 impl SandboxService {
@@ -75,7 +111,13 @@ impl SandboxService {
             locks: SandboxLocks::default(),
             timers,
             provisioning: Mutex::default(),
+            processes: ProcessRegistry::default(),
         }
+    }
+
+    /// Background processes started with `detach`.
+    pub fn processes(&self) -> &ProcessRegistry {
+        &self.processes
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -306,6 +348,7 @@ impl SandboxService {
         sandbox.end(Status::Terminated, &reason, Utc::now());
         self.persist(&mut sandbox).await?;
         self.timers.cancel(id.clone());
+        self.processes.forget(id);
         info!(sandbox = %id, %reason, "sandbox ended");
         Ok(sandbox)
     }
@@ -344,17 +387,117 @@ impl SandboxService {
             .get(id)
             .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
         if sandbox.status.is_ended() {
-            return Err(ServiceError::InvalidState(format!(
-                "sandbox {id} has ended ({}{})",
-                sandbox.status,
-                sandbox
-                    .status_reason
-                    .as_deref()
-                    .map(|reason| format!(": {reason}"))
-                    .unwrap_or_default()
-            )));
+            return Err(ended(&sandbox));
         }
         Ok(Sandbox::clone(&sandbox))
+    }
+
+    /// The rule for working inside a sandbox (exec, files, logs, stats, signals): it must be
+    /// `Running`. Anything else is a 409 that says why and what to do.
+    pub fn running_container(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
+        let sandbox = self.get(id)?;
+        let container_id = match (sandbox.status, &sandbox.container_id) {
+            (Status::Running, Some(container_id)) => container_id.clone(),
+            (Status::Paused, _) => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is paused: resume it first (POST /v1/sandboxes/{id}/resume)"
+                )));
+            }
+            (Status::Pending | Status::Creating, _) | (Status::Running, None) => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is not running yet ({}): wait until it is Running",
+                    sandbox.status
+                )));
+            }
+            (Status::Stopping, _) => {
+                return Err(ServiceError::InvalidState(format!("sandbox {id} is stopping")));
+            }
+            (Status::Terminated | Status::Failed, _) => return Err(ended(&sandbox)),
+        };
+        Ok(RunningSandbox {
+            id: sandbox.id,
+            container_id,
+        })
+    }
+
+    /// The main process's output (stdout and stderr as they come).
+    pub async fn logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, ServiceError> {
+        let sandbox = self.running_container(id)?;
+        self.runtime
+            .logs(&sandbox.container_id, options)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(sandbox.id),
+            })
+    }
+
+    /// One resource sample, or (with `stream`) one about every second.
+    pub async fn stats(
+        &self,
+        id: &str,
+        stream: bool,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, ServiceError> {
+        let sandbox = self.running_container(id)?;
+        self.runtime
+            .stats(&sandbox.container_id, stream)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(sandbox.id),
+            })
+    }
+
+    /// Freezes every process of a `Running` sandbox (`Paused`). Pausing a paused sandbox is a
+    /// no-op. A paused sandbox still expires on time.
+    pub async fn pause(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        self.set_paused(id, true).await
+    }
+
+    /// Thaws a `Paused` sandbox (`Running`). Resuming a running sandbox is a no-op.
+    pub async fn resume(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        self.set_paused(id, false).await
+    }
+
+    async fn set_paused(&self, id: &str, pause: bool) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let _guard = self.locks.lock(&id).await;
+        let mut sandbox = self.live_record(&id)?;
+        let (from, to) = if pause {
+            (Status::Running, Status::Paused)
+        } else {
+            (Status::Paused, Status::Running)
+        };
+        if sandbox.status == to {
+            return Ok(sandbox);
+        }
+        let verb = if pause { "paused" } else { "resumed" };
+        let container_id = match (&sandbox.container_id, sandbox.status == from) {
+            (Some(container_id), true) => container_id.clone(),
+            _ => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is {} and cannot be {verb}",
+                    sandbox.status
+                )));
+            }
+        };
+        let outcome = if pause {
+            self.runtime.pause(&container_id).await
+        } else {
+            self.runtime.unpause(&container_id).await
+        };
+        outcome.map_err(|error| ServiceError::Engine {
+            error,
+            sandbox_id: Some(id.clone()),
+        })?;
+        sandbox.status = to;
+        self.persist(&mut sandbox).await?;
+        info!(sandbox = %id, "sandbox {verb}");
+        Ok(sandbox)
     }
 
     /// Takes the container's facts into the record: id, address, ports and run state.
@@ -476,6 +619,7 @@ impl SandboxService {
     /// leaves nothing on the engine.
     fn after_end(&self, sandbox: &Sandbox) {
         self.timers.cancel(sandbox.id.clone());
+        self.processes.forget(&sandbox.id);
         if let Some(container_id) = sandbox.container_id.clone() {
             let runtime = Arc::clone(&self.runtime);
             tokio::spawn(async move {
@@ -647,6 +791,20 @@ fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool
     } else {
         sandbox.end(Status::Terminated, reasons::EXITED, ended_at);
     }
+}
+
+/// The 409 for an ended sandbox: `sandbox X has ended (Terminated: expired)`.
+fn ended(sandbox: &Sandbox) -> ServiceError {
+    ServiceError::InvalidState(format!(
+        "sandbox {} has ended ({}{})",
+        sandbox.id,
+        sandbox.status,
+        sandbox
+            .status_reason
+            .as_deref()
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default()
+    ))
 }
 
 /// Retries a store write that failed because the store was briefly unavailable.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use berth_core::sandbox::label_keys;
 use berth_core::spec::NumberOrString;
 use berth_core::{SandboxRequest, Status};
+use berth_runtime::Runtime;
 use berth_runtime::fake::FakeRuntime;
 use berth_server::service::{SandboxService, ServiceError};
 use berth_server::{ServerConfig, start};
@@ -297,4 +298,141 @@ async fn a_restart_adopts_running_sandboxes_and_settles_interrupted_ones() {
     let live = second.service.list(&SandboxFilter::default(), None, 100);
     assert_eq!(live.items.iter().map(|s| &s.id).collect::<Vec<_>>(), vec![&running.id]);
     drop(second.dir);
+}
+
+#[tokio::test]
+async fn ended_records_are_purged_after_the_retention_period() {
+    let h = harness_with(
+        Arc::new(FakeRuntime::default()),
+        tempfile::tempdir().unwrap(),
+        ServerConfig {
+            retention: Duration::from_millis(200),
+            ..config()
+        },
+    )
+    .await;
+    let ended = h.service.create(request(), None, true).await.unwrap().sandbox;
+    h.service.delete(ended.id.as_str()).await.unwrap();
+    let live = h.service.create(request(), None, true).await.unwrap().sandbox;
+    assert_eq!(
+        h.service.resync().await.unwrap().purged,
+        0,
+        "still within the retention period"
+    );
+    assert!(h.service.get(ended.id.as_str()).is_ok());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.service.resync().await.unwrap().purged, 1);
+    assert!(matches!(
+        h.service.get(ended.id.as_str()),
+        Err(ServiceError::NotFound(_))
+    ));
+    assert!(h.store.get(&ended.id).await.unwrap().is_none());
+    assert_eq!(
+        h.service.get(live.id.as_str()).unwrap().status,
+        Status::Running,
+        "live records are never purged"
+    );
+}
+
+#[tokio::test]
+async fn pause_and_resume_follow_the_status_machine_and_are_persisted() {
+    let h = harness().await;
+    let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let id = sandbox.id.as_str();
+    let container = sandbox.container_id.clone().unwrap();
+
+    let paused = h.service.pause(id).await.unwrap();
+    assert_eq!(paused.status, Status::Paused);
+    assert_eq!(
+        h.store.get(&sandbox.id).await.unwrap().unwrap().status,
+        Status::Paused,
+        "persisted"
+    );
+    assert_eq!(
+        h.runtime.container(&container).unwrap().state,
+        berth_runtime::RunState::Paused
+    );
+    assert_eq!(
+        h.service.pause(id).await.unwrap().status,
+        Status::Paused,
+        "pausing again is a no-op"
+    );
+
+    // Work inside needs `Running`: a clear 409 that says what to do.
+    let error = h.service.running_container(id).unwrap_err();
+    assert!(
+        matches!(&error, ServiceError::InvalidState(message) if message.contains("is paused: resume it first")),
+        "{error}"
+    );
+    let exec = berth_api::ExecRequest {
+        cmd: vec!["true".into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        berth_server::exec::run(&h.service, id, &exec).await,
+        Err(ServiceError::InvalidState(_))
+    ));
+    assert!(matches!(
+        berth_server::files::stat(&h.service, id, "/tmp").await,
+        Err(ServiceError::InvalidState(_))
+    ));
+    // A bad path is refused for what it is, whatever the status.
+    assert!(matches!(
+        berth_server::files::stat(&h.service, id, "../../etc/passwd").await,
+        Err(ServiceError::InvalidRequest(errors)) if errors.0[0].field == "path"
+    ));
+
+    let resumed = h.service.resume(id).await.unwrap();
+    assert_eq!(resumed.status, Status::Running);
+    assert_eq!(h.store.get(&sandbox.id).await.unwrap().unwrap().status, Status::Running);
+    assert_eq!(
+        h.service.resume(id).await.unwrap().status,
+        Status::Running,
+        "resuming again is a no-op"
+    );
+    assert_eq!(h.service.running_container(id).unwrap().container_id, container);
+
+    h.service.delete(id).await.unwrap();
+    for outcome in [h.service.pause(id).await, h.service.resume(id).await] {
+        assert!(
+            matches!(&outcome, Err(ServiceError::InvalidState(message)) if message.contains("has ended (Terminated: deleted)")),
+            "{outcome:?}"
+        );
+    }
+    assert!(matches!(
+        h.service.pause("0123456789abcdef").await,
+        Err(ServiceError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_paused_sandbox_still_expires_on_time() {
+    let h = harness().await;
+    let mut short = request();
+    short.ttl = Some(NumberOrString::String("1s".into()));
+    let sandbox = h.service.create(short, None, true).await.unwrap().sandbox;
+    h.service.pause(sandbox.id.as_str()).await.unwrap();
+    let service = h.service.clone();
+    let id = sandbox.id.clone();
+    assert!(wait_for(move || service.get(id.as_str()).unwrap().status.is_ended()).await);
+    let ended = h.service.get(sandbox.id.as_str()).unwrap();
+    assert_eq!(ended.status, Status::Terminated);
+    assert_eq!(ended.status_reason.as_deref(), Some("expired"));
+    assert!(h.runtime.container(sandbox.container_id.as_deref().unwrap()).is_none());
+}
+
+#[tokio::test]
+async fn engine_pause_events_are_mirrored() {
+    let h = harness().await;
+    let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let container = sandbox.container_id.clone().unwrap();
+    // Paused behind berth's back (`docker pause`): the event brings the record along.
+    h.runtime.pause(&container).await.unwrap();
+    let service = h.service.clone();
+    let id = sandbox.id.clone();
+    assert!(wait_for(move || service.get(id.as_str()).unwrap().status == Status::Paused).await);
+    h.runtime.unpause(&container).await.unwrap();
+    let service = h.service.clone();
+    let id = sandbox.id.clone();
+    assert!(wait_for(move || service.get(id.as_str()).unwrap().status == Status::Running).await);
 }

@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// How long ended sandboxes stay listed [default: 24h]
     #[arg(long, env = "BERTH_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
+    /// Most output a one-shot exec returns per stream; the rest is cut [default: 1Mi]
+    #[arg(long, env = "BERTH_EXEC_OUTPUT_LIMIT", value_name = "SIZE")]
+    pub exec_output_limit: Option<String>,
+    /// Largest file (or tar stream) that may be uploaded [default: 4Gi]
+    #[arg(long, env = "BERTH_MAX_FILE_SIZE", value_name = "SIZE")]
+    pub max_file_size: Option<String>,
     /// Log filter, RUST_LOG syntax, e.g. `info,berth_server=debug` [default: info]
     #[arg(long, env = "BERTH_LOG", value_name = "FILTER")]
     pub log: Option<String>,
@@ -91,6 +97,10 @@ pub struct ServeConfig {
     pub resync_interval: Duration,
     pub orphan_grace: Duration,
     pub retention: Duration,
+    /// Most bytes of stdout (and of stderr) a one-shot exec returns.
+    pub exec_output_limit: usize,
+    /// Largest upload, in bytes.
+    pub max_file_size: u64,
     pub log: String,
     /// The settings file that was read, if any.
     pub config_file: Option<PathBuf>,
@@ -164,6 +174,8 @@ pub struct FileSettings {
     pub resync_interval: Option<NumberOrString>,
     pub orphan_grace: Option<NumberOrString>,
     pub retention: Option<NumberOrString>,
+    pub exec_output_limit: Option<NumberOrString>,
+    pub max_file_size: Option<NumberOrString>,
     pub log: Option<String>,
 }
 
@@ -187,6 +199,8 @@ impl FileSettings {
             "resync_interval" => self.resync_interval.clone(),
             "orphan_grace" => self.orphan_grace.clone(),
             "retention" => self.retention.clone(),
+            "exec_output_limit" => self.exec_output_limit.clone(),
+            "max_file_size" => self.max_file_size.clone(),
             "log" => text(&self.log),
             _ => None,
         }
@@ -276,6 +290,8 @@ impl CliLayer {
             ("resync_interval", &args.resync_interval),
             ("orphan_grace", &args.orphan_grace),
             ("retention", &args.retention),
+            ("exec_output_limit", &args.exec_output_limit),
+            ("max_file_size", &args.max_file_size),
             ("log", &args.log),
         ];
         let mut layer = CliLayer::default();
@@ -470,6 +486,11 @@ pub fn resolve(
     let resync_interval = layers.get("resync_interval", "30s").parse(units::parse_duration)?;
     let orphan_grace = layers.get("orphan_grace", "60s").parse(units::parse_duration)?;
     let retention = layers.get("retention", "24h").parse(units::parse_duration)?;
+    let exec_output_limit = layers.get("exec_output_limit", "1Mi").parse(|value| {
+        let bytes = units::parse_memory_bytes(value)?;
+        usize::try_from(bytes).map_err(|_| "is too large for this machine".to_owned())
+    })?;
+    let max_file_size = layers.get("max_file_size", "4Gi").parse(units::parse_memory_bytes)?;
 
     let log_raw = layers.get("log", "info");
     let log = log_raw.text()?;
@@ -490,6 +511,8 @@ pub fn resolve(
         resync_interval,
         orphan_grace,
         retention,
+        exec_output_limit,
+        max_file_size,
         log,
         config_file: file.map(|file| file.path.clone()),
     })
@@ -714,6 +737,47 @@ mod tests {
         assert_eq!(config.resync_interval, Duration::from_secs(30));
         assert_eq!(config.orphan_grace, Duration::from_secs(60));
         assert_eq!(config.retention, Duration::from_secs(24 * 3600));
+        assert_eq!(config.exec_output_limit, 1024 * 1024);
+        assert_eq!(config.max_file_size, 4 * units::GIB);
+    }
+
+    #[test]
+    fn transfer_limits_follow_flag_env_file_default() {
+        let file = file("exec_output_limit = \"64Ki\"\nmax_file_size = 1048576\n");
+        let config = resolve(&CliLayer::default(), Some(&file), &no_env).unwrap();
+        assert_eq!(config.exec_output_limit, 64 * 1024);
+        assert_eq!(config.max_file_size, units::MIB);
+        let cli = CliLayer::default().with("exec_output_limit", "2Mi", Origin::Env).with(
+            "max_file_size",
+            "10Gi",
+            Origin::Flag,
+        );
+        let config = resolve(&cli, Some(&file), &no_env).unwrap();
+        assert_eq!(config.exec_output_limit, 2 * 1024 * 1024);
+        assert_eq!(config.max_file_size, 10 * units::GIB);
+
+        let (args, matches) = flags(&["--exec-output-limit", "3Mi", "--max-file-size", "1Gi"]);
+        let layer = CliLayer::from_args(&args, Some(&matches));
+        let config = resolve(&layer, None, &no_env).unwrap();
+        assert_eq!(config.exec_output_limit, 3 * 1024 * 1024);
+        assert_eq!(config.max_file_size, units::GIB);
+
+        let cli = CliLayer::default().with("max_file_size", "huge", Origin::Env);
+        let error = resolve(&cli, None, &no_env).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid max_file_size `huge` (from env BERTH_MAX_FILE_SIZE): "),
+            "{error}"
+        );
+        let cli = CliLayer::default().with("exec_output_limit", "0", Origin::Flag);
+        assert!(matches!(
+            resolve(&cli, None, &no_env),
+            Err(ConfigError::Invalid {
+                key: "exec_output_limit",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -4,13 +4,17 @@
 mod commands;
 mod config;
 mod output;
+mod progress;
+mod terminal;
 
 use std::process::ExitCode;
 
 use berth_client::BerthClient;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use commands::{AlreadyReported, inspect, ls, report, rm, run, serve, ttl};
+use commands::{
+    AlreadyReported, UsageError, cp, exec, inspect, logs, ls, pause, report, resume, rm, run, serve, shell, stats, ttl,
+};
 
 /// Short-lived container sandboxes on a Docker Engine.
 #[derive(Debug, Parser)]
@@ -45,6 +49,20 @@ enum Command {
     Rm(rm::RmArgs),
     /// Set a sandbox's time to live, counted from now
     Ttl(ttl::TtlArgs),
+    /// Run a command in a sandbox; exits with the command's exit code
+    Exec(exec::ExecArgs),
+    /// Open an interactive shell in a sandbox
+    Shell(shell::ShellArgs),
+    /// Copy files or directories between here and a sandbox (ID:/path)
+    Cp(cp::CpArgs),
+    /// Print the output of a sandbox's main process
+    Logs(logs::LogsArgs),
+    /// Show a sandbox's CPU, memory, network, disk and process usage
+    Stats(stats::StatsArgs),
+    /// Freeze every process of sandboxes
+    Pause(pause::PauseArgs),
+    /// Unfreeze paused sandboxes
+    Resume(resume::ResumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,25 +84,40 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli, &matches)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
-            if error.downcast_ref::<AlreadyReported>().is_none() {
-                report(&format_args!("{error:#}"));
+            if error.downcast_ref::<AlreadyReported>().is_some() {
+                return ExitCode::FAILURE;
             }
-            ExitCode::FAILURE
+            report(&format_args!("{error:#}"));
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+/// Runs the verb; the exit code is 0 on success except for `exec` and `shell`, which exit with
+/// the command's.
+async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let client = || BerthClient::new(&cli.server);
+    let done = |()| ExitCode::SUCCESS;
     match &cli.command {
-        Command::Serve(args) => serve::run(args, matches.subcommand_matches("serve")).await,
-        Command::Run(args) => run::run(&client()?, args).await,
-        Command::Ls(args) => ls::run(&client()?, args).await,
-        Command::Inspect(args) => inspect::run(&client()?, args).await,
-        Command::Rm(args) => rm::run(&client()?, args).await,
-        Command::Ttl(args) => ttl::run(&client()?, args).await,
+        Command::Serve(args) => serve::run(args, matches.subcommand_matches("serve")).await.map(done),
+        Command::Run(args) => run::run(&client()?, args).await.map(done),
+        Command::Ls(args) => ls::run(&client()?, args).await.map(done),
+        Command::Inspect(args) => inspect::run(&client()?, args).await.map(done),
+        Command::Rm(args) => rm::run(&client()?, args).await.map(done),
+        Command::Ttl(args) => ttl::run(&client()?, args).await.map(done),
+        Command::Exec(args) => exec::run(&client()?, args).await,
+        Command::Shell(args) => shell::run(&client()?, args).await,
+        Command::Cp(args) => cp::run(&client()?, args).await.map(done),
+        Command::Logs(args) => logs::run(&client()?, args).await.map(done),
+        Command::Stats(args) => stats::run(&client()?, args).await.map(done),
+        Command::Pause(args) => pause::run(&client()?, args).await.map(done),
+        Command::Resume(args) => resume::run(&client()?, args).await.map(done),
     }
 }
 
@@ -114,6 +147,13 @@ mod tests {
             &["berth", "inspect"],
             &["berth", "ttl", "x"],
             &["berth", "nope"],
+            &["berth", "exec", "x"],
+            &["berth", "cp", "a"],
+            &["berth", "logs"],
+            &["berth", "stats"],
+            &["berth", "pause"],
+            &["berth", "resume"],
+            &["berth", "shell"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -130,6 +130,11 @@ impl TestServer {
         BerthClient::new(&self.url).expect("client for a valid url")
     }
 
+    /// The server's process id (e.g. to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`: no chance to clean up, as in a crash.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -100,6 +100,7 @@ async fn limits_and_hardening_are_applied_to_the_container() {
     assert_eq!(host["MemorySwap"], 64 * 1024 * 1024, "no swap beyond memory");
     assert_eq!(host["PidsLimit"], 1024);
     assert_eq!(host["Privileged"], false);
+    assert_eq!(host["Init"], true, "an init reaps killed processes");
     assert!(
         host["SecurityOpt"]
             .as_array()
@@ -290,14 +291,16 @@ async fn renewing_moves_the_deadline() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let mut request = sleeper();
-    request.ttl = Some(NumberOrString::Number(2.0));
+    // Long enough that a create slowed by a busy machine still leaves time to renew.
+    request.ttl = Some(NumberOrString::Number(6.0));
     let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
     let renewed = client
         .renew_ttl(&sandbox.id, NumberOrString::String("1m".into()))
         .await
         .unwrap();
     assert!(renewed.expires_at > sandbox.expires_at);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let past_old_deadline = (sandbox.expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(past_old_deadline + Duration::from_secs(2)).await;
     let still = client.get(&sandbox.id).await.unwrap();
     assert_eq!(still.status, "Running", "the old deadline no longer applies");
     assert!(docker_inspect(still.container_id.as_deref().unwrap()).is_some());

@@ -159,8 +159,13 @@ impl EngineProxy {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("engine.sock");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        let task = tokio::spawn(async move {
+        let task = Self::serve(&path);
+        EngineProxy { path, task, _dir: dir }
+    }
+
+    fn serve(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -172,8 +177,12 @@ impl EngineProxy {
                     }
                 });
             }
-        });
-        EngineProxy { path, task, _dir: dir }
+        })
+    }
+
+    /// The engine is back, at the same address.
+    fn restore(&mut self) {
+        self.task = Self::serve(&self.path);
     }
 
     fn endpoint(&self) -> String {
@@ -190,7 +199,7 @@ impl EngineProxy {
 // Multi-threaded: the proxy must keep answering while the harness waits for the server.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() {
-    let proxy = EngineProxy::start().await;
+    let mut proxy = EngineProxy::start().await;
     let server = TestServer::start_with(ServerOptions {
         args: vec!["--docker-host".into(), proxy.endpoint()],
         ..Default::default()
@@ -222,4 +231,21 @@ async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() 
     assert_ne!(body["checks"]["engine"], "ok");
     // Reads never touch the engine: they still answer.
     assert!(client.list(&berth_client::ListQuery::default()).await.is_ok());
+
+    // The engine comes back: creates work again and the event stream has reconnected, so a
+    // container removed behind berth's back is noticed long before the 30 s resync.
+    proxy.restore();
+    let ready = eventually(Duration::from_secs(10), || async {
+        client.readyz().await.ok().filter(|r| r.status == "ready")
+    })
+    .await;
+    assert!(ready.is_some(), "ready again once the engine answers");
+    let sandbox = client.create(&sleeper(), CreateOptions::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await; // past the event stream's reconnect backoff
+    docker(&["rm", "-f", sandbox.container_id.as_deref().unwrap()]).unwrap();
+    let lost = eventually(Duration::from_secs(5), || async {
+        client.get(&sandbox.id).await.ok().filter(|s| s.status == "Failed")
+    })
+    .await;
+    assert_eq!(lost.and_then(|s| s.status_reason).as_deref(), Some("container_lost"));
 }

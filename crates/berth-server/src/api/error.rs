@@ -53,6 +53,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Validation(errors) => ApiError(Box::new(
                 Problem::new(ProblemKind::Validation, format!("invalid sandbox spec: {errors}")).with_errors(errors.0),
             )),
+            ServiceError::InvalidRequest(errors) => ApiError(Box::new(
+                Problem::new(ProblemKind::Validation, format!("invalid request: {errors}")).with_errors(errors.0),
+            )),
             ServiceError::NotFound(id) => ApiError::new(ProblemKind::NotFound, format!("no sandbox with id `{id}`")),
             ServiceError::InvalidState(detail) => ApiError::new(ProblemKind::InvalidState, detail),
             ServiceError::Engine { error, sandbox_id } => {
@@ -61,6 +64,10 @@ impl From<ServiceError> for ApiError {
                 ApiError(Box::new(problem))
             }
             ServiceError::Store(error) => store_error(error),
+            ServiceError::Missing(detail) => ApiError::new(ProblemKind::NotFound, detail),
+            ServiceError::Unsupported(detail) => ApiError::new(ProblemKind::Validation, detail),
+            ServiceError::TooLarge(detail) => ApiError::new(ProblemKind::BodyTooLarge, detail),
+            ServiceError::BadBody(detail) => ApiError::new(ProblemKind::InvalidBody, detail),
         }
     }
 }

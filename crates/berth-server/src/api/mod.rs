@@ -4,29 +4,36 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use berth_api::{MAX_BODY_BYTES, ProblemKind};
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::service::SandboxService;
 
 pub mod error;
+pub mod exec;
+pub mod files;
 pub mod health;
 pub mod json;
+pub mod observe;
 pub mod sandboxes;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "berth",
-        description = "Short-lived container sandboxes on demand: create, inspect, renew and remove them.",
+        description = "Short-lived container sandboxes on demand: create, inspect, renew and remove them; run \
+commands in them, move files in and out, read their logs and stats, pause and resume them.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     tags(
         (name = "sandboxes", description = "Sandbox lifecycle"),
+        (name = "exec", description = "Commands inside a sandbox: one-shot, streamed, interactive, background"),
+        (name = "files", description = "Files in and out of a sandbox, streamed"),
+        (name = "observe", description = "Logs and resource stats of a sandbox"),
         (name = "health", description = "Liveness and readiness probes"),
     )
 )]
@@ -38,10 +45,34 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(sandboxes::create_sandbox, sandboxes::list_sandboxes))
         .routes(routes!(sandboxes::get_sandbox, sandboxes::delete_sandbox))
         .routes(routes!(sandboxes::renew_ttl))
+        .routes(routes!(observe::pause))
+        .routes(routes!(observe::resume))
+        .routes(routes!(exec::exec))
+        .routes(websocket(routes!(exec::exec_ws), any(exec::exec_ws)))
+        .routes(routes!(exec::list_processes))
+        .routes(routes!(exec::get_process))
+        .routes(routes!(exec::process_output))
+        .routes(routes!(exec::signal_process))
+        // Uploads stream any size (the service enforces `max_file_size`): no 1 MiB limit here.
+        .routes(routes!(files::upload, files::download).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(files::stat))
+        .routes(routes!(files::list))
+        .routes(routes!(observe::logs))
+        .routes(routes!(observe::stats))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .with_state(service)
         .split_for_parts()
+}
+
+/// Keeps a route's OpenAPI entry but serves it with `method_router`: WebSocket routes answer any
+/// method (`any`), so HTTP/2 WebSockets (extended CONNECT) work too.
+fn websocket<S>(
+    documented: utoipa_axum::router::UtoipaMethodRouter<S>,
+    method_router: axum::routing::MethodRouter<S>,
+) -> utoipa_axum::router::UtoipaMethodRouter<S> {
+    let (schemas, paths, _) = documented;
+    (schemas, paths, method_router)
 }
 
 /// The complete application: API routes, `/v1/openapi.json`, limits and fallbacks.

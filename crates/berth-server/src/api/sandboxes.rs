@@ -226,10 +226,10 @@ pub async fn renew_ttl(
 }
 
 /// Query parameters, with repeats kept and unknown names refused.
-struct QueryParams(Vec<(String, String)>);
+pub(crate) struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
-    fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn parse(query: Option<&str>, known: &[&str]) -> Result<Self, ApiError> {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
@@ -243,19 +243,19 @@ impl QueryParams {
         Ok(QueryParams(pairs))
     }
 
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .iter()
             .filter(move |(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
 
-    fn single<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+    pub(crate) fn single<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.all(name).last()
     }
 }
 
-fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),

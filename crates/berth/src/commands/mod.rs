@@ -1,10 +1,19 @@
 //! The verbs of the `berth` binary, one module each, and the pieces they share.
 
+use std::future::Future;
+
+pub mod cp;
+pub mod exec;
 pub mod inspect;
+pub mod logs;
 pub mod ls;
+pub mod pause;
+pub mod resume;
 pub mod rm;
 pub mod run;
 pub mod serve;
+pub mod shell;
+pub mod stats;
 pub mod ttl;
 
 /// An error whose lines were already printed to stderr; the process only has to exit 1.
@@ -13,6 +22,40 @@ pub mod ttl;
 pub struct AlreadyReported {
     pub failed: usize,
     pub total: usize,
+}
+
+/// A usage error found after parsing (e.g. `berth cp` with two local paths): printed as one
+/// `berth: …` line, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs `action` on each id in turn, printing each id it succeeded for and going on after a
+/// failure (reported as one line); exits 1 if any failed. An unreachable server stops at once.
+pub async fn for_each_id<F, Fut, T>(ids: &[String], mut action: F) -> anyhow::Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T, berth_client::ClientError>>,
+{
+    let mut failed = 0;
+    for id in ids {
+        match action(id.clone()).await {
+            Ok(_) => crate::output::emit_line(id)?,
+            Err(error) if error.is_connect() => return Err(error.into()),
+            Err(error) => {
+                report(&error);
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(AlreadyReported {
+            failed,
+            total: ids.len(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Parses `KEY=VALUE` (the value may contain `=` and be empty; the key may not be empty).

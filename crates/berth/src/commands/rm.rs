@@ -3,8 +3,7 @@
 use berth_client::BerthClient;
 use clap::Args;
 
-use super::{AlreadyReported, report};
-use crate::output::emit_line;
+use super::for_each_id;
 
 #[derive(Debug, Clone, Args)]
 pub struct RmArgs {
@@ -15,24 +14,5 @@ pub struct RmArgs {
 
 /// Deletes each id in turn, going on after a failure; exits 1 if any failed.
 pub async fn run(client: &BerthClient, args: &RmArgs) -> anyhow::Result<()> {
-    let mut failed = 0;
-    for id in &args.ids {
-        match client.delete(id).await {
-            Ok(()) => emit_line(id)?,
-            // Unreachable server: every other id would fail the same way.
-            Err(error) if error.is_connect() => return Err(error.into()),
-            Err(error) => {
-                report(&error);
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(AlreadyReported {
-            failed,
-            total: args.ids.len(),
-        }
-        .into());
-    }
-    Ok(())
+    for_each_id(&args.ids, |id| async move { client.delete(&id).await }).await
 }

@@ -70,6 +70,8 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         orphan_grace: config.orphan_grace,
         retention: config.retention,
         cluster,
+        exec_output_limit: config.exec_output_limit,
+        max_file_size: config.max_file_size,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let store: Arc<dyn berth_store::Store> = Arc::new(store);
