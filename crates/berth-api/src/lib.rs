@@ -145,6 +145,28 @@ pub struct Readiness {
     pub checks: BTreeMap<String, String>,
 }
 
+/// Answer of `/health`: the server's state for people and dashboards (probes use `/healthz`
+/// and `/readyz`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` when every check passes, else `degraded`.
+    pub status: String,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    /// berth's version.
+    pub version: String,
+    pub uptime_seconds: u64,
+    /// `store` and `engines` (each engine by name) → `ok` or the reason it is not.
+    pub checks: HealthChecks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthChecks {
+    pub store: String,
+    pub engines: BTreeMap<String, String>,
+}
+
 /// Formats a time as the API does: RFC 3339, UTC, `Z`, with the precision the value has.
 pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)

@@ -9,7 +9,7 @@ use berth_core::SpecPolicy;
 use berth_runtime::Runtime;
 use berth_store::{Store, StoreError};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 pub mod api;
 pub mod exec;
@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub exec_output_limit: usize,
     /// Largest file (or tar stream) an upload may carry.
     pub max_file_size: u64,
+    /// How long a shutdown waits for requests in flight before closing them.
+    pub shutdown_grace: Duration,
 }
 
 /// Default of [`ServerConfig::exec_output_limit`]: 1 MiB per stream.
@@ -58,6 +60,7 @@ impl Default for ServerConfig {
             cluster: "default".into(),
             exec_output_limit: DEFAULT_EXEC_OUTPUT_LIMIT,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -79,9 +82,26 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let grace = config.shutdown_grace;
     let (service, background) = start(config, runtime, store).await?;
     let app = api::router(service);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        info!(grace = ?grace, "no longer accepting; finishing requests in flight");
+        let _ = stopping_tx.send(());
+    });
+    tokio::select! {
+        served = server => served?,
+        // Streams (logs -f, stats, exec sessions) may never end on their own: cut them after the grace.
+        () = async {
+            if stopping.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => warn!("grace period over; closing the requests still in flight"),
+    }
     drop(background);
     info!("server stopped; sandboxes keep running and the next start adopts them");
     Ok(())

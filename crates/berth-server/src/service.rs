@@ -92,6 +92,7 @@ pub struct SandboxService {
     /// Sandboxes whose container is being created right now; the resync leaves them alone.
     provisioning: Mutex<HashSet<SandboxId>>,
     processes: ProcessRegistry,
+    started: tokio::time::Instant,
 }
 
 /// A sandbox found `Running`, with its container: what exec, files, logs and stats work on.
@@ -112,7 +113,13 @@ impl SandboxService {
             timers,
             provisioning: Mutex::default(),
             processes: ProcessRegistry::default(),
+            started: tokio::time::Instant::now(),
         }
+    }
+
+    /// How long this server has been up.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Background processes started with `detach`.

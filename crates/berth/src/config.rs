@@ -79,6 +79,20 @@ pub struct ServeArgs {
     /// Log filter, RUST_LOG syntax, e.g. `info,berth_server=debug` [default: info]
     #[arg(long, env = "BERTH_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log lines as `text` or `json` (one object per line) [default: text]
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// How long a shutdown waits for requests in flight [default: 20s]
+    #[arg(long, env = "BERTH_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// Everything `berth serve` needs, checked.
@@ -102,6 +116,8 @@ pub struct ServeConfig {
     /// Largest upload, in bytes.
     pub max_file_size: u64,
     pub log: String,
+    pub log_format: LogFormat,
+    pub shutdown_grace: Duration,
     /// The settings file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -177,6 +193,8 @@ pub struct FileSettings {
     pub exec_output_limit: Option<NumberOrString>,
     pub max_file_size: Option<NumberOrString>,
     pub log: Option<String>,
+    pub log_format: Option<String>,
+    pub shutdown_grace: Option<NumberOrString>,
 }
 
 impl FileSettings {
@@ -202,6 +220,8 @@ impl FileSettings {
             "exec_output_limit" => self.exec_output_limit.clone(),
             "max_file_size" => self.max_file_size.clone(),
             "log" => text(&self.log),
+            "log_format" => text(&self.log_format),
+            "shutdown_grace" => self.shutdown_grace.clone(),
             _ => None,
         }
     }
@@ -293,6 +313,8 @@ impl CliLayer {
             ("exec_output_limit", &args.exec_output_limit),
             ("max_file_size", &args.max_file_size),
             ("log", &args.log),
+            ("log_format", &args.log_format),
+            ("shutdown_grace", &args.shutdown_grace),
         ];
         let mut layer = CliLayer::default();
         for (key, value) in given {
@@ -500,6 +522,14 @@ pub fn resolve(
         ))
     })?;
 
+    let log_format_raw = layers.get("log_format", "text");
+    let log_format = match log_format_raw.text()?.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        _ => return Err(log_format_raw.invalid("must be `text` or `json`")),
+    };
+    let shutdown_grace = layers.get("shutdown_grace", "20s").parse(units::parse_duration)?;
+
     Ok(ServeConfig {
         listen,
         data_dir,
@@ -514,6 +544,8 @@ pub fn resolve(
         exec_output_limit,
         max_file_size,
         log,
+        log_format,
+        shutdown_grace,
         config_file: file.map(|file| file.path.clone()),
     })
 }

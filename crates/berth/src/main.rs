@@ -13,7 +13,8 @@ use berth_client::BerthClient;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, cp, exec, inspect, logs, ls, pause, report, resume, rm, run, serve, shell, stats, ttl,
+    AlreadyReported, UsageError, cp, exec, healthcheck, inspect, logs, ls, pause, report, resume, rm, run, serve,
+    shell, stats, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -37,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the berth server
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Create a sandbox and print its id
     Run(run::RunArgs),
     /// List sandboxes
@@ -63,6 +64,8 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Unfreeze paused sandboxes
     Resume(resume::ResumeArgs),
+    /// Exit 0 when the server is ready, 1 otherwise (for container health checks)
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,6 +114,7 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&client()?, args).await.map(done),
         Command::Rm(args) => rm::run(&client()?, args).await.map(done),
         Command::Ttl(args) => ttl::run(&client()?, args).await.map(done),
+        Command::Healthcheck(args) => healthcheck::run(&client()?, args).await.map(done),
         Command::Exec(args) => exec::run(&client()?, args).await,
         Command::Shell(args) => shell::run(&client()?, args).await,
         Command::Cp(args) => cp::run(&client()?, args).await.map(done),

@@ -135,6 +135,21 @@ impl TestServer {
         self.child.id()
     }
 
+    /// Sends SIGTERM and waits (up to `within`) for the process to exit; `None` if it did not.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// `kill -9`: no chance to clean up, as in a crash.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

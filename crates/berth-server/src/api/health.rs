@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use berth_api::Readiness;
+use berth_api::{Health, HealthChecks, Readiness};
 
 use crate::service::SandboxService;
 
@@ -54,4 +54,39 @@ pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         checks,
     };
     (status, Json(readiness))
+}
+
+/// The server's state: status, time, version, uptime and each dependency's check.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "Every check passes", body = Health),
+        (status = 503, description = "A dependency does not answer", body = Health),
+    )
+)]
+pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Health>) {
+    let (store, engine) = tokio::join!(service.store().ping(), service.runtime().info());
+    let healthy = store.is_ok() && engine.is_ok();
+    let describe = |outcome: Result<(), String>| outcome.map(|()| "ok".to_owned()).unwrap_or_else(|reason| reason);
+    let health = Health {
+        status: if healthy { "ok" } else { "degraded" }.to_owned(),
+        timestamp: chrono::Utc::now(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: service.uptime().as_secs(),
+        checks: HealthChecks {
+            store: describe(store.map_err(|error| error.to_string())),
+            engines: BTreeMap::from([(
+                service.runtime().name().to_owned(),
+                describe(engine.map(|_| ()).map_err(|error| error.to_string())),
+            )]),
+        },
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(health))
 }

@@ -61,6 +61,7 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(observe::stats))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::health))
         .with_state(service)
         .split_for_parts()
 }

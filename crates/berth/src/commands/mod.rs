@@ -4,6 +4,7 @@ use std::future::Future;
 
 pub mod cp;
 pub mod exec;
+pub mod healthcheck;
 pub mod inspect;
 pub mod logs;
 pub mod ls;

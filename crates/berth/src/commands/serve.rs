@@ -15,7 +15,7 @@ use berth_store::SqliteStore;
 use clap::ArgMatches;
 use tokio::net::TcpListener;
 
-use crate::config::{self, CliLayer, ServeArgs, ServeConfig};
+use crate::config::{self, CliLayer, LogFormat, ServeArgs, ServeConfig};
 use crate::output::emit;
 
 /// The file inside the data directory that keeps this deployment's cluster id.
@@ -35,7 +35,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
     let config = config::resolve(&CliLayer::from_args(args, matches), file.as_ref(), &|name| {
         std::env::var(name).ok()
     })?;
-    init_tracing(&config.log);
+    init_tracing(&config.log, config.log_format);
     if let Some(path) = &config.config_file {
         tracing::info!(path = %path.display(), "read settings file");
     }
@@ -72,6 +72,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         cluster,
         exec_output_limit: config.exec_output_limit,
         max_file_size: config.max_file_size,
+        shutdown_grace: config.shutdown_grace,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     let store: Arc<dyn berth_store::Store> = Arc::new(store);
@@ -134,14 +135,17 @@ pub fn describe_engine_error(name: &str, endpoint: &str, error: &RuntimeError) -
     }
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second initialisation (only possible in tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .try_init();
+        .with_env_filter(filter);
+    // A second initialisation (only possible in tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Creates the data directory (and its parents) readable by the owner only.
