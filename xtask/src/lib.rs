@@ -34,7 +34,7 @@ pub fn display_path(root: &Path, path: &Path) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// The directories (relative to the root) whose `.rs` files must start with a module doc.
-pub const SOURCE_DIRS: [&str; 3] = ["crates", "tests", "xtask"];
+pub const SOURCE_DIRS: [&str; 4] = ["crates", "benches", "tests", "xtask"];
 
 /// One source file: its path relative to the workspace root and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -138,8 +138,10 @@ pub fn describe_engine_error(name: &str, endpoint: &str, error: &RuntimeError) -
 fn init_tracing(filter: &str, format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter);
     // A second initialisation (only possible in tests) keeps the first subscriber.
     let _ = match format {
