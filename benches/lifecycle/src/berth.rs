@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use futures::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::{Body, Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio_util::io::ReaderStream;
 
 /// A running `berth serve` on 127.0.0.1, with a fresh data directory of its own.
 pub struct Server {
@@ -90,7 +93,7 @@ pub struct Berth {
 impl Berth {
     pub fn new(url: &str) -> Result<Self> {
         let http = Client::builder()
-            .timeout(Duration::from_secs(120))
+            .timeout(Duration::from_secs(600))
             .build()
             .context("cannot build the berth client")?;
         Ok(Berth {
@@ -152,6 +155,65 @@ impl Berth {
     pub async fn delete(&self, id: &str) -> Result<()> {
         let request = self.http.delete(format!("{}/v1/sandboxes/{id}", self.url));
         self.send(request, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    /// `POST /v1/sandboxes/{id}/exec` with `{"cmd": cmd}`; the JSON result.
+    pub async fn exec(&self, id: &str, cmd: &[&str]) -> Result<Value> {
+        let request = self
+            .http
+            .post(format!("{}/v1/sandboxes/{id}/exec", self.url))
+            .json(&json!({ "cmd": cmd }));
+        Ok(serde_json::from_slice(&self.send(request, StatusCode::OK).await?)?)
+    }
+
+    /// `PUT /v1/sandboxes/{id}/files?path=…`, the body streamed from the local file `from`.
+    pub async fn upload(&self, id: &str, path: &str, from: &Path) -> Result<()> {
+        let file = tokio::fs::File::open(from).await?;
+        let length = file.metadata().await?.len();
+        let request = self
+            .http
+            .put(format!("{}/v1/sandboxes/{id}/files", self.url))
+            .query(&[("path", path)])
+            .header(CONTENT_LENGTH, length)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Body::wrap_stream(ReaderStream::with_capacity(file, 256 << 10)));
+        self.send(request, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    /// `GET /v1/sandboxes/{id}/files?path=…`, streamed into the local file `to`; its size.
+    pub async fn download(&self, id: &str, path: &str, to: &Path) -> Result<u64> {
+        let response = self
+            .http
+            .get(format!("{}/v1/sandboxes/{id}/files", self.url))
+            .query(&[("path", path)])
+            .send()
+            .await
+            .context("berth request failed")?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            bail!("berth answered {status} to a download: {}", body.trim());
+        }
+        let mut file = tokio::fs::File::create(to).await?;
+        let mut body = response.bytes_stream();
+        let mut size = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("reading a download")?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(size)
+    }
+
+    /// `GET /v1/sandboxes/{id}/files/stat?path=…`: the file's size.
+    pub async fn size(&self, id: &str, path: &str) -> Result<u64> {
+        let request = self
+            .http
+            .get(format!("{}/v1/sandboxes/{id}/files/stat", self.url))
+            .query(&[("path", path)]);
+        let stat: Value = serde_json::from_slice(&self.send(request, StatusCode::OK).await?)?;
+        stat["size"].as_u64().context("stat answered without a size")
     }
 
     async fn send(&self, request: RequestBuilder, expect: StatusCode) -> Result<Bytes> {

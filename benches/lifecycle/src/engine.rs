@@ -120,6 +120,29 @@ impl Engine {
         self.send(request, StatusCode::NO_CONTENT).await.map(drop)
     }
 
+    /// `POST /containers/{id}/exec` + `POST /exec/{eid}/start` (whole multiplexed body read) +
+    /// `GET /exec/{eid}/json`: the exit code and the demultiplexed stdout, as berth's exec does.
+    pub async fn exec(&self, id: &str, cmd: &[&str]) -> Result<(i64, Vec<u8>)> {
+        let body = json!({ "AttachStdout": true, "AttachStderr": true, "Cmd": cmd });
+        let url = self.url(&format!("/containers/{id}/exec"));
+        let created: Value =
+            serde_json::from_slice(&self.send(self.http.post(url).json(&body), StatusCode::CREATED).await?)?;
+        let exec = created["Id"].as_str().context("exec create answered without an Id")?;
+        let start = self.url(&format!("/exec/{exec}/start"));
+        let output = self
+            .send(
+                self.http.post(start).json(&json!({ "Detach": false, "Tty": false })),
+                StatusCode::OK,
+            )
+            .await?;
+        let inspect = self.url(&format!("/exec/{exec}/json"));
+        let inspect: Value = serde_json::from_slice(&self.send(self.http.get(inspect), StatusCode::OK).await?)?;
+        let code = inspect["ExitCode"]
+            .as_i64()
+            .context("exec inspect without an ExitCode")?;
+        Ok((code, demux_stdout(&output)?))
+    }
+
     /// Ids of every container, running or not, carrying `label` (`key=value`).
     pub async fn ids_with_label(&self, label: &str) -> Result<Vec<String>> {
         let filters = json!({ "label": [label] }).to_string();
@@ -132,6 +155,11 @@ impl Engine {
             .iter()
             .filter_map(|c| c["Id"].as_str().map(str::to_owned))
             .collect())
+    }
+
+    /// The engine's address as the docker CLI's `-H` takes it.
+    pub fn host(socket: &Path) -> String {
+        format!("unix://{}", socket.display())
     }
 
     fn url(&self, path: &str) -> String {
@@ -150,5 +178,35 @@ impl Engine {
             );
         }
         Ok(body)
+    }
+}
+
+/// The stdout frames of a multiplexed (non-TTY) attach stream: 8-byte headers `[stream, 0, 0, 0,
+/// size (big-endian u32)]`, each followed by `size` bytes.
+fn demux_stdout(mut body: &[u8]) -> Result<Vec<u8>> {
+    let mut stdout = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 8 {
+            bail!("a truncated frame header in an exec stream");
+        }
+        let size = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
+        let frame = body.get(8..8 + size).context("a truncated frame in an exec stream")?;
+        if body[0] == 1 {
+            stdout.extend_from_slice(frame);
+        }
+        body = &body[8 + size..];
+    }
+    Ok(stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demux_keeps_stdout_only() {
+        let body = [&[1, 0, 0, 0, 0, 0, 0, 3][..], b"hi\n", &[2, 0, 0, 0, 0, 0, 0, 1], b"x"].concat();
+        assert_eq!(demux_stdout(&body).unwrap(), b"hi\n");
+        assert!(demux_stdout(&body[..5]).is_err());
     }
 }

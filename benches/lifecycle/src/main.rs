@@ -1,23 +1,25 @@
-//! `berth-bench`: the F1 benchmark. Starts `berth serve`, then times create, get, delete and
-//! list through berth's v1 API and through the raw Docker Engine API, interleaved, same image;
-//! prints percentiles against the targets and removes everything it created.
+//! `berth-bench`: the F1 and F3 benchmarks. Starts `berth serve`, then times create, get,
+//! delete and list (F1) and exec (F3) through berth's v1 API and through the raw Docker Engine
+//! API, interleaved, same image, and file uploads and downloads (F3) through berth against
+//! `docker cp`; prints the figures against the targets and removes everything it created.
 
 mod berth;
 mod engine;
 mod report;
+mod transfer;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use clap::Parser;
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
 
 use crate::berth::{Berth, Server};
 use crate::engine::{BENCH_LABEL, Engine};
-use crate::report::{Row, Target};
+use crate::report::{Row, Target, Transfer};
 
 /// Parallel creates and removes while filling or emptying the list population.
 const FILL_CONCURRENCY: usize = 4;
@@ -25,6 +27,17 @@ const FILL_CONCURRENCY: usize = 4;
 const GROUP_LABEL: (&str, &str) = ("bench-group", "ten");
 /// How many of the population carry it.
 const GROUP_SIZE: usize = 10;
+
+/// The parts of the benchmark `--only` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// F1: create, get, list, delete.
+    Lifecycle,
+    /// F3: `echo hi` in one sandbox, berth's exec against the engine's.
+    Exec,
+    /// F3: upload and download of one file, berth against `docker cp`.
+    Files,
+}
 
 /// Times berth's v1 API against raw Docker Engine API calls. Loopback only; stops by itself.
 #[derive(Debug, Parser)]
@@ -45,6 +58,18 @@ struct Args {
     /// Sandboxes (and, separately, raw containers) present while listing.
     #[arg(long, default_value_t = 200)]
     population: usize,
+    /// Execs of `echo hi` on each side.
+    #[arg(long, default_value_t = 50)]
+    exec_iterations: usize,
+    /// Size of the transferred file, in MiB.
+    #[arg(long, default_value_t = 256)]
+    file_size_mib: u64,
+    /// Uploads and downloads on each side.
+    #[arg(long, default_value_t = 3)]
+    file_rounds: usize,
+    /// Run only these parts (comma-separated or repeated); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
     /// The image both sides run `sleep 3600` in.
     #[arg(long, default_value = "berth-test/busybox:latest")]
     image: String,
@@ -59,8 +84,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.iterations == 0 || args.population < GROUP_SIZE {
+    if args.runs(Part::Lifecycle) && (args.iterations == 0 || args.population < GROUP_SIZE) {
         bail!("--iterations must be at least 1 and --population at least {GROUP_SIZE}");
+    }
+    if args.exec_iterations == 0 || args.file_rounds == 0 || args.file_size_mib == 0 {
+        bail!("--exec-iterations, --file-rounds and --file-size-mib must be at least 1");
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -84,7 +112,7 @@ async fn main() -> Result<()> {
         eprintln!("last lines of berth's log:\n{}", tail.join("\n"));
     }
     let removed = cleanup(&engine, &run_id, &cluster).await;
-    let rows = outcome?;
+    let Results { rows, transfers } = outcome?;
     removed?;
 
     if args.json {
@@ -96,17 +124,102 @@ async fn main() -> Result<()> {
             "get_iterations": args.get_iterations,
             "list_iterations": args.list_iterations,
             "population": args.population,
+            "exec_iterations": args.exec_iterations,
+            "file_size_mib": args.file_size_mib,
+            "file_rounds": args.file_rounds,
         });
-        println!("{:#}", report::json(&rows, context));
+        println!("{:#}", report::json(&rows, &transfers, context));
     } else {
-        print!("{}", report::table(&rows));
+        if !rows.is_empty() {
+            print!("{}", report::table(&rows));
+        }
+        if !transfers.is_empty() {
+            print!("{}", report::transfer_table(&transfers, args.file_size_mib));
+        }
     }
     Ok(())
 }
 
-async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Vec<Row>> {
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
+}
+
+/// Latency rows (F1, then F3's exec) and F3's transfers.
+#[derive(Default)]
+struct Results {
+    rows: Vec<Row>,
+    transfers: Vec<Transfer>,
+}
+
+async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Results> {
     let berth = &Berth::new(url)?;
     berth.wait_ready().await?;
+    let mut results = Results::default();
+    if args.runs(Part::Lifecycle) {
+        results.rows = lifecycle(args, engine, berth, run_id).await?;
+    }
+    if args.runs(Part::Exec) || args.runs(Part::Files) {
+        let sandbox = berth.create(&args.image, &[], true).await?;
+        let container = parse(&berth.get(&sandbox).await?)?["container_id"]
+            .as_str()
+            .context("the sandbox has no container_id")?
+            .to_owned();
+        // The test image has no /tmp.
+        check_exec(&berth.exec(&sandbox, &["mkdir", "-p", "/tmp"]).await?, "")?;
+        if args.runs(Part::Exec) {
+            results.rows.push(exec(args, engine, berth, &sandbox, &container).await?);
+        }
+        if args.runs(Part::Files) {
+            let host = Engine::host(&args.docker_socket);
+            let size = args.file_size_mib << 20;
+            results.transfers =
+                transfer::run(berth, &host, &sandbox, &container, size, args.file_rounds).await?;
+        }
+        berth.delete(&sandbox).await?;
+    }
+    Ok(results)
+}
+
+/// F3: `echo hi` in one sandbox, through berth and through the engine's exec calls.
+async fn exec(args: &Args, engine: &Engine, berth: &Berth, sandbox: &str, container: &str) -> Result<Row> {
+    const ECHO: &[&str] = &["echo", "hi"];
+    eprintln!("exec: 2 warm-up rounds, then {} per side", args.exec_iterations);
+    let mut row = Row::new("exec echo hi", Target::RatioToRaw(1.15));
+    for i in 0..args.exec_iterations + 2 {
+        let ((b, ok_b), (r, ok_r)) = interleaved(
+            i,
+            timed(berth.exec(sandbox, ECHO)),
+            timed(engine.exec(container, ECHO)),
+        )
+        .await;
+        check_exec(&ok_b?, "hi\n")?;
+        let (code, stdout) = ok_r?;
+        if code != 0 || stdout != b"hi\n" {
+            bail!(
+                "the engine's exec exited {code} with stdout {:?}",
+                String::from_utf8_lossy(&stdout)
+            );
+        }
+        if i >= 2 {
+            row.berth.push(b);
+            row.raw.push(r);
+        }
+    }
+    Ok(row)
+}
+
+/// Fails unless berth's exec result exited 0 with `stdout`.
+fn check_exec(result: &Value, stdout: &str) -> Result<()> {
+    if result["exit_code"].as_i64() != Some(0) || result["stdout"].as_str() != Some(stdout) {
+        bail!("berth's exec answered {result}, expected exit_code 0 and stdout {stdout:?}");
+    }
+    Ok(())
+}
+
+/// F1: create, get, delete and list on both sides.
+async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) -> Result<Vec<Row>> {
     let image = args.image.as_str();
     let bench = [(BENCH_LABEL, run_id)];
     let name = |n: usize| format!("bench-{run_id}-{n}");
@@ -222,7 +335,7 @@ async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Ve
 }
 
 /// Runs both, berth first on even rounds and raw first on odd ones, so drift hits both alike.
-async fn interleaved<A: Future, B: Future>(round: usize, berth: A, raw: B) -> (A::Output, B::Output) {
+pub async fn interleaved<A: Future, B: Future>(round: usize, berth: A, raw: B) -> (A::Output, B::Output) {
     if round.is_multiple_of(2) {
         let berth = berth.await;
         (berth, raw.await)
@@ -233,7 +346,7 @@ async fn interleaved<A: Future, B: Future>(round: usize, berth: A, raw: B) -> (A
 }
 
 /// The output of `future` and how long it took.
-async fn timed<F: Future>(future: F) -> (Duration, F::Output) {
+pub async fn timed<F: Future>(future: F) -> (Duration, F::Output) {
     let start = Instant::now();
     let output = future.await;
     (start.elapsed(), output)

@@ -1,4 +1,5 @@
-//! Latency samples, their percentiles, the targets of F1 and the printed table (or JSON).
+//! Latency samples, their percentiles, the targets of F1 and F3, throughput samples of F3's
+//! file transfers, and the printed tables (or JSON).
 
 use std::time::Duration;
 
@@ -88,8 +89,81 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Throughputs (MiB/s) of one file transfer on both sides: berth against `docker cp`.
+pub struct Transfer {
+    pub operation: &'static str,
+    /// berth must reach at least this multiple of `docker cp`'s median.
+    pub min_ratio: f64,
+    pub berth: Vec<f64>,
+    pub raw: Vec<f64>,
+}
+
+impl Transfer {
+    pub fn new(operation: &'static str, min_ratio: f64) -> Self {
+        Transfer {
+            operation,
+            min_ratio,
+            berth: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    fn ratio(&self) -> f64 {
+        median(&self.berth) / median(&self.raw)
+    }
+
+    fn passes(&self) -> bool {
+        self.ratio() >= self.min_ratio
+    }
+}
+
+/// The median of `samples` (the mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+fn min(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(f64::NAN, f64::min)
+}
+
+/// The human table of the file transfers: one line per direction.
+pub fn transfer_table(transfers: &[Transfer], size_mib: u64) -> String {
+    let mut out = format!(
+        "{:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<16} {}\n",
+        "transfer", "n", "berth med", "berth min", "cp med", "cp min", "berth/cp", "target", "result"
+    );
+    for t in transfers {
+        out.push_str(&format!(
+            "{:<16} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>9.2}x  {:<16} {}\n",
+            t.operation,
+            t.berth.len(),
+            median(&t.berth),
+            min(&t.berth),
+            median(&t.raw),
+            min(&t.raw),
+            t.ratio(),
+            format!("med >= {}x cp", t.min_ratio),
+            if t.passes() { "PASS" } else { "MISS" }
+        ));
+    }
+    out.push_str(&format!(
+        "(MiB/s moving one {size_mib} MiB file; berth from request sent to answer fully read, docker cp as the CLI process's wall time)\n"
+    ));
+    out
+}
+
 /// The same figures as JSON.
-pub fn json(rows: &[Row], context: Value) -> Value {
+pub fn json(rows: &[Row], transfers: &[Transfer], context: Value) -> Value {
     let rows: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -106,7 +180,23 @@ pub fn json(rows: &[Row], context: Value) -> Value {
             })
         })
         .collect();
-    json!({ "context": context, "results": rows })
+    let transfers: Vec<Value> = transfers
+        .iter()
+        .map(|t| {
+            json!({
+                "operation": t.operation,
+                "samples": t.berth.len(),
+                "berth_mib_s": t.berth,
+                "docker_cp_mib_s": t.raw,
+                "berth_median_mib_s": median(&t.berth),
+                "docker_cp_median_mib_s": median(&t.raw),
+                "ratio_median": t.ratio(),
+                "target": format!("median >= {}x docker cp", t.min_ratio),
+                "pass": t.passes(),
+            })
+        })
+        .collect();
+    json!({ "context": context, "results": rows, "transfers": transfers })
 }
 
 #[cfg(test)]
@@ -139,5 +229,17 @@ mod tests {
         get.berth = ms(&[1, 1, 9]);
         get.raw = ms(&[0, 0, 0]);
         assert!(get.passes());
+    }
+
+    #[test]
+    fn transfers_judge_the_median_ratio() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let mut t = Transfer::new("upload", 0.9);
+        t.berth = vec![90.0, 95.0, 10.0];
+        t.raw = vec![100.0, 100.0, 100.0];
+        assert!(t.passes());
+        t.berth = vec![80.0, 85.0, 500.0];
+        assert!(!t.passes());
     }
 }

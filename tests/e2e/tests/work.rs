@@ -204,6 +204,25 @@ fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
 
 /// Whether a process whose command line contains `needle` still runs (zombies, shown as
 /// `[name]`, do not count: they are dead and only wait to be reaped).
+/// Reads a WebSocket exec until its exit frame: the output it carried and the exit JSON.
+async fn read_until_exit<S>(socket: &mut S) -> (String, Value)
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let mut output = String::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), socket.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Binary(bytes))) => output.push_str(&String::from_utf8_lossy(&bytes)),
+            Some(Ok(Message::Text(text))) => return (output, serde_json::from_str(text.as_str()).unwrap()),
+            Some(Ok(_)) => {}
+            other => panic!("no exit frame: {other:?}; output {output:?}"),
+        }
+    }
+}
+
 async fn process_alive(api: &Api, id: &str, needle: &str) -> bool {
     let ps = api.sh(id, "ps -o pid,stat,args").await;
     ps["stdout"]
@@ -361,16 +380,9 @@ async fn websocket_exec_starts_with_the_terminal_size_given_in_the_query() {
     // No resize frame: the program reads its size at once and must see the query's.
     let url = format!("{ws_base}/v1/sandboxes/{id}/exec/ws?cmd=stty&cmd=size&tty=true&cols=77&rows=22");
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-    let mut screen = String::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(15), socket.next()).await {
-            Ok(Some(Ok(Message::Binary(bytes)))) => screen.push_str(&String::from_utf8_lossy(&bytes)),
-            Ok(Some(Ok(Message::Text(_)))) | Ok(Some(Ok(Message::Close(_)))) | Ok(None) => break,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("socket failed ({other:?}); screen: {screen:?}"),
-        }
-    }
+    let (screen, exit) = read_until_exit(&mut socket).await;
     assert_eq!(screen.trim(), "22 77");
+    assert_eq!(exit["exit_code"], 0);
 }
 
 #[tokio::test]
@@ -409,16 +421,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
         .send(Message::Binary(Bytes::from_static(b"exit 7\n")))
         .await
         .unwrap();
-    let exit = loop {
-        match tokio::time::timeout(Duration::from_secs(15), socket.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Text(text))) => break serde_json::from_str::<Value>(text.as_str()).unwrap(),
-            Some(Ok(_)) => {}
-            other => panic!("no exit frame: {other:?}"),
-        }
-    };
+    let (_, exit) = read_until_exit(&mut socket).await;
     assert_eq!(exit["exit_code"], 7, "{exit}");
 
     // Without a terminal: stdin, `{"eof":true}` ends it, the output comes back.
@@ -430,18 +433,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
         .await
         .unwrap();
     socket.send(Message::Text(r#"{"eof":true}"#.into())).await.unwrap();
-    let mut output = String::new();
-    let exit = loop {
-        match tokio::time::timeout(Duration::from_secs(15), socket.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Binary(bytes))) => output.push_str(&String::from_utf8_lossy(&bytes)),
-            Some(Ok(Message::Text(text))) => break serde_json::from_str::<Value>(text.as_str()).unwrap(),
-            Some(Ok(_)) => {}
-            other => panic!("no exit frame: {other:?}; output {output:?}"),
-        }
-    };
+    let (output, exit) = read_until_exit(&mut socket).await;
     assert_eq!(output, "SHOUT\ndone\n");
     assert_eq!(exit["exit_code"], 0);
 
@@ -1254,18 +1246,7 @@ async fn an_image_without_a_shell_runs_plain_execs_and_explains_what_needs_one()
         server.url.replacen("http://", "ws://", 1)
     );
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-    let mut output = String::new();
-    let exit = loop {
-        match tokio::time::timeout(Duration::from_secs(15), socket.next())
-            .await
-            .unwrap()
-        {
-            Some(Ok(Message::Binary(bytes))) => output.push_str(&String::from_utf8_lossy(&bytes)),
-            Some(Ok(Message::Text(text))) => break serde_json::from_str::<Value>(text.as_str()).unwrap(),
-            Some(Ok(_)) => {}
-            other => panic!("no exit frame: {other:?}"),
-        }
-    };
+    let (output, exit) = read_until_exit(&mut socket).await;
     assert_eq!(output, "still-works\n");
     assert_eq!(exit["exit_code"], 0);
 }
