@@ -11,7 +11,7 @@ use futures::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Body, Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, Command};
 use tokio_util::io::ReaderStream;
 
@@ -194,7 +194,9 @@ impl Berth {
             let body = response.text().await.unwrap_or_default();
             bail!("berth answered {status} to a download: {}", body.trim());
         }
-        let mut file = tokio::fs::File::create(to).await?;
+        // Buffered: hyper hands out chunks of a few KiB, and each tokio::fs write is a trip to
+        // the blocking pool.
+        let mut file = BufWriter::with_capacity(1 << 20, tokio::fs::File::create(to).await?);
         let mut body = response.bytes_stream();
         let mut size = 0;
         while let Some(chunk) = body.next().await {

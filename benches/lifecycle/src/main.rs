@@ -169,13 +169,14 @@ async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Re
         // The test image has no /tmp.
         check_exec(&berth.exec(&sandbox, &["mkdir", "-p", "/tmp"]).await?, "")?;
         if args.runs(Part::Exec) {
-            results.rows.push(exec(args, engine, berth, &sandbox, &container).await?);
+            results
+                .rows
+                .push(exec(args, engine, berth, &sandbox, &container).await?);
         }
         if args.runs(Part::Files) {
             let host = Engine::host(&args.docker_socket);
             let size = args.file_size_mib << 20;
-            results.transfers =
-                transfer::run(berth, &host, &sandbox, &container, size, args.file_rounds).await?;
+            results.transfers = transfer::run(berth, &host, &sandbox, &container, size, args.file_rounds).await?;
         }
         berth.delete(&sandbox).await?;
     }
@@ -188,12 +189,8 @@ async fn exec(args: &Args, engine: &Engine, berth: &Berth, sandbox: &str, contai
     eprintln!("exec: 2 warm-up rounds, then {} per side", args.exec_iterations);
     let mut row = Row::new("exec echo hi", Target::RatioToRaw(1.15));
     for i in 0..args.exec_iterations + 2 {
-        let ((b, ok_b), (r, ok_r)) = interleaved(
-            i,
-            timed(berth.exec(sandbox, ECHO)),
-            timed(engine.exec(container, ECHO)),
-        )
-        .await;
+        let ((b, ok_b), (r, ok_r)) =
+            interleaved(i, timed(berth.exec(sandbox, ECHO)), timed(engine.exec(container, ECHO))).await;
         check_exec(&ok_b?, "hi\n")?;
         let (code, stdout) = ok_r?;
         if code != 0 || stdout != b"hi\n" {

@@ -70,7 +70,10 @@ pub async fn run(
         for path in [&berth_down, &raw_down] {
             let found = std::fs::metadata(path)?.len();
             if found != size {
-                bail!("{} has {found} bytes after the download, expected {size}", path.display());
+                bail!(
+                    "{} has {found} bytes after the download, expected {size}",
+                    path.display()
+                );
             }
         }
         download.berth.push(size as f64 / MIB / b.as_secs_f64());

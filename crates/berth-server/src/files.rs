@@ -330,7 +330,8 @@ pub fn copy_first_file<R: Read, W: Write>(input: R, open: impl FnOnce(u64) -> W)
         match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous => {
                 let mut out = open(entry.size());
-                io::copy(&mut entry, &mut out)?;
+                // Large reads: each read of the engine's stream is a hop back to the async side.
+                io::copy(&mut io::BufReader::with_capacity(CHUNK, &mut entry), &mut out)?;
                 out.flush()?;
                 return Ok(());
             }
