@@ -2,7 +2,8 @@
 //! path rules, the one-entry tar built around a raw upload, the re-emission that checks every
 //! entry of an uploaded tar (no absolute paths, no `..`, no link out of the destination, no
 //! devices), extracting one file from the engine's tar, and listing a directory from its headers.
-//! The tar work is the sync `tar` crate, run in `spawn_blocking` over a `SyncIoBridge`.
+//! Checking and listing use the sync `tar` crate in `spawn_blocking` over a `SyncIoBridge`; a
+//! file download reads the tar headers itself and hands the file's bytes on without copying.
 
 use std::io::{self, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
@@ -15,8 +16,6 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tar::{Archive, EntryType, Header};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use crate::service::{RunningSandbox, SandboxService, ServiceError};
@@ -322,20 +321,35 @@ pub fn sanitize_tar<R: Read, W: Write>(input: R, output: W) -> Result<u64, Archi
     Ok(written)
 }
 
-/// Copies the first regular file of the tar `input` to the writer `open(size)` returns.
-pub fn copy_first_file<R: Read, W: Write>(input: R, open: impl FnOnce(u64) -> W) -> Result<(), ArchiveError> {
-    let mut archive = Archive::new(input);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        match entry.header().entry_type() {
+/// The first regular file of a tar stream as the engine makes it (optionally after PAX or GNU
+/// long-name headers): its size and its bytes, handed on as they arrive, without copying them
+/// through a blocking reader.
+pub async fn first_file(mut tar: EngineByteStream) -> Result<(u64, ByteStream), ArchiveError> {
+    let mut pending = BytesMut::new();
+    let mut pax_size: Option<u64> = None;
+    loop {
+        fill(&mut tar, &mut pending, BLOCK as usize).await?;
+        let block = pending.split_to(BLOCK as usize);
+        if block.iter().all(|byte| *byte == 0) {
+            return Err(ArchiveError::Refused("the engine's archive holds no file".into()));
+        }
+        let header = Header::from_byte_slice(&block);
+        let size = header.entry_size()?;
+        match header.entry_type() {
             EntryType::Regular | EntryType::Continuous => {
-                let mut out = open(entry.size());
-                // Large reads: each read of the engine's stream is a hop back to the async side.
-                io::copy(&mut io::BufReader::with_capacity(CHUNK, &mut entry), &mut out)?;
-                out.flush()?;
-                return Ok(());
+                let size = pax_size.unwrap_or(size);
+                return Ok((size, file_body(tar, pending, size)));
             }
-            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink => {}
+            kind
+            @ (EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) => {
+                let padded = usize::try_from(size.div_ceil(BLOCK) * BLOCK)
+                    .map_err(|_| ArchiveError::Refused("an oversized archive header".into()))?;
+                fill(&mut tar, &mut pending, padded).await?;
+                let data = pending.split_to(padded);
+                if kind == EntryType::XHeader {
+                    pax_size = pax_size_record(&data[..size as usize]).or(pax_size);
+                }
+            }
             other => {
                 return Err(ArchiveError::Refused(format!(
                     "the path is not a regular file ({other:?})"
@@ -343,7 +357,58 @@ pub fn copy_first_file<R: Read, W: Write>(input: R, open: impl FnOnce(u64) -> W)
             }
         }
     }
-    Err(ArchiveError::Refused("the engine's archive holds no file".into()))
+}
+
+/// Pulls from `tar` until `pending` holds at least `wanted` bytes.
+async fn fill(tar: &mut EngineByteStream, pending: &mut BytesMut, wanted: usize) -> Result<(), ArchiveError> {
+    while pending.len() < wanted {
+        match tar.next().await {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            Some(Err(error)) => return Err(ArchiveError::Io(io::Error::other(error.to_string()))),
+            None => {
+                return Err(ArchiveError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the archive ended early",
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `size` record of a PAX extended header, which overrides the header's own size field.
+fn pax_size_record(data: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(data).ok()?;
+    text.lines()
+        .filter_map(|record| record.split_once(' ').map(|(_, rest)| rest))
+        .find_map(|record| record.strip_prefix("size=")?.parse().ok())
+}
+
+/// `size` bytes: first what is already buffered, then the engine's chunks as they come (sliced,
+/// not copied). A stream that ends early yields an error, so a client never takes a short file
+/// for a whole one.
+fn file_body(tar: EngineByteStream, pending: BytesMut, size: u64) -> ByteStream {
+    let state = (tar, Some(pending.freeze()), size);
+    futures::stream::unfold(state, |(mut tar, buffered, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        let chunk = match buffered.filter(|bytes| !bytes.is_empty()) {
+            Some(bytes) => bytes,
+            None => match tar.next().await {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(error)) => return Some((Err(io::Error::other(error.to_string())), (tar, None, 0))),
+                None => {
+                    let error = io::Error::new(io::ErrorKind::UnexpectedEof, "the engine's archive ended early");
+                    return Some((Err(error), (tar, None, 0)));
+                }
+            },
+        };
+        let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(chunk.len());
+        let piece = chunk.slice(..take);
+        Some((Ok(piece), (tar, None, remaining - take as u64)))
+    })
+    .boxed()
 }
 
 /// The direct children of the directory whose tar (as the engine makes it: the directory's own
@@ -407,45 +472,6 @@ pub fn list_children<R: Read>(input: R, dir: &str) -> Result<Vec<FileStat>, Arch
     }
     children.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(children)
-}
-
-/// A blocking `Write` that hands its bytes, a chunk at a time, to an async receiver.
-pub struct ChannelWriter {
-    sender: mpsc::Sender<io::Result<Bytes>>,
-    buffer: BytesMut,
-}
-
-impl ChannelWriter {
-    pub fn new(sender: mpsc::Sender<io::Result<Bytes>>) -> Self {
-        ChannelWriter {
-            sender,
-            buffer: BytesMut::with_capacity(CHUNK),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = self.buffer.split().freeze();
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }
 
 /// Why a request body stopped, recorded by [`guard_body`] so the answer can say so.
@@ -787,37 +813,12 @@ pub async fn download(service: &SandboxService, id: &str, path: &str) -> Result<
     if stat.is_dir {
         return Ok(Download::Directory { body: tar });
     }
-    let reader = SyncIoBridge::new(StreamReader::new(tar.map(|item| item.map_err(io::Error::other))));
-    let (size_tx, size_rx) = oneshot::channel::<u64>();
-    let (data_tx, data_rx) = mpsc::channel::<io::Result<Bytes>>(4);
-    let failed = data_tx.clone();
-    let extraction = tokio::task::spawn_blocking(move || {
-        let outcome = copy_first_file(reader, |size| {
-            let _ = size_tx.send(size);
-            ChannelWriter::new(data_tx)
-        });
-        if let Err(error) = &outcome {
-            // Mid-body: the client sees the body fail rather than a silently short file.
-            let _ = failed.blocking_send(Err(io::Error::other(error.to_string())));
-        }
-        outcome
-    });
-    match size_rx.await {
-        Ok(size) => Ok(Download::File {
-            size,
-            body: ReceiverStream::new(data_rx).boxed(),
-        }),
-        Err(_) => {
-            let reason = match extraction.await {
-                Ok(Err(error)) => error.to_string(),
-                Ok(Ok(())) => "no file in the engine's archive".to_owned(),
-                Err(error) => error.to_string(),
-            };
-            Err(ServiceError::invalid(
-                "path",
-                format!("`{path}` cannot be downloaded: {reason}"),
-            ))
-        }
+    match first_file(tar).await {
+        Ok((size, body)) => Ok(Download::File { size, body }),
+        Err(error) => Err(ServiceError::invalid(
+            "path",
+            format!("`{path}` cannot be downloaded: {error}"),
+        )),
     }
 }
 
@@ -1041,20 +1042,65 @@ mod tests {
         assert!(matches!(sanitize(&garbage), Err(ArchiveError::Io(_))));
     }
 
-    #[test]
-    fn the_first_file_of_an_engine_archive_is_extracted() {
-        let input = tar_of(|builder| file(builder, "file.bin", &vec![1u8; 1500]));
+    fn engine_stream(bytes: Vec<u8>, chunk: usize) -> EngineByteStream {
+        let chunks: Vec<Result<Bytes, RuntimeError>> = bytes
+            .chunks(chunk)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        futures::stream::iter(chunks).boxed()
+    }
+
+    async fn collect(body: ByteStream) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        let mut announced = 0;
-        copy_first_file(&input[..], |size| {
-            announced = size;
-            &mut out
-        })
-        .unwrap();
-        assert_eq!(announced, 1500);
-        assert_eq!(out, vec![1u8; 1500]);
+        let mut body = body;
+        while let Some(piece) = body.next().await {
+            out.extend_from_slice(&piece?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn the_first_file_of_an_engine_archive_is_streamed_whatever_the_chunking() {
+        let data: Vec<u8> = (0..5000u32).map(|n| (n % 251) as u8).collect();
+        let input = tar_of(|builder| file(builder, "file.bin", &data));
+        for chunk in [1, 7, 512, 513, 4096, input.len()] {
+            let (size, body) = first_file(engine_stream(input.clone(), chunk)).await.unwrap();
+            assert_eq!(size, 5000, "chunk {chunk}");
+            assert_eq!(collect(body).await.unwrap(), data, "chunk {chunk}");
+        }
         let dir = tar_of(|builder| raw_entry(builder, "d/", EntryType::Directory, None));
-        assert!(copy_first_file(&dir[..], |_| Vec::new()).is_err());
+        assert!(first_file(engine_stream(dir, 512)).await.is_err());
+        assert!(
+            first_file(engine_stream(vec![0; 1024], 512)).await.is_err(),
+            "an empty archive"
+        );
+    }
+
+    #[tokio::test]
+    async fn long_names_and_pax_headers_are_skipped_and_pax_size_wins() {
+        let data = vec![9u8; 700];
+        let long_name = format!("{}/file.bin", "d".repeat(150));
+        let input = tar_of(|builder| {
+            let mut header = Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(EntryType::Regular);
+            builder.append_data(&mut header, &long_name, &data[..]).unwrap();
+        });
+        let (size, body) = first_file(engine_stream(input, 100)).await.unwrap();
+        assert_eq!(size, 700);
+        assert_eq!(collect(body).await.unwrap(), data);
+        assert_eq!(pax_size_record(b"20 path=a/b/c.bin\n16 size=123456\n"), Some(123_456));
+        assert_eq!(pax_size_record(b"20 path=a/b/c.bin\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_cut_short_is_an_error_not_a_short_file() {
+        let input = tar_of(|builder| file(builder, "file.bin", &[5u8; 3000]));
+        let cut = input[..512 + 1000].to_vec();
+        let (size, body) = first_file(engine_stream(cut, 256)).await.unwrap();
+        assert_eq!(size, 3000);
+        assert!(collect(body).await.is_err());
     }
 
     #[test]
