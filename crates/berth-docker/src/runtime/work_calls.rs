@@ -329,6 +329,20 @@ impl DockerRuntime {
         if !is_container_ref(container_id) {
             return Err(RuntimeError::NotFound(container_id.to_owned()));
         }
+        // Following with no history means "what comes from now on". Asked as `tail=0`, the engine
+        // would drop the lines written between this call and the moment it subscribes; asked as
+        // "since now", it reads those from its log file first.
+        let from_now;
+        let options = if options.follow && options.tail == Some(0) && options.since.is_none() {
+            from_now = LogOptions {
+                tail: None,
+                since: Some(chrono::Utc::now()),
+                ..options.clone()
+            };
+            &from_now
+        } else {
+            options
+        };
         let tail = options.tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
         // The engine takes `since` in whole seconds (as bollard sends it): ask from the second it
         // falls in and drop, by their timestamps, the lines before it.
