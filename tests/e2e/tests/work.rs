@@ -223,6 +223,15 @@ where
     }
 }
 
+/// Waits up to `within` for no process matching `needle` to run in the sandbox; true if so.
+async fn process_gone(api: &Api, id: &str, needle: &str, within: Duration) -> bool {
+    eventually(within, || async {
+        (!process_alive(api, id, needle).await).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 async fn process_alive(api: &Api, id: &str, needle: &str) -> bool {
     let ps = api.sh(id, "ps -o pid,stat,args").await;
     ps["stdout"]
@@ -450,11 +459,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
     socket.close(None).await.unwrap();
     drop(socket);
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            (!process_alive(&api, &id, "sleep 4321").await).then_some(())
-        })
-        .await
-        .is_some(),
+        process_gone(&api, &id, "sleep 4321", Duration::from_secs(10)).await,
         "the process outlived its socket"
     );
 
@@ -864,11 +869,7 @@ async fn an_exec_timeout_kills_the_process_and_its_children() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     for sleeper in ["sleep 4242", "sleep 4243"] {
         assert!(
-            eventually(Duration::from_secs(5), || async {
-                (!process_alive(&api, &id, sleeper).await).then_some(())
-            })
-            .await
-            .is_some(),
+            process_gone(&api, &id, sleeper, Duration::from_secs(5)).await,
             "`{sleeper}` still runs after the timeout"
         );
     }
@@ -895,11 +896,7 @@ async fn a_streamed_exec_with_a_timeout_is_killed_when_its_client_hangs_up() {
     assert!(process_alive(&api, &id, "sleep 6161").await);
     drop(events);
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            (!process_alive(&api, &id, "sleep 6161").await).then_some(())
-        })
-        .await
-        .is_some(),
+        process_gone(&api, &id, "sleep 6161", Duration::from_secs(5)).await,
         "the process outlived its client"
     );
 }
