@@ -61,18 +61,20 @@ pub enum ServiceError {
 impl ServiceError {
     /// One invalid value of a request (exec, files, logs…), named by its field.
     pub fn invalid(field: &str, message: String) -> Self {
-        ServiceError::InvalidRequest(ValidationErrors(vec![berth_core::FieldError {
-            field: field.into(),
-            message,
-        }]))
+        ServiceError::InvalidRequest(one_field_error(field, message))
     }
 
+    /// One invalid value of a sandbox spec (create or renew), named by its field.
     fn field(field: &str, message: String) -> Self {
-        ServiceError::Validation(ValidationErrors(vec![berth_core::FieldError {
-            field: field.into(),
-            message,
-        }]))
+        ServiceError::Validation(one_field_error(field, message))
     }
+}
+
+fn one_field_error(field: &str, message: String) -> ValidationErrors {
+    ValidationErrors(vec![berth_core::FieldError {
+        field: field.into(),
+        message,
+    }])
 }
 
 /// What a create produced; `replayed` when an idempotency key matched an earlier create.
@@ -315,13 +317,9 @@ impl SandboxService {
         self.stop(&id, reasons::DELETED).await
     }
 
-    /// Called by the expiry timers.
+    /// Called by the expiry timers. A sandbox renewed after its timer fired is left running
+    /// (`stop` checks the deadline under the sandbox's lock; the renewal re-armed the timer).
     pub async fn expire(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
-        let sandbox = self.get(id.as_str())?;
-        if sandbox.expires_at > Utc::now() {
-            // Renewed after the timer fired; the timer was re-armed by the renewal.
-            return Ok(sandbox);
-        }
         self.stop(id, reasons::EXPIRED).await
     }
 

@@ -248,3 +248,10 @@ pub fn sleeper() -> berth_api::SandboxRequest {
         ..Default::default()
     }
 }
+
+/// Whether a problem body lists a per-field error for `field`.
+pub fn field_named(problem: &Value, field: &str) -> bool {
+    problem["errors"]
+        .as_array()
+        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
+}

@@ -1,6 +1,6 @@
 //! Every kind of bad input gets a 4xx problem naming the field, and creates nothing.
 
-use berth_e2e::{TEST_IMAGE, TestServer, docker_ids};
+use berth_e2e::{TEST_IMAGE, TestServer, docker_ids, field_named};
 use serde_json::{Value, json};
 
 async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
@@ -37,12 +37,6 @@ async fn create(server: &TestServer, body: Value) -> (u16, Value) {
         serde_json::to_vec(&body).unwrap(),
     )
     .await
-}
-
-fn field_named(problem: &Value, field: &str) -> bool {
-    problem["errors"]
-        .as_array()
-        .is_some_and(|errors| errors.iter().any(|e| e["field"] == field))
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{TestServer, docker_inspect, eventually};
+use berth_e2e::{TestServer, docker_inspect, eventually, field_named};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -102,12 +102,6 @@ fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, kind: 
         body["detail"].as_str().unwrap_or_default().contains(detail),
         "detail should mention `{detail}`: {body}"
     );
-}
-
-fn field_named(problem: &Value, field: &str) -> bool {
-    problem["errors"]
-        .as_array()
-        .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
 }
 
 /// Server-sent events read as they arrive.
