@@ -653,9 +653,12 @@ check_compose_up() {
     port="$(free_port)"
     BERTH_IMAGE="$docker_image" BERTH_PORT="$port" DOCKER_GID="$(stat -c %g /var/run/docker.sock)"
     export BERTH_IMAGE BERTH_PORT DOCKER_GID
+    # The postgres image cannot be pulled here: the berth service alone keeps SQLite.
+    printf 'services:\n  berth:\n    environment:\n      BERTH_DATABASE_URL: ""\n' >"$work/sqlite.override.yml"
+    local files=(-f deploy/compose/docker-compose.yml -f "$work/sqlite.override.yml")
     touch "$work/compose.started"
-    "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml up -d --no-deps berth
-    cid="$("${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml ps -q berth)"
+    "${compose[@]}" -p "$project" "${files[@]}" up -d --no-deps berth
+    cid="$("${compose[@]}" -p "$project" "${files[@]}" ps -q berth)"
     if ! wait_http "http://127.0.0.1:$port/readyz" 30; then
         docker logs "$cid"
         fail "the compose berth service does not answer /readyz"
@@ -679,9 +682,9 @@ check_compose_up() {
         [[ "$health" == healthy ]] || fail "compose health status is '$health'"
         health=", healthy"
     fi
-    "${compose[@]}" -p "$project" -f deploy/compose/docker-compose.yml down -v
+    "${compose[@]}" -p "$project" "${files[@]}" down -v
     rm -f "$work/compose.started"
-    detail "${compose[*]} up berth: /readyz 200, 512 MiB / 1 CPU limits, read-only, 65532:65532$health"
+    detail "${compose[*]} up berth (SQLite; no postgres image here): /readyz 200, 512 MiB / 1 CPU limits, read-only, 65532:65532$health"
 }
 
 # ---- run ------------------------------------------------------------------------------------

@@ -151,10 +151,19 @@ impl Berth {
         self.send(request, StatusCode::OK).await
     }
 
-    /// `DELETE /v1/sandboxes/{id}`.
+    /// `DELETE /v1/sandboxes/{id}?wait=true`: returns once the container is gone.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        let request = self.http.delete(format!("{}/v1/sandboxes/{id}", self.url));
+        let request = self
+            .http
+            .delete(format!("{}/v1/sandboxes/{id}", self.url))
+            .query(&[("wait", "true")]);
         self.send(request, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`: returns once the sandbox is marked `Stopping`.
+    pub async fn delete_in_background(&self, id: &str) -> Result<()> {
+        let request = self.http.delete(format!("{}/v1/sandboxes/{id}", self.url));
+        self.send(request, StatusCode::ACCEPTED).await.map(drop)
     }
 
     /// `POST /v1/sandboxes/{id}/exec` with `{"cmd": cmd}`; the JSON result.

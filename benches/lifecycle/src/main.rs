@@ -266,15 +266,25 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
         get.raw.push(r);
     }
 
-    eprintln!("delete: {} per side", args.iterations);
-    let mut delete = Row::new("delete", Target::RatioToRaw(1.15));
+    eprintln!("delete: {} per side, alternating berth's two forms", args.iterations);
+    // The default delete answers once the sandbox is marked `Stopping`; `?wait=true` once the
+    // container is gone. Each is compared with the raw remove of a container.
+    let mut delete_call = Row::new("delete (call)", Target::Millis(5.0));
+    let mut delete_wait = Row::new("delete (?wait=true)", Target::RatioToRaw(1.15));
     for (i, (sandbox, container)) in sandboxes.iter().zip(&containers).enumerate() {
-        let ((b, ok_b), (r, ok_r)) =
-            interleaved(i, timed(berth.delete(sandbox)), timed(engine.remove(container))).await;
+        let row = if i % 2 == 0 { &mut delete_call } else { &mut delete_wait };
+        let berth_delete = async {
+            if i % 2 == 0 {
+                berth.delete_in_background(sandbox).await
+            } else {
+                berth.delete(sandbox).await
+            }
+        };
+        let ((b, ok_b), (r, ok_r)) = interleaved(i / 2, timed(berth_delete), timed(engine.remove(container))).await;
         ok_b?;
         ok_r?;
-        delete.berth.push(b);
-        delete.raw.push(r);
+        row.berth.push(b);
+        row.raw.push(r);
     }
 
     let population = args.population;
@@ -328,7 +338,7 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
         list.berth.push(b);
         list.raw.push(r);
     }
-    Ok(vec![create, get, list, delete])
+    Ok(vec![create, get, list, delete_call, delete_wait])
 }
 
 /// Runs both, berth first on even rounds and raw first on odd ones, so drift hits both alike.

@@ -157,6 +157,13 @@ pub struct Health {
     /// berth's version.
     pub version: String,
     pub uptime_seconds: u64,
+    /// Whether this process leads its deployment (runs the reconciler, expiries and pools);
+    /// every process serves the API.
+    #[serde(default)]
+    pub leader: bool,
+    /// Where the records live, without secrets: `sqlite /path/berth.db` or `postgres host:port/db`.
+    #[serde(default)]
+    pub store: String,
     /// `store` and `engines` (each engine by name) → `ok` or the reason it is not.
     pub checks: HealthChecks,
 }

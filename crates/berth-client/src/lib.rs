@@ -206,11 +206,24 @@ impl BerthClient {
         }
     }
 
-    /// `DELETE /v1/sandboxes/{id}`: stops and removes the sandbox.
+    /// `DELETE /v1/sandboxes/{id}?wait=true`: stops and removes the sandbox, returning once its
+    /// container is gone.
     pub async fn delete(&self, id: &str) -> Result<(), ClientError> {
-        self.send(self.http.delete(sandbox_url(&self.base, id, None)))
-            .await
-            .map(drop)
+        let mut url = sandbox_url(&self.base, id, None);
+        url.query_pairs_mut().append_pair("wait", "true");
+        self.send(self.http.delete(url)).await.map(drop)
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`: marks the sandbox `Stopping` and returns at once while the
+    /// server removes it in the background. `None` when it had already ended.
+    pub async fn delete_in_background(&self, id: &str) -> Result<Option<SandboxView>, ClientError> {
+        let body = self.send(self.http.delete(sandbox_url(&self.base, id, None))).await?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|error| ClientError::Decode(format!("delete answer is not a sandbox: {error}")))
     }
 
     /// `POST /v1/sandboxes/{id}/ttl`: sets the deadline to now + `ttl`.
@@ -672,7 +685,7 @@ mod tests {
         assert_eq!(error.to_string(), "no sandbox nope");
         let request = server.await.unwrap();
         assert!(
-            request.starts_with("DELETE /v1/sandboxes/nope HTTP/1.1\r\n"),
+            request.starts_with("DELETE /v1/sandboxes/nope?wait=true HTTP/1.1\r\n"),
             "{request}"
         );
     }

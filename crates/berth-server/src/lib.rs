@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod files;
 pub mod index;
 pub mod locks;
+pub mod metrics;
 pub mod output;
 pub mod processes;
 pub mod reconciler;
@@ -114,7 +115,10 @@ pub async fn start(
     store: Arc<dyn Store>,
 ) -> Result<(Arc<SandboxService>, tokio::task::JoinSet<()>), ServeError> {
     let (timers, expired) = expiry::ExpiryTimers::start();
-    let service = Arc::new(SandboxService::new(runtime, store, config, timers));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let runtime: Arc<dyn Runtime> = Arc::new(metrics::MeteredRuntime::new(runtime, Arc::clone(&metrics)));
+    let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, Arc::clone(&metrics)));
+    let service = Arc::new(SandboxService::new(runtime, store, config, timers, metrics));
     let loaded = service.load().await?;
     info!(records = loaded, "sandbox records loaded");
     let background = reconciler::start(Arc::clone(&service), expired);

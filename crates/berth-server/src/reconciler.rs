@@ -1,10 +1,12 @@
-//! The reconciler's loops: engine events applied as they come (reconnecting with backoff),
-//! a periodic full resync as the safety net, and expiries handed over by the timer queue.
+//! The reconciler's loops. Every process follows the store (other processes' writes) and keeps
+//! its expiry timers; only the leader of the deployment — one process at a time, elected
+//! through the store — follows engine events, resyncs and expires sandboxes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_core::SandboxId;
+use chrono::Utc;
 use futures::StreamExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -15,15 +17,102 @@ use crate::service::SandboxService;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Expiries handled at once; more wait their turn so a burst cannot flood the engine.
 const EXPIRY_CONCURRENCY: usize = 32;
+/// How often a process that does not lead tries to take the leadership: a dead leader is
+/// replaced within about this long after the store notices.
+const LEADERSHIP_POLL: Duration = Duration::from_secs(1);
+/// How often other processes' writes are read from a shared store.
+const STORE_POLL: Duration = Duration::from_secs(1);
+/// Each store poll re-reads this far back: writes from transactions that committed late, or
+/// stamped by a process whose clock lags, are still seen.
+const STORE_POLL_OVERLAP: Duration = Duration::from_secs(10);
+/// Store polls between two sweeps of long-ended records out of the index.
+const POLLS_PER_SWEEP: u32 = 30;
 
 /// Starts the loops; they run until the returned set is dropped or aborted.
 pub fn start(service: Arc<SandboxService>, expired: mpsc::UnboundedReceiver<SandboxId>) -> JoinSet<()> {
-    let resync_now = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    tasks.spawn(follow_events(Arc::clone(&service), Arc::clone(&resync_now)));
-    tasks.spawn(resync_periodically(Arc::clone(&service), resync_now));
+    tasks.spawn(lead_when_elected(Arc::clone(&service)));
+    tasks.spawn(follow_store(Arc::clone(&service)));
     tasks.spawn(expire(service, expired));
     tasks
+}
+
+/// Waits for the leadership, runs the leader's loops while it lasts, and starts over when it is lost.
+async fn lead_when_elected(service: Arc<SandboxService>) {
+    let cluster = service.config().cluster.clone();
+    let mut waiting_logged = false;
+    loop {
+        let mut lease = match service.store().try_lead(&cluster).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                if !waiting_logged {
+                    info!(%cluster, "another process leads this deployment; serving the API and standing by");
+                    waiting_logged = true;
+                }
+                tokio::time::sleep(LEADERSHIP_POLL).await;
+                continue;
+            }
+            Err(error) => {
+                service.metrics().count_error("leadership");
+                warn!(%error, "cannot ask the store for the leadership; retrying");
+                tokio::time::sleep(LEADERSHIP_POLL).await;
+                continue;
+            }
+        };
+        waiting_logged = false;
+        if service.store().is_shared() {
+            // Catch up on everything the previous leader and the other processes wrote.
+            if let Err(error) = service.refresh_from_store(chrono::DateTime::UNIX_EPOCH).await {
+                warn!(%error, "cannot read the records before leading; giving the leadership back");
+                drop(lease);
+                tokio::time::sleep(LEADERSHIP_POLL).await;
+                continue;
+            }
+        }
+        service.set_leading(true);
+        service.arm_all_timers();
+        info!(%cluster, "leading this deployment: following the engine, resyncing and expiring sandboxes");
+
+        let resync_now = Arc::new(Notify::new());
+        let mut loops = JoinSet::new();
+        loops.spawn(follow_events(Arc::clone(&service), Arc::clone(&resync_now)));
+        loops.spawn(resync_periodically(Arc::clone(&service), resync_now));
+        let reason = lease.lost().await;
+        loops.abort_all();
+        service.set_leading(false);
+        service.metrics().count_error("leadership");
+        warn!(%reason, "lost the leadership; standing by");
+    }
+}
+
+/// Reads other processes' writes into the index. Needless for the leader of a store only it
+/// writes (SQLite), so it skips those polls.
+async fn follow_store(service: Arc<SandboxService>) {
+    let mut since = Utc::now() - STORE_POLL_OVERLAP;
+    let mut polls: u32 = 0;
+    loop {
+        tokio::time::sleep(STORE_POLL).await;
+        if !service.store().is_shared() && service.is_leading() {
+            continue;
+        }
+        let poll_started = Utc::now();
+        match service.refresh_from_store(since).await {
+            Ok(changed) => {
+                if changed > 0 {
+                    debug!(changed, "took other processes' writes from the store");
+                }
+                since = poll_started - STORE_POLL_OVERLAP;
+            }
+            Err(error) => {
+                service.metrics().count_error("store_poll");
+                warn!(%error, "cannot read other processes' writes; retrying");
+            }
+        }
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(POLLS_PER_SWEEP) && !service.is_leading() {
+            service.forget_old_records();
+        }
+    }
 }
 
 async fn follow_events(service: Arc<SandboxService>, resync_now: Arc<Notify>) {
@@ -42,6 +131,7 @@ async fn follow_events(service: Arc<SandboxService>, resync_now: Arc<Notify>) {
                             service.apply_event(event).await;
                         }
                         Err(error) => {
+                            service.metrics().count_error("engine_events");
                             warn!(%error, "engine event stream failed");
                             break;
                         }
@@ -49,7 +139,10 @@ async fn follow_events(service: Arc<SandboxService>, resync_now: Arc<Notify>) {
                 }
                 warn!("engine event stream ended; reconnecting");
             }
-            Err(error) => warn!(%error, retry_in = ?backoff, "cannot follow engine events"),
+            Err(error) => {
+                service.metrics().count_error("engine_events");
+                warn!(%error, retry_in = ?backoff, "cannot follow engine events");
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -59,10 +152,15 @@ async fn follow_events(service: Arc<SandboxService>, resync_now: Arc<Notify>) {
 async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notify>) {
     let interval = service.config().resync_interval;
     loop {
+        let started = std::time::Instant::now();
         match service.resync().await {
             Ok(report) => debug!(?report, "resync done"),
-            Err(error) => warn!(%error, "resync failed"),
+            Err(error) => {
+                service.metrics().count_error("resync");
+                warn!(%error, "resync failed");
+            }
         }
+        service.metrics().observe_loop("resync", started.elapsed());
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = resync_now.notified() => {}
@@ -73,12 +171,17 @@ async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notif
 async fn expire(service: Arc<SandboxService>, mut expired: mpsc::UnboundedReceiver<SandboxId>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(EXPIRY_CONCURRENCY));
     while let Some(id) = expired.recv().await {
+        if !service.is_leading() {
+            // The leader's own timer expires it; this one is re-armed if this process leads.
+            continue;
+        }
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             return;
         };
         let service = Arc::clone(&service);
         tokio::spawn(async move {
             if let Err(error) = service.expire(&id).await {
+                service.metrics().count_error("expiry");
                 // The record stays `Stopping` (or untouched) and the resync finishes the job.
                 warn!(sandbox = %id, %error, "expiry failed; the resync will retry");
             }

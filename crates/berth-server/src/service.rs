@@ -2,6 +2,7 @@
 //! store before the engine is touched, then mirrored into the in-memory index that reads use.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::ServerConfig;
 use crate::expiry::ExpiryTimers;
 use crate::index::SandboxIndex;
 use crate::locks::SandboxLocks;
+use crate::metrics::{CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
 /// Owner recorded when a create names none.
@@ -77,6 +79,9 @@ fn one_field_error(field: &str, message: String) -> ValidationErrors {
     }])
 }
 
+/// Removals of deleted sandboxes running at once; more wait their turn.
+pub const REMOVAL_CONCURRENCY: usize = 16;
+
 /// What a create produced; `replayed` when an idempotency key matched an earlier create.
 #[derive(Debug)]
 pub struct Created {
@@ -94,6 +99,11 @@ pub struct SandboxService {
     /// Sandboxes whose container is being created right now; the resync leaves them alone.
     provisioning: Mutex<HashSet<SandboxId>>,
     processes: ProcessRegistry,
+    metrics: Arc<Metrics>,
+    /// Whether this process runs the reconciler and expiries of its deployment (see `reconciler`).
+    leading: AtomicBool,
+    /// Background removals of deleted sandboxes, bounded so a mass delete cannot flood the engine.
+    removals: Arc<tokio::sync::Semaphore>,
     started: tokio::time::Instant,
 }
 
@@ -105,7 +115,13 @@ pub struct RunningSandbox {
 }
 
 impl SandboxService {
-    pub fn new(runtime: Arc<dyn Runtime>, store: Arc<dyn Store>, config: ServerConfig, timers: ExpiryTimers) -> Self {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        timers: ExpiryTimers,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         SandboxService {
             runtime,
             store,
@@ -115,6 +131,9 @@ impl SandboxService {
             timers,
             provisioning: Mutex::default(),
             processes: ProcessRegistry::default(),
+            metrics,
+            leading: AtomicBool::new(false),
+            removals: Arc::new(tokio::sync::Semaphore::new(REMOVAL_CONCURRENCY)),
             started: tokio::time::Instant::now(),
         }
     }
@@ -141,6 +160,16 @@ impl SandboxService {
         &self.store
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The `/metrics` text, with the sandbox gauges taken from the index now.
+    pub fn render_metrics(&self) -> String {
+        let records = self.index.snapshot();
+        self.metrics.render(records.iter().map(AsRef::as_ref))
+    }
+
     /// Loads every record from the store into the index and arms the expiry timers of the live
     /// ones. Called once at start, before the API serves.
     pub async fn load(&self) -> Result<usize, StoreError> {
@@ -162,6 +191,67 @@ impl SandboxService {
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(count),
+            }
+        }
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::SeqCst);
+        self.metrics.set_leader(leading);
+    }
+
+    /// Takes records other processes wrote since `since` into the index (never replacing a
+    /// newer copy) and re-arms or disarms their timers. Returns how many changed here.
+    pub async fn refresh_from_store(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        let records = self.store.updated_since(since).await?;
+        Ok(records.into_iter().filter(|record| self.merge(record.clone())).count())
+    }
+
+    /// Puts a record read from the store into the index unless the index already holds the
+    /// same or a newer write of it; keeps its timer and processes in step. Returns whether it changed.
+    fn merge(&self, record: Sandbox) -> bool {
+        if self
+            .index
+            .get(&record.id)
+            .is_some_and(|current| current.updated_at >= record.updated_at)
+        {
+            return false;
+        }
+        if record.status.is_ended() {
+            self.timers.cancel(record.id.clone());
+            self.processes.forget(&record.id);
+        } else {
+            self.timers.schedule(record.id.clone(), record.expires_at);
+        }
+        self.index.put(record);
+        true
+    }
+
+    /// The latest copy of a record: with a shared store another process may have changed it, so
+    /// it is read again (under the caller's sandbox lock) before any decision is taken on it.
+    async fn fresh(&self, id: &SandboxId) -> Option<Arc<Sandbox>> {
+        if self.store.is_shared() {
+            match self.store.get(id).await {
+                Ok(Some(record)) => {
+                    self.merge(record);
+                }
+                Ok(None) => {}
+                Err(error) => debug!(sandbox = %id, %error, "cannot re-read a record; using the index's copy"),
+            }
+        }
+        self.index.get(id)
+    }
+
+    /// Arms the expiry timer of every live record: what a process does when it becomes the
+    /// leader, since timers that fired while it followed were dropped.
+    pub fn arm_all_timers(&self) {
+        for record in self.index.snapshot() {
+            if !record.status.is_ended() {
+                self.timers.schedule(record.id.clone(), record.expires_at);
             }
         }
     }
@@ -226,6 +316,7 @@ impl SandboxService {
         self.index.put(sandbox.clone());
         self.timers.schedule(id.clone(), sandbox.expires_at);
         info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
+        self.metrics.count_operation(Operation::Create);
 
         self.lock_provisioning().insert(id.clone());
         let service = Arc::clone(self);
@@ -286,6 +377,10 @@ impl SandboxService {
                 debug!(sandbox = %id, container = %container.container_id, "container started");
                 self.adopt_container(&mut sandbox, &container).await;
                 self.persist(&mut sandbox).await?;
+                if sandbox.status == Status::Running {
+                    let took = (Utc::now() - sandbox.created_at).to_std().unwrap_or_default();
+                    self.metrics.observe_create(CreatePath::Cold, took);
+                }
                 if sandbox.status.is_ended() {
                     self.after_end(&sandbox);
                 }
@@ -297,6 +392,7 @@ impl SandboxService {
                     _ => reasons::CREATE_FAILED,
                 };
                 warn!(sandbox = %id, %error, "create failed");
+                self.metrics.count_operation(Operation::CreateFailed);
                 sandbox.end(Status::Failed, reason, Utc::now());
                 // If this write fails too, the record stays `Creating` and the resync settles it.
                 if let Err(store_error) = self.persist(&mut sandbox).await {
@@ -317,6 +413,40 @@ impl SandboxService {
         self.stop(&id, reasons::DELETED).await
     }
 
+    /// Marks the sandbox `Stopping` and returns; the removal runs in the background (at most
+    /// [`REMOVAL_CONCURRENCY`] at once), and the resync finishes it if this process dies first.
+    /// From `Stopping` a sandbox only goes on to `Terminated`.
+    pub async fn delete_in_background(self: &Arc<Self>, id: &str) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let marked = {
+            let _guard = self.locks.lock(&id).await;
+            let mut sandbox = match self.fresh(&id).await {
+                Some(sandbox) => Sandbox::clone(&sandbox),
+                None => return Err(ServiceError::NotFound(id.to_string())),
+            };
+            if sandbox.status.is_ended() {
+                return Ok(sandbox);
+            }
+            if sandbox.status != Status::Stopping {
+                sandbox.status = Status::Stopping;
+                sandbox.status_reason = Some(reasons::DELETED.to_owned());
+                self.persist(&mut sandbox).await?;
+            }
+            sandbox
+        };
+        let service = Arc::clone(self);
+        let removals = Arc::clone(&self.removals);
+        tokio::spawn(async move {
+            let Ok(_permit) = removals.acquire_owned().await else {
+                return;
+            };
+            if let Err(error) = service.stop(&id, reasons::DELETED).await {
+                warn!(sandbox = %id, %error, "background removal failed; the resync will finish it");
+            }
+        });
+        Ok(marked)
+    }
+
     /// Called by the expiry timers. A sandbox renewed after its timer fired is left running
     /// (`stop` checks the deadline under the sandbox's lock; the renewal re-armed the timer).
     pub async fn expire(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
@@ -325,7 +455,7 @@ impl SandboxService {
 
     async fn stop(&self, id: &SandboxId, reason: &str) -> Result<Sandbox, ServiceError> {
         let _guard = self.locks.lock(id).await;
-        let mut sandbox = match self.index.get(id) {
+        let mut sandbox = match self.fresh(id).await {
             Some(sandbox) => Sandbox::clone(&sandbox),
             None => return Err(ServiceError::NotFound(id.to_string())),
         };
@@ -355,6 +485,11 @@ impl SandboxService {
         self.timers.cancel(id.clone());
         self.processes.forget(id);
         info!(sandbox = %id, %reason, "sandbox ended");
+        self.metrics.count_operation(if reason == reasons::EXPIRED {
+            Operation::Expire
+        } else {
+            Operation::Delete
+        });
         Ok(sandbox)
     }
 
@@ -373,6 +508,7 @@ impl SandboxService {
         }
         let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
         let _guard = self.locks.lock(&sandbox_id).await;
+        self.fresh(&sandbox_id).await;
         let mut sandbox = self.live_record(&sandbox_id)?;
         if sandbox.status == Status::Stopping {
             return Err(ServiceError::InvalidState(format!(
@@ -471,6 +607,7 @@ impl SandboxService {
     async fn set_paused(&self, id: &str, pause: bool) -> Result<Sandbox, ServiceError> {
         let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
         let _guard = self.locks.lock(&id).await;
+        self.fresh(&id).await;
         let mut sandbox = self.live_record(&id)?;
         let (from, to) = if pause {
             (Status::Running, Status::Paused)
@@ -555,7 +692,7 @@ impl SandboxService {
             return;
         }
         let _guard = self.locks.lock(&id).await;
-        let Some(current) = self.index.get(&id) else { return };
+        let Some(current) = self.fresh(&id).await else { return };
         if current.status.is_ended() || current.container_id.as_deref() != Some(event.container_id.as_str()) {
             return;
         }
@@ -653,13 +790,14 @@ impl SandboxService {
             }
         }
         let mut report = ResyncReport::default();
+        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
 
         for record in self.index.snapshot() {
             if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
                 continue;
             }
             let _guard = self.locks.lock(&record.id).await;
-            let Some(current) = self.index.get(&record.id) else {
+            let Some(current) = self.fresh(&record.id).await else {
                 continue;
             };
             if current.status.is_ended() || current.updated_at > snapshot_at {
@@ -684,6 +822,10 @@ impl SandboxService {
                     report.adopted += 1;
                 }
                 (Status::Pending | Status::Creating, None) => {
+                    // With a shared store, another process may be creating it right now.
+                    if self.store.is_shared() && sandbox.updated_at + grace > now {
+                        continue;
+                    }
                     sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
                 }
                 (_, None) => {
@@ -712,7 +854,6 @@ impl SandboxService {
             }
         }
 
-        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
         for container in &containers {
             let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
             let collect = match &record {
@@ -748,12 +889,23 @@ impl SandboxService {
                 return 0;
             }
         };
+        self.forget_ended_before(cutoff);
+        purged
+    }
+
+    /// Drops ended records older than the retention period from the index only: what a process
+    /// that does not lead does, since the leader purges the store.
+    pub fn forget_old_records(&self) {
+        let cutoff = Utc::now() - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        self.forget_ended_before(cutoff);
+    }
+
+    fn forget_ended_before(&self, cutoff: DateTime<Utc>) {
         for record in self.index.snapshot() {
             if record.ended_at.is_some_and(|ended_at| ended_at < cutoff) {
                 self.index.remove(&record.id);
             }
         }
-        purged
     }
 
     /// Writes the record to the store (retrying transient failures), then to the index.

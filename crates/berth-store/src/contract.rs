@@ -1,12 +1,16 @@
 //! The backend-independent contract of [`Store`]: one `pub async fn` per behaviour, each taking
-//! a fresh, empty store, and [`store_contract_tests!`](crate::store_contract_tests) to run them
+//! a fresh, empty store (leadership ones also a second handle on the same database, as another
+//! process would hold), and [`store_contract_tests!`](crate::store_contract_tests) to run them
 //! all as separate tests against a backend.
 //!
 //! A backend's test file runs the whole suite with:
 //!
 //! ```ignore
-//! async fn fresh() -> (Arc<dyn Store>, impl Sized) { /* an empty store + whatever keeps it alive */ }
-//! berth_store::store_contract_tests!(fresh);
+//! /// An empty store + whatever keeps its database alive (a temp dir, a throwaway database).
+//! async fn fresh() -> (Arc<dyn Store>, Guard) { /* ... */ }
+//! /// Another handle on the database `guard` keeps, as a second process would open it.
+//! async fn reopen(guard: &Guard) -> Arc<dyn Store> { /* ... */ }
+//! berth_store::store_contract_tests!(fresh, reopen);
 //! ```
 
 use std::collections::BTreeMap;
@@ -16,14 +20,16 @@ use std::time::Duration;
 use berth_core::{PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, Status};
 use chrono::{DateTime, Utc};
 
-use crate::{Cursor, SandboxFilter, Store, StoreError};
+use crate::{Cursor, Lease, SandboxFilter, Store, StoreError};
 
 /// Generates one `#[tokio::test]` per contract function. `$fresh` is an async fn (or closure)
 /// returning `(Arc<dyn Store>, guard)`: an empty store, and anything that must live as long as
-/// it (a temp dir, a throwaway database). The calling crate needs `tokio` as a dev-dependency.
+/// it (a temp dir, a throwaway database). `$reopen` is an async fn taking `&guard` and
+/// returning another `Arc<dyn Store>` on the same database, opened the way a second process
+/// would. The calling crate needs `tokio` as a dev-dependency.
 #[macro_export]
 macro_rules! store_contract_tests {
-    ($fresh:expr) => {
+    ($fresh:expr, $reopen:expr) => {
         $crate::store_contract_tests!(@each $fresh;
             round_trip_preserves_every_field,
             get_of_unknown_id_is_none,
@@ -46,6 +52,13 @@ macro_rules! store_contract_tests {
             concurrent_writers_all_succeed,
             concurrent_inserts_admit_one_per_idempotency_key,
             ping_answers,
+            updated_since_returns_records_written_at_or_after_the_instant,
+            describe_names_the_backend,
+        );
+        $crate::store_contract_tests!(@pair $fresh, $reopen;
+            leadership_is_exclusive_per_cluster,
+            a_dropped_lease_frees_leadership,
+            handles_on_one_database_see_each_others_writes,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -54,6 +67,16 @@ macro_rules! store_contract_tests {
             async fn $name() {
                 let (store, _guard) = ($fresh)().await;
                 $crate::contract::$name(store).await;
+            }
+        )*
+    };
+    (@pair $fresh:expr, $reopen:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, guard) = ($fresh)().await;
+                let other = ($reopen)(&guard).await;
+                $crate::contract::$name(store, other).await;
             }
         )*
     };
@@ -1056,4 +1079,170 @@ pub async fn concurrent_inserts_admit_one_per_idempotency_key(store: Arc<dyn Sto
 
 pub async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
+}
+
+/// The records `store` says were written at or after `since`, sorted by id for comparison.
+async fn updated_since_by_id(store: &dyn Store, since: DateTime<Utc>) -> Vec<Sandbox> {
+    let mut records = store.updated_since(since).await.expect("updated_since");
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    records
+}
+
+fn sorted_by_id(records: &[&Sandbox]) -> Vec<Sandbox> {
+    let mut records: Vec<Sandbox> = records.iter().map(|s| (*s).clone()).collect();
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    records
+}
+
+/// `updated_since` answers by each record's own `updated_at`, bound included, to the
+/// nanosecond: inserted and updated records, ended ones too; an update moving `updated_at`
+/// back moves the record out; purged records are gone.
+pub async fn updated_since_returns_records_written_at_or_after_the_instant(store: Arc<dyn Store>) {
+    assert!(updated_since_by_id(&*store, at(0)).await.is_empty());
+    let stamped = |mut sandbox: Sandbox, updated_at: DateTime<Utc>| {
+        sandbox.updated_at = updated_at;
+        sandbox
+    };
+    let old = stamped(sample("alice", at_secs(0)), at_secs(10));
+    let middle = stamped(labelled(sample("bob", at_secs(1)), &[("team", "red")]), at_secs(20));
+    let ended = stamped(in_status(sample("alice", at_secs(2)), Status::Terminated), at_secs(30));
+    insert_all(&*store, &[old.clone(), middle.clone(), ended.clone()]).await;
+
+    assert_eq!(
+        updated_since_by_id(&*store, at_secs(0)).await,
+        sorted_by_id(&[&old, &middle, &ended])
+    );
+    assert_eq!(
+        updated_since_by_id(&*store, at_secs(20)).await,
+        sorted_by_id(&[&middle, &ended]),
+        "the bound is included"
+    );
+    assert_eq!(
+        updated_since_by_id(&*store, at_secs(20) + chrono::Duration::nanoseconds(1)).await,
+        sorted_by_id(&[&ended]),
+        "one nanosecond later excludes it"
+    );
+    assert!(updated_since_by_id(&*store, at_secs(31)).await.is_empty());
+
+    // An update is found by its new `updated_at`, whole.
+    let mut touched = old.clone();
+    touched.status = Status::Paused;
+    touched.updated_at = at_secs(40);
+    store.update(&touched).await.expect("update");
+    assert_eq!(updated_since_by_id(&*store, at_secs(35)).await, vec![touched.clone()]);
+    // The record's own time counts, not when the write happened.
+    let mut backdated = middle.clone();
+    backdated.updated_at = at_secs(5);
+    store.update(&backdated).await.expect("update");
+    assert_eq!(
+        updated_since_by_id(&*store, at_secs(20)).await,
+        sorted_by_id(&[&ended, &touched])
+    );
+
+    assert_eq!(store.purge_ended_before(at_secs(1_000)).await.expect("purge"), 1);
+    assert_eq!(
+        updated_since_by_id(&*store, at_secs(0)).await,
+        sorted_by_id(&[&touched, &backdated])
+    );
+}
+
+/// `describe` names the backend first and never carries a password.
+pub async fn describe_names_the_backend(store: Arc<dyn Store>) {
+    let description = store.describe();
+    let backend = description.split_whitespace().next().unwrap_or_default();
+    assert!(
+        matches!(backend, "sqlite" | "postgres"),
+        "unknown backend in {description:?}"
+    );
+    assert!(description.len() > backend.len() + 1, "no location in {description:?}");
+    assert_eq!(store.is_shared(), backend == "postgres", "{description}");
+}
+
+/// Tries to lead `cluster` every 100 ms for up to `patience`.
+async fn lead_within(store: &dyn Store, cluster: &str, patience: Duration) -> Option<Lease> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(lease) = store.try_lead(cluster).await.expect("try_lead") {
+            return Some(lease);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One leader per cluster among every handle on the database, the leader's own included;
+/// clusters do not conflict; a held lease is not reported lost.
+pub async fn leadership_is_exclusive_per_cluster(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let mut lease = store
+        .try_lead("alpha")
+        .await
+        .expect("try_lead")
+        .expect("a fresh store leads");
+    assert!(
+        other.try_lead("alpha").await.expect("try_lead").is_none(),
+        "another handle"
+    );
+    assert!(
+        store.try_lead("alpha").await.expect("try_lead").is_none(),
+        "the same handle again"
+    );
+
+    let beta = other
+        .try_lead("beta")
+        .await
+        .expect("try_lead")
+        .expect("another cluster is free");
+    assert!(store.try_lead("beta").await.expect("try_lead").is_none());
+    for cluster in ["alpha/", "Alpha", "alpha beta", ""] {
+        let lease = other.try_lead(cluster).await.expect("try_lead");
+        assert!(lease.is_some(), "cluster {cluster:?} is not alpha's");
+    }
+
+    // Held leases are kept, and not reported lost, through a few seconds of keeping.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2_500), lease.lost())
+            .await
+            .is_err(),
+        "a held lease is not lost"
+    );
+    assert!(other.try_lead("alpha").await.expect("try_lead").is_none());
+    drop(beta);
+}
+
+/// Dropping a lease lets another handle lead within a few seconds, and leadership can pass
+/// back and forth.
+pub async fn a_dropped_lease_frees_leadership(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let patience = Duration::from_secs(5);
+    let first = store.try_lead("main").await.expect("try_lead").expect("leads");
+    assert!(other.try_lead("main").await.expect("try_lead").is_none());
+    drop(first);
+    let second = lead_within(&*other, "main", patience)
+        .await
+        .expect("the other handle takes over");
+    assert!(store.try_lead("main").await.expect("try_lead").is_none());
+    drop(second);
+    let third = lead_within(&*store, "main", patience).await;
+    assert!(third.is_some(), "leadership comes back");
+}
+
+/// Two handles on one database are one store: each sees the other's writes at once.
+pub async fn handles_on_one_database_see_each_others_writes(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let mut sandbox = labelled(sample("alice", at(0)), &[("team", "red")]);
+    sandbox.idempotency_key = Some("k".into());
+    store.insert(&sandbox).await.expect("insert");
+    assert_eq!(other.get(&sandbox.id).await.expect("get"), Some(sandbox.clone()));
+    match other.insert(&sandbox).await {
+        Err(StoreError::AlreadyExists(id)) => assert_eq!(id, sandbox.id),
+        result => panic!("expected AlreadyExists, got {result:?}"),
+    }
+    sandbox.status = Status::Paused;
+    sandbox.updated_at = at_secs(9);
+    other.update(&sandbox).await.expect("update through the other handle");
+    assert_eq!(store.get(&sandbox.id).await.expect("get"), Some(sandbox.clone()));
+    assert_eq!(
+        store.updated_since(at_secs(9)).await.expect("updated_since"),
+        vec![sandbox]
+    );
 }

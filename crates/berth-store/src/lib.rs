@@ -1,17 +1,23 @@
-//! The record of intent: the [`Store`] trait, its SQLite backend, and the contract suite that
-//! every backend must pass unchanged.
+//! The record of intent: the [`Store`] trait, its SQLite and PostgreSQL backends, the
+//! leadership [`Lease`] a store hands out, and the contract suite that every backend must pass
+//! unchanged.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use async_trait::async_trait;
 use berth_core::{Sandbox, SandboxId, Status};
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod postgres;
 mod sql;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Which sandboxes a list returns. Empty fields do not filter.
@@ -100,6 +106,45 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Leadership of one deployment among every process sharing a store, held until dropped.
+/// Dropping it gives leadership up promptly, so another process can take it.
+pub struct Lease {
+    /// Whatever holds leadership (a locked file, the handle of the task keeping a database
+    /// session); dropping it releases leadership.
+    _holder: Box<dyn Any + Send + Sync>,
+    /// Set to the reason when leadership is lost; `None` for a lease that cannot be lost.
+    lost: Option<watch::Receiver<Option<String>>>,
+}
+
+impl Lease {
+    /// A lease held by `holder`; `lost` receives the reason if leadership is lost while held.
+    pub(crate) fn held(holder: Box<dyn Any + Send + Sync>, lost: Option<watch::Receiver<Option<String>>>) -> Self {
+        Lease { _holder: holder, lost }
+    }
+
+    /// Completes when leadership is lost, with the reason. Pending forever for a lease that
+    /// cannot be lost. Cancel-safe, and answers again (with the same reason) once lost.
+    pub async fn lost(&mut self) -> String {
+        let Some(lost) = &mut self.lost else {
+            return std::future::pending().await;
+        };
+        match lost.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The keeper went away without a word (its runtime shut down): whatever it held
+            // died with it.
+            Err(_) => "the lease keeper stopped".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("can_be_lost", &self.lost.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Durable sandbox records. Every method is one atomic transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -124,4 +169,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records inserted or updated with `updated_at >= since` (the record's own `updated_at`),
+    /// ended ones included, in any order.
+    async fn updated_since(&self, since: DateTime<Utc>) -> Result<Vec<Sandbox>, StoreError>;
+
+    /// Whether other processes may write this store at the same time (PostgreSQL: true;
+    /// SQLite: false).
+    fn is_shared(&self) -> bool;
+
+    /// Where the records live, for logs and /health, without secrets:
+    /// `sqlite /path/berth.db` or `postgres host:port/db`.
+    fn describe(&self) -> String;
+
+    /// Tries once, without waiting, to become the single leader of deployment `cluster` among
+    /// all processes sharing this store. `Ok(None)` when another process leads.
+    async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError>;
 }

@@ -1,18 +1,22 @@
-//! Backend-neutral SQL: statement text in the dialect SQLite and PostgreSQL share (`$n`
-//! placeholders), the column values derived from a [`Sandbox`], and the dynamic list query.
+//! Backend-neutral SQL and the plumbing both backends share: statement text in the dialect
+//! SQLite and PostgreSQL share (`$n` placeholders), the column values derived from a
+//! [`Sandbox`], the dynamic list query, argument binding, paging and error classification.
 
 use berth_core::{Sandbox, Status};
 use chrono::{DateTime, Utc};
+use sqlx::error::DatabaseError;
+use sqlx::query::Query;
+use sqlx::{Arguments, Database, Encode, Type};
 
-use crate::{Cursor, SandboxFilter, StoreError};
+use crate::{Cursor, Page, SandboxFilter, StoreError};
 
 pub(crate) const INSERT_SANDBOX: &str = "INSERT INTO sandboxes \
-     (id, status, owner, idempotency_key, created_at, expires_at, ended_at, record) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     (id, status, owner, idempotency_key, created_at, updated_at, expires_at, ended_at, record) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 pub(crate) const UPDATE_SANDBOX: &str = "UPDATE sandboxes SET \
-     status = $2, owner = $3, idempotency_key = $4, created_at = $5, expires_at = $6, \
-     ended_at = $7, record = $8 \
+     status = $2, owner = $3, idempotency_key = $4, created_at = $5, updated_at = $6, \
+     expires_at = $7, ended_at = $8, record = $9 \
      WHERE id = $1";
 
 pub(crate) const INSERT_LABEL: &str = "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
@@ -25,6 +29,9 @@ pub(crate) const GET_SANDBOX: &str = "SELECT id, record FROM sandboxes WHERE id 
 
 pub(crate) const FIND_BY_IDEMPOTENCY_KEY: &str =
     "SELECT id, record FROM sandboxes WHERE owner = $1 AND idempotency_key = $2";
+
+/// Bound to [`nanos`] of the instant.
+pub(crate) const UPDATED_SINCE: &str = "SELECT id, record FROM sandboxes WHERE updated_at >= $1";
 
 /// A value bound to a placeholder of a dynamically built statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +156,7 @@ pub(crate) struct Row {
     pub owner: String,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
+    pub updated_at: i64,
     pub expires_at: i64,
     pub ended_at: Option<i64>,
     pub record: String,
@@ -164,6 +172,7 @@ impl Row {
             owner: sandbox.owner.clone(),
             idempotency_key: sandbox.idempotency_key.clone(),
             created_at: nanos(sandbox.created_at),
+            updated_at: nanos(sandbox.updated_at),
             expires_at: nanos(sandbox.expires_at),
             ended_at: sandbox.ended_at.map(nanos),
             record,
@@ -182,6 +191,110 @@ pub(crate) fn decode(id: &str, record: &str) -> Result<Sandbox, StoreError> {
         )));
     }
     Ok(sandbox)
+}
+
+/// Binds a [`Row`] to [`INSERT_SANDBOX`] or [`UPDATE_SANDBOX`], in placeholder order.
+pub(crate) fn bind_row<'q, DB>(query: Query<'q, DB, DB::Arguments>, row: Row) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<String>: for<'t> Encode<'t, DB> + Type<DB>,
+    &'static str: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+    Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    query
+        .bind(row.id)
+        .bind(row.status)
+        .bind(row.owner)
+        .bind(row.idempotency_key)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.expires_at)
+        .bind(row.ended_at)
+        .bind(row.record)
+}
+
+/// The arguments of a dynamically built [`Statement`], for `sqlx::query_with`.
+pub(crate) fn arguments<DB>(binds: Vec<Bind>) -> Result<DB::Arguments, StoreError>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    let mut arguments = DB::Arguments::default();
+    for bind in binds {
+        match bind {
+            Bind::Text(text) => arguments.add(text),
+            Bind::Int(int) => arguments.add(int),
+        }
+        .map_err(|e| StoreError::Other(format!("cannot bind a query argument: {e}")))?;
+    }
+    Ok(arguments)
+}
+
+/// How many rows a list of `limit` fetches: one more than asked for tells whether another
+/// page follows.
+pub(crate) fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)
+}
+
+/// The page of a list of `limit` from the [`fetch_limit`] rows it fetched.
+pub(crate) fn into_page(mut items: Vec<Sandbox>, limit: usize) -> Page {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(Cursor::after)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
+/// Decodes `(id, record)` rows, failing on the first corrupt one.
+pub(crate) fn decode_all(rows: &[(String, String)]) -> Result<Vec<Sandbox>, StoreError> {
+    rows.iter().map(|(id, record)| decode(id, record)).collect()
+}
+
+/// A write's error, with unique violations named after the record being written; anything
+/// else goes to `map_error`.
+pub(crate) fn write_error(
+    sandbox: &Sandbox,
+    error: sqlx::Error,
+    map_error: fn(sqlx::Error) -> StoreError,
+) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.kind() == sqlx::error::ErrorKind::UniqueViolation
+    {
+        // SQLite names the columns ("sandboxes.owner, sandboxes.idempotency_key");
+        // PostgreSQL names the index ("sandboxes_owner_idempotency_key"). The only other
+        // unique index a write can hit is the primary key.
+        let message = db.message();
+        let constraint = db.constraint().unwrap_or_default();
+        if message.contains("idempotency_key") || constraint.contains("idempotency_key") {
+            return StoreError::DuplicateIdempotencyKey {
+                owner: sandbox.owner.clone(),
+                key: sandbox.idempotency_key.clone().unwrap_or_default(),
+            };
+        }
+        return StoreError::AlreadyExists(sandbox.id.clone());
+    }
+    map_error(error)
+}
+
+/// Classifies a sqlx error: the database's own errors by `classify_database` (their codes
+/// differ per backend), the client-side ones the same way for every backend.
+pub(crate) fn map_error(error: sqlx::Error, classify_database: fn(&dyn DatabaseError) -> StoreError) -> StoreError {
+    use sqlx::Error as E;
+    match error {
+        E::Database(db) => classify_database(&*db),
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            StoreError::Unavailable(error.to_string())
+        }
+        E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(error.to_string())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -276,13 +389,14 @@ mod tests {
     #[test]
     fn static_statements_use_numbered_placeholders() {
         for (sql, count) in [
-            (INSERT_SANDBOX, 8),
-            (UPDATE_SANDBOX, 8),
+            (INSERT_SANDBOX, 9),
+            (UPDATE_SANDBOX, 9),
             (INSERT_LABEL, 3),
             (DELETE_LABELS, 1),
             (SANDBOX_EXISTS, 1),
             (GET_SANDBOX, 1),
             (FIND_BY_IDEMPOTENCY_KEY, 2),
+            (UPDATED_SINCE, 1),
         ] {
             let used: BTreeSet<usize> = placeholders(sql).into_iter().collect();
             assert_eq!(used, (1..=count).collect(), "{sql}");
@@ -296,6 +410,20 @@ mod tests {
         assert_eq!(nanos(early), i64::MIN);
         assert_eq!(nanos(late), i64::MAX);
         assert_eq!(nanos(DateTime::from_timestamp_nanos(-7)), -7);
+    }
+
+    #[test]
+    fn a_page_is_cut_at_the_limit_and_points_past_its_last_item() {
+        assert_eq!(fetch_limit(10), 11);
+        assert_eq!(fetch_limit(usize::MAX), i64::MAX);
+        let items: Vec<Sandbox> = (0..3)
+            .map(|offset| crate::contract::sample("alice", DateTime::from_timestamp_nanos(offset)))
+            .collect();
+        let page = into_page(items.clone(), 2);
+        assert_eq!(page.items, items[..2]);
+        assert_eq!(page.next, Some(Cursor::after(&items[1])));
+        let last = into_page(items.clone(), 3);
+        assert_eq!((last.items.len(), last.next), (3, None));
     }
 
     #[test]

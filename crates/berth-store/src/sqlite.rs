@@ -1,19 +1,21 @@
 //! The SQLite backend: [`SqliteStore`], one file in WAL mode with a single-connection writer
-//! pool (writes serialize, `BEGIN IMMEDIATE`) and a reader pool, schema from `migrations/sqlite`.
+//! pool (writes serialize, `BEGIN IMMEDIATE`) and a reader pool, schema from `migrations/sqlite`;
+//! leadership is an exclusive lock on a file `<database>.leader.<cluster>` beside it.
 
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Sandbox, SandboxId};
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::error::DatabaseError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Sqlite};
 
-use crate::sql::{self, Bind, Row, Statement};
-use crate::{Cursor, Page, SandboxFilter, Store, StoreError};
+use crate::sql::{self, Row, Statement};
+use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,13 +84,23 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// The file whose exclusive lock is leadership of deployment `cluster`, beside the
+    /// database: `<database>.leader.<cluster>`, the id percent-encoded down to `[A-Za-z0-9_-]`
+    /// (or hashed, when that would make an overlong file name).
+    pub fn leader_lock_path(&self, cluster: &str) -> PathBuf {
+        let mut name = OsString::from(self.path.as_os_str());
+        name.push(".leader.");
+        name.push(lock_file_suffix(cluster));
+        PathBuf::from(name)
+    }
+
     async fn fetch_records(&self, statement: Statement) -> Result<Vec<Sandbox>, StoreError> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as_with(AssertSqlSafe(statement.sql), arguments(statement.binds)?)
+            sqlx::query_as_with(AssertSqlSafe(statement.sql), sql::arguments::<Sqlite>(statement.binds)?)
                 .fetch_all(&self.reader)
                 .await
                 .map_err(map_error)?;
-        rows.iter().map(|(id, record)| sql::decode(id, record)).collect()
+        sql::decode_all(&rows)
     }
 
     async fn fetch_one_record(&self, query: &'static str, binds: &[&str]) -> Result<Option<Sandbox>, StoreError> {
@@ -121,32 +133,46 @@ async fn insert_labels(tx: &mut sqlx::Transaction<'static, Sqlite>, sandbox: &Sa
     Ok(())
 }
 
-fn bind_row<'q>(
-    query: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
-    row: Row,
-) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
-    query
-        .bind(row.id)
-        .bind(row.status)
-        .bind(row.owner)
-        .bind(row.idempotency_key)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(row.ended_at)
-        .bind(row.record)
+/// Longest encoded cluster id used as is in a lock file name; file names end at 255 bytes.
+const MAX_LOCK_SUFFIX: usize = 100;
+
+/// `cluster` as a file name part, so distinct ids get distinct lock files (overlong ones by a
+/// 64-bit hash, which makes a clash practically impossible rather than impossible).
+fn lock_file_suffix(cluster: &str) -> String {
+    let mut encoded = String::with_capacity(cluster.len());
+    for byte in cluster.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    if encoded.len() <= MAX_LOCK_SUFFIX {
+        return encoded;
+    }
+    // FNV-1a: stable across builds and platforms, unlike std's hasher. `#` never appears in
+    // the encoded form, so hashed names cannot collide with encoded ones.
+    let hash = cluster.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("#{hash:016x}")
 }
 
-fn arguments(binds: Vec<Bind>) -> Result<SqliteArguments, StoreError> {
-    use sqlx::Arguments;
-    let mut arguments = SqliteArguments::default();
-    for bind in binds {
-        match bind {
-            Bind::Text(text) => arguments.add(text),
-            Bind::Int(int) => arguments.add(int),
-        }
-        .map_err(|e| StoreError::Other(format!("cannot bind a query argument: {e}")))?;
+/// Takes the lock on `path` (creating the file) if no other open file holds it.
+fn try_lock_leader_file(path: &Path) -> Result<Option<File>, StoreError> {
+    let unavailable = |e: std::io::Error| StoreError::Unavailable(format!("cannot lock {}: {e}", path.display()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(unavailable)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(unavailable(e)),
     }
-    Ok(arguments)
 }
 
 #[async_trait]
@@ -164,10 +190,10 @@ impl Store for SqliteStore {
         if exists.is_some() {
             return Err(StoreError::AlreadyExists(sandbox.id.clone()));
         }
-        bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
+        sql::bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
             .execute(&mut *tx)
             .await
-            .map_err(|e| write_error(sandbox, e))?;
+            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
         insert_labels(&mut tx, sandbox).await?;
         tx.commit().await.map_err(map_error)
     }
@@ -175,10 +201,10 @@ impl Store for SqliteStore {
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
         let row = Row::of(sandbox)?;
         let mut tx = begin_write(&self.writer).await?;
-        let updated = bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
+        let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
             .execute(&mut *tx)
             .await
-            .map_err(|e| write_error(sandbox, e))?;
+            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound(sandbox.id.clone()));
         }
@@ -206,16 +232,10 @@ impl Store for SqliteStore {
                 next: None,
             });
         }
-        // One more than asked for tells whether another page follows.
-        let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let mut items = self.fetch_records(sql::list(filter, after, Some(fetch))).await?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(Cursor::after)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = self
+            .fetch_records(sql::list(filter, after, Some(sql::fetch_limit(limit))))
+            .await?;
+        Ok(sql::into_page(items, limit))
     }
 
     async fn list_live(&self) -> Result<Vec<Sandbox>, StoreError> {
@@ -226,7 +246,7 @@ impl Store for SqliteStore {
     async fn purge_ended_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let statement = sql::purge_ended_before(cutoff);
         let mut tx = begin_write(&self.writer).await?;
-        let deleted = sqlx::query_with(AssertSqlSafe(statement.sql), arguments(statement.binds)?)
+        let deleted = sqlx::query_with(AssertSqlSafe(statement.sql), sql::arguments::<Sqlite>(statement.binds)?)
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
@@ -238,26 +258,35 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_error)?;
         Ok(())
     }
-}
 
-/// A write's error, with unique violations named after the record being written.
-fn write_error(sandbox: &Sandbox, error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error
-        && db.kind() == sqlx::error::ErrorKind::UniqueViolation
-    {
-        // SQLite names the columns ("sandboxes.owner, sandboxes.idempotency_key");
-        // PostgreSQL names the index ("sandboxes_owner_idempotency_key").
-        let message = db.message();
-        let constraint = db.constraint().unwrap_or_default();
-        if message.contains("idempotency_key") || constraint.contains("idempotency_key") {
-            return StoreError::DuplicateIdempotencyKey {
-                owner: sandbox.owner.clone(),
-                key: sandbox.idempotency_key.clone().unwrap_or_default(),
-            };
-        }
-        return StoreError::AlreadyExists(sandbox.id.clone());
+    async fn updated_since(&self, since: DateTime<Utc>) -> Result<Vec<Sandbox>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::UPDATED_SINCE)
+            .bind(sql::nanos(since))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_error)?;
+        sql::decode_all(&rows)
     }
-    map_error(error)
+
+    /// Another process could open the file too, but berth runs one process per SQLite file:
+    /// the file lives on one machine's disk and its writers queue on SQLite's single lock.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+
+    /// The lock is taken on its own open file, so it conflicts with every other lease on the
+    /// same database, this process's included, and goes away with the file when the lease is
+    /// dropped or the process dies. It cannot be lost while held.
+    async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
+        // Opening and locking a local file is quick (the lock does not wait), so this runs
+        // on the async thread.
+        let file = try_lock_leader_file(&self.leader_lock_path(cluster))?;
+        Ok(file.map(|file| Lease::held(Box::new(file), None)))
+    }
 }
 
 /// SQLite primary result codes (the low byte of extended codes) that mean the database is
@@ -276,35 +305,28 @@ mod codes {
 }
 
 fn map_error(error: sqlx::Error) -> StoreError {
-    use sqlx::Error as E;
-    match error {
-        E::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .map(|code| code & 0xff);
-            match primary {
-                Some(
-                    codes::BUSY
-                    | codes::LOCKED
-                    | codes::NOMEM
-                    | codes::READONLY
-                    | codes::IOERR
-                    | codes::FULL
-                    | codes::CANTOPEN
-                    | codes::PROTOCOL,
-                ) => StoreError::Unavailable(db.to_string()),
-                Some(codes::CORRUPT | codes::NOTADB) => StoreError::Corrupt(db.to_string()),
-                _ => StoreError::Other(db.to_string()),
-            }
-        }
-        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
-            StoreError::Unavailable(error.to_string())
-        }
-        E::ColumnDecode { .. } | E::Decode(_) | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
-            StoreError::Corrupt(error.to_string())
-        }
-        other => StoreError::Other(other.to_string()),
+    sql::map_error(error, classify_database_error)
+}
+
+/// SQLite's own errors by their primary result code.
+fn classify_database_error(db: &dyn DatabaseError) -> StoreError {
+    let primary = db
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .map(|code| code & 0xff);
+    match primary {
+        Some(
+            codes::BUSY
+            | codes::LOCKED
+            | codes::NOMEM
+            | codes::READONLY
+            | codes::IOERR
+            | codes::FULL
+            | codes::CANTOPEN
+            | codes::PROTOCOL,
+        ) => StoreError::Unavailable(db.to_string()),
+        Some(codes::CORRUPT | codes::NOTADB) => StoreError::Corrupt(db.to_string()),
+        _ => StoreError::Other(db.to_string()),
     }
 }
 
@@ -382,7 +404,7 @@ mod tests {
         let statement = sql::list(&filter, None, Some(10));
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as_with(
             AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", statement.sql)),
-            arguments(statement.binds).expect("binds"),
+            sql::arguments::<Sqlite>(statement.binds).expect("binds"),
         )
         .fetch_all(&store.reader)
         .await

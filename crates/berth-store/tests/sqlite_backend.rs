@@ -1,13 +1,18 @@
 //! What only the SQLite backend promises: WAL on disk, migrations re-applied harmlessly on
-//! reopen, durability across close and reopen, several stores on one file, label rows kept in
-//! step, and how broken files and records are reported.
+//! reopen (and `updated_at` filled in for records written before it existed), durability across
+//! close and reopen, several stores on one file, label rows kept in step, how broken files and
+//! records are reported, and leadership as a lock file beside the database.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use berth_core::Status;
+use std::time::Duration;
+
 use berth_store::contract::{at, at_secs, labelled, sample};
 use berth_store::{SandboxFilter, SqliteStore, Store, StoreError};
+use chrono::DateTime;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 
@@ -255,5 +260,129 @@ async fn two_stores_on_one_file_write_concurrently() {
         let live = store.list_live().await.expect("list_live");
         assert_eq!(live.len(), written.len());
         assert!(live.iter().all(|s| s.status == Status::Paused));
+    }
+}
+
+/// A database written by a berth from before `updated_at` was a column: opening it fills the
+/// column from each record, to the nanosecond, so `updated_since` finds old records too.
+#[tokio::test]
+async fn migrating_fills_updated_at_from_the_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.db");
+    let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.expect("create file");
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let migrator = Migrator::new(migrations).await.expect("migrations");
+    migrator.run_to(1, &mut conn).await.expect("schema v1 only");
+
+    let mut precise = sample("alice", at(0));
+    precise.updated_at = DateTime::from_timestamp_nanos(1_750_000_123_987_654_321);
+    let mut whole_seconds = sample("alice", at(1));
+    whole_seconds.updated_at = DateTime::from_timestamp(1_750_000_200, 0).expect("time");
+    let mut milliseconds = sample("bob", at(2));
+    milliseconds.updated_at = DateTime::from_timestamp_nanos(1_750_000_300_120_000_000);
+    let unreadable = sample("carol", at_secs(3));
+    for sandbox in [&precise, &whole_seconds, &milliseconds, &unreadable] {
+        let mut record = serde_json::to_value(sandbox).expect("encode");
+        if sandbox.id == unreadable.id {
+            record["updated_at"] = serde_json::Value::from("yesterday");
+        }
+        sqlx::query(
+            "INSERT INTO sandboxes (id, status, owner, created_at, expires_at, record) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(sandbox.id.as_str())
+        .bind(sandbox.status.as_str())
+        .bind(&sandbox.owner)
+        .bind(sandbox.created_at.timestamp_nanos_opt().expect("in range"))
+        .bind(sandbox.expires_at.timestamp_nanos_opt().expect("in range"))
+        .bind(record.to_string())
+        .execute(&mut conn)
+        .await
+        .expect("insert a v1 row");
+    }
+    conn.close().await.expect("close");
+
+    SqliteStore::open(&path).await.expect("open migrates").close().await;
+    let mut conn = raw(&path).await;
+    for sandbox in [&precise, &whole_seconds, &milliseconds] {
+        let (stored,): (i64,) = sqlx::query_as("SELECT updated_at FROM sandboxes WHERE id = $1")
+            .bind(sandbox.id.as_str())
+            .fetch_one(&mut conn)
+            .await
+            .expect("updated_at");
+        assert_eq!(
+            stored,
+            sandbox.updated_at.timestamp_nanos_opt().expect("in range"),
+            "{}",
+            sandbox.updated_at
+        );
+    }
+    let (fallback,): (i64,) = sqlx::query_as("SELECT updated_at FROM sandboxes WHERE id = $1")
+        .bind(unreadable.id.as_str())
+        .fetch_one(&mut conn)
+        .await
+        .expect("updated_at");
+    assert_eq!(
+        fallback,
+        unreadable.created_at.timestamp_nanos_opt().expect("in range"),
+        "an unreadable value falls back to the creation time"
+    );
+}
+
+#[tokio::test]
+async fn describe_names_the_file_and_the_store_is_not_shared() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    assert_eq!(store.describe(), format!("sqlite {}", path.display()));
+    assert!(!store.is_shared());
+}
+
+/// Leadership is a lock on `<database>.leader.<cluster>`: held by an open file, so it conflicts
+/// with every other open of it (this process's too), cannot be lost, and ends with the file.
+#[tokio::test]
+async fn leadership_is_a_lock_file_beside_the_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let lock_path = store.leader_lock_path("prod");
+    assert_eq!(lock_path, dir.path().join("berth.db.leader.prod"));
+    assert_eq!(
+        store.leader_lock_path("a/b c"),
+        dir.path().join("berth.db.leader.a%2Fb%20c"),
+        "ids are encoded into one file name"
+    );
+    let long = store.leader_lock_path(&"x".repeat(300));
+    let name = long.file_name().expect("file name").to_string_lossy().into_owned();
+    assert!(name.len() < 64, "{name}");
+    assert_ne!(long, store.leader_lock_path(&"x".repeat(301)));
+
+    let mut lease = store.try_lead("prod").await.expect("try_lead").expect("leads");
+    assert!(lock_path.exists());
+    // Another process's view: its own open of the file cannot take the lock.
+    let file = std::fs::File::open(&lock_path).expect("open the lock file");
+    assert!(matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), lease.lost())
+            .await
+            .is_err(),
+        "a file lock is never lost"
+    );
+    drop(lease);
+    file.try_lock().expect("free once the lease is dropped");
+    drop(file);
+    assert!(store.try_lead("prod").await.expect("try_lead").is_some());
+}
+
+#[tokio::test]
+async fn an_unwritable_lock_file_is_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    // A directory where the lock file should be: it cannot be opened for writing.
+    std::fs::create_dir(store.leader_lock_path("prod")).expect("block the lock path");
+    match store.try_lead("prod").await {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("berth.db.leader.prod"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
     }
 }

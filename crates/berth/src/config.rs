@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// Directory of the database [default: $XDG_DATA_HOME/berth or ~/.local/share/berth]
     #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<String>,
+    /// PostgreSQL store shared by several berth processes, e.g. postgres://user:pass@host/berth
+    /// [default: none, SQLite in the data directory]
+    #[arg(long, env = "BERTH_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Docker Engine endpoint, e.g. unix:///var/run/docker.sock [default: $DOCKER_HOST, else the local socket]
     #[arg(long, env = "BERTH_DOCKER_HOST", value_name = "URL")]
     pub docker_host: Option<String>,
@@ -100,6 +104,8 @@ pub enum LogFormat {
 pub struct ServeConfig {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL; `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
     /// `None`: the Docker runtime reads `DOCKER_HOST` itself.
     pub docker_host: Option<String>,
     pub engine_name: String,
@@ -167,6 +173,10 @@ pub enum ConfigError {
     FileUnreadable { path: PathBuf, detail: String },
     #[error("config file {path}: {detail}")]
     FileInvalid { path: PathBuf, detail: String },
+    #[error(
+        "database_url needs cluster too (--cluster, BERTH_CLUSTER): every berth process sharing the database must name the same deployment"
+    )]
+    ClusterNeeded,
 }
 
 /// The TOML settings file. Keys are the flag names with `_` for `-`; quantities and durations
@@ -176,6 +186,7 @@ pub enum ConfigError {
 pub struct FileSettings {
     pub listen: Option<String>,
     pub data_dir: Option<String>,
+    pub database_url: Option<String>,
     pub docker_host: Option<String>,
     pub engine_name: Option<String>,
     pub cluster: Option<String>,
@@ -203,6 +214,7 @@ impl FileSettings {
         match key {
             "listen" => text(&self.listen),
             "data_dir" => text(&self.data_dir),
+            "database_url" => text(&self.database_url),
             "docker_host" => text(&self.docker_host),
             "engine_name" => text(&self.engine_name),
             "cluster" => text(&self.cluster),
@@ -296,6 +308,7 @@ impl CliLayer {
         let given = [
             ("listen", &args.listen),
             ("data_dir", &args.data_dir),
+            ("database_url", &args.database_url),
             ("docker_host", &args.docker_host),
             ("engine_name", &args.engine_name),
             ("cluster", &args.cluster),
@@ -449,6 +462,28 @@ pub fn resolve(
         None => default_data_dir(env),
     };
 
+    let database_url = match layers.given("database_url") {
+        Some(raw) => {
+            let url = raw.text()?;
+            let url = url.trim();
+            if url.is_empty() {
+                None
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Some(url.to_owned())
+            } else {
+                // Never echo the value: it may hold a password.
+                return Err(ConfigError::Invalid {
+                    key: raw.key,
+                    value: "(hidden)".to_owned(),
+                    source_desc: describe(raw.key, &raw.origin),
+                    message: "must be a postgres:// or postgresql:// URL (or empty for SQLite in the data directory)"
+                        .to_owned(),
+                });
+            }
+        }
+        None => None,
+    };
+
     let docker_host = match layers.given("docker_host") {
         Some(raw) => Some(raw.text()?).filter(|host| !host.trim().is_empty()),
         None => None,
@@ -530,9 +565,14 @@ pub fn resolve(
     };
     let shutdown_grace = layers.get("shutdown_grace", "20s").parse(units::parse_duration)?;
 
+    if database_url.is_some() && cluster.is_none() {
+        return Err(ConfigError::ClusterNeeded);
+    }
+
     Ok(ServeConfig {
         listen,
         data_dir,
+        database_url,
         docker_host,
         engine_name,
         cluster,
@@ -725,6 +765,42 @@ mod tests {
         let loaded = load_file(Some((&path, Origin::Flag))).unwrap().unwrap();
         assert_eq!(loaded.settings.engine_name.as_deref(), Some("edge"));
         assert_eq!(loaded.settings.pids_limit, Some(NumberOrString::Number(99.0)));
+    }
+
+    #[test]
+    fn a_database_url_is_postgres_needs_a_cluster_and_is_never_echoed() {
+        let url = "postgres://berth:s3cret@db:5432/berth";
+        let cli = CliLayer::default()
+            .with("database_url", url, Origin::Env)
+            .with("cluster", "prod", Origin::Flag);
+        let config = resolve(&cli, None, &no_env).unwrap();
+        assert_eq!(config.database_url.as_deref(), Some(url));
+
+        let error = resolve(
+            &CliLayer::default().with("database_url", url, Origin::Env),
+            None,
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(error, ConfigError::ClusterNeeded);
+        assert!(error.to_string().contains("--cluster"), "{error}");
+
+        let bad = CliLayer::default()
+            .with("database_url", "mysql://root:s3cret@db/berth", Origin::Env)
+            .with("cluster", "prod", Origin::Flag);
+        let error = resolve(&bad, None, &no_env).unwrap_err().to_string();
+        assert!(
+            error.contains("postgres://") && error.contains("BERTH_DATABASE_URL"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "the password leaked: {error}");
+
+        let empty = CliLayer::default().with("database_url", "", Origin::Env);
+        assert_eq!(
+            resolve(&empty, None, &no_env).unwrap().database_url,
+            None,
+            "empty means SQLite"
+        );
     }
 
     #[test]

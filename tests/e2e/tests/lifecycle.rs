@@ -444,3 +444,43 @@ async fn list_pages_are_stable_and_filters_combine() {
         .unwrap();
     assert_eq!(even.items.len(), 3);
 }
+
+#[tokio::test]
+async fn a_delete_answers_at_once_and_the_sandbox_never_runs_again() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client();
+    let sandbox = client.create(&sleeper(), CreateOptions::default()).await.unwrap();
+    let container = sandbox.container_id.clone().unwrap();
+
+    let marked = client
+        .delete_in_background(&sandbox.id)
+        .await
+        .unwrap()
+        .expect("a running sandbox is answered with its record");
+    assert_eq!(marked.status, "Stopping");
+    assert_eq!(marked.status_reason.as_deref(), Some("deleted"));
+
+    // From `Stopping` it only goes on to `Terminated`, never back to `Running`.
+    let ended = eventually(Duration::from_secs(20), || async {
+        let view = client.get(&sandbox.id).await.unwrap();
+        assert_ne!(view.status, "Running", "a deleted sandbox showed as Running");
+        (view.status == "Terminated").then_some(view)
+    })
+    .await
+    .expect("the background removal finished");
+    assert_eq!(ended.status_reason.as_deref(), Some("deleted"));
+    assert!(
+        docker_inspect(&container).is_none(),
+        "container {container} is still there"
+    );
+
+    // Deleting again, in either form, is a no-op.
+    assert_eq!(client.delete_in_background(&sandbox.id).await.unwrap(), None);
+    client.delete(&sandbox.id).await.unwrap();
+
+    // `?wait=true` answers once the container is gone.
+    let waited = client.create(&sleeper(), CreateOptions::default()).await.unwrap();
+    client.delete(&waited.id).await.unwrap();
+    assert!(docker_inspect(waited.container_id.as_deref().unwrap()).is_none());
+    assert_eq!(client.get(&waited.id).await.unwrap().status, "Terminated");
+}

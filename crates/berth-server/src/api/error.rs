@@ -8,6 +8,7 @@ use berth_runtime::RuntimeError;
 use berth_store::StoreError;
 use tracing::error;
 
+use crate::metrics::ErrorKind;
 use crate::service::ServiceError;
 
 /// Seconds a client should wait before retrying a 503.
@@ -38,6 +39,8 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.0).unwrap_or_default();
         let mut response = (status, body).into_response();
+        let kind = self.0.kind.rsplit(':').next().unwrap_or("unknown").to_owned();
+        response.extensions_mut().insert(ErrorKind(kind));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -1,11 +1,13 @@
-//! Probes: `/healthz` (the process answers) and `/readyz` (store and engine reachable).
+//! Probes and observability: `/healthz` (the process answers), `/readyz` (store and engine
+//! reachable), `/health` (the whole picture) and `/metrics` (Prometheus).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use berth_api::{Health, HealthChecks, Readiness};
 
 use crate::service::SandboxService;
@@ -75,6 +77,8 @@ pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         timestamp: chrono::Utc::now(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: service.uptime().as_secs(),
+        leader: service.is_leading(),
+        store: service.store().describe(),
         checks: HealthChecks {
             store: describe(store.map_err(|error| error.to_string())),
             engines: BTreeMap::from([(
@@ -89,4 +93,18 @@ pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(health))
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Every series berth exports", content_type = "application/openmetrics-text", body = String))
+)]
+pub async fn metrics(State(service): State<Arc<SandboxService>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        service.render_metrics(),
+    )
 }

@@ -34,7 +34,7 @@ commands in them, move files in and out, read their logs and stats, pause and re
         (name = "exec", description = "Commands inside a sandbox: one-shot, streamed, interactive, background"),
         (name = "files", description = "Files in and out of a sandbox, streamed"),
         (name = "observe", description = "Logs and resource stats of a sandbox"),
-        (name = "health", description = "Liveness and readiness probes"),
+        (name = "health", description = "Liveness and readiness probes, health and metrics"),
     )
 )]
 struct ApiDoc;
@@ -62,6 +62,7 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
         .with_state(service)
         .split_for_parts()
 }
@@ -78,6 +79,7 @@ fn websocket<S>(
 
 /// The complete application: API routes, `/v1/openapi.json`, limits and fallbacks.
 pub fn router(service: Arc<SandboxService>) -> Router {
+    let metrics = Arc::clone(service.metrics());
     let (router, spec) = router_and_spec(service);
     let spec = Arc::new(spec);
     router
@@ -87,6 +89,11 @@ pub fn router(service: Arc<SandboxService>) -> Router {
         )
         .fallback(|| async { error::ApiError::new(ProblemKind::NotFound, "no such route: see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // `Router::layer` wraps each route, so the middleware sees the matched route template.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ))
 }
 
 /// The OpenAPI document as served, pretty-printed (for the snapshot test and docs).

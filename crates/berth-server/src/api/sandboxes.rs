@@ -179,14 +179,21 @@ pub async fn list_sandboxes(
     }))
 }
 
-/// Stop and remove a sandbox. Deleting an ended sandbox is a no-op.
+/// Stop and remove a sandbox. By default the sandbox is marked `Stopping` and the answer comes at
+/// once (`202`, the sandbox as it now is) while the removal runs in the background; with
+/// `?wait=true` the answer (`204`) comes once the container is gone. Deleting an ended sandbox is
+/// a no-op (`204`).
 #[utoipa::path(
     delete,
     path = "/v1/sandboxes/{id}",
     tag = "sandboxes",
-    params(("id" = String, Path, description = "Sandbox id")),
+    params(
+        ("id" = String, Path, description = "Sandbox id"),
+        ("wait" = Option<bool>, Query, description = "Answer once the container is gone (204) instead of at once (202); default false"),
+    ),
     responses(
-        (status = 204, description = "Removed (or had already ended)"),
+        (status = 202, description = "Marked `Stopping`; the removal runs in the background", body = SandboxView),
+        (status = 204, description = "Removed (with `wait=true`), or had already ended"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
@@ -194,9 +201,22 @@ pub async fn list_sandboxes(
 pub async fn delete_sandbox(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    service.delete(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(query.as_deref(), &["wait"])?;
+    let wait = match params.single("wait") {
+        None => false,
+        Some(value) => parse_bool("wait", value)?,
+    };
+    if wait {
+        service.delete(&id).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let sandbox = service.delete_in_background(&id).await?;
+    if sandbox.status.is_ended() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok((StatusCode::ACCEPTED, Json(SandboxView::from(&sandbox))).into_response())
 }
 
 /// Renew: the sandbox now expires `ttl` from now.

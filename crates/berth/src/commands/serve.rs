@@ -1,5 +1,5 @@
 //! `berth serve`: resolves the settings, prepares the data directory, connects the Docker
-//! engine and the SQLite store, binds the listener, announces itself and runs the server until
+//! engine and the store (SQLite, or PostgreSQL shared by replicas), binds the listener, announces itself and runs the server until
 //! ctrl-c or SIGTERM.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
 use berth_runtime::{EngineInfo, Runtime, RuntimeError};
 use berth_server::ServerConfig;
-use berth_store::SqliteStore;
+use berth_store::{PostgresStore, SqliteStore, Store};
 use clap::ArgMatches;
 use tokio::net::TcpListener;
 
@@ -51,17 +51,14 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         Some(cluster) => cluster.clone(),
         None => cluster_id(&config.data_dir)?,
     };
-    let database = config.data_dir.join(DATABASE_FILE);
-    let store = SqliteStore::open(&database)
-        .await
-        .map_err(|error| anyhow!("cannot open the store at {}: {error}", database.display()))?;
+    let store = open_store(&config).await?;
 
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|error| anyhow!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
 
-    emit(&banner(address, &info, &database))?;
+    emit(&banner(address, &info, &store.describe()))?;
     tracing::info!(%address, engine = %info.name, docker = %info.version, api = %info.api_version, "berth is serving");
 
     let server_config = ServerConfig {
@@ -75,10 +72,28 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         shutdown_grace: config.shutdown_grace,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-    let store: Arc<dyn berth_store::Store> = Arc::new(store);
     berth_server::serve(listener, server_config, runtime, store, shutdown_signal()?).await?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// PostgreSQL when a database URL is set (shared by every replica), else SQLite in the data directory.
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database_url {
+        Some(url) => {
+            let store = PostgresStore::connect(url)
+                .await
+                .map_err(|error| anyhow!("cannot open the PostgreSQL store: {error}"))?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            let database = config.data_dir.join(DATABASE_FILE);
+            let store = SqliteStore::open(&database)
+                .await
+                .map_err(|error| anyhow!("cannot open the store at {}: {error}", database.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 fn docker_config(config: &ServeConfig) -> DockerConfig {
@@ -93,14 +108,10 @@ fn docker_config(config: &ServeConfig) -> DockerConfig {
 }
 
 /// The lines `berth serve` prints once it listens; tests read the first.
-pub fn banner(address: SocketAddr, info: &EngineInfo, database: &Path) -> String {
+pub fn banner(address: SocketAddr, info: &EngineInfo, store: &str) -> String {
     format!(
-        "berth listening on http://{address}\nengine {}: docker {} (API {}) at {}\ndata: {}\n",
-        info.name,
-        info.version,
-        info.api_version,
-        info.endpoint,
-        database.display()
+        "berth listening on http://{address}\nengine {}: docker {} (API {}) at {}\nstore: {store}\n",
+        info.name, info.version, info.api_version, info.endpoint,
     )
 }
 
@@ -231,14 +242,14 @@ mod tests {
             version: "20.10.24".into(),
             api_version: "1.41".into(),
         };
-        let banner = banner("127.0.0.1:41234".parse().unwrap(), &info, Path::new("/d/berth.db"));
+        let banner = banner("127.0.0.1:41234".parse().unwrap(), &info, "sqlite /d/berth.db");
         assert_eq!(
             banner,
             "berth listening on http://127.0.0.1:41234\n\
              engine local: docker 20.10.24 (API 1.41) at unix:///var/run/docker.sock\n\
-             data: /d/berth.db\n"
+             store: sqlite /d/berth.db\n"
         );
-        let v6 = super::banner("[::1]:80".parse().unwrap(), &info, Path::new("x"));
+        let v6 = super::banner("[::1]:80".parse().unwrap(), &info, "x");
         assert!(v6.starts_with("berth listening on http://[::1]:80\n"), "{v6}");
     }
 

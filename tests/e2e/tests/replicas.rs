@@ -1,0 +1,201 @@
+//! Several berth processes sharing one PostgreSQL store: all serve the API, one leads, and when
+//! the leader is killed another takes over and every sandbox still expires exactly once.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_client::CreateOptions;
+use berth_e2e::{ServerOptions, TestServer, docker_inspect, eventually, sleeper, unique};
+use serde_json::Value;
+
+/// A throwaway database on the test PostgreSQL, dropped with the guard.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let admin_url = std::env::var("BERTH_TEST_DATABASE_URL").expect(
+            "BERTH_TEST_DATABASE_URL is not set: run `export BERTH_TEST_DATABASE_URL=$(scripts/ensure-postgres.sh)` \
+             (scripts/test does)",
+        );
+        let name = unique("berth_e2e").replace('-', "_");
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .expect("a URL with a database path");
+        Database {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let output = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql runs (scripts/ensure-postgres.sh installs it)");
+    assert!(
+        output.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn replica(database: &Database, cluster: &str) -> TestServer {
+    TestServer::start_with(ServerOptions {
+        cluster: Some(cluster.to_owned()),
+        args: vec![
+            "--database-url".into(),
+            database.url.clone(),
+            "--resync-interval".into(),
+            "2s".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+async fn health(server: &TestServer) -> Option<Value> {
+    reqwest::get(format!("{}/health", server.url))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+async fn is_leader(server: &TestServer) -> bool {
+    health(server).await.is_some_and(|health| health["leader"] == true)
+}
+
+fn short_lived(ttl: &str) -> berth_api::SandboxRequest {
+    let mut request = sleeper();
+    request.ttl = Some(berth_api::NumberOrString::String(ttl.into()));
+    request
+}
+
+/// How many times any of the logs says the sandbox ended.
+fn endings(logs: &[String], id: &str) -> usize {
+    logs.iter()
+        .flat_map(|log| log.lines())
+        .filter(|line| line.contains(id) && line.contains("sandbox ended"))
+        .count()
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_and_every_sandbox_still_expires_once() {
+    let database = Database::create();
+    let cluster = unique("ha");
+    let mut first = replica(&database, &cluster).await;
+    eventually(Duration::from_secs(10), || async {
+        is_leader(&first).await.then_some(())
+    })
+    .await
+    .expect("the first process leads");
+    let second = replica(&database, &cluster).await;
+    let second_health = health(&second).await.expect("the second process answers");
+    assert_eq!(second_health["leader"], false, "{second_health}");
+    assert_eq!(
+        second_health["store"].as_str().unwrap().split(' ').next(),
+        Some("postgres")
+    );
+    assert!(
+        !second_health.to_string().contains("@"),
+        "no credentials in /health: {second_health}"
+    );
+
+    // Every process serves the API, and sees what the others wrote.
+    let on_follower = second
+        .client()
+        .create(&short_lived("12s"), CreateOptions::default())
+        .await
+        .unwrap();
+    let on_leader = first
+        .client()
+        .create(&short_lived("12s"), CreateOptions::default())
+        .await
+        .unwrap();
+    let long_lived = second
+        .client()
+        .create(&short_lived("10m"), CreateOptions::default())
+        .await
+        .unwrap();
+    for sandbox in [&on_follower, &on_leader, &long_lived] {
+        assert_eq!(sandbox.status, "Running");
+    }
+    let seen = eventually(Duration::from_secs(5), || async {
+        second.client().get(&on_leader.id).await.ok()
+    })
+    .await;
+    assert!(seen.is_some(), "the follower never saw the leader's sandbox");
+
+    first.kill9();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(20), || async {
+        is_leader(&second).await.then_some(())
+    })
+    .await
+    .expect("the second process took over");
+    let takeover = killed.elapsed();
+    eprintln!("the follower led {takeover:?} after the leader was killed");
+    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+
+    // Both short-lived sandboxes expire under the new leader, their containers gone.
+    for sandbox in [&on_follower, &on_leader] {
+        let ended = eventually(Duration::from_secs(40), || async {
+            let view = second.client().get(&sandbox.id).await.ok()?;
+            (view.status == "Terminated").then_some(view)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} never expired", sandbox.id));
+        assert_eq!(ended.status_reason.as_deref(), Some("expired"), "{ended:?}");
+        let container = sandbox.container_id.as_deref().unwrap();
+        let gone = eventually(Duration::from_secs(10), || async {
+            docker_inspect(container).is_none().then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "container {container} of an expired sandbox is still there"
+        );
+    }
+    // Nothing lost: the long-lived one is untouched.
+    let kept = second.client().get(&long_lived.id).await.unwrap();
+    assert_eq!(kept.status, "Running");
+    assert_eq!(
+        docker_inspect(long_lived.container_id.as_deref().unwrap()).unwrap()["State"]["Running"],
+        true
+    );
+
+    // A restarted process joins as a follower and reads the same records.
+    let third = replica(&database, &cluster).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!is_leader(&third).await, "two leaders at once");
+    assert!(is_leader(&second).await);
+    assert_eq!(third.client().get(&on_follower.id).await.unwrap().status, "Terminated");
+
+    // Nothing done twice: each expiry was carried out by one process.
+    let logs = [first.log(), second.log(), third.log()];
+    for sandbox in [&on_follower, &on_leader] {
+        assert_eq!(endings(&logs, &sandbox.id), 1, "{} ended more than once", sandbox.id);
+    }
+}
