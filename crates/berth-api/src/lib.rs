@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
+pub use berth_core::template::{PoolRequest, TemplateRequest};
 
 pub mod problem;
+pub mod templates;
 pub mod work;
 
 pub use problem::{Problem, ProblemKind};
+pub use templates::{PoolList, PoolView, TemplateList, TemplateView};
 pub use work::{
     DirListing, ExecExit, ExecRequest, ExecResult, FileStat, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
     StatsView, TerminalSize,
@@ -74,6 +77,9 @@ pub struct SandboxView {
     #[serde(with = "rfc3339_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<DateTime<Utc>>,
+    /// The template it was made from (`name:tag`), if any.
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -108,6 +114,7 @@ impl From<&Sandbox> for SandboxView {
             started_at: sandbox.started_at,
             expires_at: sandbox.expires_at,
             ended_at: sandbox.ended_at,
+            template: sandbox.template.clone(),
         }
     }
 }
@@ -179,7 +186,7 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -195,7 +202,7 @@ mod rfc3339 {
     }
 }
 
-mod rfc3339_option {
+pub(crate) mod rfc3339_option {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

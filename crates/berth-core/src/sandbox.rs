@@ -28,6 +28,8 @@ pub mod reasons {
     pub const IMAGE_NOT_FOUND: &str = "image_not_found";
     pub const CREATE_FAILED: &str = "create_failed";
     pub const CREATE_INTERRUPTED: &str = "create_interrupted";
+    /// An idle sandbox of a warm pool, replaced (outdated, idle too long, or its pool shrank).
+    pub const RECYCLED: &str = "recycled";
 }
 
 /// A sandbox id: 16 lowercase hex characters, random. Unique per store.
@@ -92,6 +94,13 @@ pub struct Sandbox {
     pub started_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// The template it was made from (`name:tag`), if any.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// While it waits in a warm pool unclaimed: the pool's template (`name:tag`). Cleared by the
+    /// claim, which makes it an ordinary sandbox of the claimer.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 impl Sandbox {
@@ -126,6 +135,8 @@ impl Sandbox {
             started_at: None,
             expires_at,
             ended_at: None,
+            template: None,
+            pool: None,
         }
     }
 

@@ -55,6 +55,9 @@ pub struct SandboxRequest {
     pub ttl: Option<NumberOrString>,
     /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
     pub owner: Option<String>,
+    /// Create from this template (`name` or `name:tag`): its spec is the base, and the fields
+    /// given here override it (`image` may then be omitted).
+    pub template: Option<String>,
 }
 
 /// Resource limits, resolved to engine units.
@@ -340,7 +343,7 @@ fn validate_user(user: &str) -> Result<(), String> {
     }
 }
 
-mod duration_secs {
+pub(crate) mod duration_secs {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use berth_core::{Sandbox, SandboxId, Status};
+use berth_core::{Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
     ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession, ExecSpec, ExecState,
     LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
@@ -556,5 +556,36 @@ impl Store for MeteredStore {
 
     async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
         self.timed("try_lead", self.inner.try_lead(cluster)).await
+    }
+
+    async fn claim_pooled(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError> {
+        self.timed("claim_pooled", self.inner.claim_pooled(pool, claim)).await
+    }
+
+    async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.timed("insert_template", self.inner.insert_template(template))
+            .await
+    }
+
+    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
+        self.timed("update_template", self.inner.update_template(template))
+            .await
+    }
+
+    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError> {
+        self.timed("get_template", self.inner.get_template(name, tag)).await
+    }
+
+    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
+        self.timed("list_templates", self.inner.list_templates()).await
+    }
+
+    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        self.timed("delete_template", self.inner.delete_template(name, tag))
+            .await
     }
 }

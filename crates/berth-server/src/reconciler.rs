@@ -1,6 +1,6 @@
 //! The reconciler's loops. Every process follows the store (other processes' writes) and keeps
 //! its expiry timers; only the leader of the deployment — one process at a time, elected
-//! through the store — follows engine events, resyncs and expires sandboxes.
+//! through the store — follows engine events, resyncs, expires sandboxes and keeps the pools.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ const STORE_POLL: Duration = Duration::from_secs(1);
 /// Each store poll re-reads this far back: writes from transactions that committed late, or
 /// stamped by a process whose clock lags, are still seen.
 const STORE_POLL_OVERLAP: Duration = Duration::from_secs(10);
+/// Period of the pool keeper when nothing wakes it sooner.
+const POOL_TICK: Duration = Duration::from_secs(1);
 /// Store polls between two sweeps of long-ended records out of the index.
 const POLLS_PER_SWEEP: u32 = 30;
 
@@ -77,6 +79,7 @@ async fn lead_when_elected(service: Arc<SandboxService>) {
         let mut loops = JoinSet::new();
         loops.spawn(follow_events(Arc::clone(&service), Arc::clone(&resync_now)));
         loops.spawn(resync_periodically(Arc::clone(&service), resync_now));
+        loops.spawn(keep_pools(Arc::clone(&service)));
         let reason = lease.lost().await;
         loops.abort_all();
         service.set_leading(false);
@@ -164,6 +167,21 @@ async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notif
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = resync_now.notified() => {}
+        }
+    }
+}
+
+/// The leader keeps every template's warm pool filled, each second and whenever a claim or a
+/// template change wakes it.
+async fn keep_pools(service: Arc<SandboxService>) {
+    loop {
+        if let Err(error) = service.keep_pools().await {
+            service.metrics().count_error("pools");
+            warn!(%error, "cannot read the templates to keep the pools");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POOL_TICK) => {}
+            () = service.pools().woken() => {}
         }
     }
 }

@@ -25,6 +25,9 @@ use crate::locks::SandboxLocks;
 use crate::metrics::{CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
+mod pools;
+pub use pools::PoolBook;
+
 /// Owner recorded when a create names none.
 pub const DEFAULT_OWNER: &str = "anonymous";
 
@@ -87,6 +90,8 @@ pub const REMOVAL_CONCURRENCY: usize = 16;
 pub struct Created {
     pub sandbox: Sandbox,
     pub replayed: bool,
+    /// Taken ready from a template's warm pool rather than created.
+    pub claimed: bool,
 }
 
 pub struct SandboxService {
@@ -104,6 +109,8 @@ pub struct SandboxService {
     leading: AtomicBool,
     /// Background removals of deleted sandboxes, bounded so a mass delete cannot flood the engine.
     removals: Arc<tokio::sync::Semaphore>,
+    /// What the warm pools are doing: refills in flight, claims, backoffs.
+    pools: PoolBook,
     started: tokio::time::Instant,
 }
 
@@ -134,6 +141,7 @@ impl SandboxService {
             metrics,
             leading: AtomicBool::new(false),
             removals: Arc::new(tokio::sync::Semaphore::new(REMOVAL_CONCURRENCY)),
+            pools: PoolBook::default(),
             started: tokio::time::Instant::now(),
         }
     }
@@ -162,6 +170,10 @@ impl SandboxService {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn pools(&self) -> &PoolBook {
+        &self.pools
     }
 
     /// The `/metrics` text, with the sandbox gauges taken from the index now.
@@ -275,28 +287,55 @@ impl SandboxService {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<Created, ServiceError> {
-        let spec = request
-            .validate(&self.config.policy)
-            .map_err(ServiceError::Validation)?;
+        let requested_at = Utc::now();
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
+        let (spec, template) = match &request.template {
+            None => (
+                request
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?,
+                None,
+            ),
+            Some(reference) => {
+                let template = self.template_for_create(reference).await?;
+                let spec = pools::merged_request(&template, &request)
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?;
+                (spec, Some(template))
+            }
+        };
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
                 return Ok(Created {
                     sandbox: self.current(existing),
                     replayed: true,
+                    claimed: false,
                 });
             }
         }
+        if let Some(template) = &template
+            && pools::claimable(template, &request)
+            && let Some(claimed) = self
+                .claim(template, &spec, &owner, idempotency_key.as_deref(), requested_at)
+                .await?
+        {
+            return Ok(Created {
+                sandbox: claimed,
+                replayed: false,
+                claimed: true,
+            });
+        }
 
-        let sandbox = Sandbox::new_pending(
+        let mut sandbox = Sandbox::new_pending(
             spec,
             owner.clone(),
             self.runtime.name().to_owned(),
             idempotency_key.clone(),
-            Utc::now(),
+            requested_at,
         );
+        sandbox.template = template.as_ref().map(|template| template.reference().to_string());
         let id = sandbox.id.clone();
         match retry_store(|| self.store.insert(&sandbox)).await {
             Ok(()) => {}
@@ -307,6 +346,7 @@ impl SandboxService {
                     return Ok(Created {
                         sandbox: self.current(existing),
                         replayed: true,
+                        claimed: false,
                     });
                 }
                 return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
@@ -332,6 +372,7 @@ impl SandboxService {
             return Ok(Created {
                 sandbox,
                 replayed: false,
+                claimed: false,
             });
         }
         // Awaiting the spawned task (instead of provisioning inline) means a client that hangs up
@@ -340,6 +381,7 @@ impl SandboxService {
             Ok(outcome) => outcome.map(|sandbox| Created {
                 sandbox,
                 replayed: false,
+                claimed: false,
             }),
             Err(join_error) => Err(ServiceError::InvalidState(format!(
                 "create of {id} was interrupted: {join_error}"

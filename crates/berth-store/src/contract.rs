@@ -1,7 +1,8 @@
 //! The backend-independent contract of [`Store`]: one `pub async fn` per behaviour, each taking
-//! a fresh, empty store (leadership ones also a second handle on the same database, as another
-//! process would hold), and [`store_contract_tests!`](crate::store_contract_tests) to run them
-//! all as separate tests against a backend.
+//! a fresh, empty store (leadership and cross-process ones also a second handle on the same
+//! database, as another process would hold), and
+//! [`store_contract_tests!`](crate::store_contract_tests) to run them all as separate tests
+//! against a backend.
 //!
 //! A backend's test file runs the whole suite with:
 //!
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::{PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, Status};
+use berth_core::{PoolSpec, PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, Status, Template};
 use chrono::{DateTime, Utc};
 
 use crate::{Cursor, Lease, SandboxFilter, Store, StoreError};
@@ -54,11 +55,21 @@ macro_rules! store_contract_tests {
             ping_answers,
             updated_since_returns_records_written_at_or_after_the_instant,
             describe_names_the_backend,
+            template_round_trip_preserves_every_field,
+            insert_of_existing_template_is_template_exists,
+            update_template_replaces_it_whole_and_a_missing_one_is_not_found,
+            list_templates_orders_by_name_then_tag,
+            delete_template_reports_whether_it_existed,
+            list_filters_by_pooled,
+            claim_from_an_empty_or_unknown_pool_is_none,
+            claim_takes_the_oldest_running_pooled_record,
+            a_refused_claim_writes_nothing,
         );
         $crate::store_contract_tests!(@pair $fresh, $reopen;
             leadership_is_exclusive_per_cluster,
             a_dropped_lease_frees_leadership,
             handles_on_one_database_see_each_others_writes,
+            concurrent_claims_through_two_handles_hand_out_each_sandbox_once,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -130,6 +141,45 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
         started_at: None,
         expires_at: created_at + chrono::Duration::seconds(1800),
         ended_at: None,
+        template: None,
+        pool: None,
+    }
+}
+
+/// `sandbox` made from template `pool` (`name:tag`) and waiting, ready, in its warm pool.
+pub fn pooled(mut sandbox: Sandbox, pool: &str) -> Sandbox {
+    sandbox.template = Some(pool.to_owned());
+    sandbox.pool = Some(pool.to_owned());
+    sandbox
+}
+
+/// A template `name:tag` with a plain spec and no pool, created (and last updated) at
+/// `created_at`.
+pub fn sample_template(name: &str, tag: &str, created_at: DateTime<Utc>) -> Template {
+    Template {
+        name: name.to_owned(),
+        tag: tag.to_owned(),
+        spec: sample("template", created_at).spec,
+        pool: None,
+        error: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// A template with every optional field set: the spec of [`fully_populated`], a pool, an error.
+pub fn fully_populated_template() -> Template {
+    Template {
+        name: "python-3".into(),
+        tag: "3.12.1_rc-2".into(),
+        spec: fully_populated().spec,
+        pool: Some(PoolSpec {
+            min_ready: 7,
+            max_idle_age: Duration::from_millis(1_234_500),
+        }),
+        error: Some("image \"python:3.12\" not found ✓".into()),
+        created_at: at(1),
+        updated_at: at(2_000_000_007),
     }
 }
 
@@ -207,6 +257,8 @@ pub fn fully_populated() -> Sandbox {
         started_at: Some(at(1_000_000_003)),
         expires_at: at(1_800_000_000_001),
         ended_at: Some(at(3_000_000_009)),
+        template: Some("python-3:3.12".into()),
+        pool: Some("python-3:3.12".into()),
     }
 }
 
@@ -798,7 +850,10 @@ pub async fn list_agrees_with_filter_matches(store: Arc<dyn Store>) {
             if i % 5 == 0 {
                 labels.push(("tier", "gold"));
             }
-            let sandbox = labelled(sample(owners[i % 3], at_secs(offset)), &labels);
+            let mut sandbox = labelled(sample(owners[i % 3], at_secs(offset)), &labels);
+            if i % 4 == 1 {
+                sandbox = pooled(sandbox, "py:latest");
+            }
             in_status(sandbox, Status::ALL[i % Status::ALL.len()])
         })
         .collect();
@@ -836,6 +891,17 @@ pub async fn list_agrees_with_filter_matches(store: Arc<dyn Store>) {
             owner: Some("alice".into()),
             labels: label(&[("env", "prod")]),
             include_ended: false,
+            pooled: Some(false),
+        },
+        SandboxFilter {
+            pooled: Some(true),
+            include_ended: true,
+            ..SandboxFilter::default()
+        },
+        SandboxFilter {
+            pooled: Some(false),
+            labels: label(&[("team", "red")]),
+            ..SandboxFilter::default()
         },
         SandboxFilter {
             labels: label(&[("tier", "gold"), ("team", "blue")]),
@@ -1245,4 +1311,408 @@ pub async fn handles_on_one_database_see_each_others_writes(store: Arc<dyn Store
         store.updated_since(at_secs(9)).await.expect("updated_since"),
         vec![sandbox]
     );
+}
+
+/// Insert then get returns the identical template: every field, sub-second times, the pool
+/// and the error, set and unset; list returns the same records.
+pub async fn template_round_trip_preserves_every_field(store: Arc<dyn Store>) {
+    let full = fully_populated_template();
+    let minimal = sample_template("minimal", "latest", at(5));
+    store.insert_template(&full).await.expect("insert full template");
+    store.insert_template(&minimal).await.expect("insert minimal template");
+
+    let read = store
+        .get_template(&full.name, &full.tag)
+        .await
+        .expect("get_template")
+        .expect("full template exists");
+    assert_eq!(read, full);
+    assert_eq!(
+        read.updated_at.timestamp_subsec_nanos(),
+        123_456_796,
+        "nanoseconds survive"
+    );
+    assert_eq!(
+        store.get_template("minimal", "latest").await.expect("get_template"),
+        Some(minimal.clone())
+    );
+    assert_eq!(
+        store.get_template("minimal", "other").await.expect("get_template"),
+        None
+    );
+    assert_eq!(
+        store.get_template("unknown", "latest").await.expect("get_template"),
+        None
+    );
+    assert_eq!(
+        store.list_templates().await.expect("list_templates"),
+        vec![minimal, full]
+    );
+}
+
+/// A second insert of a (name, tag) fails and keeps the first; another tag of the same name,
+/// or the same tag of another name, is a different template.
+pub async fn insert_of_existing_template_is_template_exists(store: Arc<dyn Store>) {
+    let first = sample_template("py", "3.12", at(0));
+    store.insert_template(&first).await.expect("insert");
+    let mut clash = sample_template("py", "3.12", at(9));
+    clash.error = Some("a different record".into());
+    for attempt in [&first, &clash] {
+        match store.insert_template(attempt).await {
+            Err(StoreError::TemplateExists { name, tag }) => assert_eq!((name.as_str(), tag.as_str()), ("py", "3.12")),
+            other => panic!("expected TemplateExists, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store.get_template("py", "3.12").await.expect("get_template"),
+        Some(first.clone())
+    );
+    let other_tag = sample_template("py", "3.13", at(1));
+    store.insert_template(&other_tag).await.expect("same name, other tag");
+    let other_name = sample_template("ruby", "3.12", at(2));
+    store.insert_template(&other_name).await.expect("same tag, other name");
+    assert_eq!(
+        store.list_templates().await.expect("list_templates"),
+        vec![first, other_tag, other_name]
+    );
+}
+
+/// An update replaces every field of the template it names; updating one that does not exist
+/// fails and creates nothing.
+pub async fn update_template_replaces_it_whole_and_a_missing_one_is_not_found(store: Arc<dyn Store>) {
+    let mut template = sample_template("py", "latest", at(0));
+    store.insert_template(&template).await.expect("insert");
+    template.spec = fully_populated().spec;
+    template.pool = Some(PoolSpec {
+        min_ready: 2,
+        max_idle_age: Duration::from_secs(60),
+    });
+    template.error = Some("image missing".into());
+    template.updated_at = at_secs(5);
+    store.update_template(&template).await.expect("update");
+    assert_eq!(
+        store.get_template("py", "latest").await.expect("get_template"),
+        Some(template.clone())
+    );
+    // And back: optional fields can be cleared.
+    template.pool = None;
+    template.error = None;
+    template.updated_at = at_secs(6);
+    store.update_template(&template).await.expect("update");
+    assert_eq!(
+        store.get_template("py", "latest").await.expect("get_template"),
+        Some(template.clone())
+    );
+
+    let missing = sample_template("py", "other", at(0));
+    match store.update_template(&missing).await {
+        Err(StoreError::TemplateNotFound { name, tag }) => assert_eq!((name.as_str(), tag.as_str()), ("py", "other")),
+        other => panic!("expected TemplateNotFound, got {other:?}"),
+    }
+    assert_eq!(store.get_template("py", "other").await.expect("get_template"), None);
+    assert_eq!(store.list_templates().await.expect("list_templates"), vec![template]);
+}
+
+/// Templates list by (name, tag), comparing bytes: `10` before `2`, `Latest` before `latest`,
+/// whatever the database's locale.
+pub async fn list_templates_orders_by_name_then_tag(store: Arc<dyn Store>) {
+    assert!(store.list_templates().await.expect("list_templates").is_empty());
+    let keys = [
+        ("b", "1"),
+        ("a", "2"),
+        ("a-b", "x"),
+        ("a", "10"),
+        ("ab", "latest"),
+        ("a", "latest"),
+        ("a", "Latest"),
+        ("a", "_"),
+    ];
+    let templates: Vec<Template> = keys
+        .iter()
+        .zip(0_i64..)
+        .map(|((name, tag), offset)| sample_template(name, tag, at_secs(offset)))
+        .collect();
+    for template in &templates {
+        store.insert_template(template).await.expect("insert");
+    }
+    let mut expected = templates;
+    expected.sort_by(|a, b| (&a.name, &a.tag).cmp(&(&b.name, &b.tag)));
+    let listed = store.list_templates().await.expect("list_templates");
+    let order = |list: &[Template]| -> Vec<String> { list.iter().map(|t| format!("{}:{}", t.name, t.tag)).collect() };
+    assert_eq!(order(&listed), order(&expected));
+    assert_eq!(listed, expected);
+}
+
+/// Delete answers whether the template existed, touches no other, and frees its (name, tag).
+pub async fn delete_template_reports_whether_it_existed(store: Arc<dyn Store>) {
+    let latest = sample_template("py", "latest", at(0));
+    let pinned = sample_template("py", "3.12", at(1));
+    store.insert_template(&latest).await.expect("insert");
+    store.insert_template(&pinned).await.expect("insert");
+
+    assert!(store.delete_template("py", "latest").await.expect("delete"));
+    assert!(!store.delete_template("py", "latest").await.expect("delete again"));
+    assert!(
+        !store
+            .delete_template("unknown", "latest")
+            .await
+            .expect("delete unknown")
+    );
+    assert_eq!(store.get_template("py", "latest").await.expect("get_template"), None);
+    assert_eq!(
+        store.list_templates().await.expect("list_templates"),
+        vec![pinned.clone()]
+    );
+    store
+        .insert_template(&latest)
+        .await
+        .expect("a deleted name:tag is free");
+    assert_eq!(
+        store.list_templates().await.expect("list_templates"),
+        vec![pinned, latest]
+    );
+}
+
+/// `pooled` picks the records waiting in a pool (whatever their status) or the others,
+/// records made from a template but claimed included among the others.
+pub async fn list_filters_by_pooled(store: Arc<dyn Store>) {
+    let waiting = pooled(sample("alice", at(0)), "py:latest");
+    let waiting_creating = in_status(pooled(sample("alice", at(1)), "ruby:3"), Status::Creating);
+    let plain = sample("alice", at(2));
+    let mut claimed = sample("bob", at(3));
+    claimed.template = Some("py:latest".into());
+    let waiting_ended = in_status(pooled(sample("bob", at(4)), "py:latest"), Status::Failed);
+    insert_all(
+        &*store,
+        &[
+            waiting.clone(),
+            waiting_creating.clone(),
+            plain.clone(),
+            claimed.clone(),
+            waiting_ended.clone(),
+        ],
+    )
+    .await;
+    let list = |pooled: Option<bool>, include_ended: bool| {
+        let store = Arc::clone(&store);
+        async move {
+            let filter = SandboxFilter {
+                pooled,
+                include_ended,
+                ..SandboxFilter::default()
+            };
+            ids(&store.list(&filter, None, 100).await.expect("list").items)
+        }
+    };
+    assert_eq!(
+        list(Some(true), false).await,
+        ids(&[waiting.clone(), waiting_creating.clone()])
+    );
+    assert_eq!(
+        list(Some(true), true).await,
+        ids(&[waiting.clone(), waiting_creating.clone(), waiting_ended.clone()])
+    );
+    assert_eq!(list(Some(false), true).await, ids(&[plain.clone(), claimed.clone()]));
+    assert_eq!(
+        list(None, true).await,
+        ids(&[waiting, waiting_creating, plain, claimed, waiting_ended])
+    );
+}
+
+/// What a claim in these tests makes of a pooled record: out of the pool, owned by `owner`,
+/// labelled `claimed=<owner>` instead of its pool labels, updated at `at_secs(100)`.
+fn claim_for(owner: &str) -> impl Fn(Sandbox) -> Sandbox + Send + Sync + 'static {
+    let owner = owner.to_owned();
+    move |mut sandbox: Sandbox| {
+        sandbox.pool = None;
+        sandbox.owner = owner.clone();
+        sandbox.spec.labels = BTreeMap::from([("claimed".to_owned(), owner.clone())]);
+        sandbox.updated_at = at_secs(100);
+        sandbox
+    }
+}
+
+/// A claim the closure must never see: there is nothing to claim.
+fn no_claim(_: Sandbox) -> Sandbox {
+    panic!("claimed from a pool that has nothing to claim")
+}
+
+/// Nothing to claim: an empty store, an unknown pool, a pool named like another's prefix.
+pub async fn claim_from_an_empty_or_unknown_pool_is_none(store: Arc<dyn Store>) {
+    assert_eq!(store.claim_pooled("py:latest", &no_claim).await.expect("claim"), None);
+    let waiting = pooled(sample("pool", at(0)), "py:latest");
+    let plain = sample("alice", at(1));
+    insert_all(&*store, &[waiting.clone(), plain.clone()]).await;
+    for pool in ["ruby:latest", "py", "py:", "", "PY:LATEST"] {
+        assert_eq!(
+            store.claim_pooled(pool, &no_claim).await.expect("claim"),
+            None,
+            "{pool:?}"
+        );
+    }
+    assert_eq!(store.get(&waiting.id).await.expect("get"), Some(waiting));
+    assert_eq!(store.get(&plain.id).await.expect("get"), Some(plain));
+}
+
+/// Claims take the pool's `Running` records oldest first (ties by id), write what the closure
+/// made of each (labels included) and return it; records of the pool in any other status and
+/// records of other pools are never taken.
+pub async fn claim_takes_the_oldest_running_pooled_record(store: Arc<dyn Store>) {
+    let pool = "py:latest";
+    let pool_labels: Labels<'_> = &[("pool", "py")];
+    let pending = in_status(pooled(sample("pool", at_secs(0)), pool), Status::Pending);
+    let creating = in_status(pooled(sample("pool", at_secs(1)), pool), Status::Creating);
+    let paused = in_status(pooled(sample("pool", at_secs(2)), pool), Status::Paused);
+    let ended = in_status(pooled(sample("pool", at_secs(3)), pool), Status::Terminated);
+    let oldest = labelled(pooled(sample("pool", at_secs(5)), pool), pool_labels);
+    let tied = labelled(pooled(sample("pool", at_secs(5)), pool), pool_labels);
+    let newest = labelled(pooled(sample("pool", at_secs(6)), pool), pool_labels);
+    let other_pool = pooled(sample("pool", at_secs(-2)), "py:3.12");
+    let unpooled = sample("pool", at_secs(-1));
+    let untouched = [pending, creating, paused, ended, other_pool, unpooled];
+    // Inserted newest first, so the order cannot come from insertion.
+    insert_all(&*store, &[newest.clone(), tied.clone(), oldest.clone()]).await;
+    insert_all(&*store, &untouched).await;
+    let claimable = in_list_order(vec![oldest, tied, newest]);
+
+    for (waiting, owner) in claimable.iter().zip(["alice", "bob", "carol"]) {
+        let claimed = store
+            .claim_pooled(pool, &claim_for(owner))
+            .await
+            .expect("claim")
+            .expect("the pool has a running sandbox");
+        assert_eq!(claimed, claim_for(owner)(waiting.clone()), "the oldest left is taken");
+        assert_eq!(claimed.pool, None);
+        assert_eq!(store.get(&claimed.id).await.expect("get"), Some(claimed.clone()));
+        let by_new_label = store
+            .list(&label_filter(&[("claimed", owner)]), None, 10)
+            .await
+            .expect("list");
+        assert_eq!(by_new_label.items, vec![claimed.clone()], "labels were rewritten");
+    }
+    let by_pool_label = store.list(&label_filter(pool_labels), None, 10).await.expect("list");
+    assert!(by_pool_label.items.is_empty(), "old labels are gone: {by_pool_label:?}");
+    assert_eq!(store.claim_pooled(pool, &no_claim).await.expect("claim"), None);
+    for sandbox in &untouched {
+        assert_eq!(store.get(&sandbox.id).await.expect("get").as_ref(), Some(sandbox));
+    }
+    let still_waiting = store
+        .list(
+            &SandboxFilter {
+                pooled: Some(true),
+                include_ended: true,
+                ..SandboxFilter::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("list");
+    assert_eq!(still_waiting.items.len(), 5, "only the claimed left the pool");
+}
+
+/// A closure that keeps the record in the pool or changes its id fails the claim with `Other`
+/// and writes nothing: the record still waits, labels and all, and a proper claim takes it.
+pub async fn a_refused_claim_writes_nothing(store: Arc<dyn Store>) {
+    let pool = "py:latest";
+    let waiting = labelled(pooled(sample("pool", at(0)), pool), &[("pool", "py")]);
+    store.insert(&waiting).await.expect("insert");
+
+    let stays_pooled = |mut sandbox: Sandbox| {
+        sandbox.owner = "alice".into();
+        sandbox.spec.labels.clear();
+        sandbox
+    };
+    let new_id = SandboxId::generate();
+    let changes_id = {
+        let new_id = new_id.clone();
+        move |mut sandbox: Sandbox| {
+            sandbox.id = new_id.clone();
+            claim_for("alice")(sandbox)
+        }
+    };
+    match store.claim_pooled(pool, &stays_pooled).await {
+        Err(StoreError::Other(_)) => {}
+        other => panic!("expected Other for a record left in the pool, got {other:?}"),
+    }
+    match store.claim_pooled(pool, &changes_id).await {
+        Err(StoreError::Other(_)) => {}
+        other => panic!("expected Other for a record with another id, got {other:?}"),
+    }
+    assert_eq!(store.get(&waiting.id).await.expect("get"), Some(waiting.clone()));
+    assert_eq!(store.get(&new_id).await.expect("get"), None);
+    let by_label = store
+        .list(&label_filter(&[("pool", "py")]), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(by_label.items, vec![waiting.clone()]);
+
+    let claimed = store
+        .claim_pooled(pool, &claim_for("bob"))
+        .await
+        .expect("claim")
+        .expect("still claimable");
+    assert_eq!(claimed, claim_for("bob")(waiting));
+}
+
+/// 50 claims race for a pool of 8 through two handles (two processes): exactly 8 succeed,
+/// each with a different sandbox, each written as its claimer made it; the pool's records that
+/// are not running stay.
+pub async fn concurrent_claims_through_two_handles_hand_out_each_sandbox_once(
+    store: Arc<dyn Store>,
+    other: Arc<dyn Store>,
+) {
+    const POOL_SIZE: i64 = 8;
+    const CLAIMERS: usize = 50;
+    let pool = "py:latest";
+    let waiting: Vec<Sandbox> = (0..POOL_SIZE)
+        .map(|offset| labelled(pooled(sample("pool", at_secs(offset)), pool), &[("pool", "py")]))
+        .collect();
+    let starting: Vec<Sandbox> = (0..2)
+        .map(|offset| in_status(pooled(sample("pool", at_secs(offset)), pool), Status::Creating))
+        .collect();
+    insert_all(&*store, &waiting).await;
+    insert_all(&*other, &starting).await;
+
+    let mut claimers = Vec::new();
+    for task in 0..CLAIMERS {
+        let handle = Arc::clone(if task % 2 == 0 { &store } else { &other });
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("claimer-{task}");
+            handle.claim_pooled(pool, &claim_for(&owner)).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for (task, claimer) in claimers.into_iter().enumerate() {
+        match claimer.await.expect("claimer task") {
+            Ok(Some(claimed)) => winners.push(claimed),
+            Ok(None) => {}
+            Err(error) => panic!("claimer {task} failed: {error}"),
+        }
+    }
+    assert_eq!(winners.len(), waiting.len(), "exactly the pool's size succeed");
+    let mut claimed_ids = ids(&winners);
+    claimed_ids.sort();
+    claimed_ids.dedup();
+    let mut waiting_ids = ids(&waiting);
+    waiting_ids.sort();
+    assert_eq!(claimed_ids, waiting_ids, "each sandbox handed out once");
+    for claimed in &winners {
+        assert_eq!(store.get(&claimed.id).await.expect("get").as_ref(), Some(claimed));
+        assert_eq!(other.get(&claimed.id).await.expect("get").as_ref(), Some(claimed));
+    }
+    assert_eq!(store.claim_pooled(pool, &no_claim).await.expect("claim"), None);
+    assert_eq!(other.claim_pooled(pool, &no_claim).await.expect("claim"), None);
+    let still_waiting = store
+        .list(
+            &SandboxFilter {
+                pooled: Some(true),
+                ..SandboxFilter::default()
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("list");
+    assert_eq!(ids(&still_waiting.items), ids(&in_list_order(starting)));
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId, Status};
+use berth_core::{Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -30,6 +30,9 @@ pub struct SandboxFilter {
     pub labels: BTreeMap<String, String>,
     /// Whether `Terminated` and `Failed` sandboxes are included when `statuses` is empty.
     pub include_ended: bool,
+    /// `Some(true)`: only sandboxes waiting in a warm pool (`pool` set); `Some(false)`: only the
+    /// others; `None`: both.
+    pub pooled: Option<bool>,
 }
 
 impl SandboxFilter {
@@ -45,6 +48,7 @@ impl SandboxFilter {
                 .labels
                 .iter()
                 .all(|(key, value)| sandbox.spec.labels.get(key) == Some(value))
+            && self.pooled.is_none_or(|pooled| pooled == sandbox.pool.is_some())
     }
 }
 
@@ -98,6 +102,10 @@ pub enum StoreError {
     DuplicateIdempotencyKey { owner: String, key: String },
     #[error("sandbox {0} not found")]
     NotFound(SandboxId),
+    #[error("template {name}:{tag} already exists")]
+    TemplateExists { name: String, tag: String },
+    #[error("template {name}:{tag} not found")]
+    TemplateNotFound { name: String, tag: String },
     #[error("store is unavailable: {0}")]
     Unavailable(String),
     #[error("stored record is corrupt: {0}")]
@@ -173,6 +181,31 @@ pub trait Store: Send + Sync + 'static {
     /// Records inserted or updated with `updated_at >= since` (the record's own `updated_at`),
     /// ended ones included, in any order.
     async fn updated_since(&self, since: DateTime<Utc>) -> Result<Vec<Sandbox>, StoreError>;
+
+    /// Atomically takes one sandbox waiting in pool `pool` (its `pool` field equals it and its status is
+    /// `Running`), oldest first: `claim` turns the record into the claimed one (it must clear `pool`),
+    /// and that record is written in the same transaction and returned. `None` when the pool is empty.
+    /// Two claims, from any processes sharing the store, never get the same sandbox. A claimed
+    /// record that changes the id or keeps `pool` set fails with `Other`, writing nothing.
+    async fn claim_pooled(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError>;
+
+    /// Writes a new template. Fails with `TemplateExists` when (name, tag) is taken.
+    async fn insert_template(&self, template: &Template) -> Result<(), StoreError>;
+
+    /// Replaces an existing template whole. Fails with `TemplateNotFound`.
+    async fn update_template(&self, template: &Template) -> Result<(), StoreError>;
+
+    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError>;
+
+    /// Every template, ordered by (name, tag).
+    async fn list_templates(&self) -> Result<Vec<Template>, StoreError>;
+
+    /// Deletes it; returns whether it existed.
+    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError>;
 
     /// Whether other processes may write this store at the same time (PostgreSQL: true;
     /// SQLite: false).

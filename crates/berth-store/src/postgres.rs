@@ -6,14 +6,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId};
+use berth_core::{Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres};
 use tokio::sync::{oneshot, watch};
 
-use crate::sql::{self, Row, Statement};
+use crate::sql::{self, Row, Statement, TemplateRow};
 use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 
 /// Connections per process; several processes share one server, whose default limit is 100.
@@ -171,6 +171,54 @@ async fn insert_labels(tx: &mut sqlx::Transaction<'static, Postgres>, sandbox: &
     Ok(())
 }
 
+/// Replaces the row of `sandbox` (whose values are `row`) and its labels within `tx`. Fails with
+/// `NotFound` when there is no such row.
+async fn update_row(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    sandbox: &Sandbox,
+    row: Row,
+) -> Result<(), StoreError> {
+    // The UPDATE locks the row until commit, so concurrent updates of one sandbox (from any
+    // process) apply one after the other, labels included.
+    let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| sql::write_error(sandbox, e, map_error))?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(sandbox.id.clone()));
+    }
+    sqlx::query(sql::DELETE_LABELS)
+        .bind(sandbox.id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    insert_labels(tx, sandbox).await
+}
+
+/// The work of a claim within `tx`: takes the oldest claimable sandbox of `pool`, checks what
+/// `claim` makes of it and writes that. `None` when there is none; the caller ends `tx`.
+async fn claim_in(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    pool: &str,
+    claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+) -> Result<Option<Sandbox>, StoreError> {
+    let candidate: Option<(String, String)> = sqlx::query_as(sql::NEXT_POOLED_FOR_UPDATE)
+        .bind(pool)
+        .bind(sql::CLAIMABLE_STATUS.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    let Some((id, record)) = candidate else {
+        return Ok(None);
+    };
+    let taken = sql::decode(&id, &record)?;
+    let claimed = claim(taken.clone());
+    sql::check_claimed(pool, &taken, &claimed)?;
+    let row = Row::of(&claimed)?;
+    update_row(tx, &claimed, row).await?;
+    Ok(Some(claimed))
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
@@ -198,21 +246,7 @@ impl Store for PostgresStore {
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
         let row = Row::of(sandbox)?;
         let mut tx = self.begin().await?;
-        // The UPDATE locks the row until commit, so concurrent updates of one sandbox (from any
-        // process) apply one after the other, labels included.
-        let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(sandbox.id.clone()));
-        }
-        sqlx::query(sql::DELETE_LABELS)
-            .bind(sandbox.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        insert_labels(&mut tx, sandbox).await?;
+        update_row(&mut tx, sandbox, row).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -268,6 +302,90 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?;
         sql::decode_all(&rows)
+    }
+
+    /// The select locks the row it returns until commit and passes over rows other claims have
+    /// locked, so concurrent claims from any process each take a different sandbox at once
+    /// instead of queueing on the oldest and finding it gone.
+    async fn claim_pooled(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError> {
+        let mut tx = self.begin().await?;
+        match claim_in(&mut tx, pool, claim).await {
+            Ok(Some(claimed)) => {
+                tx.commit().await.map_err(map_error)?;
+                Ok(Some(claimed))
+            }
+            Ok(None) => {
+                tx.rollback().await.map_err(map_error)?;
+                Ok(None)
+            }
+            Err(error) => {
+                // Ended here, not by the drop: a dropped transaction only ends when its connection
+                // is next used, and until then its row lock makes every other claim pass the
+                // sandbox over, as if the pool were empty.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(%rollback, "rolling back a failed claim failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// One statement each, atomic on its own: no transaction needed.
+    async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let inserted = sql::bind_template_row(sqlx::query(sql::INSERT_TEMPLATE), row)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(sql::template_exists(template));
+        }
+        Ok(())
+    }
+
+    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let updated = sql::bind_template_row(sqlx::query(sql::UPDATE_TEMPLATE), row)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(sql::template_not_found(template));
+        }
+        Ok(())
+    }
+
+    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError> {
+        let row: Option<(String, String, String)> = sqlx::query_as(sql::GET_TEMPLATE)
+            .bind(name)
+            .bind(tag)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|(name, tag, record)| sql::decode_template(&name, &tag, &record))
+            .transpose()
+    }
+
+    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(sql::LIST_TEMPLATES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        sql::decode_templates(&rows)
+    }
+
+    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(sql::DELETE_TEMPLATE)
+            .bind(name)
+            .bind(tag)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(deleted.rows_affected() > 0)
     }
 
     fn is_shared(&self) -> bool {

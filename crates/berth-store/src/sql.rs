@@ -1,8 +1,9 @@
 //! Backend-neutral SQL and the plumbing both backends share: statement text in the dialect
 //! SQLite and PostgreSQL share (`$n` placeholders), the column values derived from a
-//! [`Sandbox`], the dynamic list query, argument binding, paging and error classification.
+//! [`Sandbox`] or [`Template`], the dynamic list query, argument binding, paging, the checks of a
+//! pool claim, and error classification.
 
-use berth_core::{Sandbox, Status};
+use berth_core::{Sandbox, Status, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::query::Query;
@@ -11,12 +12,12 @@ use sqlx::{Arguments, Database, Encode, Type};
 use crate::{Cursor, Page, SandboxFilter, StoreError};
 
 pub(crate) const INSERT_SANDBOX: &str = "INSERT INTO sandboxes \
-     (id, status, owner, idempotency_key, created_at, updated_at, expires_at, ended_at, record) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     (id, status, owner, idempotency_key, created_at, updated_at, expires_at, ended_at, record, pool) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 pub(crate) const UPDATE_SANDBOX: &str = "UPDATE sandboxes SET \
      status = $2, owner = $3, idempotency_key = $4, created_at = $5, updated_at = $6, \
-     expires_at = $7, ended_at = $8, record = $9 \
+     expires_at = $7, ended_at = $8, record = $9, pool = $10 \
      WHERE id = $1";
 
 pub(crate) const INSERT_LABEL: &str = "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
@@ -32,6 +33,37 @@ pub(crate) const FIND_BY_IDEMPOTENCY_KEY: &str =
 
 /// Bound to [`nanos`] of the instant.
 pub(crate) const UPDATED_SINCE: &str = "SELECT id, record FROM sandboxes WHERE updated_at >= $1";
+
+/// The text of [`NEXT_POOLED`], a macro so PostgreSQL's locking form can extend it with `concat!`.
+macro_rules! next_pooled {
+    () => {
+        "SELECT id, record FROM sandboxes WHERE pool = $1 AND status = $2 ORDER BY created_at, id LIMIT 1"
+    };
+}
+
+/// The oldest sandbox waiting in pool `$1` with status `$2` (bound to [`CLAIMABLE_STATUS`]).
+pub(crate) const NEXT_POOLED: &str = next_pooled!();
+
+/// [`NEXT_POOLED`], locking the row it returns and passing over rows other transactions have
+/// locked, so concurrent claims each take a different sandbox instead of queueing on one.
+pub(crate) const NEXT_POOLED_FOR_UPDATE: &str = concat!(next_pooled!(), " FOR UPDATE SKIP LOCKED");
+
+/// The status a pooled sandbox must have to be claimed, as the `status` column stores it.
+pub(crate) const CLAIMABLE_STATUS: Status = Status::Running;
+
+/// Fails on a conflict instead of raising it, so a taken (name, tag) shows as no row written:
+/// one statement, no transaction, and no unique-violation message to parse.
+pub(crate) const INSERT_TEMPLATE: &str = "INSERT INTO templates (name, tag, created_at, updated_at, record) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, tag) DO NOTHING";
+
+pub(crate) const UPDATE_TEMPLATE: &str =
+    "UPDATE templates SET created_at = $3, updated_at = $4, record = $5 WHERE name = $1 AND tag = $2";
+
+pub(crate) const GET_TEMPLATE: &str = "SELECT name, tag, record FROM templates WHERE name = $1 AND tag = $2";
+
+pub(crate) const LIST_TEMPLATES: &str = "SELECT name, tag, record FROM templates ORDER BY name, tag";
+
+pub(crate) const DELETE_TEMPLATE: &str = "DELETE FROM templates WHERE name = $1 AND tag = $2";
 
 /// A value bound to a placeholder of a dynamically built statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +137,15 @@ pub(crate) fn list(filter: &SandboxFilter, after: Option<&Cursor>, limit: Option
     if let Some(owner) = &filter.owner {
         statement.push(" AND s.owner = ").bind(Bind::Text(owner.clone()));
     }
+    match filter.pooled {
+        Some(true) => {
+            statement.push(" AND s.pool IS NOT NULL");
+        }
+        Some(false) => {
+            statement.push(" AND s.pool IS NULL");
+        }
+        None => {}
+    }
     for (key, value) in &filter.labels {
         statement
             .push(" AND EXISTS (SELECT 1 FROM sandbox_labels l WHERE l.sandbox_id = s.id AND l.key = ")
@@ -160,6 +201,7 @@ pub(crate) struct Row {
     pub expires_at: i64,
     pub ended_at: Option<i64>,
     pub record: String,
+    pub pool: Option<String>,
 }
 
 impl Row {
@@ -176,6 +218,7 @@ impl Row {
             expires_at: nanos(sandbox.expires_at),
             ended_at: sandbox.ended_at.map(nanos),
             record,
+            pool: sandbox.pool.clone(),
         })
     }
 }
@@ -191,6 +234,105 @@ pub(crate) fn decode(id: &str, record: &str) -> Result<Sandbox, StoreError> {
         )));
     }
     Ok(sandbox)
+}
+
+/// Checks the record a claim's closure made of `taken`, the pooled record it was given: it must
+/// be the same sandbox, out of the pool.
+pub(crate) fn check_claimed(pool: &str, taken: &Sandbox, claimed: &Sandbox) -> Result<(), StoreError> {
+    if claimed.id != taken.id {
+        return Err(StoreError::Other(format!(
+            "a claim from pool {pool} turned sandbox {} into sandbox {}",
+            taken.id, claimed.id
+        )));
+    }
+    if claimed.pool.is_some() {
+        return Err(StoreError::Other(format!(
+            "a claim from pool {pool} left sandbox {} in a pool",
+            claimed.id
+        )));
+    }
+    Ok(())
+}
+
+/// The values of a `templates` row, in the order of [`INSERT_TEMPLATE`]'s and
+/// [`UPDATE_TEMPLATE`]'s placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TemplateRow {
+    pub name: String,
+    pub tag: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub record: String,
+}
+
+impl TemplateRow {
+    pub fn of(template: &Template) -> Result<Self, StoreError> {
+        let record = serde_json::to_string(template).map_err(|e| {
+            StoreError::Other(format!(
+                "cannot encode template {}:{}: {e}",
+                template.name, template.tag
+            ))
+        })?;
+        Ok(TemplateRow {
+            name: template.name.clone(),
+            tag: template.tag.clone(),
+            created_at: nanos(template.created_at),
+            updated_at: nanos(template.updated_at),
+            record,
+        })
+    }
+}
+
+pub(crate) fn template_exists(template: &Template) -> StoreError {
+    StoreError::TemplateExists {
+        name: template.name.clone(),
+        tag: template.tag.clone(),
+    }
+}
+
+pub(crate) fn template_not_found(template: &Template) -> StoreError {
+    StoreError::TemplateNotFound {
+        name: template.name.clone(),
+        tag: template.tag.clone(),
+    }
+}
+
+/// Binds a [`TemplateRow`] to [`INSERT_TEMPLATE`] or [`UPDATE_TEMPLATE`], in placeholder order.
+pub(crate) fn bind_template_row<'q, DB>(
+    query: Query<'q, DB, DB::Arguments>,
+    row: TemplateRow,
+) -> Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    String: for<'t> Encode<'t, DB> + Type<DB>,
+    i64: for<'t> Encode<'t, DB> + Type<DB>,
+{
+    query
+        .bind(row.name)
+        .bind(row.tag)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.record)
+}
+
+/// Decodes a stored template, checking it belongs to the row it was read from.
+pub(crate) fn decode_template(name: &str, tag: &str, record: &str) -> Result<Template, StoreError> {
+    let template: Template = serde_json::from_str(record)
+        .map_err(|e| StoreError::Corrupt(format!("record of template {name}:{tag} does not decode: {e}")))?;
+    if template.name != name || template.tag != tag {
+        return Err(StoreError::Corrupt(format!(
+            "row {name}:{tag} holds the record of template {}:{}",
+            template.name, template.tag
+        )));
+    }
+    Ok(template)
+}
+
+/// Decodes `(name, tag, record)` rows, failing on the first corrupt one.
+pub(crate) fn decode_templates(rows: &[(String, String, String)]) -> Result<Vec<Template>, StoreError> {
+    rows.iter()
+        .map(|(name, tag, record)| decode_template(name, tag, record))
+        .collect()
 }
 
 /// Binds a [`Row`] to [`INSERT_SANDBOX`] or [`UPDATE_SANDBOX`], in placeholder order.
@@ -213,6 +355,7 @@ where
         .bind(row.expires_at)
         .bind(row.ended_at)
         .bind(row.record)
+        .bind(row.pool)
 }
 
 /// The arguments of a dynamically built [`Statement`], for `sqlx::query_with`.
@@ -331,6 +474,7 @@ mod tests {
             owner: Some("alice".into()),
             labels: BTreeMap::from([("team".into(), "red".into()), ("env".into(), "prod".into())]),
             include_ended: false,
+            pooled: Some(true),
         }
     }
 
@@ -380,6 +524,58 @@ mod tests {
     }
 
     #[test]
+    fn the_pooled_filter_tests_the_pool_column() {
+        let only = |pooled| {
+            list(
+                &SandboxFilter {
+                    pooled,
+                    ..SandboxFilter::default()
+                },
+                None,
+                None,
+            )
+            .sql
+        };
+        assert!(only(Some(true)).contains("s.pool IS NOT NULL"));
+        assert!(only(Some(false)).contains("s.pool IS NULL"));
+        assert!(!only(None).contains("pool"));
+    }
+
+    #[test]
+    fn a_claim_must_keep_the_id_and_leave_the_pool() {
+        let mut taken = crate::contract::sample("alice", DateTime::from_timestamp_nanos(1));
+        taken.pool = Some("py:latest".into());
+        let mut claimed = taken.clone();
+        claimed.pool = None;
+        assert!(check_claimed("py:latest", &taken, &claimed).is_ok());
+        assert!(matches!(
+            check_claimed("py:latest", &taken, &taken),
+            Err(StoreError::Other(_))
+        ));
+        let mut other = claimed.clone();
+        other.id = SandboxId::generate();
+        assert!(matches!(
+            check_claimed("py:latest", &taken, &other),
+            Err(StoreError::Other(_))
+        ));
+    }
+
+    #[test]
+    fn decode_template_refuses_a_foreign_record() {
+        let template = crate::contract::sample_template("py", "3.12", DateTime::from_timestamp_nanos(1));
+        let row = TemplateRow::of(&template).expect("encodes");
+        assert_eq!(decode_template("py", "3.12", &row.record).expect("decodes"), template);
+        assert!(matches!(
+            decode_template("py", "latest", &row.record),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_template("py", "3.12", "{}"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
     fn purge_binds_every_placeholder() {
         let statement = purge_ended_before(DateTime::from_timestamp_nanos(5));
         assert_binds_match(&statement);
@@ -389,14 +585,21 @@ mod tests {
     #[test]
     fn static_statements_use_numbered_placeholders() {
         for (sql, count) in [
-            (INSERT_SANDBOX, 9),
-            (UPDATE_SANDBOX, 9),
+            (INSERT_SANDBOX, 10),
+            (UPDATE_SANDBOX, 10),
             (INSERT_LABEL, 3),
             (DELETE_LABELS, 1),
             (SANDBOX_EXISTS, 1),
             (GET_SANDBOX, 1),
             (FIND_BY_IDEMPOTENCY_KEY, 2),
             (UPDATED_SINCE, 1),
+            (NEXT_POOLED, 2),
+            (NEXT_POOLED_FOR_UPDATE, 2),
+            (INSERT_TEMPLATE, 5),
+            (UPDATE_TEMPLATE, 5),
+            (GET_TEMPLATE, 2),
+            (LIST_TEMPLATES, 0),
+            (DELETE_TEMPLATE, 2),
         ] {
             let used: BTreeSet<usize> = placeholders(sql).into_iter().collect();
             assert_eq!(used, (1..=count).collect(), "{sql}");

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId};
+use berth_core::{Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Sqlite};
 
-use crate::sql::{self, Row, Statement};
+use crate::sql::{self, Row, Statement, TemplateRow};
 use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 
 /// How long a connection waits for another process's lock before giving up.
@@ -133,6 +133,52 @@ async fn insert_labels(tx: &mut sqlx::Transaction<'static, Sqlite>, sandbox: &Sa
     Ok(())
 }
 
+/// Replaces the row of `sandbox` (whose values are `row`) and its labels within `tx`. Fails with
+/// `NotFound` when there is no such row.
+async fn update_row(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    sandbox: &Sandbox,
+    row: Row,
+) -> Result<(), StoreError> {
+    let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| sql::write_error(sandbox, e, map_error))?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound(sandbox.id.clone()));
+    }
+    sqlx::query(sql::DELETE_LABELS)
+        .bind(sandbox.id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    insert_labels(tx, sandbox).await
+}
+
+/// The work of a claim within `tx`: takes the oldest claimable sandbox of `pool`, checks what
+/// `claim` makes of it and writes that. `None` when there is none; the caller ends `tx`.
+async fn claim_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    pool: &str,
+    claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+) -> Result<Option<Sandbox>, StoreError> {
+    let candidate: Option<(String, String)> = sqlx::query_as(sql::NEXT_POOLED)
+        .bind(pool)
+        .bind(sql::CLAIMABLE_STATUS.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    let Some((id, record)) = candidate else {
+        return Ok(None);
+    };
+    let taken = sql::decode(&id, &record)?;
+    let claimed = claim(taken.clone());
+    sql::check_claimed(pool, &taken, &claimed)?;
+    let row = Row::of(&claimed)?;
+    update_row(tx, &claimed, row).await?;
+    Ok(Some(claimed))
+}
+
 /// Longest encoded cluster id used as is in a lock file name; file names end at 255 bytes.
 const MAX_LOCK_SUFFIX: usize = 100;
 
@@ -201,19 +247,7 @@ impl Store for SqliteStore {
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
         let row = Row::of(sandbox)?;
         let mut tx = begin_write(&self.writer).await?;
-        let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound(sandbox.id.clone()));
-        }
-        sqlx::query(sql::DELETE_LABELS)
-            .bind(sandbox.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        insert_labels(&mut tx, sandbox).await?;
+        update_row(&mut tx, sandbox, row).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -266,6 +300,92 @@ impl Store for SqliteStore {
             .await
             .map_err(map_error)?;
         sql::decode_all(&rows)
+    }
+
+    /// The writer's `BEGIN IMMEDIATE` transaction holds SQLite's write lock from the select on,
+    /// so no other claim, from this process or another on the same file, can take the same row
+    /// between the select and the write.
+    async fn claim_pooled(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError> {
+        let mut tx = begin_write(&self.writer).await?;
+        match claim_in(&mut tx, pool, claim).await {
+            Ok(Some(claimed)) => {
+                tx.commit().await.map_err(map_error)?;
+                Ok(Some(claimed))
+            }
+            Ok(None) => {
+                tx.rollback().await.map_err(map_error)?;
+                Ok(None)
+            }
+            Err(error) => {
+                // Ended here, not by the drop: a dropped transaction only ends when its connection
+                // is next used, and until then it holds the write lock.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::debug!(%rollback, "rolling back a failed claim failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let mut tx = begin_write(&self.writer).await?;
+        let inserted = sql::bind_template_row(sqlx::query(sql::INSERT_TEMPLATE), row)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        if inserted.rows_affected() == 0 {
+            return Err(sql::template_exists(template));
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let mut tx = begin_write(&self.writer).await?;
+        let updated = sql::bind_template_row(sqlx::query(sql::UPDATE_TEMPLATE), row)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(sql::template_not_found(template));
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError> {
+        let row: Option<(String, String, String)> = sqlx::query_as(sql::GET_TEMPLATE)
+            .bind(name)
+            .bind(tag)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_error)?;
+        row.map(|(name, tag, record)| sql::decode_template(&name, &tag, &record))
+            .transpose()
+    }
+
+    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(sql::LIST_TEMPLATES)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_error)?;
+        sql::decode_templates(&rows)
+    }
+
+    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        let mut tx = begin_write(&self.writer).await?;
+        let deleted = sqlx::query(sql::DELETE_TEMPLATE)
+            .bind(name)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(deleted.rows_affected() > 0)
     }
 
     /// Another process could open the file too, but berth runs one process per SQLite file:
@@ -417,6 +537,27 @@ mod tests {
             "{details:#?}"
         );
         assert!(details.iter().any(|d| d.starts_with("SEARCH l")), "{details:#?}");
+    }
+
+    /// A claim finds a pool's oldest sandbox through the partial pool index, never a scan of
+    /// every sandbox.
+    #[tokio::test]
+    async fn claims_search_the_pool_index() {
+        let (store, _dir) = fresh().await;
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", sql::NEXT_POOLED)))
+                .bind("py:latest")
+                .bind(sql::CLAIMABLE_STATUS.as_str())
+                .fetch_all(&store.reader)
+                .await
+                .expect("plan");
+        let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.starts_with("SEARCH") && d.contains("sandboxes_pool_created_at")),
+            "{details:#?}"
+        );
     }
 
     #[tokio::test]

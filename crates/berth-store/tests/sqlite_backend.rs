@@ -1,5 +1,6 @@
 //! What only the SQLite backend promises: WAL on disk, migrations re-applied harmlessly on
-//! reopen (and `updated_at` filled in for records written before it existed), durability across
+//! reopen (and `updated_at` filled in for records written before it existed, templates and pools
+//! added to databases from before them), durability across
 //! close and reopen, several stores on one file, label rows kept in step, how broken files and
 //! records are reported, and leadership as a lock file beside the database.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use berth_core::Status;
 use std::time::Duration;
 
-use berth_store::contract::{at, at_secs, labelled, sample};
+use berth_store::contract::{at, at_secs, labelled, sample, sample_template};
 use berth_store::{SandboxFilter, SqliteStore, Store, StoreError};
 use chrono::DateTime;
 use sqlx::migrate::Migrator;
@@ -326,6 +327,71 @@ async fn migrating_fills_updated_at_from_the_records() {
         fallback,
         unreadable.created_at.timestamp_nanos_opt().expect("in range"),
         "an unreadable value falls back to the creation time"
+    );
+}
+
+/// A database written by a berth from before templates and pools: opening it adds both, its
+/// records come back unpooled, and the new table and column work at once.
+#[tokio::test]
+async fn migrating_adds_templates_and_leaves_old_records_unpooled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("berth.db");
+    let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&options).await.expect("create file");
+    let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let migrator = Migrator::new(migrations).await.expect("migrations");
+    migrator.run_to(2, &mut conn).await.expect("schema v2 only");
+    let old = labelled(sample("alice", at(0)), &[("team", "red")]);
+    // Encoded as a berth without pools wrote it: no `template` or `pool` fields at all.
+    let mut record = serde_json::to_value(&old).expect("encode");
+    if let Some(fields) = record.as_object_mut() {
+        fields.remove("template");
+        fields.remove("pool");
+    }
+    sqlx::query(
+        "INSERT INTO sandboxes (id, status, owner, created_at, updated_at, expires_at, record) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(old.id.as_str())
+    .bind(old.status.as_str())
+    .bind(&old.owner)
+    .bind(old.created_at.timestamp_nanos_opt().expect("in range"))
+    .bind(old.updated_at.timestamp_nanos_opt().expect("in range"))
+    .bind(old.expires_at.timestamp_nanos_opt().expect("in range"))
+    .bind(record.to_string())
+    .execute(&mut conn)
+    .await
+    .expect("insert a v2 row");
+    conn.close().await.expect("close");
+
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    assert_eq!(store.get(&old.id).await.expect("get"), Some(old.clone()));
+    let unpooled = store
+        .list(
+            &SandboxFilter {
+                pooled: Some(false),
+                ..SandboxFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(unpooled.items, vec![old]);
+    assert_eq!(
+        store
+            .claim_pooled("py:latest", &|sandbox| sandbox)
+            .await
+            .expect("claim"),
+        None
+    );
+    let template = sample_template("py", "latest", at(1));
+    store.insert_template(&template).await.expect("insert_template");
+    assert_eq!(store.list_templates().await.expect("list_templates"), vec![template]);
+    store.close().await;
+    assert_eq!(
+        count(&path, "SELECT COUNT(*) FROM _sqlx_migrations WHERE success").await,
+        migration_files()
     );
 }
 

@@ -13,8 +13,8 @@ use berth_client::BerthClient;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, cp, exec, healthcheck, inspect, logs, ls, pause, report, resume, rm, run, serve,
-    shell, stats, ttl,
+    AlreadyReported, UsageError, cp, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume, rm, run, serve,
+    shell, stats, template, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -64,6 +64,12 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Unfreeze paused sandboxes
     Resume(resume::ResumeArgs),
+    /// Manage templates: named sandbox specs that `run --template` starts from
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Show the warm pools of templates
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
     /// Exit 0 when the server is ready, 1 otherwise (for container health checks)
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -122,6 +128,8 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Stats(args) => stats::run(&client()?, args).await.map(done),
         Command::Pause(args) => pause::run(&client()?, args).await.map(done),
         Command::Resume(args) => resume::run(&client()?, args).await.map(done),
+        Command::Template(command) => template::run(&client()?, command).await.map(done),
+        Command::Pool(command) => pool::run(&client()?, command).await.map(done),
     }
 }
 
@@ -158,6 +166,11 @@ mod tests {
             &["berth", "pause"],
             &["berth", "resume"],
             &["berth", "shell"],
+            &["berth", "run"],
+            &["berth", "template"],
+            &["berth", "template", "create"],
+            &["berth", "template", "rm"],
+            &["berth", "pool"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

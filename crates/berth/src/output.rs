@@ -197,6 +197,7 @@ pub(crate) mod tests {
             started_at: None,
             expires_at,
             ended_at: None,
+            template: None,
         }
     }
 

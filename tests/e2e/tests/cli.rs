@@ -1,6 +1,6 @@
 //! The `berth` command line against a real server and engine: the sandbox verbs (run, ls,
-//! inspect, ttl, rm), their error and usage exits, and working inside a sandbox (exec, cp, logs,
-//! stats, pause, resume). Each test runs the real binary with `--server`.
+//! inspect, ttl, rm), their error and usage exits, working inside a sandbox (exec, cp, logs,
+//! stats, pause, resume), and templates and pools. Each test runs the real binary with `--server`.
 
 use std::io::Write;
 use std::path::Path;
@@ -548,4 +548,186 @@ async fn logs_stats_pause_and_resume() {
     assert_eq!(cli.run(&["resume", &id]).ok(), format!("{id}\n"));
     assert_eq!(cli.inspect(&id)["status"], "Running");
     assert_eq!(cli.sh(&id, "echo back"), "back\n");
+}
+
+/// The column names of a table (they are separated by at least three spaces, and may contain one).
+fn table_header(table: &str) -> Vec<&str> {
+    let first = table.lines().next().unwrap_or_default();
+    first
+        .split("   ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+/// The cells of the table row whose first column is `first`, split at the column gaps.
+fn table_row(table: &str, first: &str) -> Option<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cells| cells.first().map(String::as_str) == Some(first))
+}
+
+#[tokio::test]
+async fn templates_are_created_listed_run_inspected_and_removed() {
+    let server = TestServer::start().await.unwrap();
+    let cli = Cli::new(&server);
+    let name = unique("tpl");
+    let reference = format!("{name}:latest");
+
+    let created = cli.run(&[
+        "template",
+        "create",
+        &name,
+        "--image",
+        TEST_IMAGE,
+        "--ttl",
+        "10m",
+        "-l",
+        "suite=tpl",
+        "-e",
+        "GREETING=hi",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    assert!(created.stderr.is_empty(), "{created:?}");
+    assert_eq!(created.ok(), format!("{reference}\n"));
+    // The same NAME:TAG again is refused (`--replace`, below, overwrites it).
+    let stderr = cli.run(&["template", "create", &name, "--image", TEST_IMAGE]).failed();
+    assert!(stderr.contains(&name), "{stderr}");
+
+    let table = cli.run(&["template", "ls"]).ok();
+    let header = table_header(&table);
+    assert_eq!(
+        header,
+        [
+            "NAME", "TAG", "IMAGE", "CPU", "MEMORY", "TTL", "POOL", "ERROR", "CREATED"
+        ],
+        "{table}"
+    );
+    let row = table_row(&table, &name).unwrap_or_else(|| panic!("{name} listed: {table}"));
+    assert_eq!(row[1..3], ["latest", TEST_IMAGE], "{table}");
+    assert_eq!(row[5..7], ["10m", "-"], "{table}");
+    assert!(
+        cli.run(&["template", "list", "-q"])
+            .ok()
+            .lines()
+            .any(|line| line == reference)
+    );
+    let listed: Value = serde_json::from_str(&cli.run(&["template", "ls", "-o", "json"]).ok()).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|item| item["name"] == name.as_str()),
+        "{listed}"
+    );
+
+    // The template's spec is the base: its command, labels and env.
+    let id = cli.run(&["run", "--template", &name]).ok().trim().to_owned();
+    assert_eq!(id.len(), 16, "an id: {id:?}");
+    let sandbox = cli.inspect(&id);
+    assert_eq!(sandbox["status"], "Running", "{sandbox}");
+    assert_eq!(sandbox["image"], TEST_IMAGE);
+    assert_eq!(sandbox["labels"]["suite"], "tpl");
+    assert_eq!(sandbox["template"], reference.as_str(), "{sandbox}");
+    assert_eq!(cli.sh(&id, "echo $GREETING"), "hi\n");
+    // Flags override it; every positional is the command.
+    let id = cli
+        .run(&["run", "--template", &name, "-e", "GREETING=yo", "--", "sleep", "1234"])
+        .ok()
+        .trim()
+        .to_owned();
+    let sandbox = cli.inspect(&id);
+    assert_eq!(sandbox["command"], serde_json::json!(["sleep", "1234"]), "{sandbox}");
+    assert_eq!(cli.sh(&id, "echo $GREETING"), "yo\n");
+    let run = cli.run(&["run", "--ttl", "1m"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("--template"), "{run:?}");
+
+    let inspected: Value = serde_json::from_str(&cli.run(&["template", "inspect", &name]).ok()).unwrap();
+    let template = &inspected.as_array().expect("a JSON array")[0];
+    assert_eq!(template["name"], name.as_str());
+    assert_eq!(template["tag"], "latest");
+    assert_eq!(template["image"], TEST_IMAGE);
+    assert_eq!(template["command"], serde_json::json!(["sleep", "3600"]));
+    assert_eq!(template["env"]["GREETING"], "hi");
+    assert_eq!(template["pool"], Value::Null);
+    let yaml = cli.run(&["template", "inspect", "-o", "yaml", &reference]).ok();
+    assert!(yaml.starts_with(&format!("- name: {name}\n")), "{yaml}");
+
+    // Replace it from a YAML file on stdin.
+    let body = format!("name: {name}\nimage: {TEST_IMAGE}\nttl: 5m\ncommand: [sleep, '60']\n");
+    let replaced = cli.run_with_stdin(&["template", "create", "--replace", "-f", "-"], body.as_bytes());
+    assert_eq!(replaced.ok(), format!("{reference}\n"));
+    let inspected: Value = serde_json::from_str(&cli.run(&["template", "inspect", &reference]).ok()).unwrap();
+    assert_eq!(inspected[0]["ttl"], "5m", "{inspected}");
+    assert_eq!(inspected[0]["command"], serde_json::json!(["sleep", "60"]));
+
+    assert_eq!(cli.run(&["template", "rm", &name]).ok(), format!("{name}\n"));
+    let stderr = cli.run(&["template", "inspect", &name]).failed();
+    assert!(stderr.contains(&name), "{stderr}");
+    cli.run(&["template", "rm", &reference]).failed();
+    // Sandboxes made from it keep running.
+    assert_eq!(cli.inspect(&id)["status"], "Running");
+}
+
+#[tokio::test]
+async fn pool_ls_shows_a_pool_filling() {
+    let server = TestServer::start().await.unwrap();
+    let cli = Cli::new(&server);
+    let name = unique("pooled");
+    let reference = format!("{name}:latest");
+    cli.run(&[
+        "template",
+        "create",
+        &name,
+        "--image",
+        TEST_IMAGE,
+        "--ttl",
+        "10m",
+        "--pool-min-ready",
+        "1",
+        "--pool-max-idle-age",
+        "30m",
+        "--",
+        "sleep",
+        "3600",
+    ])
+    .ok();
+
+    let row = eventually(Duration::from_secs(60), || async {
+        let table = cli.run(&["pool", "ls"]).ok();
+        let header = table_header(&table);
+        assert_eq!(
+            header,
+            ["TEMPLATE", "READY", "MIN", "REFILLING", "CLAIMED", "MAX IDLE", "ERROR"],
+            "{table}"
+        );
+        table_row(&table, &reference).filter(|row| row[1] == "1" && row[3] == "0")
+    })
+    .await
+    .unwrap_or_else(|| panic!("the pool of {reference} never held a ready sandbox"));
+    assert_eq!(row[2..6], ["1", "0", "0", "30m"], "{row:?}");
+
+    let pools: Value = serde_json::from_str(&cli.run(&["pool", "ls", "-o", "json"]).ok()).unwrap();
+    let pool = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pool| pool["template"] == reference.as_str())
+        .unwrap_or_else(|| panic!("{reference} in {pools}"));
+    assert_eq!(pool["min_ready"], 1);
+    let table = cli.run(&["template", "ls"]).ok();
+    assert!(
+        table_row(&table, &name).unwrap().join(" ").contains("1/1 ready"),
+        "{table}"
+    );
+
+    assert_eq!(cli.run(&["template", "rm", &reference]).ok(), format!("{reference}\n"));
+    let table = cli.run(&["pool", "ls"]).ok();
+    assert!(table_row(&table, &reference).is_none(), "{table}");
 }

@@ -20,6 +20,7 @@ pub mod health;
 pub mod json;
 pub mod observe;
 pub mod sandboxes;
+pub mod templates;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +32,7 @@ commands in them, move files in and out, read their logs and stats, pause and re
     ),
     tags(
         (name = "sandboxes", description = "Sandbox lifecycle"),
+        (name = "templates", description = "Templates and their warm pools"),
         (name = "exec", description = "Commands inside a sandbox: one-shot, streamed, interactive, background"),
         (name = "files", description = "Files in and out of a sandbox, streamed"),
         (name = "observe", description = "Logs and resource stats of a sandbox"),
@@ -63,6 +65,13 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(health::readyz))
         .routes(routes!(health::health))
         .routes(routes!(health::metrics))
+        .routes(routes!(templates::create_template, templates::list_templates))
+        .routes(routes!(
+            templates::get_template,
+            templates::put_template,
+            templates::delete_template
+        ))
+        .routes(routes!(templates::list_pools))
         .with_state(service)
         .split_for_parts()
 }

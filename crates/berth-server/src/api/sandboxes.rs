@@ -19,6 +19,8 @@ use super::json::ApiJson;
 use crate::service::SandboxService;
 
 pub const DEFAULT_PAGE: usize = 100;
+/// Response header of a create: `pooled` when the sandbox was claimed from a warm pool, else `cold`.
+pub const CREATE_PATH_HEADER: &str = "berth-create-path";
 pub const MAX_PAGE: usize = 1000;
 
 /// Create a sandbox. Answers 201 once it runs, or 202 at once with `?wait=false`.
@@ -75,6 +77,11 @@ pub async fn create_sandbox(
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    // Which way the sandbox came, for clients and benchmarks that care about latency.
+    response.headers_mut().insert(
+        CREATE_PATH_HEADER,
+        HeaderValue::from_static(if created.claimed { "pooled" } else { "cold" }),
+    );
     Ok(response)
 }
 
@@ -106,6 +113,7 @@ pub async fn get_sandbox(
         ("status" = Option<String>, Query, description = "Only these statuses, comma-separated (e.g. `Running,Paused`)"),
         ("owner" = Option<String>, Query, description = "Only this owner's sandboxes"),
         ("all" = Option<bool>, Query, description = "Include ended sandboxes (default false)"),
+        ("pooled" = Option<bool>, Query, description = "List the sandboxes waiting unclaimed in warm pools instead (default false: they are not listed)"),
         ("limit" = Option<usize>, Query, description = "Page size, 1-1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -120,7 +128,7 @@ pub async fn list_sandboxes(
 ) -> Result<Json<SandboxList>, ApiError> {
     let params = QueryParams::parse(
         query.as_deref(),
-        &["label", "status", "owner", "all", "limit", "cursor"],
+        &["label", "status", "owner", "all", "pooled", "limit", "cursor"],
     )?;
     let mut filter = SandboxFilter::default();
     let mut labels = BTreeMap::new();
@@ -148,6 +156,10 @@ pub async fn list_sandboxes(
         None => false,
         Some(value) => parse_bool("all", value)?,
     };
+    filter.pooled = Some(match params.single("pooled") {
+        None => false,
+        Some(value) => parse_bool("pooled", value)?,
+    });
     let limit = match params.single("limit") {
         None => DEFAULT_PAGE,
         Some(value) => value

@@ -9,12 +9,14 @@ pub mod inspect;
 pub mod logs;
 pub mod ls;
 pub mod pause;
+pub mod pool;
 pub mod resume;
 pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod shell;
 pub mod stats;
+pub mod template;
 pub mod ttl;
 
 /// An error whose lines were already printed to stderr; the process only has to exit 1.
@@ -78,6 +80,19 @@ pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A message folded onto one line and cut to at most `max` characters (ending in `…` when cut),
+/// so that a long error does not stretch a table.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = one_line(text);
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +109,13 @@ mod tests {
     #[test]
     fn messages_fold_onto_one_line() {
         assert_eq!(one_line("a\n  b\tc "), "a b c");
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_an_ellipsis() {
+        assert_eq!(shorten("short\n text", 10), "short text");
+        assert_eq!(shorten("exactly 10", 10), "exactly 10");
+        assert_eq!(shorten("one two three", 9), "one two…");
+        assert_eq!(shorten("ééééé", 3), "éé…");
     }
 }

@@ -1,13 +1,15 @@
-//! `berth run`: creates a sandbox from an image and prints its id.
+//! `berth run`: creates a sandbox from an image or a template and prints its id.
 
 use berth_api::{NumberOrString, SandboxRequest};
 use berth_client::{BerthClient, CreateOptions};
-use clap::Args;
+use clap::{ArgGroup, Args};
 
 use super::parse_key_value;
 use crate::output::emit_line;
 
 #[derive(Debug, Clone, Args)]
+// An image or a template, or both: with a template the positionals are the command.
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["image", "template"])))]
 pub struct RunArgs {
     /// Set an environment variable in the sandbox (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -42,18 +44,33 @@ pub struct RunArgs {
     /// Makes a retried run return the first sandbox instead of creating another
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// Image to run, e.g. busybox:latest
-    pub image: String,
+    /// Start from this template; the other flags override its values. Every positional is then
+    /// the command (no IMAGE): `berth run --template py -- python -c 1`
+    #[arg(long, value_name = "NAME[:TAG]")]
+    pub template: Option<String>,
+    /// Image to run, e.g. busybox:latest (not with --template)
+    pub image: Option<String>,
     /// Command to run instead of the image's default (after `--` if it has flags of its own)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
+/// The image and command the positionals stand for: `IMAGE [CMD...]`, or only `CMD...` with a
+/// template (clap cannot tell the two apart, so the first word lands in `image`).
+fn image_and_command(args: &RunArgs) -> (Option<String>, Vec<String>) {
+    if args.template.is_some() {
+        (None, args.image.iter().chain(&args.command).cloned().collect())
+    } else {
+        (args.image.clone(), args.command.clone())
+    }
+}
+
 /// The create request `args` stand for. Quantities go as written; the server parses them.
 pub fn build_request(args: &RunArgs) -> SandboxRequest {
+    let (image, command) = image_and_command(args);
     SandboxRequest {
-        image: Some(args.image.clone()),
-        command: (!args.command.is_empty()).then(|| args.command.clone()),
+        image,
+        command: (!command.is_empty()).then_some(command),
         env: args.env.iter().cloned().collect(),
         workdir: args.workdir.clone(),
         user: args.user.clone(),
@@ -63,6 +80,7 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         memory: args.memory.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         owner: args.owner.clone(),
+        template: args.template.clone(),
     }
 }
 
@@ -146,6 +164,7 @@ mod tests {
                 memory: Some(NumberOrString::String("1Gi".into())),
                 ttl: Some(NumberOrString::String("90".into())),
                 owner: Some("alice".into()),
+                template: None,
             }
         );
         // Numbers go as written, in JSON strings.
@@ -182,8 +201,45 @@ mod tests {
     }
 
     #[test]
-    fn an_image_is_required_and_ports_are_numbers() {
-        assert_eq!(parse(&[]).unwrap_err().exit_code(), 2);
+    fn an_image_or_a_template_is_required_and_ports_are_numbers() {
+        let error = parse(&[]).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--template"), "{error}");
+        assert_eq!(parse(&["-e", "A=1"]).unwrap_err().exit_code(), 2);
         assert_eq!(parse(&["-p", "http", "busybox"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn with_a_template_every_positional_is_the_command() {
+        let args = parse(&[
+            "--template",
+            "py:3.12",
+            "--ttl",
+            "5m",
+            "-e",
+            "A=1",
+            "--",
+            "python",
+            "-c",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(
+            build_request(&args),
+            SandboxRequest {
+                template: Some("py:3.12".into()),
+                image: None,
+                command: Some(vec!["python".into(), "-c".into(), "1".into()]),
+                env: BTreeMap::from([("A".into(), "1".into())]),
+                ttl: Some(NumberOrString::String("5m".into())),
+                ..SandboxRequest::default()
+            }
+        );
+        let args = parse(&["--template", "py", "sleep", "10"]).unwrap();
+        assert_eq!(build_request(&args).command, Some(vec!["sleep".into(), "10".into()]));
+        // No positional: the template's own command runs.
+        let bare = build_request(&parse(&["--template", "py"]).unwrap());
+        assert_eq!((bare.image, bare.command), (None, None));
+        assert_eq!(bare.template.as_deref(), Some("py"));
     }
 }
