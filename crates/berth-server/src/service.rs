@@ -716,11 +716,9 @@ impl SandboxService {
         }
     }
 
-    /// Exit facts, from a fresh inspect when the list data lacks them.
+    /// Exit facts from a fresh inspect: list data may carry an exit code and time but never the
+    /// OOM flag, so a resync that sees the exit before its event must still ask.
     async fn finished_facts(&self, container: &ContainerState) -> ContainerState {
-        if container.exit_code.is_some() && container.finished_at.is_some() {
-            return container.clone();
-        }
         self.runtime
             .inspect(&container.container_id)
             .await

@@ -1048,7 +1048,7 @@ async fn pause_blocks_exec_and_resume_allows_it() {
     // Ended: 409 for pause, resume and exec, with the reason.
     let response = api
         .http
-        .delete(api.url(&format!("/v1/sandboxes/{id}")))
+        .delete(api.url(&format!("/v1/sandboxes/{id}?wait=true")))
         .send()
         .await
         .unwrap();
