@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Builds the images berth's tests run, from Debian's static busybox: no registry needed.
 # Idempotent: an image that already exists is left as it is (pass --force to rebuild).
-#   berth-test/busybox:latest   FROM scratch + /bin/busybox, applets installed in /bin
+#   berth-test/busybox:latest       FROM scratch + /bin/busybox, applets installed in /bin
+#   berth-test/aenv-server:latest   the same, serving AEnvironment's in-sandbox contract on :8081
+#                                   (GET /health, POST /functions/<name>, POST /task/reward,
+#                                   GET /functions/list, GET /sse): a sh server behind busybox nc
 set -euo pipefail
 
 IMAGE="berth-test/busybox:latest"
+AENV_IMAGE="berth-test/aenv-server:latest"
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
 force=0
 if [[ "${1:-}" == "--force" ]]; then force=1; fi
@@ -18,8 +22,11 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 
-if [[ $force -eq 0 ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    echo "$IMAGE is present"
+present() {
+    [[ $force -eq 0 ]] && docker image inspect "$1" >/dev/null 2>&1
+}
+if present "$IMAGE" && present "$AENV_IMAGE"; then
+    echo "$IMAGE and $AENV_IMAGE are present"
     exit 0
 fi
 
@@ -43,5 +50,107 @@ COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
 DOCKERFILE
 
-DOCKER_BUILDKIT=0 docker build --quiet --tag "$IMAGE" "$context" >/dev/null
-echo "built $IMAGE"
+if present "$IMAGE"; then
+    echo "$IMAGE is present"
+else
+    DOCKER_BUILDKIT=0 docker build --quiet --tag "$IMAGE" "$context" >/dev/null
+    echo "built $IMAGE"
+fi
+
+if present "$AENV_IMAGE"; then
+    echo "$AENV_IMAGE is present"
+    exit 0
+fi
+aenv="$context/aenv"
+mkdir "$aenv"
+cp "$BUSYBOX" "$aenv/busybox"
+cat >"$aenv/aenv-server" <<'SERVER'
+#!/bin/sh
+# The AEnvironment in-sandbox contract on $PORT (8081), after $AENV_START_DELAY seconds (0): one
+# aenv-handler per connection, connections served side by side.
+sleep "${AENV_START_DELAY:-0}"
+exec nc -ll -p "${PORT:-8081}" -e /bin/aenv-handler
+SERVER
+cat >"$aenv/aenv-handler" <<'HANDLER'
+#!/bin/sh
+# One HTTP/1.1 exchange on stdin/stdout (nc hands over the connection): the AEnvironment
+# in-sandbox contract, enough for berth's gateway tests. Every answer closes the connection.
+cr=$(printf '\r')
+
+# A JSON string's content: backslashes and quotes escaped.
+escape() {
+    case $1 in
+        *[\"\\]*) printf '%s' "$1" | sed 's/[\\"]/\\&/g' ;;
+        *) printf '%s' "$1" ;;
+    esac
+}
+
+respond() { # STATUS JSON
+    printf 'HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
+        "$1" "$(printf '%s' "$2" | wc -c)" "$2"
+}
+
+read -r method target _version || exit 0
+length=0
+headers=""
+while IFS= read -r line; do
+    line=${line%"$cr"}
+    [ -z "$line" ] && break
+    name=$(printf '%s' "${line%%:*}" | tr '[:upper:]' '[:lower:]')
+    value=${line#*:}
+    value=${value# }
+    [ "$name" = content-length ] && length=$value
+    headers="$headers${headers:+,}\"$(escape "$name")\":\"$(escape "$value")\""
+done
+body=""
+if [ "$length" -gt 0 ] 2>/dev/null; then
+    body=$(head -c "$length")
+fi
+path=${target%%\?*}
+query=""
+case $target in *\?*) query=${target#*\?} ;; esac
+
+case "$method $path" in
+    "GET /health")
+        respond "200 OK" '{"success":true,"data":{"status":"success","message":"berth aenv test server","details":{"tool_count":0}}}'
+        ;;
+    "GET /functions/list")
+        respond "200 OK" '{"success":true,"data":{"total":1,"functions":["echo"],"reward":true,"health":true}}'
+        ;;
+    "POST /functions/"*)
+        case $body in
+            "{"*|"["*) echoed=$body ;;
+            "") echoed=null ;;
+            *) echoed="\"$(escape "$body")\"" ;;
+        esac
+        respond "200 OK" "{\"success\":true,\"data\":{\"function\":\"$(escape "${path#/functions/}")\",\"body\":$echoed,\"query\":\"$(escape "$query")\",\"headers\":{$headers}}}"
+        ;;
+    "POST /task/reward")
+        respond "200 OK" '{"success":true,"data":{"reward":1}}'
+        ;;
+    "GET /sse" | "GET /slow")
+        # Five events 300 ms apart, each written (and so sent) on its own: a stream to watch arrive.
+        printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n'
+        i=1
+        while [ "$i" -le 5 ]; do
+            printf 'event: tick\ndata: {"n":%d}\n\n' "$i"
+            [ "$i" -lt 5 ] && sleep 0.3
+            i=$((i + 1))
+        done
+        ;;
+    *)
+        respond "404 Not Found" "{\"success\":false,\"error\":\"no route for $(escape "$method $path")\"}"
+        ;;
+esac
+HANDLER
+chmod 0755 "$aenv/aenv-server" "$aenv/aenv-handler"
+cat >"$aenv/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY aenv-server aenv-handler /bin/
+EXPOSE 8081
+CMD ["/bin/aenv-server"]
+DOCKERFILE
+DOCKER_BUILDKIT=0 docker build --quiet --tag "$AENV_IMAGE" "$aenv" >/dev/null
+echo "built $AENV_IMAGE"

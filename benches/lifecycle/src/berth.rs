@@ -15,6 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::process::{Child, Command};
 use tokio_util::io::ReaderStream;
 
+/// The create's response header that says whether the sandbox came from a warm pool.
+const CREATE_PATH_HEADER: &str = "berth-create-path";
+
 /// A running `berth serve` on 127.0.0.1, with a fresh data directory of its own.
 pub struct Server {
     child: Child,
@@ -44,6 +47,8 @@ impl Server {
         let mut child = command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--cluster", cluster])
+            // No MCP gateway: the benchmark never uses it, and port 8081 may be taken.
+            .args(["--gateway-listen", ""])
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
             .arg("--docker-host")
@@ -75,6 +80,11 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(server)
+    }
+
+    /// The process id of `berth serve`, to read its memory from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kills the process; its log.
@@ -136,6 +146,62 @@ impl Berth {
             .to_owned())
     }
 
+    /// `POST /v1/sandboxes` with `{"template": name}`; the sandbox id and whether it was claimed
+    /// from the warm pool (`berth-create-path: pooled`) rather than created cold.
+    pub async fn create_from_template(&self, template: &str) -> Result<(String, bool)> {
+        let request = self
+            .http
+            .post(format!("{}/v1/sandboxes", self.url))
+            .json(&json!({ "template": template }));
+        let response = request.send().await.context("berth request failed")?;
+        let status = response.status();
+        let path = response
+            .headers()
+            .get(CREATE_PATH_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.bytes().await.context("reading a berth answer")?;
+        if status != StatusCode::CREATED {
+            bail!(
+                "berth answered {status} to a create from template {template}: {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+        }
+        let pooled = match path.as_str() {
+            "pooled" => true,
+            "cold" => false,
+            other => bail!("a create answered {CREATE_PATH_HEADER}: {other:?}, expected pooled or cold"),
+        };
+        let sandbox: Value = serde_json::from_slice(&body)?;
+        let id = sandbox["id"].as_str().context("create answered without an id")?;
+        Ok((id.to_owned(), pooled))
+    }
+
+    /// `POST /v1/templates`: `sleep 3600` in `image`, with a warm pool of `min_ready`.
+    pub async fn create_template(&self, name: &str, image: &str, min_ready: usize) -> Result<()> {
+        let body = json!({
+            "name": name,
+            "image": image,
+            "command": ["sleep", "3600"],
+            "pool": { "min_ready": min_ready },
+        });
+        let request = self.http.post(format!("{}/v1/templates", self.url)).json(&body);
+        self.send(request, StatusCode::CREATED).await.map(drop)
+    }
+
+    /// `GET /v1/templates/{name}`.
+    pub async fn template(&self, name: &str) -> Result<Value> {
+        let request = self.http.get(format!("{}/v1/templates/{name}", self.url));
+        Ok(serde_json::from_slice(&self.send(request, StatusCode::OK).await?)?)
+    }
+
+    /// `DELETE /v1/templates/{name}`: the template and its idle pool go.
+    pub async fn delete_template(&self, name: &str) -> Result<()> {
+        let request = self.http.delete(format!("{}/v1/templates/{name}", self.url));
+        self.send(request, StatusCode::NO_CONTENT).await.map(drop)
+    }
+
     /// `GET /v1/sandboxes/{id}`.
     pub async fn get(&self, id: &str) -> Result<Bytes> {
         let request = self.http.get(format!("{}/v1/sandboxes/{id}", self.url));
@@ -149,6 +215,11 @@ impl Berth {
             .get(format!("{}/v1/sandboxes", self.url))
             .query(&[("label", label)]);
         self.send(request, StatusCode::OK).await
+    }
+
+    /// The address of `GET /v1/sandboxes/{id}`, for a load tool.
+    pub fn sandbox_url(&self, id: &str) -> String {
+        format!("{}/v1/sandboxes/{id}", self.url)
     }
 
     /// `DELETE /v1/sandboxes/{id}?wait=true`: returns once the container is gone.

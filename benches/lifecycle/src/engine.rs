@@ -157,6 +157,13 @@ impl Engine {
             .collect())
     }
 
+    /// How many containers run on the engine, whoever made them.
+    pub async fn running_count(&self) -> Result<usize> {
+        let request = self.http.get(self.url("/containers/json"));
+        let list: Vec<Value> = serde_json::from_slice(&self.send(request, StatusCode::OK).await?)?;
+        Ok(list.len())
+    }
+
     /// The engine's address as the docker CLI's `-H` takes it.
     pub fn host(socket: &Path) -> String {
         format!("unix://{}", socket.display())

@@ -1,11 +1,15 @@
-//! `berth-bench`: the F1 and F3 benchmarks. Starts `berth serve`, then times create, get,
-//! delete and list (F1) and exec (F3) through berth's v1 API and through the raw Docker Engine
-//! API, interleaved, same image, and file uploads and downloads (F3) through berth against
-//! `docker cp`; prints the figures against the targets and removes everything it created.
+//! `berth-bench`: berth's benchmarks. Starts `berth serve`, then times create, get, delete and
+//! list (F1) and exec (F3) through berth's v1 API and through the raw Docker Engine API,
+//! interleaved, same image; file uploads and downloads (F3) through berth against `docker cp`;
+//! creates from a template's warm pool; get throughput under `wrk`; and the server's memory with
+//! many sandboxes. Prints the figures against the targets and removes everything it created.
 
 mod berth;
 mod engine;
+mod pools;
 mod report;
+mod rss;
+mod throughput;
 mod transfer;
 
 use std::future::Future;
@@ -19,10 +23,12 @@ use serde_json::{Value, json};
 
 use crate::berth::{Berth, Server};
 use crate::engine::{BENCH_LABEL, Engine};
-use crate::report::{Row, Target, Transfer};
+use crate::report::{Figure, Row, Target, Transfer};
 
 /// Parallel creates and removes while filling or emptying the list population.
 const FILL_CONCURRENCY: usize = 4;
+/// Parallel removes in the final cleanup, which may face the RSS part's 1,000 containers.
+const CLEANUP_CONCURRENCY: usize = 8;
 /// The label that marks the sandboxes and containers the list calls select.
 const GROUP_LABEL: (&str, &str) = ("bench-group", "ten");
 /// How many of the population carry it.
@@ -37,6 +43,12 @@ enum Part {
     Exec,
     /// F3: upload and download of one file, berth against `docker cp`.
     Files,
+    /// Creates from a template's warm pool: a burst of claims, pooled and cold fallbacks.
+    Pools,
+    /// Gets per second of one sandbox under `wrk` at concurrency 16.
+    Throughput,
+    /// The server's RSS with many sandboxes (1,000 containers: heavy).
+    Rss,
 }
 
 /// Times berth's v1 API against raw Docker Engine API calls. Loopback only; stops by itself.
@@ -67,6 +79,18 @@ struct Args {
     /// Uploads and downloads on each side.
     #[arg(long, default_value_t = 3)]
     file_rounds: usize,
+    /// Creates from the template in the pools part.
+    #[arg(long, default_value_t = 200)]
+    pool_claims: usize,
+    /// Creates in flight at once in the pools part.
+    #[arg(long, default_value_t = 4)]
+    pool_concurrency: usize,
+    /// The pool size (`min_ready`) of the pools part's template.
+    #[arg(long, default_value_t = 8)]
+    pool_min_ready: usize,
+    /// Sandboxes present when the rss part reads the server's memory.
+    #[arg(long, default_value_t = 1000)]
+    rss_sandboxes: usize,
     /// Run only these parts (comma-separated or repeated); all of them by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
@@ -90,6 +114,20 @@ async fn main() -> Result<()> {
     if args.exec_iterations == 0 || args.file_rounds == 0 || args.file_size_mib == 0 {
         bail!("--exec-iterations, --file-rounds and --file-size-mib must be at least 1");
     }
+    if [
+        args.pool_claims,
+        args.pool_concurrency,
+        args.pool_min_ready,
+        args.rss_sandboxes,
+    ]
+    .contains(&0)
+    {
+        bail!("--pool-claims, --pool-concurrency, --pool-min-ready and --rss-sandboxes must be at least 1");
+    }
+    if args.runs(Part::Throughput) {
+        // Before anything starts: finding out after the lifecycle part would waste minutes.
+        throughput::check_wrk()?;
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
@@ -102,7 +140,7 @@ async fn main() -> Result<()> {
     eprintln!("berth-bench {run_id}: berth at {}, {engine_version}", server.url);
 
     let outcome = tokio::select! {
-        outcome = run(&args, &engine, &server.url, &run_id) => outcome,
+        outcome = run(&args, &engine, &server, &run_id, &cluster) => outcome,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     let log = server.stop().await;
@@ -112,7 +150,11 @@ async fn main() -> Result<()> {
         eprintln!("last lines of berth's log:\n{}", tail.join("\n"));
     }
     let removed = cleanup(&engine, &run_id, &cluster).await;
-    let Results { rows, transfers } = outcome?;
+    let Results {
+        rows,
+        transfers,
+        figures,
+    } = outcome?;
     removed?;
 
     if args.json {
@@ -127,14 +169,21 @@ async fn main() -> Result<()> {
             "exec_iterations": args.exec_iterations,
             "file_size_mib": args.file_size_mib,
             "file_rounds": args.file_rounds,
+            "pool_claims": args.pool_claims,
+            "pool_concurrency": args.pool_concurrency,
+            "pool_min_ready": args.pool_min_ready,
+            "rss_sandboxes": args.rss_sandboxes,
         });
-        println!("{:#}", report::json(&rows, &transfers, context));
+        println!("{:#}", report::json(&rows, &transfers, &figures, context));
     } else {
         if !rows.is_empty() {
             print!("{}", report::table(&rows));
         }
         if !transfers.is_empty() {
             print!("{}", report::transfer_table(&transfers, args.file_size_mib));
+        }
+        if !figures.is_empty() {
+            print!("{}", report::figure_table(&figures));
         }
     }
     Ok(())
@@ -146,15 +195,16 @@ impl Args {
     }
 }
 
-/// Latency rows (F1, then F3's exec) and F3's transfers.
+/// Latency rows (F1, F3's exec, the pools), F3's transfers, and single figures (throughput, RSS).
 #[derive(Default)]
 struct Results {
     rows: Vec<Row>,
     transfers: Vec<Transfer>,
+    figures: Vec<Figure>,
 }
 
-async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Results> {
-    let berth = &Berth::new(url)?;
+async fn run(args: &Args, engine: &Engine, server: &Server, run_id: &str, cluster: &str) -> Result<Results> {
+    let berth = &Berth::new(&server.url)?;
     berth.wait_ready().await?;
     let mut results = Results::default();
     if args.runs(Part::Lifecycle) {
@@ -179,6 +229,25 @@ async fn run(args: &Args, engine: &Engine, url: &str, run_id: &str) -> Result<Re
             results.transfers = transfer::run(berth, &host, &sandbox, &container, size, args.file_rounds).await?;
         }
         berth.delete(&sandbox).await?;
+    }
+    if args.runs(Part::Pools) {
+        let burst = pools::Burst {
+            claims: args.pool_claims,
+            concurrency: args.pool_concurrency,
+            min_ready: args.pool_min_ready,
+        };
+        results
+            .rows
+            .extend(pools::run(berth, engine, &args.image, run_id, cluster, &burst).await?);
+    }
+    if args.runs(Part::Throughput) {
+        results.figures.push(throughput::run(berth, &args.image).await?);
+    }
+    if args.runs(Part::Rss) {
+        let pid = server.pid().context("berth serve has exited")?;
+        results
+            .figures
+            .push(rss::run(berth, engine, &args.image, pid, args.rss_sandboxes).await?);
     }
     Ok(results)
 }
@@ -234,7 +303,7 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
     }
 
     eprintln!("create: {} per side", args.iterations);
-    let mut create = Row::new("create->running", Target::RatioToRaw(1.15));
+    let mut create = Row::new("create->running", Target::RatioToRaw(1.1));
     let (mut sandboxes, mut containers) = (Vec::new(), Vec::new());
     for i in 0..args.iterations {
         let raw_name = next_name();
@@ -292,23 +361,23 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
         "list: filling {population} sandboxes and {population} raw containers ({GROUP_SIZE} each labelled bench-group=ten)"
     );
     let group_of = |n: usize| if n < GROUP_SIZE { vec![GROUP_LABEL] } else { Vec::new() };
-    stream::iter(0..population)
+    let population_sandboxes: Vec<String> = stream::iter(0..population)
         .map(|n| {
             let labels = group_of(n);
             async move { berth.create(image, &labels, true).await }
         })
         .buffer_unordered(FILL_CONCURRENCY)
-        .try_collect::<Vec<_>>()
+        .try_collect()
         .await?;
     let raw_names: Vec<String> = (0..population).map(|_| next_name()).collect();
-    stream::iter(raw_names.iter().enumerate())
+    let population_containers: Vec<String> = stream::iter(raw_names.iter().enumerate())
         .map(|(n, raw_name)| {
             let mut labels = group_of(n);
             labels.push((BENCH_LABEL, run_id));
             async move { engine.create_and_start(image, raw_name, &labels).await }
         })
         .buffer_unordered(FILL_CONCURRENCY)
-        .try_collect::<Vec<_>>()
+        .try_collect()
         .await?;
     let selector = format!("{}={}", GROUP_LABEL.0, GROUP_LABEL.1);
     let run_label = format!("{BENCH_LABEL}={run_id}");
@@ -338,6 +407,20 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
         list.berth.push(b);
         list.raw.push(r);
     }
+
+    // Removed now rather than by the final cleanup: the parts that follow should not share the
+    // engine (and the default bridge's 1024 ports) with 2 x population idle containers.
+    eprintln!("list: removing the {population} sandboxes and {population} raw containers");
+    stream::iter(&population_sandboxes)
+        .map(|id| berth.delete(id))
+        .buffer_unordered(FILL_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    stream::iter(&population_containers)
+        .map(|id| engine.remove(id))
+        .buffer_unordered(FILL_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
     Ok(vec![create, get, list, delete_call, delete_wait])
 }
 
@@ -371,7 +454,7 @@ async fn cleanup(engine: &Engine, run_id: &str, cluster: &str) -> Result<()> {
     eprintln!("cleanup: removing {} containers", ids.len());
     let failures: Vec<String> = stream::iter(&ids)
         .map(|id| async move { engine.remove(id).await.map_err(|e| format!("{id}: {e:#}")) })
-        .buffer_unordered(FILL_CONCURRENCY)
+        .buffer_unordered(CLEANUP_CONCURRENCY)
         .filter_map(|result| async move { result.err() })
         .collect()
         .await;

@@ -1,34 +1,45 @@
-//! Latency samples, their percentiles, the targets of F1 and F3, throughput samples of F3's
-//! file transfers, and the printed tables (or JSON).
+//! Latency samples, their percentiles, the targets of F1, F3 and the pool benchmark, throughput
+//! samples of F3's file transfers, single figures (throughput, memory) against a bound, and the
+//! printed tables (or JSON).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// What an operation must achieve, measured on berth's p50.
+/// What an operation must achieve, measured on berth's latencies.
 #[derive(Debug, Clone, Copy)]
 pub enum Target {
-    /// At most this many milliseconds.
+    /// p50 at most this many milliseconds.
     Millis(f64),
-    /// At most this multiple of the raw engine call's p50.
+    /// p50 and p99 at most these many milliseconds: for operations whose tail matters as much as
+    /// their median (a pooled create is promised to be fast every time, not just usually).
+    Percentiles { p50_ms: f64, p99_ms: f64 },
+    /// p50 at most this multiple of the raw engine call's p50.
     RatioToRaw(f64),
+    /// None: the row is there for information (e.g. a mix of pooled and cold creates).
+    Informative,
 }
 
 impl Target {
     fn describe(self) -> String {
         match self {
             Target::Millis(ms) => format!("p50 <= {ms} ms"),
+            Target::Percentiles { p50_ms, p99_ms } => format!("p50 <= {p50_ms}, p99 <= {p99_ms} ms"),
             Target::RatioToRaw(ratio) => format!("p50 <= {ratio}x raw"),
+            Target::Informative => "-".to_owned(),
         }
     }
 }
 
-/// Latencies of one operation on both sides, taken in interleaved pairs.
+/// Latencies of one operation on berth's side and, when there is one, on the raw side (taken in
+/// interleaved pairs).
 pub struct Row {
     pub operation: &'static str,
     pub target: Target,
     pub berth: Vec<Duration>,
     pub raw: Vec<Duration>,
+    /// Printed after the result, e.g. how many creates came from the pool.
+    pub note: String,
 }
 
 impl Row {
@@ -38,19 +49,57 @@ impl Row {
             target,
             berth: Vec::new(),
             raw: Vec::new(),
+            note: String::new(),
         }
     }
 
-    fn passes(&self) -> bool {
-        let berth = percentile_ms(&self.berth, 0.50);
+    /// Whether berth meets the target; `None` for an informative row.
+    fn passes(&self) -> Option<bool> {
+        let p50 = percentile_ms(&self.berth, 0.50);
         match self.target {
-            Target::Millis(ms) => berth <= ms,
-            Target::RatioToRaw(ratio) => berth <= ratio * percentile_ms(&self.raw, 0.50),
+            Target::Millis(ms) => Some(p50 <= ms),
+            Target::Percentiles { p50_ms, p99_ms } => Some(p50 <= p50_ms && percentile_ms(&self.berth, 0.99) <= p99_ms),
+            Target::RatioToRaw(ratio) => Some(p50 <= ratio * percentile_ms(&self.raw, 0.50)),
+            Target::Informative => None,
         }
     }
 
+    /// berth's p50 over the raw p50; NaN when there is no raw side.
     fn ratio(&self) -> f64 {
         percentile_ms(&self.berth, 0.50) / percentile_ms(&self.raw, 0.50)
+    }
+}
+
+/// One measured figure that is not a latency distribution, e.g. requests per second or RSS.
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub bound: Bound,
+    /// How it was measured and what else was seen (percentiles, errors, before/after).
+    pub details: String,
+}
+
+/// The target of a [`Figure`].
+#[derive(Debug, Clone, Copy)]
+pub enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Figure {
+    fn passes(&self) -> bool {
+        match self.bound {
+            Bound::AtLeast(min) => self.value >= min,
+            Bound::AtMost(max) => self.value <= max,
+        }
+    }
+
+    fn target(&self) -> String {
+        match self.bound {
+            Bound::AtLeast(min) => format!(">= {min} {}", self.unit),
+            Bound::AtMost(max) => format!("<= {max} {}", self.unit),
+        }
     }
 }
 
@@ -68,24 +117,71 @@ pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
 /// The human table: one line per operation.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<16} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<16} {}\n",
-        "operation", "n", "berth p50", "berth p99", "raw p50", "raw p99", "berth/raw", "target", "result"
+        "{:<22} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<24} {:<6} {}\n",
+        "operation", "n", "berth p50", "berth p99", "raw p50", "raw p99", "berth/raw", "target", "result", "note"
     );
     for row in rows {
-        out.push_str(&format!(
-            "{:<16} {:>5} {:>10.3} {:>10.3} {:>10.3} {:>10.3} {:>9.2}x  {:<16} {}\n",
+        let line = format!(
+            "{:<22} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10}  {:<24} {:<6} {}",
             row.operation,
             row.berth.len(),
-            percentile_ms(&row.berth, 0.50),
-            percentile_ms(&row.berth, 0.99),
-            percentile_ms(&row.raw, 0.50),
-            percentile_ms(&row.raw, 0.99),
-            row.ratio(),
+            ms(percentile_ms(&row.berth, 0.50)),
+            ms(percentile_ms(&row.berth, 0.99)),
+            ms(percentile_ms(&row.raw, 0.50)),
+            ms(percentile_ms(&row.raw, 0.99)),
+            if row.raw.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2}x", row.ratio())
+            },
             row.target.describe(),
-            if row.passes() { "PASS" } else { "MISS" }
-        ));
+            verdict(row.passes()),
+            row.note,
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
-    out.push_str("(latencies in ms, measured at the client: request sent to answer fully read)\n");
+    out.push_str(
+        "(latencies in ms, measured at the client: request sent to answer fully read; - where there is no raw side)\n",
+    );
+    out
+}
+
+/// Milliseconds with three decimals, `-` for no samples.
+fn ms(value: f64) -> String {
+    if value.is_nan() {
+        "-".to_owned()
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn verdict(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "-",
+    }
+}
+
+/// The human table of single figures: one line each.
+pub fn figure_table(figures: &[Figure]) -> String {
+    let mut out = format!(
+        "{:<28} {:>16}  {:<18} {:<6} {}\n",
+        "figure", "value", "target", "result", "details"
+    );
+    for f in figures {
+        let line = format!(
+            "{:<28} {:>16}  {:<18} {:<6} {}",
+            f.name,
+            format!("{:.1} {}", f.value, f.unit),
+            f.target(),
+            verdict(Some(f.passes())),
+            f.details
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
     out
 }
 
@@ -163,20 +259,23 @@ pub fn transfer_table(transfers: &[Transfer], size_mib: u64) -> String {
 }
 
 /// The same figures as JSON.
-pub fn json(rows: &[Row], transfers: &[Transfer], context: Value) -> Value {
+pub fn json(rows: &[Row], transfers: &[Transfer], figures: &[Figure], context: Value) -> Value {
+    // NaN (no samples, no raw side) is not JSON: it becomes null.
+    let number = |value: f64| if value.is_nan() { Value::Null } else { json!(value) };
     let rows: Vec<Value> = rows
         .iter()
         .map(|row| {
             json!({
                 "operation": row.operation,
                 "samples": row.berth.len(),
-                "berth_p50_ms": percentile_ms(&row.berth, 0.50),
-                "berth_p99_ms": percentile_ms(&row.berth, 0.99),
-                "raw_p50_ms": percentile_ms(&row.raw, 0.50),
-                "raw_p99_ms": percentile_ms(&row.raw, 0.99),
-                "ratio_p50": row.ratio(),
+                "berth_p50_ms": number(percentile_ms(&row.berth, 0.50)),
+                "berth_p99_ms": number(percentile_ms(&row.berth, 0.99)),
+                "raw_p50_ms": number(percentile_ms(&row.raw, 0.50)),
+                "raw_p99_ms": number(percentile_ms(&row.raw, 0.99)),
+                "ratio_p50": number(row.ratio()),
                 "target": row.target.describe(),
                 "pass": row.passes(),
+                "note": row.note,
             })
         })
         .collect();
@@ -196,7 +295,20 @@ pub fn json(rows: &[Row], transfers: &[Transfer], context: Value) -> Value {
             })
         })
         .collect();
-    json!({ "context": context, "results": rows, "transfers": transfers })
+    let figures: Vec<Value> = figures
+        .iter()
+        .map(|f| {
+            json!({
+                "figure": f.name,
+                "value": number(f.value),
+                "unit": f.unit,
+                "target": f.target(),
+                "pass": f.passes(),
+                "details": f.details,
+            })
+        })
+        .collect();
+    json!({ "context": context, "results": rows, "transfers": transfers, "figures": figures })
 }
 
 #[cfg(test)]
@@ -222,13 +334,48 @@ mod tests {
         let mut row = Row::new("create", Target::RatioToRaw(1.15));
         row.berth = ms(&[110, 114, 500]);
         row.raw = ms(&[100, 100, 100]);
-        assert!(row.passes());
+        assert_eq!(row.passes(), Some(true));
         row.berth = ms(&[116, 116, 116]);
-        assert!(!row.passes());
+        assert_eq!(row.passes(), Some(false));
         let mut get = Row::new("get", Target::Millis(1.0));
         get.berth = ms(&[1, 1, 9]);
         get.raw = ms(&[0, 0, 0]);
-        assert!(get.passes());
+        assert_eq!(get.passes(), Some(true));
+    }
+
+    #[test]
+    fn percentile_targets_judge_both_ends() {
+        let mut pooled = Row::new(
+            "pooled",
+            Target::Percentiles {
+                p50_ms: 15.0,
+                p99_ms: 60.0,
+            },
+        );
+        pooled.berth = ms(&[5, 6, 7, 59]);
+        assert_eq!(pooled.passes(), Some(true));
+        pooled.berth = ms(&[5, 6, 7, 61]);
+        assert_eq!(pooled.passes(), Some(false));
+        pooled.berth = ms(&[16, 16, 16, 16]);
+        assert_eq!(pooled.passes(), Some(false));
+        let informative = Row::new("all", Target::Informative);
+        assert_eq!(informative.passes(), None);
+        assert!(table(&[pooled, informative]).contains("MISS"));
+    }
+
+    #[test]
+    fn figures_judge_their_bound() {
+        let mut figure = Figure {
+            name: "get throughput".into(),
+            value: 12_000.0,
+            unit: "req/s",
+            bound: Bound::AtLeast(10_000.0),
+            details: String::new(),
+        };
+        assert!(figure.passes());
+        figure.bound = Bound::AtMost(10_000.0);
+        assert!(!figure.passes());
+        assert!(figure_table(&[figure]).contains("<= 10000 req/s"));
     }
 
     #[test]

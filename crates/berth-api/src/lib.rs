@@ -12,12 +12,13 @@ use utoipa::ToSchema;
 pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
 pub use berth_core::template::{PoolRequest, TemplateRequest};
 
+pub mod aenv;
 pub mod problem;
 pub mod templates;
 pub mod work;
 
 pub use problem::{Problem, ProblemKind};
-pub use templates::{PoolList, PoolView, TemplateList, TemplateView};
+pub use templates::{BuildDone, BuildLine, PoolList, PoolView, TemplateList, TemplateView};
 pub use work::{
     DirListing, ExecExit, ExecRequest, ExecResult, FileStat, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
     StatsView, TerminalSize,

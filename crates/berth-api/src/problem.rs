@@ -23,6 +23,8 @@ pub enum ProblemKind {
     EngineUnavailable,
     EngineTimeout,
     StoreUnavailable,
+    /// A server inside the sandbox could not be reached through the proxy (502).
+    UpstreamUnavailable,
     Internal,
 }
 
@@ -40,6 +42,7 @@ impl ProblemKind {
             ProblemKind::EngineUnavailable => "urn:berth:problem:engine-unavailable",
             ProblemKind::EngineTimeout => "urn:berth:problem:engine-timeout",
             ProblemKind::StoreUnavailable => "urn:berth:problem:store-unavailable",
+            ProblemKind::UpstreamUnavailable => "urn:berth:problem:upstream-unavailable",
             ProblemKind::Internal => "urn:berth:problem:internal",
         }
     }
@@ -54,6 +57,7 @@ impl ProblemKind {
             ProblemKind::Conflict | ProblemKind::InvalidState => 409,
             ProblemKind::EngineUnavailable | ProblemKind::StoreUnavailable => 503,
             ProblemKind::EngineTimeout => 504,
+            ProblemKind::UpstreamUnavailable => 502,
             ProblemKind::Internal => 500,
         }
     }
@@ -71,6 +75,7 @@ impl ProblemKind {
             ProblemKind::EngineUnavailable => "The container engine is unavailable",
             ProblemKind::EngineTimeout => "The container engine did not answer in time",
             ProblemKind::StoreUnavailable => "The store is unavailable",
+            ProblemKind::UpstreamUnavailable => "The server inside the sandbox could not be reached",
             ProblemKind::Internal => "Internal error",
         }
     }

@@ -44,6 +44,9 @@ pub struct TemplateView {
     pub resources: ResourcesView,
     /// Default time to live of a sandbox made from it, e.g. `"30m"`.
     pub ttl: String,
+    /// The check its sandboxes must pass before they are `Running`, when it has one.
+    #[serde(default)]
+    pub readiness: Option<berth_core::ReadinessRequest>,
     /// The warm pool, when the template has one.
     pub pool: Option<PoolView>,
     /// Why the template cannot provide sandboxes right now, if it cannot.
@@ -74,6 +77,11 @@ impl TemplateView {
                 memory: format_memory(template.spec.resources.memory_bytes),
             },
             ttl: format_duration(template.spec.ttl),
+            readiness: template
+                .spec
+                .readiness
+                .as_ref()
+                .map(berth_core::ReadinessProbe::to_request),
             pool,
             error: template.error.clone(),
             created_at: template.created_at,
@@ -92,4 +100,26 @@ pub struct TemplateList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PoolList {
     pub items: Vec<PoolView>,
+}
+
+/// One line of the NDJSON answer of `POST /v1/templates/{reference}/build`: `{"log": "…"}` per
+/// line of build output as it comes, then `{"done": {…}}` or `{"error": "…"}` last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildLine {
+    /// A line of build output, e.g. `Step 2/5 : RUN make`.
+    Log(String),
+    /// The build succeeded, and the template now runs the image.
+    Done(BuildDone),
+    /// The build failed: the build's own message, e.g. which command returned which code.
+    Error(String),
+}
+
+/// What a successful template build produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BuildDone {
+    /// The reference the image is tagged with; the template's `image` from now on.
+    pub image: String,
+    /// The engine's id of the image, `sha256:…`.
+    pub image_id: String,
 }

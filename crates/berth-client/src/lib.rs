@@ -1,7 +1,7 @@
 //! Typed async HTTP client for berth's native v1 API: URL building, requests, and the mapping of
 //! answers (problem+json, other statuses, unreachable servers) to [`ClientError`]. Work inside a
 //! sandbox (exec, files, logs, stats) is in [`work`], the interactive exec socket in [`ws`],
-//! templates and warm pools in [`templates`].
+//! templates and warm pools in [`templates`], the AEnvironment Env registry in [`aenv`].
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use berth_api::{
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
+pub mod aenv;
 pub mod sse;
 pub mod templates;
 pub mod work;

@@ -1,10 +1,17 @@
 //! Templates and warm pools: create, replace, read, list and delete templates (`/v1/templates`),
-//! and read the state of every pool (`/v1/pools`).
+//! build a template's image from a streamed build context, and read the state of every pool
+//! (`/v1/pools`).
 
-use berth_api::{PoolList, PoolView, TemplateList, TemplateRequest, TemplateView};
+use berth_api::{BuildLine, PoolList, PoolView, TemplateList, TemplateRequest, TemplateView};
+use futures::stream::BoxStream;
 use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
 
-use crate::{BerthClient, ClientError, join_segments};
+use crate::work::json_lines;
+use crate::{BerthClient, ClientError, TAR_CONTENT_TYPE, join_segments};
+
+/// The lines of a template build as the server streams them: `log` lines, then `done` or `error`.
+pub type BuildStream = BoxStream<'static, Result<BuildLine, ClientError>>;
 
 impl BerthClient {
     /// `POST /v1/templates`: creates a template; a conflict (409) if its `name:tag` exists.
@@ -38,6 +45,26 @@ impl BerthClient {
             .map(drop)
     }
 
+    /// `POST /v1/templates/{reference}/build`: builds the template's image from the tar build
+    /// `context` (streamed as it is produced) with the Dockerfile at `dockerfile` in it (the
+    /// server's default, `Dockerfile`, when `None`) and `build_args`. Answers once the server has
+    /// started the build: its output then streams line by line, ending with `done` or `error`.
+    pub async fn build_template(
+        &self,
+        reference: &str,
+        dockerfile: Option<&str>,
+        build_args: &[(String, String)],
+        context: reqwest::Body,
+    ) -> Result<BuildStream, ClientError> {
+        let builder = self
+            .http
+            .post(build_url(&self.base, reference, dockerfile, build_args))
+            .header(CONTENT_TYPE, TAR_CONTENT_TYPE)
+            .body(context);
+        let response = self.open(builder).await?;
+        Ok(json_lines(self.body_stream(response)))
+    }
+
     /// `GET /v1/pools`: the pool of every template that has one.
     pub async fn list_pools(&self) -> Result<Vec<PoolView>, ClientError> {
         let list: PoolList = self
@@ -56,6 +83,24 @@ fn template_url(base: &Url, reference: &str) -> Url {
     join_segments(base, &["v1", "templates", reference])
 }
 
+fn build_url(base: &Url, reference: &str, dockerfile: Option<&str>, build_args: &[(String, String)]) -> Url {
+    let mut url = join_segments(base, &["v1", "templates", reference, "build"]);
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(dockerfile) = dockerfile {
+            query.append_pair("dockerfile", dockerfile);
+        }
+        for (key, value) in build_args {
+            query.append_pair("buildarg", &format!("{key}={value}"));
+        }
+    }
+    // An empty query would leave a bare `?`.
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +117,20 @@ mod tests {
         assert_eq!(
             template_url(&base, "../x?y#z").as_str(),
             "http://127.0.0.1:8080/v1/templates/..%2Fx%3Fy%23z"
+        );
+        assert_eq!(
+            build_url(&base, "python:3.12", None, &[]).as_str(),
+            "http://127.0.0.1:8080/v1/templates/python:3.12/build"
+        );
+        assert_eq!(
+            build_url(
+                &base,
+                "py",
+                Some("build/Dockerfile"),
+                &[("A".into(), "1=2".into()), ("B".into(), "x y".into())]
+            )
+            .as_str(),
+            "http://127.0.0.1:8080/v1/templates/py/build?dockerfile=build%2FDockerfile&buildarg=A%3D1%3D2&buildarg=B%3Dx+y"
         );
         let prefixed = parse_base_url("http://host/berth/").unwrap();
         assert_eq!(

@@ -278,7 +278,7 @@ impl BerthClient {
     }
 
     /// Sends the request and returns a 2xx response unread, or the error its answer stands for.
-    async fn open(&self, builder: reqwest::RequestBuilder) -> Result<Response, ClientError> {
+    pub(crate) async fn open(&self, builder: reqwest::RequestBuilder) -> Result<Response, ClientError> {
         let response = builder.send().await.map_err(|error| self.transport(error))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
@@ -288,7 +288,7 @@ impl BerthClient {
         Err(error_from_answer(status, &body))
     }
 
-    fn body_stream(&self, response: Response) -> ByteStream {
+    pub(crate) fn body_stream(&self, response: Response) -> ByteStream {
         let client = self.clone();
         response
             .bytes_stream()

@@ -1,12 +1,14 @@
 //! berth's domain: sandbox specs, records, templates, statuses, label rules and unit parsers. No IO, no async.
 
 pub mod labels;
+pub mod readiness;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
 pub mod template;
 pub mod units;
 
+pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
 pub use spec::{FieldError, Resources, SandboxRequest, SandboxSpec, SpecPolicy, ValidationErrors};
 pub use status::Status;

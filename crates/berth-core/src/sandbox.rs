@@ -28,6 +28,8 @@ pub mod reasons {
     pub const IMAGE_NOT_FOUND: &str = "image_not_found";
     pub const CREATE_FAILED: &str = "create_failed";
     pub const CREATE_INTERRUPTED: &str = "create_interrupted";
+    /// The spec's readiness probe did not pass within its timeout; the container was removed.
+    pub const READINESS_TIMEOUT: &str = "readiness_timeout";
     /// An idle sandbox of a warm pool, replaced (outdated, idle too long, or its pool shrank).
     pub const RECYCLED: &str = "recycled";
 }

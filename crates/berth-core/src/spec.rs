@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::readiness::{ReadinessProbe, ReadinessRequest};
 use crate::{labels, units};
 
 /// A number or a string, as clients send quantities: `2`, `0.5`, `"500m"`, `"1C"`, `"30m"`.
@@ -58,6 +59,9 @@ pub struct SandboxRequest {
     /// Create from this template (`name` or `name:tag`): its spec is the base, and the fields
     /// given here override it (`image` may then be omitted).
     pub template: Option<String>,
+    /// A check that must pass before the sandbox counts as `Running`; a template's applies unless
+    /// this sets another.
+    pub readiness: Option<ReadinessRequest>,
 }
 
 /// Resource limits, resolved to engine units.
@@ -82,6 +86,9 @@ pub struct SandboxSpec {
     pub resources: Resources,
     #[serde(with = "duration_secs")]
     pub ttl: Duration,
+    /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<ReadinessProbe>,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -270,6 +277,17 @@ impl SandboxRequest {
             },
         };
 
+        let readiness = match self.readiness.as_ref().map(ReadinessRequest::validate) {
+            None => None,
+            Some(Ok(probe)) => Some(probe),
+            Some(Err(probe_errors)) => {
+                for error in probe_errors {
+                    reject(&error.field, error.message);
+                }
+                None
+            }
+        };
+
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
         }
@@ -287,6 +305,7 @@ impl SandboxRequest {
                 pids_limit: policy.pids_limit,
             },
             ttl,
+            readiness,
         })
     }
 }

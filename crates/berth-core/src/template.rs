@@ -65,6 +65,10 @@ pub struct Template {
     /// pool when it fails to fill and cleared once it succeeds.
     #[serde(default)]
     pub error: Option<String>,
+    /// The AEnvironment Env document this template was registered from (`POST /env/`), kept
+    /// as given so the registry surface returns it whole; `None` for native templates.
+    #[serde(default)]
+    pub env_document: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -103,6 +107,8 @@ pub struct TemplateRequest {
     /// Default time to live of a sandbox created from it (counted from its create or claim).
     pub ttl: Option<NumberOrString>,
     pub pool: Option<PoolRequest>,
+    /// A check every sandbox made from it must pass before it is `Running` (pooled ones too).
+    pub readiness: Option<crate::readiness::ReadinessRequest>,
 }
 
 /// The `pool` of a template request.
@@ -130,6 +136,7 @@ impl TemplateRequest {
             cpu: self.cpu.clone(),
             memory: self.memory.clone(),
             ttl: self.ttl.clone(),
+            readiness: self.readiness.clone(),
             ..SandboxRequest::default()
         }
     }
@@ -217,6 +224,7 @@ impl TemplateRequest {
                 spec,
                 pool,
                 error: None,
+                env_document: None,
                 created_at: now,
                 updated_at: now,
             }),
@@ -226,7 +234,7 @@ impl TemplateRequest {
 }
 
 /// A DNS label: what Kubernetes and compose accept as a name, so templates map onto both.
-fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name
@@ -241,7 +249,8 @@ fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn validate_tag(tag: &str) -> Result<(), String> {
+/// A tag: letters, digits, `.`, `_` and `-`, as image tags and AEnvironment versions are.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
     let valid = !tag.is_empty()
         && tag.len() <= 128
         && tag
@@ -323,6 +332,39 @@ mod tests {
         for field in ["name", "tag", "image", "memory", "pool.min_ready", "pool.max_idle_age"] {
             assert!(fields.contains(&field), "{field} not reported: {errors:?}");
         }
+    }
+
+    #[test]
+    fn a_readiness_probe_reaches_the_spec_and_its_errors_name_the_field() {
+        let probe = crate::readiness::ReadinessRequest {
+            http: Some(crate::readiness::HttpProbeRequest {
+                port: Some(8081),
+                path: Some("/health".into()),
+            }),
+            ..Default::default()
+        };
+        let template = TemplateRequest {
+            readiness: Some(probe),
+            ..request()
+        }
+        .validate(&SpecPolicy::default(), None, Utc::now())
+        .unwrap();
+        assert_eq!(
+            template.spec.readiness.map(|probe| probe.check),
+            Some(crate::readiness::ProbeCheck::Http {
+                port: 8081,
+                path: "/health".into()
+            })
+        );
+        let bad = TemplateRequest {
+            readiness: Some(crate::readiness::ReadinessRequest {
+                http: Some(crate::readiness::HttpProbeRequest::default()),
+                ..Default::default()
+            }),
+            ..request()
+        };
+        let ValidationErrors(errors) = bad.validate(&SpecPolicy::default(), None, Utc::now()).unwrap_err();
+        assert_eq!(errors[0].field, "readiness.http.port", "{errors:?}");
     }
 
     #[test]

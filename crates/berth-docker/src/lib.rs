@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+mod build;
 mod connect;
 mod error;
 mod runtime;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_core::sandbox::label_keys;
 use berth_runtime::{
-    ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession, ExecSpec, ExecState,
-    LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
+    ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError,
+    RuntimeEvent,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -23,6 +24,7 @@ use crate::connect::{self, DockerConfig};
 use crate::error::{EngineRef, Subject, classify, image_not_found};
 use crate::{spec, state};
 
+mod build_calls;
 mod work_calls;
 
 /// How many containers `list_managed` inspects at once (only ended ones are inspected).
@@ -417,6 +419,14 @@ impl Runtime for DockerRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.unpause_impl(container_id).await
+    }
+
+    async fn build_image(
+        &self,
+        request: &BuildRequest,
+        context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildEvent, RuntimeError>>, RuntimeError> {
+        self.build_image_impl(request, context).await
     }
 }
 

@@ -125,6 +125,7 @@ mod tests {
                     pids_limit: 128,
                 },
                 ttl: Duration::from_secs(60),
+                readiness: None,
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }

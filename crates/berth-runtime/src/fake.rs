@@ -12,8 +12,9 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use crate::{
-    ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, EventKind, ExecSession, ExecSpec,
-    ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, EventKind,
+    ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime,
+    RuntimeError, RuntimeEvent,
 };
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
@@ -24,6 +25,10 @@ pub struct FakeRuntime {
     /// Images that "exist"; any other image fails with `ImageNotFound`. Empty means all exist.
     images: Mutex<Vec<String>>,
     unavailable: Mutex<bool>,
+    /// Every build asked for, in order.
+    builds: Mutex<Vec<BuildRequest>>,
+    /// When set, builds fail with this message (as a broken Dockerfile would).
+    build_failure: Mutex<Option<String>>,
 }
 
 impl Default for FakeRuntime {
@@ -34,6 +39,8 @@ impl Default for FakeRuntime {
             next_id: Mutex::new(0),
             images: Mutex::default(),
             unavailable: Mutex::new(false),
+            builds: Mutex::default(),
+            build_failure: Mutex::default(),
         }
     }
 }
@@ -49,6 +56,16 @@ impl FakeRuntime {
     /// Makes every call fail with `Unavailable` until called again with `false`.
     pub fn set_unavailable(&self, unavailable: bool) {
         *lock(&self.unavailable) = unavailable;
+    }
+
+    /// Makes every build fail with `message` (its stream's last item), or succeed again with `None`.
+    pub fn fail_builds_with(&self, message: Option<&str>) {
+        *lock(&self.build_failure) = message.map(str::to_owned);
+    }
+
+    /// The builds asked for so far.
+    pub fn builds(&self) -> Vec<BuildRequest> {
+        lock(&self.builds).clone()
     }
 
     pub fn container(&self, container_id: &str) -> Option<ContainerState> {
@@ -272,6 +289,40 @@ impl Runtime for FakeRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.set_paused(container_id, false)
+    }
+
+    /// Reads the whole context (as the engine takes it before it starts), records the build,
+    /// then reports one log line and the result. A built image exists from then on.
+    async fn build_image(
+        &self,
+        request: &BuildRequest,
+        mut context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildEvent, RuntimeError>>, RuntimeError> {
+        self.check_available()?;
+        let mut context_bytes = 0usize;
+        while let Some(chunk) = context.next().await {
+            let chunk = chunk
+                .map_err(|error| RuntimeError::Invalid(format!("the build context could not be read: {error}")))?;
+            context_bytes += chunk.len();
+        }
+        lock(&self.builds).push(request.clone());
+        let log = Ok(BuildEvent::Log(format!(
+            "fake build of {} from {context_bytes} context bytes",
+            request.tag
+        )));
+        let outcome = match lock(&self.build_failure).clone() {
+            Some(message) => Err(RuntimeError::Invalid(message)),
+            None => {
+                let mut images = lock(&self.images);
+                if !images.is_empty() && !images.contains(&request.tag) {
+                    images.push(request.tag.clone());
+                }
+                Ok(BuildEvent::Done {
+                    image_id: format!("sha256:{:064x}", lock(&self.builds).len()),
+                })
+            }
+        };
+        Ok(futures::stream::iter([log, outcome]).boxed())
     }
 }
 

@@ -8,10 +8,12 @@ use berth_core::{PortBinding, SandboxId, SandboxSpec};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+pub mod build;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod work;
 
+pub use build::{BuildEvent, BuildRequest, DEFAULT_DOCKERFILE};
 pub use work::{
     ByteStream, EngineByteStream, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats,
 };
@@ -182,4 +184,13 @@ pub trait Runtime: Send + Sync + 'static {
     async fn pause(&self, container_id: &str) -> Result<(), RuntimeError>;
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// Builds an image from the tar build `context` and tags it `request.tag`. Answers once the
+    /// engine has taken the context and started; the build's output then streams with no
+    /// deadline. A failed build ends the stream with an `Invalid` item carrying its message.
+    async fn build_image(
+        &self,
+        request: &BuildRequest,
+        context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildEvent, RuntimeError>>, RuntimeError>;
 }

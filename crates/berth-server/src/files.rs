@@ -483,7 +483,7 @@ pub enum BodyFault {
 }
 
 impl BodyFault {
-    fn into_service(self) -> ServiceError {
+    pub(crate) fn into_service(self) -> ServiceError {
         match self {
             BodyFault::TooLarge(limit) => ServiceError::TooLarge(format!(
                 "the upload is larger than this server's limit of {limit} bytes"
@@ -496,7 +496,7 @@ impl BodyFault {
     }
 }
 
-type FaultSlot = Arc<Mutex<Option<BodyFault>>>;
+pub(crate) type FaultSlot = Arc<Mutex<Option<BodyFault>>>;
 
 fn record(slot: &FaultSlot, fault: BodyFault) -> io::Error {
     let error = io::Error::other(format!("{fault:?}"));
@@ -505,13 +505,13 @@ fn record(slot: &FaultSlot, fault: BodyFault) -> io::Error {
     error
 }
 
-fn fault(slot: &FaultSlot) -> Option<BodyFault> {
+pub(crate) fn fault(slot: &FaultSlot) -> Option<BodyFault> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }
 
 /// Passes a request body on while counting it: fails (and records why) past `limit` bytes, on a
 /// read error, or — with `exact` — when it does not carry exactly that many bytes.
-fn guard_body(body: ByteStream, limit: u64, exact: Option<u64>, slot: FaultSlot) -> ByteStream {
+pub(crate) fn guard_body(body: ByteStream, limit: u64, exact: Option<u64>, slot: FaultSlot) -> ByteStream {
     let seen = Arc::new(Mutex::new(0u64));
     let counted = {
         let seen = Arc::clone(&seen);

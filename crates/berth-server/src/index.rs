@@ -44,6 +44,11 @@ impl SandboxIndex {
         }
     }
 
+    /// A record matching `predicate`, if any (the first found, in no particular order).
+    pub fn find(&self, predicate: impl Fn(&Sandbox) -> bool) -> Option<Arc<Sandbox>> {
+        self.read().by_id.values().find(|sandbox| predicate(sandbox)).cloned()
+    }
+
     pub fn len(&self) -> usize {
         self.read().by_id.len()
     }

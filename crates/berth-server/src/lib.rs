@@ -11,14 +11,17 @@ use berth_store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+pub mod aenv;
 pub mod api;
 pub mod exec;
 pub mod expiry;
 pub mod files;
+pub mod gateway;
 pub mod index;
 pub mod locks;
 pub mod metrics;
 pub mod output;
+pub mod probe;
 pub mod processes;
 pub mod reconciler;
 pub mod service;
@@ -83,17 +86,43 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with_gateway(listener, None, config, runtime, store, shutdown).await
+}
+
+/// [`serve`], plus the MCP gateway (see [`gateway`]) on `gateway_listener` when there is one; the
+/// gateway stops accepting on the same `shutdown` and shares the grace period.
+pub async fn serve_with_gateway(
+    listener: TcpListener,
+    gateway_listener: Option<TcpListener>,
+    config: ServerConfig,
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
     let (service, background) = start(config, runtime, store).await?;
-    let app = api::router(service);
+    let app = api::router(Arc::clone(&service));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let (closing_tx, mut closing) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace = ?grace, "no longer accepting; finishing requests in flight");
+        let _ = closing_tx.send(true);
         let _ = stopping_tx.send(());
     });
+    let gateway_server = async move {
+        let Some(gateway_listener) = gateway_listener else {
+            return Ok(());
+        };
+        gateway::serve(gateway_listener, service, async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        })
+        .await
+    };
     tokio::select! {
-        served = server => served?,
+        served = async { tokio::try_join!(std::future::IntoFuture::into_future(server), gateway_server) } => {
+            served?;
+        }
         // Streams (logs -f, stats, exec sessions) may never end on their own: cut them after the grace.
         () = async {
             if stopping.await.is_ok() {

@@ -12,8 +12,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use berth_core::{Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
-    ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession, ExecSpec, ExecState,
-    LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
+    ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
 };
 use berth_store::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -472,6 +472,16 @@ impl Runtime for MeteredRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.timed("unpause", self.inner.unpause(container_id)).await
+    }
+
+    /// Timed until the engine has taken the context and the build's output starts.
+    async fn build_image(
+        &self,
+        request: &BuildRequest,
+        context: ByteStream,
+    ) -> Result<BoxStream<'static, Result<BuildEvent, RuntimeError>>, RuntimeError> {
+        self.timed("build_image", self.inner.build_image(request, context))
+            .await
     }
 }
 

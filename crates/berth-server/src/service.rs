@@ -1,7 +1,7 @@
 //! The sandbox service: the one place for the lifecycle rules. Every change is written to the
 //! store before the engine is touched, then mirrored into the in-memory index that reads use.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,9 @@ use crate::locks::SandboxLocks;
 use crate::metrics::{CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
+mod build;
 mod pools;
+pub use build::{BuildOptions, build_tag};
 pub use pools::PoolBook;
 
 /// Owner recorded when a create names none.
@@ -287,10 +289,25 @@ impl SandboxService {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<Created, ServiceError> {
+        self.create_labelled(request, BTreeMap::new(), idempotency_key, wait)
+            .await
+    }
+
+    /// [`create`](Self::create), with `system_labels` added to the sandbox's labels once the
+    /// request is valid: labels a compatibility surface sets itself (AEnvironment's `aenv.*`),
+    /// whose values — RFC 3339 times, e-mail owners — need not follow the label syntax that
+    /// clients' own labels must.
+    pub async fn create_labelled(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        system_labels: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
         let requested_at = Utc::now();
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
-        let (spec, template) = match &request.template {
+        let (mut spec, template) = match &request.template {
             None => (
                 request
                     .validate(&self.config.policy)
@@ -305,6 +322,7 @@ impl SandboxService {
                 (spec, Some(template))
             }
         };
+        spec.labels.extend(system_labels);
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
@@ -398,7 +416,7 @@ impl SandboxService {
     }
 
     async fn provision(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
-        let _guard = self.locks.lock(id).await;
+        let guard = self.locks.lock(id).await;
         let mut sandbox = self.live_record(id)?;
         if sandbox.status != Status::Pending {
             // Deleted or expired before its container was made.
@@ -418,6 +436,14 @@ impl SandboxService {
             Ok(container) => {
                 debug!(sandbox = %id, container = %container.container_id, "container started");
                 self.adopt_container(&mut sandbox, &container).await;
+                if let Some(probe) = sandbox.spec.readiness.clone()
+                    && sandbox.status == Status::Running
+                {
+                    // `Creating` (with the container's facts) until the probe passes.
+                    sandbox.status = Status::Creating;
+                    self.persist(&mut sandbox).await?;
+                    return self.await_readiness(sandbox, probe, guard).await;
+                }
                 self.persist(&mut sandbox).await?;
                 if sandbox.status == Status::Running {
                     let took = (Utc::now() - sandbox.created_at).to_std().unwrap_or_default();
@@ -447,6 +473,79 @@ impl SandboxService {
                 })
             }
         }
+    }
+
+    /// Probes a sandbox whose container runs without holding its lock (a delete or an expiry is not
+    /// held up for the probe's timeout), then decides under the lock on the re-read record:
+    /// `Running` once the probe passed, else `Failed` (`readiness_timeout`) with its container
+    /// removed. A record that changed meanwhile (deleted, expired, exited) keeps that outcome.
+    async fn await_readiness(
+        &self,
+        sandbox: Sandbox,
+        probe: berth_core::ReadinessProbe,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Sandbox, ServiceError> {
+        drop(guard);
+        let id = sandbox.id.clone();
+        let unchanged =
+            |current: &Sandbox| current.status == Status::Creating && current.container_id == sandbox.container_id;
+        let outcome = match crate::gateway::sandbox_address(&sandbox, probe.check.port()) {
+            Some(address) => {
+                let still_wanted = || self.index.get(&id).is_some_and(|current| unchanged(current.as_ref()));
+                crate::probe::wait_until_ready(&probe, address, still_wanted).await
+            }
+            None => crate::probe::ProbeOutcome::TimedOut("the sandbox has no address to probe".into()),
+        };
+        let _guard = self.locks.lock(&id).await;
+        let mut current = match self.fresh(&id).await {
+            Some(current) if unchanged(current.as_ref()) => Sandbox::clone(&current),
+            Some(current) => return Ok(Sandbox::clone(&current)),
+            None => return Err(ServiceError::NotFound(id.to_string())),
+        };
+        if outcome == crate::probe::ProbeOutcome::Passed {
+            current.status = Status::Running;
+            self.persist(&mut current).await?;
+            let took = (Utc::now() - current.created_at).to_std().unwrap_or_default();
+            self.metrics.observe_create(CreatePath::Cold, took);
+            debug!(sandbox = %id, ?took, "readiness probe passed");
+            return Ok(current);
+        }
+        warn!(sandbox = %id, timeout = ?probe.timeout, ?outcome, "readiness probe did not pass; removing the sandbox");
+        self.metrics.count_operation(Operation::CreateFailed);
+        if let Some(container_id) = &current.container_id
+            && let Err(error) = self.runtime.remove(container_id).await
+        {
+            // The resync collects containers of ended records.
+            warn!(sandbox = %id, %error, "could not remove the container of a sandbox that never became ready");
+        }
+        current.end(Status::Failed, reasons::READINESS_TIMEOUT, Utc::now());
+        self.persist(&mut current).await?;
+        self.timers.cancel(id.clone());
+        self.processes.forget(&id);
+        Ok(current)
+    }
+
+    /// Probes a `Creating` sandbox whose container runs but whose probe no process is running
+    /// (found by the resync, e.g. after a restart), in the background, as a create would.
+    fn probe_again(self: &Arc<Self>, id: SandboxId) {
+        if !self.lock_provisioning().insert(id.clone()) {
+            return;
+        }
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let guard = service.locks.lock(&id).await;
+            let current = service.fresh(&id).await;
+            if let Some(current) = current
+                && current.status == Status::Creating
+                && let Some(probe) = current.spec.readiness.clone()
+            {
+                debug!(sandbox = %id, "probing again a sandbox whose probe was interrupted");
+                if let Err(error) = service.await_readiness(Sandbox::clone(&current), probe, guard).await {
+                    warn!(sandbox = %id, %error, "probing again failed");
+                }
+            }
+            service.lock_provisioning().remove(&id);
+        });
     }
 
     /// Stops and removes the sandbox; `Terminated` with reason `deleted`. Ended ones are left as they are.
@@ -601,6 +700,14 @@ impl SandboxService {
             id: sandbox.id,
             container_id,
         })
+    }
+
+    /// The `Running` sandbox that `address` belongs to: its container IP (any port) or a host port
+    /// it publishes. The only targets the MCP gateway forwards to.
+    pub fn running_at(&self, address: std::net::SocketAddr) -> Option<Sandbox> {
+        self.index
+            .find(|sandbox| sandbox.status == Status::Running && crate::gateway::reaches(sandbox, address))
+            .map(|sandbox| Sandbox::clone(&sandbox))
     }
 
     /// The main process's output (stdout and stderr as they come).
@@ -814,7 +921,7 @@ impl SandboxService {
 
     /// Converges the records with the engine: adopts, fails lost sandboxes, finishes stops,
     /// collects orphans and purges old records. The safety net under events and timers.
-    pub async fn resync(&self) -> Result<ResyncReport, RuntimeError> {
+    pub async fn resync(self: &Arc<Self>) -> Result<ResyncReport, RuntimeError> {
         let snapshot_at = Utc::now();
         let containers: Vec<ContainerState> = self
             .runtime
@@ -831,6 +938,7 @@ impl SandboxService {
         }
         let mut report = ResyncReport::default();
         let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
+        let mut reprobe = Vec::new();
 
         for record in self.index.snapshot() {
             if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
@@ -860,6 +968,22 @@ impl SandboxService {
                 (Status::Pending | Status::Creating, Some(container)) => {
                     self.adopt_container(&mut sandbox, container).await;
                     report.adopted += 1;
+                    if let Some(probe) = &sandbox.spec.readiness
+                        && sandbox.status == Status::Running
+                    {
+                        // Its probe never passed here (the process probing it died, or another
+                        // process sharing the store probes it now): it stays `Creating`, and if
+                        // nobody else can be probing it any more, it is probed again.
+                        sandbox.status = Status::Creating;
+                        let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
+                        let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
+                        if !elsewhere {
+                            reprobe.push(sandbox.id.clone());
+                        }
+                        if sandbox == current.as_ref().clone() {
+                            continue;
+                        }
+                    }
                 }
                 (Status::Pending | Status::Creating, None) => {
                     // With a shared store, another process may be creating it right now.
@@ -892,6 +1016,10 @@ impl SandboxService {
                 info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
                 self.after_end(&sandbox);
             }
+        }
+
+        for id in reprobe {
+            self.probe_again(id);
         }
 
         for container in &containers {

@@ -436,3 +436,161 @@ async fn engine_pause_events_are_mirrored() {
     let id = sandbox.id.clone();
     assert!(wait_for(move || service.get(id.as_str()).unwrap().status == Status::Running).await);
 }
+
+fn context(bytes: usize) -> berth_runtime::ByteStream {
+    use futures::StreamExt;
+    futures::stream::iter([Ok(bytes::Bytes::from(vec![0u8; bytes]))]).boxed()
+}
+
+async fn build_lines(
+    h: &Harness,
+    reference: &str,
+    options: berth_server::service::BuildOptions,
+) -> Result<Vec<berth_api::BuildLine>, ServiceError> {
+    use futures::StreamExt;
+    let lines = h
+        .service
+        .build_template(reference, options, context(1024), None)
+        .await?;
+    Ok(lines.collect().await)
+}
+
+fn pooled_template(name: &str, image: &str) -> berth_core::TemplateRequest {
+    berth_core::TemplateRequest {
+        name: Some(name.into()),
+        image: Some(image.into()),
+        pool: Some(berth_core::template::PoolRequest {
+            min_ready: Some(1),
+            max_idle_age: None,
+        }),
+        ..berth_core::TemplateRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn a_build_under_the_templates_own_image_clears_its_error_and_fills_its_pool() {
+    let h = harness_with(
+        Arc::new(FakeRuntime::with_images(&["busybox"])),
+        tempfile::tempdir().unwrap(),
+        config(),
+    )
+    .await;
+    h.service
+        .create_template(&pooled_template("built", "berth-test/built:latest"))
+        .await
+        .unwrap();
+    // The image is missing: the pool's refill fails and says so (and then backs off).
+    let store = h.store.clone();
+    let mut errored = false;
+    for _ in 0..100 {
+        if store
+            .get_template("built", "latest")
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .is_some()
+        {
+            errored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(errored, "the missing image is reported on the template");
+
+    let options = berth_server::service::BuildOptions {
+        dockerfile: Some("build/Dockerfile".into()),
+        build_args: BTreeMap::from([("V".into(), "1".into())]),
+    };
+    let lines = build_lines(&h, "built", options).await.unwrap();
+    let Some(berth_api::BuildLine::Done(done)) = lines.last() else {
+        panic!("{lines:?}")
+    };
+    assert_eq!(done.image, "berth-test/built:latest");
+    assert!(matches!(lines[0], berth_api::BuildLine::Log(_)), "{lines:?}");
+    let builds = h.runtime.builds();
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0].tag, "berth-test/built:latest");
+    assert_eq!(builds[0].dockerfile, "build/Dockerfile");
+    assert_eq!(builds[0].build_args["V"], "1");
+    assert_eq!(builds[0].labels["berth.template"], "built:latest");
+
+    let template = h.store.get_template("built", "latest").await.unwrap().unwrap();
+    assert_eq!(template.spec.image, "berth-test/built:latest");
+    assert_eq!(template.error, None);
+    // No waiting out the failed refill's backoff: the pool fills at once.
+    let service = h.service.clone();
+    assert!(
+        wait_for(move || service.pool_view(&template).is_some_and(|pool| pool.ready == 1)).await,
+        "the pool fills from the built image"
+    );
+}
+
+#[tokio::test]
+async fn a_build_of_a_registry_image_switches_the_template_to_its_own_repository() {
+    let h = harness().await;
+    h.service
+        .create_template(&pooled_template("py", "registry.example.com/python:3.12"))
+        .await
+        .unwrap();
+    let lines = build_lines(&h, "py:latest", Default::default()).await.unwrap();
+    let Some(berth_api::BuildLine::Done(done)) = lines.last() else {
+        panic!("{lines:?}")
+    };
+    assert_eq!(done.image, "berth-template/py:latest");
+    assert!(done.image_id.starts_with("sha256:"));
+    let template = h.store.get_template("py", "latest").await.unwrap().unwrap();
+    assert_eq!(template.spec.image, "berth-template/py:latest");
+}
+
+#[tokio::test]
+async fn a_failed_build_ends_with_its_message_and_leaves_the_template() {
+    let h = harness().await;
+    h.service
+        .create_template(&pooled_template("broken", "registry.example.com/x:1"))
+        .await
+        .unwrap();
+    h.runtime
+        .fail_builds_with(Some("The command '/bin/sh -c exit 3' returned a non-zero code: 3"));
+    let lines = build_lines(&h, "broken", Default::default()).await.unwrap();
+    assert_eq!(
+        lines.last(),
+        Some(&berth_api::BuildLine::Error(
+            "The command '/bin/sh -c exit 3' returned a non-zero code: 3".into()
+        ))
+    );
+    let template = h.store.get_template("broken", "latest").await.unwrap().unwrap();
+    assert_eq!(template.spec.image, "registry.example.com/x:1");
+}
+
+#[tokio::test]
+async fn builds_are_refused_before_the_engine_when_they_cannot_be_right() {
+    let small = ServerConfig {
+        max_file_size: 100,
+        ..config()
+    };
+    let h = harness_with(Arc::new(FakeRuntime::default()), tempfile::tempdir().unwrap(), small).await;
+    let missing = build_lines(&h, "nothing", Default::default()).await.unwrap_err();
+    assert!(matches!(missing, ServiceError::Missing(_)), "{missing:?}");
+    h.service
+        .create_template(&pooled_template("small", "busybox"))
+        .await
+        .unwrap();
+    let outside = berth_server::service::BuildOptions {
+        dockerfile: Some("../Dockerfile".into()),
+        ..Default::default()
+    };
+    let refused = build_lines(&h, "small", outside).await.unwrap_err();
+    assert!(matches!(refused, ServiceError::InvalidRequest(_)), "{refused:?}");
+    // Over the limit: announced, or found while streaming.
+    let announced = h
+        .service
+        .build_template("small", Default::default(), context(10), Some(101))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(announced, ServiceError::TooLarge(_)), "{announced:?}");
+    let streamed = build_lines(&h, "small", Default::default()).await.unwrap_err();
+    assert!(matches!(streamed, ServiceError::TooLarge(_)), "{streamed:?}");
+    assert!(h.runtime.builds().is_empty());
+}

@@ -131,6 +131,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
                 pids_limit: 1024,
             },
             ttl,
+            readiness: None,
         },
         container_id: None,
         ip: None,
@@ -162,12 +163,14 @@ pub fn sample_template(name: &str, tag: &str, created_at: DateTime<Utc>) -> Temp
         spec: sample("template", created_at).spec,
         pool: None,
         error: None,
+        env_document: None,
         created_at,
         updated_at: created_at,
     }
 }
 
-/// A template with every optional field set: the spec of [`fully_populated`], a pool, an error.
+/// A template with every optional field set: the spec of [`fully_populated`], a pool, an error,
+/// an AEnvironment Env document.
 pub fn fully_populated_template() -> Template {
     Template {
         name: "python-3".into(),
@@ -178,6 +181,13 @@ pub fn fully_populated_template() -> Template {
             max_idle_age: Duration::from_millis(1_234_500),
         }),
         error: Some("image \"python:3.12\" not found ✓".into()),
+        env_document: Some(serde_json::json!({
+            "name": "python-3",
+            "version": "3.12.1_rc-2",
+            "status": 6,
+            "artifacts": [{"id": "a1", "type": "image", "content": "python:3.12"}],
+            "deploy_config": {"cpu": "500m", "composeFile": "services: {}\n"},
+        })),
         created_at: at(1),
         updated_at: at(2_000_000_007),
     }
@@ -236,6 +246,13 @@ pub fn fully_populated() -> Sandbox {
                 pids_limit: 77,
             },
             ttl: Duration::from_millis(90_500),
+            readiness: Some(berth_core::ReadinessProbe {
+                check: berth_core::ProbeCheck::Http {
+                    port: 8081,
+                    path: "/health?deep=1".into(),
+                },
+                timeout: Duration::from_millis(2_500),
+            }),
         },
         container_id: Some("4f2a".repeat(16)),
         ip: Some("172.17.0.5".into()),

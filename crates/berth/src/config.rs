@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080]
     #[arg(long, env = "BERTH_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<String>,
+    /// Address of the MCP gateway (AEnvironment's :8081); an empty value disables it
+    /// [default: 127.0.0.1:8081]
+    #[arg(long, env = "BERTH_GATEWAY_LISTEN", value_name = "HOST:PORT")]
+    pub gateway_listen: Option<String>,
     /// Directory of the database [default: $XDG_DATA_HOME/berth or ~/.local/share/berth]
     #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<String>,
@@ -103,6 +107,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub listen: String,
+    /// Where the MCP gateway listens; `None`: no gateway.
+    pub gateway_listen: Option<String>,
     pub data_dir: PathBuf,
     /// A PostgreSQL URL; `None`: SQLite in `data_dir`.
     pub database_url: Option<String>,
@@ -185,6 +191,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     pub listen: Option<String>,
+    pub gateway_listen: Option<String>,
     pub data_dir: Option<String>,
     pub database_url: Option<String>,
     pub docker_host: Option<String>,
@@ -213,6 +220,7 @@ impl FileSettings {
         let text = |value: &Option<String>| value.clone().map(NumberOrString::String);
         match key {
             "listen" => text(&self.listen),
+            "gateway_listen" => text(&self.gateway_listen),
             "data_dir" => text(&self.data_dir),
             "database_url" => text(&self.database_url),
             "docker_host" => text(&self.docker_host),
@@ -307,6 +315,7 @@ impl CliLayer {
     pub fn from_args(args: &ServeArgs, matches: Option<&ArgMatches>) -> Self {
         let given = [
             ("listen", &args.listen),
+            ("gateway_listen", &args.gateway_listen),
             ("data_dir", &args.data_dir),
             ("database_url", &args.database_url),
             ("docker_host", &args.docker_host),
@@ -451,6 +460,12 @@ pub fn resolve(
     let listen = listen_raw.text()?;
     check_listen(&listen).map_err(|message| listen_raw.invalid(message))?;
 
+    let gateway_raw = layers.get("gateway_listen", "127.0.0.1:8081");
+    let gateway_listen = Some(gateway_raw.text()?.trim().to_owned()).filter(|address| !address.is_empty());
+    if let Some(address) = &gateway_listen {
+        check_listen(address).map_err(|message| gateway_raw.invalid(message))?;
+    }
+
     let data_dir = match layers.given("data_dir") {
         Some(raw) => {
             let text = raw.text()?;
@@ -571,6 +586,7 @@ pub fn resolve(
 
     Ok(ServeConfig {
         listen,
+        gateway_listen,
         data_dir,
         database_url,
         docker_host,
@@ -834,6 +850,35 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/berth"));
         assert_eq!(config.log, "info");
         assert_eq!(config.config_file, None);
+    }
+
+    #[test]
+    fn the_gateway_address_follows_flag_env_file_default_and_empty_disables_it() {
+        let gateway = |cli: &CliLayer, file_text: Option<&str>| {
+            let file = file_text.map(file);
+            resolve(cli, file.as_ref(), &no_env).map(|config| config.gateway_listen)
+        };
+        let from_file = "gateway_listen = \"10.0.0.1:9081\"\n";
+        assert_eq!(gateway(&CliLayer::default(), None), Ok(Some("127.0.0.1:8081".into())));
+        assert_eq!(
+            gateway(&CliLayer::default(), Some(from_file)),
+            Ok(Some("10.0.0.1:9081".into()))
+        );
+        let env = CliLayer::default().with("gateway_listen", "0.0.0.0:8081", Origin::Env);
+        assert_eq!(gateway(&env, Some(from_file)), Ok(Some("0.0.0.0:8081".into())));
+        let flag = env.with("gateway_listen", "127.0.0.1:0", Origin::Flag);
+        assert_eq!(gateway(&flag, Some(from_file)), Ok(Some("127.0.0.1:0".into())));
+        let disabled = CliLayer::default().with("gateway_listen", "", Origin::Flag);
+        assert_eq!(gateway(&disabled, Some(from_file)), Ok(None));
+        assert_eq!(gateway(&CliLayer::default(), Some("gateway_listen = \"\"\n")), Ok(None));
+        let bad = CliLayer::default().with("gateway_listen", "8081", Origin::Flag);
+        assert!(matches!(
+            gateway(&bad, None),
+            Err(ConfigError::Invalid {
+                key: "gateway_listen",
+                ..
+            })
+        ));
     }
 
     // The tests below go through berth-core's unit parsers.

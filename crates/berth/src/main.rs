@@ -13,8 +13,8 @@ use berth_client::BerthClient;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, cp, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume, rm, run, serve,
-    shell, stats, template, ttl,
+    AlreadyReported, UsageError, cp, env, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume, rm, run,
+    serve, shell, stats, template, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -70,6 +70,9 @@ enum Command {
     /// Show the warm pools of templates
     #[command(subcommand)]
     Pool(pool::PoolCommand),
+    /// Manage AEnvironment Envs (the registry its SDK and CLI create instances from)
+    #[command(subcommand)]
+    Env(env::EnvCommand),
     /// Exit 0 when the server is ready, 1 otherwise (for container health checks)
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -130,6 +133,7 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => resume::run(&client()?, args).await.map(done),
         Command::Template(command) => template::run(&client()?, command).await.map(done),
         Command::Pool(command) => pool::run(&client()?, command).await.map(done),
+        Command::Env(command) => env::run(&client()?, command).await.map(done),
     }
 }
 
@@ -171,6 +175,9 @@ mod tests {
             &["berth", "template", "create"],
             &["berth", "template", "rm"],
             &["berth", "pool"],
+            &["berth", "env"],
+            &["berth", "env", "create"],
+            &["berth", "env", "rm"],
         ] {
             let error = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}");

@@ -53,6 +53,9 @@ pub struct ServerOptions {
 pub struct TestServer {
     child: Child,
     pub url: String,
+    /// The MCP gateway's `http://ADDR`, when the server was started with `--gateway-listen`
+    /// (servers run without a gateway otherwise, so parallel tests do not fight over :8081).
+    pub gateway_url: Option<String>,
     pub data_dir: PathBuf,
     pub cluster: String,
     _temp: Option<tempfile::TempDir>,
@@ -85,11 +88,14 @@ impl TestServer {
             .create(true)
             .append(true)
             .open(data_dir.join("server.log"))?;
+        let wants_gateway = options.args.iter().any(|arg| arg == "--gateway-listen");
+        let no_gateway: &[&str] = if wants_gateway { &[] } else { &["--gateway-listen", ""] };
         let mut child = Command::new(&binary)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--cluster", &cluster])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(no_gateway)
             .args(&options.args)
             .env("BERTH_LOG", "debug")
             .env_remove("BERTH_CONFIG")
@@ -117,9 +123,20 @@ impl TestServer {
                 bail!("berth serve did not report its address; log:\n{log}");
             }
         };
+        let gateway_url = match wants_gateway {
+            false => None,
+            true => match line_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) => match line.strip_prefix("gateway listening on ") {
+                    Some(url) => Some(url.trim().to_owned()),
+                    None => bail!("expected the gateway's address on the second line of berth serve, got: {line}"),
+                },
+                Err(_) => bail!("berth serve did not report its gateway's address"),
+            },
+        };
         Ok(TestServer {
             child,
             url,
+            gateway_url,
             data_dir,
             cluster,
             _temp: temp,

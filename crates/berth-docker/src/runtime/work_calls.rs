@@ -33,7 +33,7 @@ use crate::work;
 const STATS_SAMPLING: Duration = Duration::from_secs(3);
 
 impl DockerRuntime {
-    fn owned_engine(&self) -> OwnedEngine {
+    pub(super) fn owned_engine(&self) -> OwnedEngine {
         OwnedEngine {
             name: self.config.name.clone(),
             endpoint: self.info.endpoint.clone(),
@@ -505,7 +505,7 @@ fn is_bad_tar(message: &str) -> bool {
 /// The upload body as sent: each chunk must come within `idle` (a stalled client must not hold
 /// the engine connection for ever); `done` fires when the body has ended, and a failure of the
 /// caller's stream is kept in `error` so that it is not mistaken for the engine's.
-fn watched_body(
+pub(super) fn watched_body(
     tar: ByteStream,
     idle: Duration,
     done: oneshot::Sender<()>,

@@ -92,6 +92,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
                 pids_limit: 64,
             },
             ttl: Duration::from_secs(300),
+            readiness: None,
         },
         labels,
     }

@@ -45,7 +45,7 @@ fn required_path(params: &QueryParams) -> Result<String, ApiError> {
     })
 }
 
-fn is_tar(headers: &HeaderMap) -> bool {
+pub(super) fn is_tar(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -119,7 +119,7 @@ pub async fn upload(
 
 /// Hands the request body on as a stream; once the consumer stops early (the upload was refused),
 /// drains what the client still sends, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
-fn relay(body: Body) -> ByteStream {
+pub(super) fn relay(body: Body) -> ByteStream {
     let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
     tokio::spawn(async move {
         let mut data = body.into_data_stream();

@@ -12,6 +12,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::service::SandboxService;
+use proxy::DistinctOperationIds;
 
 pub mod error;
 pub mod exec;
@@ -19,6 +20,7 @@ pub mod files;
 pub mod health;
 pub mod json;
 pub mod observe;
+pub mod proxy;
 pub mod sandboxes;
 pub mod templates;
 
@@ -37,7 +39,11 @@ commands in them, move files in and out, read their logs and stats, pause and re
         (name = "files", description = "Files in and out of a sandbox, streamed"),
         (name = "observe", description = "Logs and resource stats of a sandbox"),
         (name = "health", description = "Liveness and readiness probes, health and metrics"),
-    )
+        (name = "proxy", description = "HTTP and WebSocket requests to servers inside a sandbox"),
+    ),
+    // Routed by hand in `router_and_spec` (its `{*path}` wildcard is not an OpenAPI path).
+    paths(proxy::proxy),
+    modifiers(&DistinctOperationIds)
 )]
 struct ApiDoc;
 
@@ -71,7 +77,13 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
             templates::put_template,
             templates::delete_template
         ))
+        // Build contexts stream any size (the service enforces `max_file_size`): no 1 MiB limit.
+        .routes(routes!(templates::build_template).layer(DefaultBodyLimit::disable()))
         .routes(routes!(templates::list_pools))
+        // Any method, WebSocket upgrades included; the bare `{port}` and `{port}/` forms reach `/`.
+        .route("/v1/sandboxes/{id}/proxy/{port}/{*path}", any(proxy::proxy))
+        .route("/v1/sandboxes/{id}/proxy/{port}/", any(proxy::proxy))
+        .route("/v1/sandboxes/{id}/proxy/{port}", any(proxy::proxy))
         .with_state(service)
         .split_for_parts()
 }
@@ -89,9 +101,12 @@ fn websocket<S>(
 /// The complete application: API routes, `/v1/openapi.json`, limits and fallbacks.
 pub fn router(service: Arc<SandboxService>) -> Router {
     let metrics = Arc::clone(service.metrics());
+    // AEnvironment's routes (`/env/…`, `/env-instance…`): beside v1, outside its OpenAPI document.
+    let aenv = crate::aenv::routes(Arc::clone(&service));
     let (router, spec) = router_and_spec(service);
     let spec = Arc::new(spec);
     router
+        .merge(aenv)
         .route(
             "/v1/openapi.json",
             get(move || async move { Json(spec.as_ref().clone()) }),

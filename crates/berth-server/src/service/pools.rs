@@ -81,6 +81,8 @@ pub fn claimable(template: &Template, request: &SandboxRequest) -> bool {
         && request.ports.is_empty()
         && request.cpu.is_none()
         && request.memory.is_none()
+        // A pooled sandbox passed the template's probe, not the one this create asks for.
+        && request.readiness.is_none()
 }
 
 /// The template's spec with the request's fields laid over it (env and labels merged, the rest
@@ -117,6 +119,10 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             .or_else(|| Some(NumberOrString::String(units::format_duration(spec.ttl)))),
         owner: request.owner.clone(),
         template: None,
+        readiness: request
+            .readiness
+            .clone()
+            .or_else(|| spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request)),
     }
 }
 
@@ -437,6 +443,19 @@ impl SandboxService {
                 debug!(sandbox = %id, %error, "recycling failed; the next pass retries");
             }
         });
+    }
+
+    /// After the template's image was (re)built: its pool refills now rather than after a failed
+    /// refill's backoff, and the sandboxes waiting in it — made from the image as it was, even
+    /// when the tag is the same — are replaced.
+    pub(super) fn refresh_pool_after_build(self: &Arc<Self>, template: &Template) {
+        let key = template.reference().to_string();
+        self.pools.with(&key, |activity| activity.retry_after = None);
+        let (ready, _) = self.pool_members(&key);
+        for sandbox in &ready {
+            self.recycle(sandbox, "its template's image was rebuilt");
+        }
+        self.pools.wake.notify_one();
     }
 }
 

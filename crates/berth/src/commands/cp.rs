@@ -256,7 +256,11 @@ async fn upload_dir(client: &BerthClient, local: &str, source: &Path, id: &str, 
 /// Writes a tar of the directory `root` (entries under `prefix`, or bare when empty) into
 /// `chunks`. On failure the stream gets an error, so the upload fails instead of sending a
 /// truncated archive.
-fn write_tar(root: &Path, prefix: &str, chunks: mpsc::Sender<std::io::Result<Bytes>>) -> std::io::Result<()> {
+pub(crate) fn write_tar(
+    root: &Path,
+    prefix: &str,
+    chunks: mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
     let writer = ChannelWriter {
         chunks: chunks.clone(),
         buffer: Vec::with_capacity(CHUNK),

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 pub mod cp;
+pub mod env;
 pub mod exec;
 pub mod healthcheck;
 pub mod inspect;

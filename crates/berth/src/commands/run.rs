@@ -81,6 +81,7 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         ttl: args.ttl.clone().map(NumberOrString::String),
         owner: args.owner.clone(),
         template: args.template.clone(),
+        readiness: None,
     }
 }
 
@@ -165,6 +166,7 @@ mod tests {
                 ttl: Some(NumberOrString::String("90".into())),
                 owner: Some("alice".into()),
                 template: None,
+                readiness: None,
             }
         );
         // Numbers go as written, in JSON strings.

@@ -57,8 +57,22 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         .await
         .map_err(|error| anyhow!("cannot listen on {}: {error}", config.listen))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
+    let gateway_listener = match &config.gateway_listen {
+        Some(gateway_address) => Some(TcpListener::bind(gateway_address).await.map_err(|error| {
+            anyhow!(
+                "cannot listen on {gateway_address} for the MCP gateway: {error} (set --gateway-listen to another \
+                 address, or to \"\" to run without the gateway)"
+            )
+        })?),
+        None => None,
+    };
+    let gateway_address = gateway_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("cannot read the gateway's bound address")?;
 
-    emit(&banner(address, &info, &store.describe()))?;
+    emit(&banner(address, gateway_address, &info, &store.describe()))?;
     tracing::info!(%address, engine = %info.name, docker = %info.version, api = %info.api_version, "berth is serving");
 
     let server_config = ServerConfig {
@@ -72,7 +86,15 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         shutdown_grace: config.shutdown_grace,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-    berth_server::serve(listener, server_config, runtime, store, shutdown_signal()?).await?;
+    berth_server::serve_with_gateway(
+        listener,
+        gateway_listener,
+        server_config,
+        runtime,
+        store,
+        shutdown_signal()?,
+    )
+    .await?;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -107,10 +129,14 @@ fn docker_config(config: &ServeConfig) -> DockerConfig {
     }
 }
 
-/// The lines `berth serve` prints once it listens; tests read the first.
-pub fn banner(address: SocketAddr, info: &EngineInfo, store: &str) -> String {
+/// The lines `berth serve` prints once it listens; tests read the first (the API's address) and,
+/// when there is a gateway, the second (the gateway's).
+pub fn banner(address: SocketAddr, gateway: Option<SocketAddr>, info: &EngineInfo, store: &str) -> String {
+    let gateway = gateway
+        .map(|gateway| format!("gateway listening on http://{gateway}\n"))
+        .unwrap_or_default();
     format!(
-        "berth listening on http://{address}\nengine {}: docker {} (API {}) at {}\nstore: {store}\n",
+        "berth listening on http://{address}\n{gateway}engine {}: docker {} (API {}) at {}\nstore: {store}\n",
         info.name, info.version, info.api_version, info.endpoint,
     )
 }
@@ -242,14 +268,25 @@ mod tests {
             version: "20.10.24".into(),
             api_version: "1.41".into(),
         };
-        let banner = banner("127.0.0.1:41234".parse().unwrap(), &info, "sqlite /d/berth.db");
+        let banner = banner("127.0.0.1:41234".parse().unwrap(), None, &info, "sqlite /d/berth.db");
         assert_eq!(
             banner,
             "berth listening on http://127.0.0.1:41234\n\
              engine local: docker 20.10.24 (API 1.41) at unix:///var/run/docker.sock\n\
              store: sqlite /d/berth.db\n"
         );
-        let v6 = super::banner("[::1]:80".parse().unwrap(), &info, "x");
+        let with_gateway = super::banner(
+            "127.0.0.1:41234".parse().unwrap(),
+            Some("127.0.0.1:8081".parse().unwrap()),
+            &info,
+            "x",
+        );
+        assert!(
+            with_gateway
+                .starts_with("berth listening on http://127.0.0.1:41234\ngateway listening on http://127.0.0.1:8081\n"),
+            "{with_gateway}"
+        );
+        let v6 = super::banner("[::1]:80".parse().unwrap(), None, &info, "x");
         assert!(v6.starts_with("berth listening on http://[::1]:80\n"), "{v6}");
     }
 

@@ -1,5 +1,7 @@
-//! `berth template`: creates (from flags or a JSON/YAML file), lists, inspects and deletes the
-//! templates that `berth run --template` starts sandboxes from.
+//! `berth template`: creates (from flags or a JSON/YAML file), lists, inspects, deletes and
+//! builds (`build.rs`) the templates that `berth run --template` starts sandboxes from.
+
+mod build;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,8 @@ pub enum TemplateCommand {
     Inspect(InspectArgs),
     /// Delete templates (sandboxes made from them keep running)
     Rm(RmArgs),
+    /// Build a template's image from a directory with a Dockerfile and print the image
+    Build(build::BuildArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -127,6 +131,7 @@ pub async fn run(client: &BerthClient, command: &TemplateCommand) -> anyhow::Res
             })
             .await
         }
+        TemplateCommand::Build(args) => build::run(client, args).await,
     }
 }
 
@@ -150,6 +155,8 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         memory: args.memory.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         pool,
+        // Probes come from a template file (`-f`), not from flags.
+        readiness: None,
     }
 }
 
@@ -337,6 +344,7 @@ mod tests {
                 memory: "512Mi".to_owned(),
             },
             ttl: "30m".to_owned(),
+            readiness: None,
             pool,
             error: None,
             created_at: at("2026-01-01T11:57:00Z"),
@@ -398,6 +406,7 @@ mod tests {
                     min_ready: Some(3),
                     max_idle_age: Some(NumberOrString::String("2h".into())),
                 }),
+                readiness: None,
             }
         );
     }
