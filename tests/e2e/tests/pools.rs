@@ -324,3 +324,28 @@ async fn a_template_whose_image_is_missing_reports_it_instead_of_looping() {
     let (status, health) = get(&server, "/readyz").await;
     assert_eq!(status, 200, "{health}");
 }
+
+#[tokio::test]
+async fn an_idle_pooled_sandbox_is_recycled_after_max_idle_age() {
+    let server = TestServer::start().await.unwrap();
+    let name = unique("idle");
+    let mut template = pooled_template(&name, 1);
+    template["pool"]["max_idle_age"] = json!("10s");
+    let (status, body) = post(&server, "/v1/templates", template).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["pool"]["max_idle_age"], "10s");
+    pool_filled(&server, &name, 1).await;
+    let first = idle_ids(&server).await.into_iter().next().unwrap();
+
+    // Waiting sandboxes never expire; an old one is replaced by a fresh one instead.
+    let replaced = eventually(Duration::from_secs(40), || async {
+        let idle = idle_ids(&server).await;
+        (idle.len() == 1 && !idle.contains(&first)).then_some(idle)
+    })
+    .await
+    .expect("the idle sandbox was replaced");
+    assert_eq!(replaced.len(), 1);
+    let (_, old) = get(&server, &format!("/v1/sandboxes/{first}")).await;
+    assert_eq!(old["status"], "Terminated", "{old}");
+    assert_eq!(old["status_reason"], "recycled", "{old}");
+}
