@@ -20,6 +20,7 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("berth-store", &["berth-core"]),
     ("berth-docker", &["berth-core", "berth-runtime"]),
     ("berth-api", &["berth-core"]),
+    ("berth-compose", &["berth-core"]),
     (
         "berth-server",
         &["berth-core", "berth-runtime", "berth-store", "berth-api"],

@@ -1,0 +1,188 @@
+//! The compose-file model: a compose YAML document turned into a validated, engine-neutral
+//! [`StackPlan`] that berth creates through the Engine API itself (no `docker compose` binary).
+//!
+//! [`plan`] runs four steps, in the order compose itself uses:
+//! 1. parse the YAML (anchors and `<<` merge keys resolved) and drop `x-*` extension fields,
+//!    at the top level and in services, as compose ignores them;
+//! 2. interpolate every string value with the caller's variables (the `interpolate` module
+//!    lists the forms; nested substitutions in defaults are not supported);
+//! 3. check every key against what berth implements, and refuse the file with ONE error
+//!    listing every offending path when anything is left (never silently ignored);
+//! 4. type the document with `docker-compose-types` and build the plan: ports, named volumes,
+//!    resources, healthchecks, the main service and a start order of `depends_on`.
+//!
+//! # What berth supports
+//!
+//! | key | decision | why |
+//! |---|---|---|
+//! | `version`, `name` | accepted, unused | `version` is obsolete; berth names each stack itself |
+//! | `x-*` (top level and in services) | ignored | compose's own rule for extension fields |
+//! | `services` | supported | |
+//! | `volumes` (top level) | supported without options | berth creates one volume per name per stack; `driver`, `driver_opts`, `external`, `labels`, `name` are refused: they reach host storage or other stacks |
+//! | `networks` (top level, service) | only absent or `default` without options | berth gives each stack one private network where service names resolve |
+//! | `secrets`, `configs`, `include` | refused | they read host files |
+//! | `image` | supported, required | berth does not build |
+//! | `command`, `entrypoint` | supported | a string is split like a shell would, without running one (compose's rule) |
+//! | `environment` | supported (list and map) | a name without a value takes the caller's variable, or is left out |
+//! | `ports` | supported | the container port is recorded; berth chooses the host address and port; `udp` and ranges are refused |
+//! | `expose` | accepted, no effect | every port is reachable on the stack's private network anyway |
+//! | `volumes` (service) | named volumes only (`name:/path[:ro\|rw]`, or `type: volume`) | bind mounts, anonymous volumes, `tmpfs` and other types are refused: berth never gives sandboxes host access |
+//! | `depends_on` | supported (list, or map with `condition`) | `required` and `restart` are refused |
+//! | `healthcheck` | `test`, `interval`, `timeout`, `retries`, `start_period` | `disable` and `start_interval` are refused |
+//! | `labels` | supported (list and map) | `aenv.main=true` marks the main service |
+//! | `deploy` | `resources.limits.cpus`/`memory`, `replicas: 1` | reservations, devices, more replicas, placement, restart and update policies are refused |
+//! | `restart` | supported | `no`, `always`, `on-failure[:N]`, `unless-stopped` |
+//! | `working_dir`, `user` | supported | |
+//! | `build` | refused | build the image first |
+//! | `privileged`, `cap_add`, `devices`, `pid`, `ipc`, `network_mode`, `userns_mode`, `cgroup_parent`, `security_opt`, `sysctls` | refused | host access or weaker isolation than berth's hardening |
+//! | `extends`, `profiles`, `env_file`, `links`, `external_links`, `extra_hosts`, `container_name`, `hostname` | refused | host files, fixed names that collide between stacks, or network wiring berth does not do |
+//! | `tmpfs`, `ulimits`, `read_only`, `cap_drop`, `init`, `tty`, `stdin_open`, `stop_signal`, `stop_grace_period`, `logging`, `shm_size`, `group_add`, `mem_limit`, `cpus`, `pull_policy`, `platform`, … | refused | not implemented yet; refusing them keeps a file from running differently than it says |
+//!
+//! Any key not in the table is refused too: the check is an allowlist.
+
+mod convert;
+mod document;
+mod interpolate;
+mod order;
+mod words;
+
+pub use convert::MAIN_SERVICE_LABEL;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A whole stack, ready to be created: services in a start order that honours `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackPlan {
+    /// Every service, each after the services it depends on (declaration order among equals).
+    pub services: Vec<ServicePlan>,
+    /// The named volumes the stack creates, in declaration order.
+    pub volumes: Vec<String>,
+    /// The service labelled `aenv.main=true`, else the first one declared.
+    pub main_service: String,
+}
+
+/// One service: one container berth creates on the stack's network, reachable by `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub name: String,
+    pub image: String,
+    /// Replaces the image's command; `None` keeps it.
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's entrypoint; `None` keeps it.
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    /// Container ports to publish (deduplicated, in declaration order); berth picks host ports.
+    pub ports: Vec<u16>,
+    pub volumes: Vec<VolumeMount>,
+    pub depends_on: Vec<Dependency>,
+    pub healthcheck: Option<Healthcheck>,
+    pub labels: BTreeMap<String, String>,
+    /// From `deploy.resources.limits.cpus`, in thousandths of a CPU.
+    pub cpu_millis: Option<u64>,
+    /// From `deploy.resources.limits.memory`, binary units (`512M` is 512 MiB).
+    pub memory_bytes: Option<u64>,
+    pub restart: Option<RestartPolicy>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// A named volume of the stack mounted into a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// One `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+}
+
+/// What a dependency must reach before the dependent service starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// `service_started` (and the short list form).
+    Started,
+    /// `service_healthy`.
+    Healthy,
+    /// `service_completed_successfully`.
+    CompletedSuccessfully,
+}
+
+/// A service's healthcheck; `None` fields keep the engine's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Healthcheck {
+    /// The engine's form: `["CMD", …]`, `["CMD-SHELL", "…"]` or `["NONE"]`; a compose string
+    /// becomes `["CMD-SHELL", string]`.
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Duration>,
+}
+
+/// The `restart` policy of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    Always,
+    /// `on-failure` with an optional maximum number of retries (`on-failure:3`).
+    OnFailure(Option<u32>),
+    UnlessStopped,
+}
+
+/// Why a compose file cannot be planned; every message is one line naming the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ComposeError {
+    #[error("compose file is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("compose file does not match the compose format at `{path}`: {message}")]
+    Format { path: String, message: String },
+    #[error("compose file defines no services: add a `services:` section with at least one service")]
+    NoServices,
+    #[error("{location}: `${{` is not closed by `}}`; close it, or write `$${{` for a literal `${{`")]
+    UnterminatedVariable { location: String },
+    #[error("{location}: variable `{variable}` is required: {message}; set it in the instance's environment variables")]
+    RequiredVariable {
+        location: String,
+        variable: String,
+        message: String,
+    },
+    #[error("{location}: {reason}")]
+    BadSubstitution { location: String, reason: String },
+    #[error(
+        "compose file uses keys berth does not support: {}; remove them (build images first, use named volumes, drop host access)",
+        paths.join(", ")
+    )]
+    Unsupported { paths: Vec<String> },
+    #[error(
+        "service `{service}` has no `image`; berth does not build images: build and push it, then name it in `image`"
+    )]
+    MissingImage { service: String },
+    #[error(
+        "service `{service}` depends on `{dependency}`, which the compose file does not define; define it or remove the dependency"
+    )]
+    UnknownDependency { service: String, dependency: String },
+    #[error("services depend on each other in a cycle: {}; break the cycle in `depends_on`", cycle.join(" → "))]
+    DependencyCycle {
+        /// The services of the cycle, the first repeated at the end.
+        cycle: Vec<String>,
+    },
+    #[error("more than one service is labelled aenv.main=true ({}); label exactly one", services.join(", "))]
+    SeveralMainServices { services: Vec<String> },
+    #[error("`{path}`: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Parses, interpolates, checks and plans a compose file.
+///
+/// `variables` are the only source of `${VAR}` values (an instance's environment variables);
+/// berth's own process environment is never read.
+pub fn plan(yaml: &str, variables: &BTreeMap<String, String>) -> Result<StackPlan, ComposeError> {
+    let document = document::prepare(yaml, variables)?;
+    convert::plan_document(document, variables)
+}
