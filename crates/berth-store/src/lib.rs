@@ -16,6 +16,7 @@ pub mod contract;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod write;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -13,7 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Postgres};
 use tokio::sync::{oneshot, watch};
 
-use crate::sql::{self, Row, Statement, TemplateRow};
+use crate::sql::{self, Statement, TemplateRow};
+use crate::write;
 use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 
 /// Connections per process; several processes share one server, whose default limit is 100.
@@ -158,96 +159,26 @@ async fn connect_once(options: &PgConnectOptions, location: &str) -> Result<PgCo
     }
 }
 
-async fn insert_labels(tx: &mut sqlx::Transaction<'static, Postgres>, sandbox: &Sandbox) -> Result<(), StoreError> {
-    for (key, value) in &sandbox.spec.labels {
-        sqlx::query(sql::INSERT_LABEL)
-            .bind(sandbox.id.as_str())
-            .bind(key.as_str())
-            .bind(value.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(map_error)?;
-    }
-    Ok(())
-}
+impl write::Backend for Postgres {
+    const NEXT_POOLED: &'static str = sql::NEXT_POOLED_FOR_UPDATE;
 
-/// Replaces the row of `sandbox` (whose values are `row`) and its labels within `tx`. Fails with
-/// `NotFound` when there is no such row.
-async fn update_row(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    sandbox: &Sandbox,
-    row: Row,
-) -> Result<(), StoreError> {
-    // The UPDATE locks the row until commit, so concurrent updates of one sandbox (from any
-    // process) apply one after the other, labels included.
-    let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::NotFound(sandbox.id.clone()));
+    fn map_error(error: sqlx::Error) -> StoreError {
+        map_error(error)
     }
-    sqlx::query(sql::DELETE_LABELS)
-        .bind(sandbox.id.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    insert_labels(tx, sandbox).await
-}
 
-/// The work of a claim within `tx`: takes the oldest claimable sandbox of `pool`, checks what
-/// `claim` makes of it and writes that. `None` when there is none; the caller ends `tx`.
-async fn claim_in(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    pool: &str,
-    claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
-) -> Result<Option<Sandbox>, StoreError> {
-    let candidate: Option<(String, String)> = sqlx::query_as(sql::NEXT_POOLED_FOR_UPDATE)
-        .bind(pool)
-        .bind(sql::CLAIMABLE_STATUS.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    let Some((id, record)) = candidate else {
-        return Ok(None);
-    };
-    let taken = sql::decode(&id, &record)?;
-    let claimed = claim(taken.clone());
-    sql::check_claimed(pool, &taken, &claimed)?;
-    let row = Row::of(&claimed)?;
-    update_row(tx, &claimed, row).await?;
-    Ok(Some(claimed))
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let row = Row::of(sandbox)?;
-        let mut tx = self.begin().await?;
-        // Checked first so a record that clashes on both id and idempotency key is reported as
-        // existing, whichever unique index the database happens to check first. A concurrent
-        // insert of the same id still loses on the primary key, reported the same way.
-        let exists = sqlx::query(sql::SANDBOX_EXISTS)
-            .bind(sandbox.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        if exists.is_some() {
-            return Err(StoreError::AlreadyExists(sandbox.id.clone()));
-        }
-        sql::bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-        insert_labels(&mut tx, sandbox).await?;
-        tx.commit().await.map_err(map_error)
+        write::Writes::new(self.begin().await?).insert(sandbox).await
     }
 
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let row = Row::of(sandbox)?;
-        let mut tx = self.begin().await?;
-        update_row(&mut tx, sandbox, row).await?;
-        tx.commit().await.map_err(map_error)
+        write::Writes::new(self.begin().await?).update(sandbox).await
     }
 
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
@@ -312,26 +243,7 @@ impl Store for PostgresStore {
         pool: &str,
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
     ) -> Result<Option<Sandbox>, StoreError> {
-        let mut tx = self.begin().await?;
-        match claim_in(&mut tx, pool, claim).await {
-            Ok(Some(claimed)) => {
-                tx.commit().await.map_err(map_error)?;
-                Ok(Some(claimed))
-            }
-            Ok(None) => {
-                tx.rollback().await.map_err(map_error)?;
-                Ok(None)
-            }
-            Err(error) => {
-                // Ended here, not by the drop: a dropped transaction only ends when its connection
-                // is next used, and until then its row lock makes every other claim pass the
-                // sandbox over, as if the pool were empty.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(%rollback, "rolling back a failed claim failed");
-                }
-                Err(error)
-            }
-        }
+        write::Writes::new(self.begin().await?).claim(pool, claim).await
     }
 
     /// One statement each, atomic on its own: no transaction needed.

@@ -14,7 +14,8 @@ use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Sqlite};
 
-use crate::sql::{self, Row, Statement, TemplateRow};
+use crate::sql::{self, Statement, TemplateRow};
+use crate::write;
 use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 
 /// How long a connection waits for another process's lock before giving up.
@@ -120,63 +121,16 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
     pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
 }
 
-async fn insert_labels(tx: &mut sqlx::Transaction<'static, Sqlite>, sandbox: &Sandbox) -> Result<(), StoreError> {
-    for (key, value) in &sandbox.spec.labels {
-        sqlx::query(sql::INSERT_LABEL)
-            .bind(sandbox.id.as_str())
-            .bind(key.as_str())
-            .bind(value.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(map_error)?;
-    }
-    Ok(())
-}
+impl write::Backend for Sqlite {
+    const NEXT_POOLED: &'static str = sql::NEXT_POOLED;
 
-/// Replaces the row of `sandbox` (whose values are `row`) and its labels within `tx`. Fails with
-/// `NotFound` when there is no such row.
-async fn update_row(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    sandbox: &Sandbox,
-    row: Row,
-) -> Result<(), StoreError> {
-    let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-    if updated.rows_affected() == 0 {
-        return Err(StoreError::NotFound(sandbox.id.clone()));
+    fn map_error(error: sqlx::Error) -> StoreError {
+        map_error(error)
     }
-    sqlx::query(sql::DELETE_LABELS)
-        .bind(sandbox.id.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    insert_labels(tx, sandbox).await
-}
 
-/// The work of a claim within `tx`: takes the oldest claimable sandbox of `pool`, checks what
-/// `claim` makes of it and writes that. `None` when there is none; the caller ends `tx`.
-async fn claim_in(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    pool: &str,
-    claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
-) -> Result<Option<Sandbox>, StoreError> {
-    let candidate: Option<(String, String)> = sqlx::query_as(sql::NEXT_POOLED)
-        .bind(pool)
-        .bind(sql::CLAIMABLE_STATUS.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_error)?;
-    let Some((id, record)) = candidate else {
-        return Ok(None);
-    };
-    let taken = sql::decode(&id, &record)?;
-    let claimed = claim(taken.clone());
-    sql::check_claimed(pool, &taken, &claimed)?;
-    let row = Row::of(&claimed)?;
-    update_row(tx, &claimed, row).await?;
-    Ok(Some(claimed))
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 /// Longest encoded cluster id used as is in a lock file name; file names end at 255 bytes.
@@ -224,31 +178,15 @@ fn try_lock_leader_file(path: &Path) -> Result<Option<File>, StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let row = Row::of(sandbox)?;
-        let mut tx = begin_write(&self.writer).await?;
-        // Checked first so a record that clashes on both id and idempotency key is reported as
-        // existing, whichever unique index the database happens to check first.
-        let exists = sqlx::query(sql::SANDBOX_EXISTS)
-            .bind(sandbox.id.as_str())
-            .fetch_optional(&mut *tx)
+        write::Writes::new(begin_write(&self.writer).await?)
+            .insert(sandbox)
             .await
-            .map_err(map_error)?;
-        if exists.is_some() {
-            return Err(StoreError::AlreadyExists(sandbox.id.clone()));
-        }
-        sql::bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| sql::write_error(sandbox, e, map_error))?;
-        insert_labels(&mut tx, sandbox).await?;
-        tx.commit().await.map_err(map_error)
     }
 
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        let row = Row::of(sandbox)?;
-        let mut tx = begin_write(&self.writer).await?;
-        update_row(&mut tx, sandbox, row).await?;
-        tx.commit().await.map_err(map_error)
+        write::Writes::new(begin_write(&self.writer).await?)
+            .update(sandbox)
+            .await
     }
 
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
@@ -310,25 +248,9 @@ impl Store for SqliteStore {
         pool: &str,
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
     ) -> Result<Option<Sandbox>, StoreError> {
-        let mut tx = begin_write(&self.writer).await?;
-        match claim_in(&mut tx, pool, claim).await {
-            Ok(Some(claimed)) => {
-                tx.commit().await.map_err(map_error)?;
-                Ok(Some(claimed))
-            }
-            Ok(None) => {
-                tx.rollback().await.map_err(map_error)?;
-                Ok(None)
-            }
-            Err(error) => {
-                // Ended here, not by the drop: a dropped transaction only ends when its connection
-                // is next used, and until then it holds the write lock.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::debug!(%rollback, "rolling back a failed claim failed");
-                }
-                Err(error)
-            }
-        }
+        write::Writes::new(begin_write(&self.writer).await?)
+            .claim(pool, claim)
+            .await
     }
 
     async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {

@@ -1,0 +1,155 @@
+//! The write transactions both backends run the same way — a new record, a whole-record update
+//! and a pool claim, each with its labels — generic over sqlx's `Database`, so SQLite and
+//! PostgreSQL differ only in how they open the transaction and in the [`Backend`] items.
+
+use berth_core::Sandbox;
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
+
+use crate::StoreError;
+use crate::sql::{self, Row};
+
+/// What a backend adds to sqlx's `Database` for the shared writes.
+pub(crate) trait Backend: Database {
+    /// The select of the next claimable sandbox of a pool (PostgreSQL's also locks it).
+    const NEXT_POOLED: &'static str;
+
+    /// The backend's classification of sqlx errors.
+    fn map_error(error: sqlx::Error) -> StoreError;
+
+    /// Rows a statement changed (sqlx has no backend-neutral accessor).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// One write transaction of backend `DB`; each operation consumes it and ends it (committed on
+/// success, rolled back otherwise).
+pub(crate) struct Writes<DB: Database> {
+    tx: Transaction<'static, DB>,
+}
+
+impl<DB> Writes<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'a, 'q> &'a str: Encode<'q, DB>,
+    for<'a> &'a str: Type<DB>,
+    String: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<String>: for<'q> Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    (String, String): for<'r> FromRow<'r, DB::Row>,
+{
+    pub fn new(tx: Transaction<'static, DB>) -> Self {
+        Writes { tx }
+    }
+
+    /// Writes a new record. Fails with `AlreadyExists` or `DuplicateIdempotencyKey`.
+    pub async fn insert(mut self, sandbox: &Sandbox) -> Result<(), StoreError> {
+        let row = Row::of(sandbox)?;
+        // Checked first so a record that clashes on both id and idempotency key is reported as
+        // existing, whichever unique index the database happens to check first. A concurrent
+        // insert of the same id still loses on the primary key, reported the same way.
+        let exists = sqlx::query(sql::SANDBOX_EXISTS)
+            .bind(sandbox.id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        if exists.is_some() {
+            return Err(StoreError::AlreadyExists(sandbox.id.clone()));
+        }
+        sql::bind_row(sqlx::query(sql::INSERT_SANDBOX), row)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| sql::write_error(sandbox, e, DB::map_error))?;
+        self.insert_labels(sandbox).await?;
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Replaces an existing record whole. Fails with `NotFound`.
+    pub async fn update(mut self, sandbox: &Sandbox) -> Result<(), StoreError> {
+        let row = Row::of(sandbox)?;
+        self.update_row(sandbox, row).await?;
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Takes the oldest claimable sandbox of `pool` and writes what `claim` makes of it. Ended
+    /// here on every path, not by the drop: a dropped transaction only ends when its connection
+    /// is next used, and until then it holds its locks (SQLite's write lock; on PostgreSQL a row
+    /// lock that makes every other claim pass the sandbox over, as if the pool were empty).
+    pub async fn claim(
+        mut self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError> {
+        match self.take_pooled(pool, claim).await {
+            Ok(Some(claimed)) => {
+                self.tx.commit().await.map_err(DB::map_error)?;
+                Ok(Some(claimed))
+            }
+            Ok(None) => {
+                self.tx.rollback().await.map_err(DB::map_error)?;
+                Ok(None)
+            }
+            Err(error) => {
+                if let Err(rollback) = self.tx.rollback().await {
+                    tracing::debug!(%rollback, "rolling back a failed claim failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn take_pooled(
+        &mut self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+    ) -> Result<Option<Sandbox>, StoreError> {
+        let candidate: Option<(String, String)> = sqlx::query_as(DB::NEXT_POOLED)
+            .bind(pool)
+            .bind(sql::CLAIMABLE_STATUS.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        let Some((id, record)) = candidate else {
+            return Ok(None);
+        };
+        let taken = sql::decode(&id, &record)?;
+        let claimed = claim(taken.clone());
+        sql::check_claimed(pool, &taken, &claimed)?;
+        let row = Row::of(&claimed)?;
+        self.update_row(&claimed, row).await?;
+        Ok(Some(claimed))
+    }
+
+    /// Replaces the row of `sandbox` (whose values are `row`) and its labels. Fails with
+    /// `NotFound` when there is no such row. The UPDATE locks the row until commit, so
+    /// concurrent updates of one sandbox (from any process) apply one after the other.
+    async fn update_row(&mut self, sandbox: &Sandbox, row: Row) -> Result<(), StoreError> {
+        let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX), row)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| sql::write_error(sandbox, e, DB::map_error))?;
+        if DB::rows_affected(&updated) == 0 {
+            return Err(StoreError::NotFound(sandbox.id.clone()));
+        }
+        sqlx::query(sql::DELETE_LABELS)
+            .bind(sandbox.id.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.insert_labels(sandbox).await
+    }
+
+    async fn insert_labels(&mut self, sandbox: &Sandbox) -> Result<(), StoreError> {
+        for (key, value) in &sandbox.spec.labels {
+            sqlx::query(sql::INSERT_LABEL)
+                .bind(sandbox.id.as_str())
+                .bind(key.as_str())
+                .bind(value.as_str())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(DB::map_error)?;
+        }
+        Ok(())
+    }
+}
