@@ -103,18 +103,22 @@ pub async fn upload(
         None => DEFAULT_FILE_MODE,
         Some(mode) => files::parse_mode(mode)?,
     };
-    let length = match headers.get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::new(ProblemKind::InvalidBody, "Content-Length is not a number"))?,
-        ),
-    };
+    let length = content_length(&headers)?;
     files::upload_file(&service, &id, &path, mode, stream, length).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The declared body length, if any: streamed bodies are checked against it as they come.
+pub(super) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::new(ProblemKind::InvalidBody, "Content-Length is not a number"))
 }
 
 /// Hands the request body on as a stream; once the consumer stops early (the upload was refused),

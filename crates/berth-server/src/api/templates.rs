@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::error::ApiError;
-use super::files::{TAR, is_tar, relay};
+use super::files::{TAR, content_length, is_tar, relay};
 use super::json::ApiJson;
 use super::sandboxes::QueryParams;
 use crate::service::{BuildOptions, SandboxService};
@@ -191,16 +191,7 @@ pub async fn build_template(
             }
         };
     }
-    let length = match headers.get(header::CONTENT_LENGTH) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.parse::<u64>().ok())
-                .ok_or_else(|| ApiError::new(ProblemKind::InvalidBody, "Content-Length is not a number"))?,
-        ),
-    };
+    let length = content_length(&headers)?;
     let options = BuildOptions {
         dockerfile: params.single("dockerfile").map(str::to_owned),
         build_args,

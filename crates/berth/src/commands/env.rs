@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
-use super::{AlreadyReported, UsageError, for_each_id, report};
+use super::{UsageError, for_each_id, inspect_each};
 use crate::output::{self, DocFormat, ListFormat, emit, human_duration, render_table};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -147,29 +147,15 @@ async fn list(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
 /// Prints every Env found, then one error line per reference that was not; exits 1 if any
 /// failed.
 async fn inspect(client: &BerthClient, args: &InspectArgs) -> anyhow::Result<()> {
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
+    // Checked up front: a malformed reference is a usage error, not a failed lookup.
     for reference in &args.references {
-        let (name, version) = split_reference(reference)?;
-        match client.get_env(name, version).await {
-            Ok(env) => found.push(env),
-            // Unreachable server: every other reference would fail the same way.
-            Err(error) if error.is_connect() => return Err(error.into()),
-            Err(error) => failures.push(error),
-        }
+        split_reference(reference)?;
     }
-    emit(&output::document(&found, args.output)?)?;
-    if failures.is_empty() {
-        return Ok(());
-    }
-    for failure in &failures {
-        report(failure);
-    }
-    Err(AlreadyReported {
-        failed: failures.len(),
-        total: args.references.len(),
-    }
-    .into())
+    inspect_each(&args.references, args.output, |reference| async move {
+        let (name, version) = split_reference(&reference).unwrap_or_default();
+        client.get_env(name, version).await
+    })
+    .await
 }
 
 /// `5m ago`, or `-` when the Env's time cannot be read.

@@ -2,6 +2,8 @@
 
 use std::future::Future;
 
+use crate::output::DocFormat;
+
 pub mod cp;
 pub mod env;
 pub mod exec;
@@ -60,6 +62,39 @@ where
         .into());
     }
     Ok(())
+}
+
+/// `inspect` as `docker inspect` does it: fetches each reference in turn, prints every object
+/// found as one document in `format`, then one error line per reference that was not found;
+/// exits 1 if any failed. An unreachable server stops at once.
+pub async fn inspect_each<F, Fut, T>(references: &[String], format: DocFormat, mut fetch: F) -> anyhow::Result<()>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<T, berth_client::ClientError>>,
+    T: serde::Serialize,
+{
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for reference in references {
+        match fetch(reference.clone()).await {
+            Ok(object) => found.push(object),
+            // Unreachable server: every other reference would fail the same way.
+            Err(error) if error.is_connect() => return Err(error.into()),
+            Err(error) => failures.push(error),
+        }
+    }
+    crate::output::emit(&crate::output::document(&found, format)?)?;
+    if failures.is_empty() {
+        return Ok(());
+    }
+    for failure in &failures {
+        report(failure);
+    }
+    Err(AlreadyReported {
+        failed: failures.len(),
+        total: references.len(),
+    }
+    .into())
 }
 
 /// Parses `KEY=VALUE` (the value may contain `=` and be empty; the key may not be empty).

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use tokio::io::AsyncReadExt;
 
-use super::{AlreadyReported, for_each_id, parse_key_value, report, shorten};
+use super::{for_each_id, inspect_each, parse_key_value, shorten};
 use crate::output::{self, DocFormat, ListFormat, emit, emit_line, human_duration, render_table};
 
 /// Longest error shown in the `template ls` table; `inspect` shows it whole.
@@ -231,28 +231,10 @@ async fn list(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
 /// Prints every template found, then one error line per reference that was not; exits 1 if any
 /// failed.
 async fn inspect(client: &BerthClient, args: &InspectArgs) -> anyhow::Result<()> {
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
-    for reference in &args.references {
-        match client.get_template(reference).await {
-            Ok(template) => found.push(template),
-            // Unreachable server: every other reference would fail the same way.
-            Err(error) if error.is_connect() => return Err(error.into()),
-            Err(error) => failures.push(error),
-        }
-    }
-    emit(&output::document(&found, args.output)?)?;
-    if failures.is_empty() {
-        return Ok(());
-    }
-    for failure in &failures {
-        report(failure);
-    }
-    Err(AlreadyReported {
-        failed: failures.len(),
-        total: args.references.len(),
-    }
-    .into())
+    inspect_each(&args.references, args.output, |reference| async move {
+        client.get_template(&reference).await
+    })
+    .await
 }
 
 /// `3/8 ready` for a template with a pool, `-` without one.
