@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds the images berth's tests run, from Debian's static busybox: no registry needed.
-# Idempotent: an image that already exists is left as it is (pass --force to rebuild).
+# Idempotent: an image that already exists is left as it is (pass --force to rebuild); the aenv
+# server is also rebuilt whenever its scripts below change (their digest is an image label).
 #   berth-test/busybox:latest       FROM scratch + /bin/busybox, applets installed in /bin
 #   berth-test/aenv-server:latest   the same, serving AEnvironment's in-sandbox contract on :8081
 #                                   (GET /health, POST /functions/<name>, POST /task/reward,
-#                                   GET /functions/list, GET /sse): a sh server behind busybox nc
+#                                   GET /functions/list, GET /sse) and GET /hostname (which
+#                                   replica answered): a sh server behind busybox nc
 set -euo pipefail
 
 IMAGE="berth-test/busybox:latest"
 AENV_IMAGE="berth-test/aenv-server:latest"
+DIGEST_LABEL="berth.test.scripts-digest"
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
 force=0
 if [[ "${1:-}" == "--force" ]]; then force=1; fi
@@ -22,48 +25,10 @@ if ! docker info >/dev/null 2>&1; then
     exit 1
 fi
 
-present() {
-    [[ $force -eq 0 ]] && docker image inspect "$1" >/dev/null 2>&1
-}
-if present "$IMAGE" && present "$AENV_IMAGE"; then
-    echo "$IMAGE and $AENV_IMAGE are present"
-    exit 0
-fi
-
-if [[ ! -x "$BUSYBOX" ]]; then
-    echo "error: $BUSYBOX is missing: install Debian's busybox-static (apt-get install -y busybox-static)" >&2
-    exit 1
-fi
-# ldd prints "lib => path" lines for a dynamic binary; a static one (what we need) has none.
-ldd_out="$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)"
-if [[ "$ldd_out" == *"=>"* ]]; then
-    echo "error: $BUSYBOX is dynamically linked; a FROM scratch image needs Debian's busybox-static" >&2
-    exit 1
-fi
-
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
-cp "$BUSYBOX" "$context/busybox"
-cat >"$context/Dockerfile" <<'DOCKERFILE'
-FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-DOCKERFILE
-
-if present "$IMAGE"; then
-    echo "$IMAGE is present"
-else
-    DOCKER_BUILDKIT=0 docker build --quiet --tag "$IMAGE" "$context" >/dev/null
-    echo "built $IMAGE"
-fi
-
-if present "$AENV_IMAGE"; then
-    echo "$AENV_IMAGE is present"
-    exit 0
-fi
 aenv="$context/aenv"
 mkdir "$aenv"
-cp "$BUSYBOX" "$aenv/busybox"
 cat >"$aenv/aenv-server" <<'SERVER'
 #!/bin/sh
 # The AEnvironment in-sandbox contract on $PORT (8081), after $AENV_START_DELAY seconds (0): one
@@ -114,6 +79,10 @@ case "$method $path" in
     "GET /health")
         respond "200 OK" '{"success":true,"data":{"status":"success","message":"berth aenv test server","details":{"tool_count":0}}}'
         ;;
+    "GET /hostname")
+        # Which replica answered: the balancer tests count distinct ones.
+        respond "200 OK" "{\"success\":true,\"data\":{\"hostname\":\"$(escape "$(hostname)")\"}}"
+        ;;
     "GET /functions/list")
         respond "200 OK" '{"success":true,"data":{"total":1,"functions":["echo"],"reward":true,"health":true}}'
         ;;
@@ -143,7 +112,6 @@ case "$method $path" in
         ;;
 esac
 HANDLER
-chmod 0755 "$aenv/aenv-server" "$aenv/aenv-handler"
 cat >"$aenv/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY busybox /bin/busybox
@@ -152,5 +120,50 @@ COPY aenv-server aenv-handler /bin/
 EXPOSE 8081
 CMD ["/bin/aenv-server"]
 DOCKERFILE
-DOCKER_BUILDKIT=0 docker build --quiet --tag "$AENV_IMAGE" "$aenv" >/dev/null
+chmod 0755 "$aenv/aenv-server" "$aenv/aenv-handler"
+digest="$(cat "$aenv/aenv-server" "$aenv/aenv-handler" "$aenv/Dockerfile" | sha256sum | cut -c1-16)"
+
+present() {
+    [[ $force -eq 0 ]] && docker image inspect "$1" >/dev/null 2>&1
+}
+aenv_current() {
+    present "$AENV_IMAGE" &&
+        [[ "$(docker image inspect --format "{{ index .Config.Labels \"$DIGEST_LABEL\" }}" "$AENV_IMAGE")" == "$digest" ]]
+}
+if present "$IMAGE" && aenv_current; then
+    echo "$IMAGE and $AENV_IMAGE are present"
+    exit 0
+fi
+
+if [[ ! -x "$BUSYBOX" ]]; then
+    echo "error: $BUSYBOX is missing: install Debian's busybox-static (apt-get install -y busybox-static)" >&2
+    exit 1
+fi
+# ldd prints "lib => path" lines for a dynamic binary; a static one (what we need) has none.
+ldd_out="$(LC_ALL=C ldd "$BUSYBOX" 2>&1 || true)"
+if [[ "$ldd_out" == *"=>"* ]]; then
+    echo "error: $BUSYBOX is dynamically linked; a FROM scratch image needs Debian's busybox-static" >&2
+    exit 1
+fi
+
+cp "$BUSYBOX" "$context/busybox"
+cat >"$context/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+DOCKERFILE
+
+if present "$IMAGE"; then
+    echo "$IMAGE is present"
+else
+    DOCKER_BUILDKIT=0 docker build --quiet --tag "$IMAGE" "$context" >/dev/null
+    echo "built $IMAGE"
+fi
+
+if aenv_current; then
+    echo "$AENV_IMAGE is present"
+    exit 0
+fi
+cp "$BUSYBOX" "$aenv/busybox"
+DOCKER_BUILDKIT=0 docker build --quiet --label "$DIGEST_LABEL=$digest" --tag "$AENV_IMAGE" "$aenv" >/dev/null
 echo "built $AENV_IMAGE"

@@ -23,7 +23,13 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("berth-compose", &["berth-core"]),
     (
         "berth-server",
-        &["berth-core", "berth-runtime", "berth-store", "berth-api"],
+        &[
+            "berth-core",
+            "berth-runtime",
+            "berth-store",
+            "berth-api",
+            "berth-compose",
+        ],
     ),
     ("berth-client", &["berth-api"]),
     (

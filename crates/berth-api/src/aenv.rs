@@ -1,7 +1,8 @@
 //! AEnvironment's wire types, as its Python SDK and `aenv` CLI put them on the wire: the
 //! `{success, code, message, data}` envelope, the registry's Env, the EnvInstance and the body
-//! of `POST /env-instance`. Field names and JSON types follow AEnvironment exactly; they are not
-//! part of berth's v1 API or its OpenAPI document.
+//! of `POST /env-instance`, and the EnvService with the bodies of `POST` and `PUT /env-service`.
+//! Field names and JSON types follow AEnvironment exactly; they are not part of berth's v1 API or
+//! its OpenAPI document.
 
 use std::collections::BTreeMap;
 
@@ -191,6 +192,80 @@ pub struct CreateInstanceRequest {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// A long-running service of an Env (`/env-service`): replicas behind one address. Exactly the
+/// fields of AEnvironment's `EnvService` model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvService {
+    pub id: String,
+    /// The complete Env its replicas run, or null when it is no longer registered.
+    pub env: Option<Env>,
+    /// `Pending`, `Creating`, `Running`, `Updating`, `Failed` or `Terminated`.
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Desired replicas.
+    pub replicas: u32,
+    /// Replicas running now.
+    pub available_replicas: u32,
+    /// `host:port` (no scheme) of the balancer in front of the replicas.
+    pub service_url: String,
+    pub owner: String,
+    pub environment_variables: BTreeMap<String, String>,
+    pub pvc_name: String,
+}
+
+/// The body of `POST /env-service`, as AEnvironment's CLI sends it. Unknown fields are tolerated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateServiceRequest {
+    /// `name@version` of a registered Env. Required.
+    #[serde(rename = "envName", skip_serializing_if = "Option::is_none")]
+    pub env_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// 1 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pvc_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// Refused by berth: it has no persistent volumes for services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_size: Option<String>,
+    /// The replicas' port the service forwards to; the Env's first port when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral_storage_limit: Option<String>,
+}
+
+/// The body of `PUT /env-service/{id}`: what is present changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UpdateServiceRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<BTreeMap<String, String>>,
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! berth's domain: sandbox specs, records, templates, statuses, label rules and unit parsers. No IO, no async.
 
+pub mod env_service;
 pub mod labels;
 pub mod readiness;
 pub mod sandbox;
 pub mod spec;
+pub mod stack;
 pub mod status;
 pub mod template;
 pub mod units;
 
+pub use env_service::{EnvService, ServiceStatus};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
 pub use spec::{FieldError, Resources, SandboxRequest, SandboxSpec, SpecPolicy, ValidationErrors};

@@ -15,6 +15,12 @@ pub mod label_keys {
     pub const OWNER: &str = "berth.owner";
     /// Which berth deployment manages the object: servers act only on their own cluster's objects.
     pub const CLUSTER: &str = "berth.cluster";
+    /// On every engine object of a compose stack (containers, network, volumes): the sandbox id.
+    /// Only the main service's container carries `berth.managed` and `berth.sandbox`, so the
+    /// other services are never mistaken for sandboxes of their own.
+    pub const STACK: &str = "berth.stack";
+    /// The compose service a stack's container runs.
+    pub const STACK_SERVICE: &str = "berth.stack.service";
     pub const RESERVED_PREFIX: &str = "berth.";
 }
 

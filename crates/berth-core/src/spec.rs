@@ -89,6 +89,11 @@ pub struct SandboxSpec {
     /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessProbe>,
+    /// A compose stack: its main service is the sandbox's container (whose `image`, `command`
+    /// and `env` the fields above repeat), the other services run beside it on the stack's
+    /// private network. `None` for a single-container sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<crate::stack::StackPlan>,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -306,6 +311,7 @@ impl SandboxRequest {
             },
             ttl,
             readiness,
+            stack: None,
         })
     }
 }

@@ -14,6 +14,7 @@ mod connect;
 mod error;
 mod runtime;
 mod spec;
+mod stack;
 mod state;
 mod work;
 

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_core::SandboxId;
 use berth_core::sandbox::label_keys;
 use berth_runtime::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
     ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError,
-    RuntimeEvent,
+    RuntimeEvent, StackObjects,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -25,6 +26,7 @@ use crate::error::{EngineRef, Subject, classify, image_not_found};
 use crate::{spec, state};
 
 mod build_calls;
+mod stack_calls;
 mod work_calls;
 
 /// How many containers `list_managed` inspects at once (only ended ones are inspected).
@@ -240,6 +242,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
+        if let Some(plan) = &request.spec.stack {
+            return self.create_stack(request, plan).await;
+        }
         let body = spec::container_body(request, &self.config.publish_host_ip)?;
         let image = request.spec.image.as_str();
         self.ensure_image(image).await?;
@@ -288,6 +293,14 @@ impl Runtime for DockerRuntime {
             Err(RuntimeError::Conflict(message)) if message.contains("already in progress") => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError> {
+        self.remove_stack_objects(sandbox_id).await
+    }
+
+    async fn list_stacks(&self) -> Result<Vec<StackObjects>, RuntimeError> {
+        self.stack_networks().await
     }
 
     async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {

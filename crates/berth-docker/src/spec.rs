@@ -126,6 +126,7 @@ mod tests {
                 },
                 ttl: Duration::from_secs(60),
                 readiness: None,
+                stack: None,
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }

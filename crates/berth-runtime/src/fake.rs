@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use crate::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, EventKind,
     ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime,
-    RuntimeError, RuntimeEvent,
+    RuntimeError, RuntimeEvent, StackObjects,
 };
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
@@ -29,6 +29,8 @@ pub struct FakeRuntime {
     builds: Mutex<Vec<BuildRequest>>,
     /// When set, builds fail with this message (as a broken Dockerfile would).
     build_failure: Mutex<Option<String>>,
+    /// The compose stacks created, by sandbox (their other services are not modelled).
+    stacks: Mutex<BTreeMap<SandboxId, StackObjects>>,
 }
 
 impl Default for FakeRuntime {
@@ -41,6 +43,7 @@ impl Default for FakeRuntime {
             unavailable: Mutex::new(false),
             builds: Mutex::default(),
             build_failure: Mutex::default(),
+            stacks: Mutex::default(),
         }
     }
 }
@@ -212,8 +215,37 @@ impl Runtime for FakeRuntime {
             finished_at: None,
         };
         lock(&self.containers).insert(container_id.clone(), state.clone());
+        if request.spec.stack.is_some() {
+            lock(&self.stacks).insert(
+                request.sandbox_id.clone(),
+                StackObjects {
+                    sandbox_id: request.sandbox_id.clone(),
+                    labels: request.labels.clone(),
+                    created_at: now,
+                },
+            );
+        }
         self.emit(&container_id, Some(request.sandbox_id.clone()), EventKind::Start);
         Ok(state)
+    }
+
+    async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        lock(&self.stacks).remove(sandbox_id);
+        let removed: Vec<String> = lock(&self.containers)
+            .values()
+            .filter(|container| container.sandbox_id.as_ref() == Some(sandbox_id))
+            .map(|container| container.container_id.clone())
+            .collect();
+        for container_id in removed {
+            self.remove(&container_id).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_stacks(&self) -> Result<Vec<StackObjects>, RuntimeError> {
+        self.check_available()?;
+        Ok(lock(&self.stacks).values().cloned().collect())
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {

@@ -56,6 +56,16 @@ pub struct ContainerState {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// What is left on an engine of one compose stack, found by its network (the first object of a
+/// stack created and the last removed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackObjects {
+    pub sandbox_id: SandboxId,
+    /// The network's labels (`berth.cluster` says which deployment owns the stack).
+    pub labels: BTreeMap<String, String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A change the engine reports on a berth-managed container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeEvent {
@@ -135,7 +145,19 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Creates and starts the sandbox's container (pulling the image when it is missing and a
     /// registry answers). On any failure nothing of it is left on the engine.
+    ///
+    /// With `request.spec.stack`, creates the whole compose stack — its private network, named
+    /// volumes and every service in start order, waiting on the `depends_on` conditions — and
+    /// reports the main service's container. Only that container carries `berth.managed` and
+    /// `berth.sandbox`; every object of the stack carries `berth.stack`.
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError>;
+
+    /// Removes every object of the compose stack of `sandbox_id`: containers, then volumes,
+    /// then the network. Nothing left is `Ok`.
+    async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError>;
+
+    /// The compose stacks with objects on the engine.
+    async fn list_stacks(&self) -> Result<Vec<StackObjects>, RuntimeError>;
 
     /// Kills and removes a container. An already absent container is `Ok`.
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError>;

@@ -13,6 +13,8 @@ use tracing::{info, warn};
 
 pub mod aenv;
 pub mod api;
+pub mod balancer;
+pub mod env_services;
 pub mod exec;
 pub mod expiry;
 pub mod files;
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     pub max_file_size: u64,
     /// How long a shutdown waits for requests in flight before closing them.
     pub shutdown_grace: Duration,
+    /// Address the env-services' balancers listen on, and the host of their `service_url`.
+    pub service_host: std::net::IpAddr,
 }
 
 /// Default of [`ServerConfig::exec_output_limit`]: 1 MiB per stream.
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             exec_output_limit: DEFAULT_EXEC_OUTPUT_LIMIT,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             shutdown_grace: Duration::from_secs(20),
+            service_host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }

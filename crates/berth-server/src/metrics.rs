@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use berth_core::{Sandbox, SandboxId, Status, Template};
+use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
     ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
+    StackObjects,
 };
 use berth_store::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -411,6 +412,14 @@ impl Runtime for MeteredRuntime {
         self.timed("remove", self.inner.remove(container_id)).await
     }
 
+    async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError> {
+        self.timed("remove_stack", self.inner.remove_stack(sandbox_id)).await
+    }
+
+    async fn list_stacks(&self) -> Result<Vec<StackObjects>, RuntimeError> {
+        self.timed("list_stacks", self.inner.list_stacks()).await
+    }
+
     async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
         self.timed("inspect", self.inner.inspect(container_id)).await
     }
@@ -574,6 +583,26 @@ impl Store for MeteredStore {
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
     ) -> Result<Option<Sandbox>, StoreError> {
         self.timed("claim_pooled", self.inner.claim_pooled(pool, claim)).await
+    }
+
+    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {
+        self.timed("insert_service", self.inner.insert_service(service)).await
+    }
+
+    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError> {
+        self.timed("update_service", self.inner.update_service(service)).await
+    }
+
+    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
+        self.timed("get_service", self.inner.get_service(id)).await
+    }
+
+    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError> {
+        self.timed("list_services", self.inner.list_services()).await
+    }
+
+    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+        self.timed("delete_service", self.inner.delete_service(id)).await
     }
 
     async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {

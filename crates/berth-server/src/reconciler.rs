@@ -1,6 +1,7 @@
 //! The reconciler's loops. Every process follows the store (other processes' writes) and keeps
 //! its expiry timers; only the leader of the deployment — one process at a time, elected
-//! through the store — follows engine events, resyncs, expires sandboxes and keeps the pools.
+//! through the store — follows engine events, resyncs, expires sandboxes, keeps the pools and
+//! runs the env-services (their replicas and balancers, `env_services`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,7 @@ async fn lead_when_elected(service: Arc<SandboxService>) {
         loops.spawn(follow_events(Arc::clone(&service), Arc::clone(&resync_now)));
         loops.spawn(resync_periodically(Arc::clone(&service), resync_now));
         loops.spawn(keep_pools(Arc::clone(&service)));
+        loops.spawn(crate::env_services::run(Arc::clone(&service)));
         let reason = lease.lost().await;
         loops.abort_all();
         service.set_leading(false);

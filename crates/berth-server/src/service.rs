@@ -113,6 +113,8 @@ pub struct SandboxService {
     removals: Arc<tokio::sync::Semaphore>,
     /// What the warm pools are doing: refills in flight, claims, backoffs.
     pools: PoolBook,
+    /// Wakes the env-service controller when a service was created, changed or deleted.
+    env_services_changed: tokio::sync::Notify,
     started: tokio::time::Instant,
 }
 
@@ -144,6 +146,7 @@ impl SandboxService {
             leading: AtomicBool::new(false),
             removals: Arc::new(tokio::sync::Semaphore::new(REMOVAL_CONCURRENCY)),
             pools: PoolBook::default(),
+            env_services_changed: tokio::sync::Notify::new(),
             started: tokio::time::Instant::now(),
         }
     }
@@ -172,6 +175,11 @@ impl SandboxService {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// What the env-service controller waits on between its ticks; notified by the API.
+    pub fn env_services_changed(&self) -> &tokio::sync::Notify {
+        &self.env_services_changed
     }
 
     pub fn pools(&self) -> &PoolBook {
@@ -304,6 +312,24 @@ impl SandboxService {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<Created, ServiceError> {
+        let extras = CreateExtras {
+            system_labels,
+            stack: None,
+        };
+        self.create_with(request, extras, idempotency_key, wait).await
+    }
+
+    /// [`create_labelled`](Self::create_labelled), optionally of a compose stack: `extras.stack`
+    /// runs beside the sandbox's container (its main service, which `request` describes). A
+    /// stack is always created cold, never claimed from a pool.
+    pub async fn create_with(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        extras: CreateExtras,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
+        let CreateExtras { system_labels, stack } = extras;
         let requested_at = Utc::now();
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
@@ -323,6 +349,7 @@ impl SandboxService {
             }
         };
         spec.labels.extend(system_labels);
+        spec.stack = stack;
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
@@ -334,6 +361,7 @@ impl SandboxService {
             }
         }
         if let Some(template) = &template
+            && spec.stack.is_none()
             && pools::claimable(template, &request)
             && let Some(claimed) = self
                 .claim(template, &spec, &owner, idempotency_key.as_deref(), requested_at)
@@ -512,9 +540,7 @@ impl SandboxService {
         }
         warn!(sandbox = %id, timeout = ?probe.timeout, ?outcome, "readiness probe did not pass; removing the sandbox");
         self.metrics.count_operation(Operation::CreateFailed);
-        if let Some(container_id) = &current.container_id
-            && let Err(error) = self.runtime.remove(container_id).await
-        {
+        if let Err(error) = self.remove_engine_objects(&current).await {
             // The resync collects containers of ended records.
             warn!(sandbox = %id, %error, "could not remove the container of a sandbox that never became ready");
         }
@@ -612,15 +638,12 @@ impl SandboxService {
             self.persist(&mut sandbox).await?;
         }
         let reason = sandbox.status_reason.clone().unwrap_or_else(|| reason.to_owned());
-        if let Some(container_id) = &sandbox.container_id {
-            self.runtime
-                .remove(container_id)
-                .await
-                .map_err(|error| ServiceError::Engine {
-                    error,
-                    sandbox_id: Some(id.clone()),
-                })?;
-        }
+        self.remove_engine_objects(&sandbox)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(id.clone()),
+            })?;
         sandbox.end(Status::Terminated, &reason, Utc::now());
         self.persist(&mut sandbox).await?;
         self.timers.cancel(id.clone());
@@ -909,14 +932,20 @@ impl SandboxService {
     fn after_end(&self, sandbox: &Sandbox) {
         self.timers.cancel(sandbox.id.clone());
         self.processes.forget(&sandbox.id);
-        if let Some(container_id) = sandbox.container_id.clone() {
+        if sandbox.container_id.is_some() || sandbox.spec.stack.is_some() {
             let runtime = Arc::clone(&self.runtime);
+            let sandbox = sandbox.clone();
             tokio::spawn(async move {
-                if let Err(error) = runtime.remove(&container_id).await {
-                    debug!(container = %container_id, %error, "removal of an ended container failed; the resync will retry");
+                if let Err(error) = remove_engine_objects(runtime.as_ref(), &sandbox).await {
+                    debug!(sandbox = %sandbox.id, %error, "removal of an ended container failed; the resync will retry");
                 }
             });
         }
+    }
+
+    /// Removes what the sandbox has on the engine: its container, or its whole compose stack.
+    async fn remove_engine_objects(&self, sandbox: &Sandbox) -> Result<(), RuntimeError> {
+        remove_engine_objects(self.runtime.as_ref(), sandbox).await
     }
 
     /// Converges the records with the engine: adopts, fails lost sandboxes, finishes stops,
@@ -956,8 +985,8 @@ impl SandboxService {
             let now = Utc::now();
             match (sandbox.status, container) {
                 (Status::Stopping, container) => {
-                    if let Some(container) = container
-                        && let Err(error) = self.runtime.remove(&container.container_id).await
+                    if (container.is_some() || sandbox.spec.stack.is_some())
+                        && let Err(error) = self.remove_engine_objects(&sandbox).await
                     {
                         warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
                         continue;
@@ -1033,7 +1062,11 @@ impl SandboxService {
                 None => container.created_at + grace <= snapshot_at,
             };
             if collect {
-                match self.runtime.remove(&container.container_id).await {
+                let removal = match (&container.sandbox_id, container.labels.contains_key(label_keys::STACK)) {
+                    (Some(sandbox_id), true) => self.runtime.remove_stack(sandbox_id).await,
+                    _ => self.runtime.remove(&container.container_id).await,
+                };
+                match removal {
                     Ok(()) => {
                         info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
                         report.collected += 1;
@@ -1043,8 +1076,42 @@ impl SandboxService {
             }
         }
 
+        report.collected += self.collect_stacks(snapshot_at, grace).await;
         report.purged = self.purge(snapshot_at).await;
         Ok(report)
+    }
+
+    /// Removes the compose stacks of this cluster whose sandbox has ended or has no record: what
+    /// a create interrupted half-way, or a removal that failed, left on the engine.
+    async fn collect_stacks(&self, snapshot_at: DateTime<Utc>, grace: chrono::Duration) -> usize {
+        let stacks = match self.runtime.list_stacks().await {
+            Ok(stacks) => stacks,
+            Err(error) => {
+                warn!(%error, "could not list the compose stacks on the engine");
+                return 0;
+            }
+        };
+        let mut collected = 0;
+        for stack in stacks {
+            if stack.labels.get(label_keys::CLUSTER) != Some(&self.config.cluster) {
+                continue;
+            }
+            let collect = match self.index.get(&stack.sandbox_id) {
+                Some(record) => record.status.is_ended(),
+                None => stack.created_at + grace <= snapshot_at,
+            };
+            if !collect || self.lock_provisioning().contains(&stack.sandbox_id) {
+                continue;
+            }
+            match self.runtime.remove_stack(&stack.sandbox_id).await {
+                Ok(()) => {
+                    info!(sandbox = %stack.sandbox_id, "collected a compose stack with no live record");
+                    collected += 1;
+                }
+                Err(error) => warn!(sandbox = %stack.sandbox_id, %error, "could not collect a compose stack"),
+            }
+        }
+        collected
     }
 
     /// Forgets ended records older than the retention period, in the store and the index.
@@ -1105,6 +1172,26 @@ pub struct ResyncReport {
 }
 
 /// Ends a sandbox whose main process exited: `Failed` on OOM or a non-zero code, else `Terminated`.
+/// What a compatibility surface adds to a create beyond the native request.
+#[derive(Debug, Default)]
+pub struct CreateExtras {
+    /// Labels set by berth itself (AEnvironment's `aenv.*`), exempt from the label syntax.
+    pub system_labels: BTreeMap<String, String>,
+    /// A compose stack to run around the sandbox's container.
+    pub stack: Option<berth_core::stack::StackPlan>,
+}
+
+/// Removes what `sandbox` has on the engine: its container, or its whole compose stack.
+async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Result<(), RuntimeError> {
+    if sandbox.spec.stack.is_some() {
+        return runtime.remove_stack(&sandbox.id).await;
+    }
+    match &sandbox.container_id {
+        Some(container_id) => runtime.remove(container_id).await,
+        None => Ok(()),
+    }
+}
+
 fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool, finished_at: Option<DateTime<Utc>>) {
     sandbox.exit_code = exit_code;
     sandbox.oom_killed = oom_killed;

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_core::{PoolSpec, PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, Status, Template};
+use berth_core::{
+    EnvService, PoolSpec, PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, ServiceStatus, Status, Template,
+};
 use chrono::{DateTime, Utc};
 
 use crate::{Cursor, Lease, SandboxFilter, Store, StoreError};
@@ -64,6 +66,10 @@ macro_rules! store_contract_tests {
             claim_from_an_empty_or_unknown_pool_is_none,
             claim_takes_the_oldest_running_pooled_record,
             a_refused_claim_writes_nothing,
+            service_round_trip_preserves_every_field,
+            insert_of_an_existing_service_fails_and_keeps_the_first,
+            update_service_replaces_only_the_revision_it_read,
+            list_services_orders_by_creation_and_delete_reports_whether_it_existed,
         );
         $crate::store_contract_tests!(@pair $fresh, $reopen;
             leadership_is_exclusive_per_cluster,
@@ -132,6 +138,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             },
             ttl,
             readiness: None,
+            stack: None,
         },
         container_id: None,
         ip: None,
@@ -252,6 +259,37 @@ pub fn fully_populated() -> Sandbox {
                     path: "/health?deep=1".into(),
                 },
                 timeout: Duration::from_millis(2_500),
+            }),
+            stack: Some(berth_core::stack::StackPlan {
+                services: vec![berth_core::stack::ServicePlan {
+                    name: "db".into(),
+                    image: "postgres:16".into(),
+                    command: None,
+                    entrypoint: Some(vec!["docker-entrypoint.sh".into()]),
+                    environment: BTreeMap::from([("POSTGRES_PASSWORD".into(), "ünï".into())]),
+                    ports: vec![5432],
+                    volumes: vec![berth_core::stack::VolumeMount {
+                        volume: "data".into(),
+                        container_path: "/var/lib/postgresql/data".into(),
+                        read_only: false,
+                    }],
+                    depends_on: Vec::new(),
+                    healthcheck: Some(berth_core::stack::Healthcheck {
+                        test: vec!["CMD-SHELL".into(), "pg_isready".into()],
+                        interval: Some(Duration::from_millis(1_500)),
+                        timeout: None,
+                        retries: Some(5),
+                        start_period: None,
+                    }),
+                    labels: BTreeMap::from([("aenv.main".into(), "true".into())]),
+                    cpu_millis: Some(500),
+                    memory_bytes: None,
+                    restart: Some(berth_core::stack::RestartPolicy::OnFailure(Some(3))),
+                    working_dir: None,
+                    user: Some("999".into()),
+                }],
+                volumes: vec!["data".into()],
+                main_service: "db".into(),
             }),
         },
         container_id: Some("4f2a".repeat(16)),
@@ -1732,4 +1770,125 @@ pub async fn concurrent_claims_through_two_handles_hand_out_each_sandbox_once(
         .await
         .expect("list");
     assert_eq!(ids(&still_waiting.items), ids(&in_list_order(starting)));
+}
+
+/// A minimal env-service `id`, created at `created_at`, at revision 1.
+pub fn sample_service(id: &str, created_at: DateTime<Utc>) -> EnvService {
+    EnvService {
+        id: id.to_owned(),
+        env_name: "swe".into(),
+        env_version: "1.0".into(),
+        service_name: String::new(),
+        replicas: 1,
+        image: None,
+        environment_variables: BTreeMap::new(),
+        owner: "anonymous".into(),
+        port: 8081,
+        cpu_millis: None,
+        memory_bytes: None,
+        accepted: BTreeMap::new(),
+        pvc_name: String::new(),
+        status: ServiceStatus::Pending,
+        status_reason: None,
+        listen_port: None,
+        generation: 1,
+        revision: 1,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// An env-service with every optional field set.
+pub fn fully_populated_service() -> EnvService {
+    EnvService {
+        service_name: "web ✓".into(),
+        replicas: 3,
+        image: Some("registry.example/swe:2".into()),
+        environment_variables: BTreeMap::from([("A".into(), "1".into()), ("B".into(), "two words".into())]),
+        owner: "bob@example.com".into(),
+        port: 9000,
+        cpu_millis: Some(1500),
+        memory_bytes: Some(3 << 30),
+        accepted: BTreeMap::from([("cpu_request".into(), "500m".into())]),
+        pvc_name: "data".into(),
+        status: ServiceStatus::Updating,
+        status_reason: Some("scaling 1 → 3".into()),
+        listen_port: Some(41_234),
+        generation: 7,
+        revision: 1,
+        updated_at: at(7),
+        ..sample_service("00000000000000ff", at(3))
+    }
+}
+
+/// Every field of a service survives a write and a read, nanoseconds included.
+pub async fn service_round_trip_preserves_every_field(store: Arc<dyn Store>) {
+    let full = fully_populated_service();
+    let minimal = sample_service("0000000000000001", at(5));
+    store.insert_service(&full).await.expect("insert full service");
+    store.insert_service(&minimal).await.expect("insert minimal service");
+    assert_eq!(
+        store.get_service(&full.id).await.expect("get_service"),
+        Some(full.clone())
+    );
+    assert_eq!(
+        store.get_service(&minimal.id).await.expect("get_service"),
+        Some(minimal)
+    );
+    assert_eq!(store.get_service("0000000000000002").await.expect("get_service"), None);
+}
+
+/// A second insert of an id fails and keeps the first.
+pub async fn insert_of_an_existing_service_fails_and_keeps_the_first(store: Arc<dyn Store>) {
+    let first = sample_service("00000000000000aa", at(0));
+    store.insert_service(&first).await.expect("insert");
+    let mut clash = first.clone();
+    clash.replicas = 9;
+    assert!(matches!(store.insert_service(&clash).await, Err(StoreError::Other(_))));
+    assert_eq!(store.get_service(&first.id).await.expect("get_service"), Some(first));
+}
+
+/// An update replaces the record whole when the stored one is at the revision before its own;
+/// a stale writer (or an unknown id) writes nothing and learns it.
+pub async fn update_service_replaces_only_the_revision_it_read(store: Arc<dyn Store>) {
+    let stored = sample_service("00000000000000bb", at(0));
+    store.insert_service(&stored).await.expect("insert");
+
+    let mut scaled = stored.clone();
+    scaled.replicas = 3;
+    scaled.revision = 2;
+    scaled.updated_at = at(10);
+    assert!(store.update_service(&scaled).await.expect("update"));
+    assert_eq!(
+        store.get_service(&stored.id).await.expect("get_service"),
+        Some(scaled.clone())
+    );
+
+    // A writer that read revision 1 lost the race: nothing changes.
+    let mut stale = stored.clone();
+    stale.status = ServiceStatus::Running;
+    stale.revision = 2;
+    assert!(!store.update_service(&stale).await.expect("stale update"));
+    assert_eq!(store.get_service(&stored.id).await.expect("get_service"), Some(scaled));
+
+    let mut unknown = sample_service("00000000000000cc", at(0));
+    unknown.revision = 2;
+    assert!(!store.update_service(&unknown).await.expect("update unknown"));
+    assert_eq!(store.get_service(&unknown.id).await.expect("get_service"), None);
+}
+
+/// Services list in creation order; a delete says whether there was one to delete.
+pub async fn list_services_orders_by_creation_and_delete_reports_whether_it_existed(store: Arc<dyn Store>) {
+    let later = sample_service("0000000000000001", at(20));
+    let earlier = sample_service("00000000000000ff", at(10));
+    assert_eq!(store.list_services().await.expect("list_services"), vec![]);
+    store.insert_service(&later).await.expect("insert");
+    store.insert_service(&earlier).await.expect("insert");
+    assert_eq!(
+        store.list_services().await.expect("list_services"),
+        vec![earlier.clone(), later.clone()]
+    );
+    assert!(store.delete_service(&earlier.id).await.expect("delete"));
+    assert!(!store.delete_service(&earlier.id).await.expect("delete again"));
+    assert_eq!(store.list_services().await.expect("list_services"), vec![later]);
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId, Status, Template};
+use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -207,6 +207,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes it; returns whether it existed.
     async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError>;
+
+    /// Writes a new env-service. Fails with `Other` when its id is taken.
+    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError>;
+
+    /// Replaces an env-service whole if the stored record is at `service.revision - 1` (the
+    /// caller read it, then bumped `revision`). `false`, writing nothing, when it is missing or
+    /// was changed since: read it again and retry.
+    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError>;
+
+    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError>;
+
+    /// Every env-service, ordered by (created_at, id).
+    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError>;
+
+    /// Deletes it; returns whether it existed.
+    async fn delete_service(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Whether other processes may write this store at the same time (PostgreSQL: true;
     /// SQLite: false).

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId, Template};
+use berth_core::{EnvService, Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -298,6 +298,35 @@ impl Store for PostgresStore {
             .await
             .map_err(map_error)?;
         Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {
+        write::Writes::new(self.begin().await?).insert_service(service).await
+    }
+
+    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError> {
+        write::Writes::new(self.begin().await?).update_service(service).await
+    }
+
+    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(sql::GET_SERVICE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.map(|(id, record)| sql::decode_service(&id, &record)).transpose()
+    }
+
+    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_SERVICES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        sql::decode_services(&rows)
+    }
+
+    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+        write::Writes::new(self.begin().await?).delete_service(id).await
     }
 
     fn is_shared(&self) -> bool {

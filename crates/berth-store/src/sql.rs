@@ -3,7 +3,7 @@
 //! [`Sandbox`] or [`Template`], the dynamic list query, argument binding, paging, the checks of a
 //! pool claim, and error classification.
 
-use berth_core::{Sandbox, Status, Template};
+use berth_core::{EnvService, Sandbox, Status, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::query::Query;
@@ -64,6 +64,20 @@ pub(crate) const GET_TEMPLATE: &str = "SELECT name, tag, record FROM templates W
 pub(crate) const LIST_TEMPLATES: &str = "SELECT name, tag, record FROM templates ORDER BY name, tag";
 
 pub(crate) const DELETE_TEMPLATE: &str = "DELETE FROM templates WHERE name = $1 AND tag = $2";
+
+/// Fails on a conflict instead of raising it, like [`INSERT_TEMPLATE`].
+pub(crate) const INSERT_SERVICE: &str = "INSERT INTO services (id, revision, created_at, updated_at, record) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING";
+
+/// Replaces the service only if it is still at the revision before the new one (`$6`).
+pub(crate) const UPDATE_SERVICE: &str = "UPDATE services SET revision = $2, created_at = $3, updated_at = $4, \
+     record = $5 WHERE id = $1 AND revision = $6";
+
+pub(crate) const GET_SERVICE: &str = "SELECT id, record FROM services WHERE id = $1";
+
+pub(crate) const LIST_SERVICES: &str = "SELECT id, record FROM services ORDER BY created_at, id";
+
+pub(crate) const DELETE_SERVICE: &str = "DELETE FROM services WHERE id = $1";
 
 /// A value bound to a placeholder of a dynamically built statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +347,48 @@ pub(crate) fn decode_templates(rows: &[(String, String, String)]) -> Result<Vec<
     rows.iter()
         .map(|(name, tag, record)| decode_template(name, tag, record))
         .collect()
+}
+
+/// The values of a `services` row, in the order of [`INSERT_SERVICE`]'s placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceRow {
+    pub id: String,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub record: String,
+}
+
+impl ServiceRow {
+    pub fn of(service: &EnvService) -> Result<Self, StoreError> {
+        let record = serde_json::to_string(service)
+            .map_err(|e| StoreError::Other(format!("cannot encode service {}: {e}", service.id)))?;
+        Ok(ServiceRow {
+            id: service.id.clone(),
+            revision: i64::try_from(service.revision).unwrap_or(i64::MAX),
+            created_at: nanos(service.created_at),
+            updated_at: nanos(service.updated_at),
+            record,
+        })
+    }
+}
+
+/// Decodes a stored service, checking it belongs to the row it was read from.
+pub(crate) fn decode_service(id: &str, record: &str) -> Result<EnvService, StoreError> {
+    let service: EnvService = serde_json::from_str(record)
+        .map_err(|e| StoreError::Corrupt(format!("record of service {id} does not decode: {e}")))?;
+    if service.id != id {
+        return Err(StoreError::Corrupt(format!(
+            "row {id} holds the record of service {}",
+            service.id
+        )));
+    }
+    Ok(service)
+}
+
+/// Decodes `(id, record)` service rows, failing on the first corrupt one.
+pub(crate) fn decode_services(rows: &[(String, String)]) -> Result<Vec<EnvService>, StoreError> {
+    rows.iter().map(|(id, record)| decode_service(id, record)).collect()
 }
 
 /// Binds a [`Row`] to [`INSERT_SANDBOX`] or [`UPDATE_SANDBOX`], in placeholder order.

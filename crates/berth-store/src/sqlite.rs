@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{Sandbox, SandboxId, Template};
+use berth_core::{EnvService, Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -308,6 +308,41 @@ impl Store for SqliteStore {
             .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
         Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {
+        write::Writes::new(begin_write(&self.writer).await?)
+            .insert_service(service)
+            .await
+    }
+
+    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError> {
+        write::Writes::new(begin_write(&self.writer).await?)
+            .update_service(service)
+            .await
+    }
+
+    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(sql::GET_SERVICE)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_error)?;
+        row.map(|(id, record)| sql::decode_service(&id, &record)).transpose()
+    }
+
+    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_SERVICES)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_error)?;
+        sql::decode_services(&rows)
+    }
+
+    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+        write::Writes::new(begin_write(&self.writer).await?)
+            .delete_service(id)
+            .await
     }
 
     /// Another process could open the file too, but berth runs one process per SQLite file:

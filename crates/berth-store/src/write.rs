@@ -1,12 +1,13 @@
 //! The write transactions both backends run the same way — a new record, a whole-record update
-//! and a pool claim, each with its labels — generic over sqlx's `Database`, so SQLite and
-//! PostgreSQL differ only in how they open the transaction and in the [`Backend`] items.
+//! and a pool claim, each with its labels, and the env-service writes — generic over sqlx's
+//! `Database`, so SQLite and PostgreSQL differ only in how they open the transaction and in the
+//! [`Backend`] items.
 
-use berth_core::Sandbox;
+use berth_core::{EnvService, Sandbox};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
 use crate::StoreError;
-use crate::sql::{self, Row};
+use crate::sql::{self, Row, ServiceRow};
 
 /// What a backend adds to sqlx's `Database` for the shared writes.
 pub(crate) trait Backend: Database {
@@ -138,6 +139,56 @@ where
             .await
             .map_err(DB::map_error)?;
         self.insert_labels(sandbox).await
+    }
+
+    /// Writes a new service. Fails with `Other` when its id is taken.
+    pub async fn insert_service(mut self, service: &EnvService) -> Result<(), StoreError> {
+        let row = ServiceRow::of(service)?;
+        let inserted = sqlx::query(sql::INSERT_SERVICE)
+            .bind(row.id)
+            .bind(row.revision)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.record)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        if DB::rows_affected(&inserted) == 0 {
+            return Err(StoreError::Other(format!("service {} already exists", service.id)));
+        }
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Replaces the service if the stored one is at `service.revision - 1`; false (nothing
+    /// written) when it is missing or was written by someone else since it was read.
+    pub async fn update_service(mut self, service: &EnvService) -> Result<bool, StoreError> {
+        let row = ServiceRow::of(service)?;
+        let Some(previous) = row.revision.checked_sub(1) else {
+            return Ok(false);
+        };
+        let updated = sqlx::query(sql::UPDATE_SERVICE)
+            .bind(row.id)
+            .bind(row.revision)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.record)
+            .bind(previous)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(DB::rows_affected(&updated) > 0)
+    }
+
+    /// Deletes the service; returns whether it existed.
+    pub async fn delete_service(mut self, id: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(sql::DELETE_SERVICE)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(DB::rows_affected(&deleted) > 0)
     }
 
     async fn insert_labels(&mut self, sandbox: &Sandbox) -> Result<(), StoreError> {

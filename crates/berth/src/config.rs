@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8081]
     #[arg(long, env = "BERTH_GATEWAY_LISTEN", value_name = "HOST:PORT")]
     pub gateway_listen: Option<String>,
+    /// IP address the env-services' balancers listen on, and the host of their service_url
+    /// [default: 127.0.0.1]
+    #[arg(long, env = "BERTH_SERVICE_HOST", value_name = "IP")]
+    pub service_host: Option<String>,
     /// Directory of the database [default: $XDG_DATA_HOME/berth or ~/.local/share/berth]
     #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<String>,
@@ -109,6 +113,8 @@ pub struct ServeConfig {
     pub listen: String,
     /// Where the MCP gateway listens; `None`: no gateway.
     pub gateway_listen: Option<String>,
+    /// Where env-service balancers listen (and the host of `service_url`).
+    pub service_host: IpAddr,
     pub data_dir: PathBuf,
     /// A PostgreSQL URL; `None`: SQLite in `data_dir`.
     pub database_url: Option<String>,
@@ -192,6 +198,7 @@ pub enum ConfigError {
 pub struct FileSettings {
     pub listen: Option<String>,
     pub gateway_listen: Option<String>,
+    pub service_host: Option<String>,
     pub data_dir: Option<String>,
     pub database_url: Option<String>,
     pub docker_host: Option<String>,
@@ -221,6 +228,7 @@ impl FileSettings {
         match key {
             "listen" => text(&self.listen),
             "gateway_listen" => text(&self.gateway_listen),
+            "service_host" => text(&self.service_host),
             "data_dir" => text(&self.data_dir),
             "database_url" => text(&self.database_url),
             "docker_host" => text(&self.docker_host),
@@ -316,6 +324,7 @@ impl CliLayer {
         let given = [
             ("listen", &args.listen),
             ("gateway_listen", &args.gateway_listen),
+            ("service_host", &args.service_host),
             ("data_dir", &args.data_dir),
             ("database_url", &args.database_url),
             ("docker_host", &args.docker_host),
@@ -466,6 +475,13 @@ pub fn resolve(
         check_listen(address).map_err(|message| gateway_raw.invalid(message))?;
     }
 
+    let service_host_raw = layers.get("service_host", "127.0.0.1");
+    let service_host = service_host_raw
+        .text()?
+        .trim()
+        .parse::<IpAddr>()
+        .map_err(|_| service_host_raw.invalid("must be an IP address such as 127.0.0.1 or 0.0.0.0"))?;
+
     let data_dir = match layers.given("data_dir") {
         Some(raw) => {
             let text = raw.text()?;
@@ -587,6 +603,7 @@ pub fn resolve(
     Ok(ServeConfig {
         listen,
         gateway_listen,
+        service_host,
         data_dir,
         database_url,
         docker_host,
@@ -850,6 +867,29 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/berth"));
         assert_eq!(config.log, "info");
         assert_eq!(config.config_file, None);
+    }
+
+    #[test]
+    fn the_service_host_follows_flag_env_file_default_and_must_be_an_ip() {
+        let host = |cli: &CliLayer, file_text: Option<&str>| {
+            let file = file_text.map(file);
+            resolve(cli, file.as_ref(), &no_env).map(|config| config.service_host.to_string())
+        };
+        let from_file = "service_host = \"10.0.0.1\"\n";
+        assert_eq!(host(&CliLayer::default(), None), Ok("127.0.0.1".into()));
+        assert_eq!(host(&CliLayer::default(), Some(from_file)), Ok("10.0.0.1".into()));
+        let env = CliLayer::default().with("service_host", "0.0.0.0", Origin::Env);
+        assert_eq!(host(&env, Some(from_file)), Ok("0.0.0.0".into()));
+        let flag = env.with("service_host", "::1", Origin::Flag);
+        assert_eq!(host(&flag, Some(from_file)), Ok("::1".into()));
+        let bad = CliLayer::default().with("service_host", "berth.example", Origin::Flag);
+        assert!(matches!(
+            host(&bad, None),
+            Err(ConfigError::Invalid {
+                key: "service_host",
+                ..
+            })
+        ));
     }
 
     #[test]

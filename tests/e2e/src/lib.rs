@@ -193,13 +193,26 @@ impl Drop for TestServer {
     }
 }
 
-/// Removes the containers a test's server made (labelled with its cluster id), nothing else.
+/// Removes the containers a test's server made (labelled with its cluster id), then the
+/// volumes and networks of its compose stacks; nothing else.
 pub fn remove_cluster_containers(cluster: &str) {
-    let ids = docker_ids(&["ps", "-aq", "--filter", &format!("label=berth.cluster={cluster}")]);
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids.iter().map(String::as_str));
-        let _ = docker(&args);
+    let filter = format!("label=berth.cluster={cluster}");
+    for (list, remove) in [
+        (["ps", "-aq"], ["rm", "-f"]),
+        (["volume", "ls"], ["volume", "rm"]),
+        (["network", "ls"], ["network", "rm"]),
+    ] {
+        let mut query = list.to_vec();
+        if list[0] != "ps" {
+            query.push("-q");
+        }
+        query.extend(["--filter", filter.as_str()]);
+        let ids = docker_ids(&query);
+        if !ids.is_empty() {
+            let mut args = remove.to_vec();
+            args.extend(ids.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
     }
 }
 

@@ -441,17 +441,6 @@ async fn inline_envs_list_filters_and_refusals() {
         arguments.contains("arguments") && arguments.contains("deployConfig.command"),
         "{arguments}"
     );
-
-    // Compose stacks are refused clearly, not run half-way.
-    let compose = unique("cmp");
-    let stack =
-        json!({"name": compose, "version": "1", "deployConfig": {"composeFile": "services:\n  main:\n    image: x\n"}});
-    assert_eq!(data(post(&server, "/env/", stack).await), true);
-    let refused = failure(
-        post(&server, "/env-instance", json!({"envName": format!("{compose}@1")})).await,
-        501,
-    );
-    assert!(refused.contains("compose stacks are not supported yet"), "{refused}");
 }
 
 #[tokio::test]

@@ -93,6 +93,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
             },
             ttl: Duration::from_secs(300),
             readiness: None,
+            stack: None,
         },
         labels,
     }

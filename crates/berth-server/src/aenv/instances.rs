@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use berth_api::FieldError;
 use berth_api::aenv::{CreateInstanceRequest, Env, EnvInstance, labels, timestamp};
 use berth_core::sandbox::reasons;
+use berth_core::stack::StackPlan;
 use berth_core::{Sandbox, SandboxRequest, Status, Template, TemplateRef, units};
 use berth_store::SandboxFilter;
 use chrono::Utc;
@@ -18,7 +19,7 @@ use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
 use super::envs::{apply_body, checked_reference, env_of_template, find, json_object, synthesized_env, to_template};
-use crate::service::{SandboxService, ServiceError};
+use crate::service::{CreateExtras, SandboxService, ServiceError};
 
 /// What `DELETE /env-instance/{id}` answers, as AEnvironment does.
 const DELETED: &str = "Deleted successfully";
@@ -192,13 +193,6 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
         template,
         registered,
     } = source_of(&service, &request, &body).await?;
-    if env.compose_file().is_some() {
-        return Err(AenvError::not_implemented(format!(
-            "compose stacks are not supported yet: Env {} defines deployConfig.composeFile; berth runs \
-             single-container Envs (deployConfig.imageName or an image artifact) for now",
-            env.reference()
-        )));
-    }
     let arguments = request.arguments.clone().unwrap_or_default();
     let command = match (&template.spec.command, arguments.is_empty()) {
         (_, true) => None,
@@ -222,6 +216,37 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
     let owner = non_empty(request.owner.as_ref());
     let variables = request.environment_variables.clone().unwrap_or_default();
     let user_labels = request.labels.clone().unwrap_or_default();
+    if let Some(compose_file) = env.compose_file() {
+        let stack = plan_stack(compose_file, &template, &variables, &arguments)?;
+        let main = stack.main().cloned().unwrap_or_else(|| stack.services[0].clone());
+        let spec = &template.spec;
+        let mut merged_labels = spec.labels.clone();
+        merged_labels.extend(user_labels);
+        let stack_request = SandboxRequest {
+            image: Some(main.image.clone()),
+            command: main.command.clone(),
+            env: main.environment.clone(),
+            labels: merged_labels,
+            ports: main.ports.clone(),
+            cpu: Some(berth_api::NumberOrString::String(format!(
+                "{}m",
+                spec.resources.cpu_millis
+            ))),
+            memory: Some(berth_api::NumberOrString::String(
+                spec.resources.memory_bytes.to_string(),
+            )),
+            ttl: Some(berth_api::NumberOrString::String(
+                ttl.clone().unwrap_or_else(|| units::format_duration(spec.ttl)),
+            )),
+            owner: owner.clone(),
+            ..SandboxRequest::default()
+        };
+        let extras = CreateExtras {
+            system_labels: system_labels(&env, &template, owner, ttl),
+            stack: Some(stack),
+        };
+        return create_from(&service, stack_request, extras, env).await;
+    }
     let sandbox_request = if registered {
         SandboxRequest {
             template: Some(template.reference().to_string()),
@@ -258,7 +283,21 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
             ..SandboxRequest::default()
         }
     };
-    let system_labels = BTreeMap::from([
+    let extras = CreateExtras {
+        system_labels: system_labels(&env, &template, owner, ttl),
+        stack: None,
+    };
+    create_from(&service, sandbox_request, extras, env).await
+}
+
+/// AEnvironment's `aenv.*` labels of a new instance (section 2.3).
+fn system_labels(
+    env: &Env,
+    template: &Template,
+    owner: Option<String>,
+    ttl: Option<String>,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (labels::ENV_NAME.to_owned(), env.name.clone()),
         (labels::VERSION.to_owned(), env.version.clone()),
         (labels::OWNER.to_owned(), owner.unwrap_or_default()),
@@ -267,9 +306,17 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
             ttl.unwrap_or_else(|| units::format_duration(template.spec.ttl)),
         ),
         (labels::CREATED_AT.to_owned(), timestamp(Utc::now())),
-    ]);
+    ])
+}
+
+async fn create_from(
+    service: &Arc<SandboxService>,
+    request: SandboxRequest,
+    extras: CreateExtras,
+    env: Env,
+) -> AenvResult<EnvInstance> {
     let created = service
-        .create_labelled(sandbox_request, system_labels, None, false)
+        .create_with(request, extras, None, false)
         .await
         .map_err(|error| match error {
             ServiceError::Validation(errors) => {
@@ -280,6 +327,67 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
         })?;
     info!(sandbox = %created.sandbox.id, env = %env.reference(), "AEnvironment instance created");
     Ok(Success(instance_view(&created.sandbox, Some(env))))
+}
+
+/// The stack of a compose Env: `${VAR}`s take the Env's variables overridden by the instance's,
+/// and the main service also receives them (the SDK's `envNAME`/`envversion` included), with
+/// `arguments` appended to its command.
+fn plan_stack(
+    compose_file: &str,
+    template: &Template,
+    variables: &BTreeMap<String, String>,
+    arguments: &[String],
+) -> Result<StackPlan, AenvError> {
+    let mut values = template.spec.env.clone();
+    values.extend(variables.clone());
+    let mut stack = berth_compose::plan(compose_file, &values).map_err(|error| {
+        AenvError::invalid_fields(&[FieldError {
+            field: "deployConfig.composeFile".into(),
+            message: error.to_string(),
+        }])
+    })?;
+    let reserved: Vec<String> = stack
+        .services
+        .iter()
+        .flat_map(|service| {
+            service
+                .labels
+                .keys()
+                .filter(|key| key.starts_with(berth_core::sandbox::label_keys::RESERVED_PREFIX))
+                .map(move |key| format!("services.{}.labels.{key}", service.name))
+        })
+        .collect();
+    if !reserved.is_empty() {
+        return Err(AenvError::invalid_fields(&[FieldError {
+            field: "deployConfig.composeFile".into(),
+            message: format!(
+                "labels with the reserved `berth.` prefix are set by berth only: remove {}",
+                reserved.join(", ")
+            ),
+        }]));
+    }
+    let main_name = stack.main_service.clone();
+    let main = stack
+        .services
+        .iter_mut()
+        .find(|service| service.name == main_name)
+        .ok_or_else(|| AenvError::bad_request(format!("the compose file has no main service `{main_name}`")))?;
+    main.environment.extend(values);
+    if !arguments.is_empty() {
+        match &mut main.command {
+            Some(command) => command.extend(arguments.iter().cloned()),
+            None => {
+                return Err(AenvError::invalid_fields(&[FieldError {
+                    field: "arguments".into(),
+                    message: format!(
+                        "berth appends arguments to the main service's command, and service `{main_name}` of the \
+                         compose file sets none: give it a `command`, or leave arguments out"
+                    ),
+                }]));
+            }
+        }
+    }
+    Ok(stack)
 }
 
 fn instance_not_found(id: &str) -> AenvError {

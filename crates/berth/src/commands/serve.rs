@@ -84,6 +84,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         exec_output_limit: config.exec_output_limit,
         max_file_size: config.max_file_size,
         shutdown_grace: config.shutdown_grace,
+        service_host: config.service_host,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     berth_server::serve_with_gateway(

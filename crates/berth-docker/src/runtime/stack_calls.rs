@@ -1,0 +1,281 @@
+//! The engine calls for compose stacks: creating one (network, volumes, then each service in
+//! start order once its dependencies reached their `depends_on` condition), removing every object
+//! of one, and finding the stacks left on the engine.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use berth_core::SandboxId;
+use berth_core::sandbox::label_keys;
+use berth_core::stack::{Condition, Dependency, StackPlan};
+use berth_runtime::{ContainerRequest, ContainerState, Runtime, RuntimeError, StackObjects};
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
+};
+use futures::stream::{self, StreamExt};
+
+use super::DockerRuntime;
+use crate::error::Subject;
+use crate::stack;
+
+/// How long a service waits for one dependency to become healthy or complete. Generous: a
+/// database's first start can take a minute on a loaded machine; a dependency that fails or
+/// reports unhealthy ends the wait at once.
+const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a dependency's state is read while waiting on it.
+const DEPENDENCY_POLL: Duration = Duration::from_millis(250);
+
+/// How many containers of a stack are removed at once.
+const REMOVAL_CONCURRENCY: usize = 8;
+
+impl DockerRuntime {
+    /// Creates the whole stack and reports its main service's container; on any failure removes
+    /// everything of it that was made.
+    pub(super) async fn create_stack(
+        &self,
+        request: &ContainerRequest,
+        plan: &StackPlan,
+    ) -> Result<ContainerState, RuntimeError> {
+        for service in &plan.services {
+            self.ensure_image(&service.image).await?;
+        }
+        let created = self.create_stack_objects(request, plan).await;
+        if let Err(error) = &created {
+            tracing::warn!(sandbox = %request.sandbox_id, %error, "stack create failed; removing what was made");
+            if let Err(cleanup) = self.remove_stack_objects(&request.sandbox_id).await {
+                tracing::warn!(sandbox = %request.sandbox_id, error = %cleanup, "could not remove a half-created stack; the resync will");
+            }
+        }
+        created
+    }
+
+    async fn create_stack_objects(
+        &self,
+        request: &ContainerRequest,
+        plan: &StackPlan,
+    ) -> Result<ContainerState, RuntimeError> {
+        let labels = stack::object_labels(request);
+        let network = NetworkCreateRequest {
+            name: stack::network_name(&request.sandbox_id),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.call("network create", Subject::Engine, self.docker.create_network(network))
+            .await?;
+        for volume in &plan.volumes {
+            let volume = VolumeCreateRequest {
+                name: Some(stack::volume_name(&request.sandbox_id, volume)),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            self.call("volume create", Subject::Engine, self.docker.create_volume(volume))
+                .await?;
+        }
+
+        let mut started: HashMap<&str, String> = HashMap::new();
+        for service in &plan.services {
+            for dependency in &service.depends_on {
+                let container_id = started.get(dependency.service.as_str()).ok_or_else(|| {
+                    RuntimeError::Invalid(format!(
+                        "service `{}` depends on `{}`, which was not started before it",
+                        service.name, dependency.service
+                    ))
+                })?;
+                self.await_dependency(&service.name, dependency, container_id).await?;
+            }
+            let body = stack::service_body(request, plan, service, &self.config.publish_host_ip)?;
+            let name = stack::container_name(request, plan, service);
+            let options = CreateContainerOptionsBuilder::new().name(&name).build();
+            let created = self
+                .call(
+                    "container create",
+                    Subject::Image(&service.image),
+                    self.docker.create_container(Some(options), body),
+                )
+                .await?;
+            self.call(
+                "container start",
+                Subject::Container(&created.id),
+                self.docker.start_container(&created.id, None::<StartContainerOptions>),
+            )
+            .await
+            .map_err(|error| RuntimeError::Invalid(format!("service `{}` did not start: {error}", service.name)))?;
+            started.insert(service.name.as_str(), created.id);
+        }
+        let main = started.get(plan.main_service.as_str()).ok_or_else(|| {
+            RuntimeError::Invalid(format!("the stack has no service `{}` to report", plan.main_service))
+        })?;
+        self.inspect(main).await
+    }
+
+    /// Waits until the container of `dependency` reached its condition; fails at once when it
+    /// cannot any more (unhealthy, exited, failed).
+    async fn await_dependency(
+        &self,
+        dependent: &str,
+        dependency: &Dependency,
+        container_id: &str,
+    ) -> Result<(), RuntimeError> {
+        if dependency.condition == Condition::Started {
+            return Ok(());
+        }
+        let refuse = |what: String| {
+            RuntimeError::Invalid(format!(
+                "service `{dependent}` waits for `{}`, which {what}",
+                dependency.service
+            ))
+        };
+        let deadline = tokio::time::Instant::now() + DEPENDENCY_TIMEOUT;
+        loop {
+            let inspect = self
+                .call(
+                    "container inspect",
+                    Subject::Container(container_id),
+                    self.docker
+                        .inspect_container(container_id, None::<InspectContainerOptions>),
+                )
+                .await?;
+            let state = inspect.state.unwrap_or_default();
+            let exited = matches!(
+                state.status,
+                Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+            );
+            let exit_code = state.exit_code.unwrap_or_default();
+            match dependency.condition {
+                Condition::Started => return Ok(()),
+                Condition::Healthy => {
+                    let health = state.health.as_ref();
+                    match health.and_then(|health| health.status) {
+                        Some(HealthStatusEnum::HEALTHY) => return Ok(()),
+                        Some(HealthStatusEnum::UNHEALTHY) => {
+                            let last_output = health
+                                .and_then(|health| health.log.as_ref())
+                                .and_then(|log| log.last())
+                                .and_then(|result| result.output.clone())
+                                .unwrap_or_default();
+                            return Err(refuse(format!("is unhealthy: {}", last_output.trim())));
+                        }
+                        None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) => {
+                            return Err(refuse(
+                                "has no healthcheck: give it one, or wait for `service_started`".into(),
+                            ));
+                        }
+                        Some(HealthStatusEnum::STARTING) if exited => {
+                            return Err(refuse(format!("exited with code {exit_code} before it was healthy")));
+                        }
+                        Some(HealthStatusEnum::STARTING) => {}
+                    }
+                }
+                Condition::CompletedSuccessfully => {
+                    if exited && exit_code == 0 {
+                        return Ok(());
+                    }
+                    if exited {
+                        return Err(refuse(format!("exited with code {exit_code}")));
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Timeout(format!(
+                    "service `{dependent}` waited {}s for `{}` in vain",
+                    DEPENDENCY_TIMEOUT.as_secs(),
+                    dependency.service
+                )));
+            }
+            tokio::time::sleep(DEPENDENCY_POLL).await;
+        }
+    }
+
+    /// Removes every container of the stack, then its volumes, then its network.
+    pub(super) async fn remove_stack_objects(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError> {
+        let filters = stack::stack_filter(sandbox_id);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let containers = self
+            .call(
+                "container list",
+                Subject::Engine,
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
+        let removals: Vec<Result<(), RuntimeError>> = stream::iter(containers.into_iter().filter_map(|c| c.id))
+            .map(|container_id| async move { self.remove(&container_id).await })
+            .buffer_unordered(REMOVAL_CONCURRENCY)
+            .collect()
+            .await;
+        removals.into_iter().collect::<Result<(), _>>()?;
+
+        let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let volumes = self
+            .call("volume list", Subject::Engine, self.docker.list_volumes(Some(options)))
+            .await?
+            .volumes
+            .unwrap_or_default();
+        for volume in volumes {
+            let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+            match self
+                .call(
+                    "volume remove",
+                    Subject::Container(&volume.name),
+                    self.docker.remove_volume(&volume.name, Some(options)),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
+            .call(
+                "network list",
+                Subject::Engine,
+                self.docker.list_networks(Some(options)),
+            )
+            .await?;
+        for network in networks {
+            let Some(network_id) = network.id else { continue };
+            match self
+                .call(
+                    "network remove",
+                    Subject::Container(&network_id),
+                    self.docker.remove_network(&network_id),
+                )
+                .await
+            {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stack's network labelled `berth.stack`.
+    pub(super) async fn stack_networks(&self) -> Result<Vec<StackObjects>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![label_keys::STACK.to_owned()])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
+            .call(
+                "network list",
+                Subject::Engine,
+                self.docker.list_networks(Some(options)),
+            )
+            .await?;
+        Ok(networks
+            .into_iter()
+            .filter_map(|network| {
+                let labels = network.labels.unwrap_or_default();
+                let sandbox_id = labels.get(label_keys::STACK).and_then(|id| SandboxId::parse(id))?;
+                Some(StackObjects {
+                    sandbox_id,
+                    labels: labels.into_iter().collect(),
+                    created_at: network.created.unwrap_or(chrono::DateTime::UNIX_EPOCH),
+                })
+            })
+            .collect())
+    }
+}
