@@ -111,7 +111,7 @@ async fn through(service_url: &str, path: &str) -> Option<Value> {
 }
 
 #[tokio::test]
-async fn aenv_services_scale_one_three_one_replace_a_killed_replica_and_delete_cleanly() {
+async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_image_and_delete_cleanly() {
     if docker(&["image", "inspect", AENV_IMAGE]).is_err() {
         panic!("the test image {AENV_IMAGE} is missing: run scripts/build-test-images.sh (scripts/test does)");
     }
@@ -298,6 +298,32 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_and_delete_c
     assert!(
         eventually(SETTLE, || through(&service_url, "/health")).await.is_some(),
         "the replacement serves through the same service_url"
+    );
+
+    // An update to an image that does not exist: its replicas never run, so the service turns
+    // `Failed` — and the rollout never removed the replica still serving.
+    let missing = format!("berth-test/missing-{}:none", name);
+    let updating = data(
+        call(
+            &server,
+            reqwest::Method::PUT,
+            &format!("/env-service/{id}"),
+            Some(json!({"image": missing})),
+        )
+        .await,
+    );
+    assert_eq!(updating["status"], "Updating", "{updating}");
+    let failed = eventually(Duration::from_secs(90), || async {
+        let (_, body) = call(&server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await;
+        (body["data"]["status"] == "Failed").then_some(body["data"].clone())
+    })
+    .await
+    .unwrap_or_else(|| panic!("an update to a missing image never failed; log:\n{}", server.log()));
+    assert_eq!(failed["available_replicas"], 1, "{failed}");
+    assert_eq!(replica_containers(&id), vec![replacement.clone()], "the serving replica was kept");
+    assert!(
+        through(&service_url, "/health").await.is_some(),
+        "the old replica still serves while the update fails"
     );
 
     // Delete: every replica ended, no container left, the port closed, the service gone.
