@@ -320,7 +320,11 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     .await
     .unwrap_or_else(|| panic!("an update to a missing image never failed; log:\n{}", server.log()));
     assert_eq!(failed["available_replicas"], 1, "{failed}");
-    assert_eq!(replica_containers(&id), vec![replacement.clone()], "the serving replica was kept");
+    assert_eq!(
+        replica_containers(&id),
+        vec![replacement.clone()],
+        "the serving replica was kept"
+    );
     assert!(
         through(&service_url, "/health").await.is_some(),
         "the old replica still serves while the update fails"
