@@ -3,12 +3,14 @@
 //! of one, and finding the stacks left on the engine.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use berth_core::SandboxId;
 use berth_core::sandbox::label_keys;
 use berth_core::stack::{Condition, Dependency, StackPlan};
 use berth_runtime::{ContainerRequest, ContainerState, Runtime, RuntimeError, StackObjects};
+use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -216,17 +218,12 @@ impl DockerRuntime {
             .unwrap_or_default();
         for volume in volumes {
             let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-            match self
-                .call(
-                    "volume remove",
-                    Subject::Container(&volume.name),
-                    self.docker.remove_volume(&volume.name, Some(options)),
-                )
-                .await
-            {
-                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
+            self.remove_if_present(
+                "volume remove",
+                &volume.name,
+                self.docker.remove_volume(&volume.name, Some(options)),
+            )
+            .await?;
         }
 
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
@@ -239,19 +236,23 @@ impl DockerRuntime {
             .await?;
         for network in networks {
             let Some(network_id) = network.id else { continue };
-            match self
-                .call(
-                    "network remove",
-                    Subject::Container(&network_id),
-                    self.docker.remove_network(&network_id),
-                )
-                .await
-            {
-                Ok(()) | Err(RuntimeError::NotFound(_)) => {}
-                Err(error) => return Err(error),
-            }
+            self.remove_if_present("network remove", &network_id, self.docker.remove_network(&network_id))
+                .await?;
         }
         Ok(())
+    }
+
+    /// One removal call, where an object already gone counts as removed.
+    async fn remove_if_present(
+        &self,
+        what: &str,
+        name: &str,
+        removal: impl Future<Output = Result<(), BollardError>>,
+    ) -> Result<(), RuntimeError> {
+        match self.call(what, Subject::Container(name), removal).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Every stack's network labelled `berth.stack`.

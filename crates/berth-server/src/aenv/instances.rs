@@ -11,7 +11,7 @@ use berth_api::FieldError;
 use berth_api::aenv::{CreateInstanceRequest, Env, EnvInstance, labels, timestamp};
 use berth_core::sandbox::reasons;
 use berth_core::stack::StackPlan;
-use berth_core::{Sandbox, SandboxRequest, Status, Template, TemplateRef, units};
+use berth_core::{Sandbox, SandboxRequest, SandboxSpec, Status, Template, TemplateRef, units};
 use berth_store::SandboxFilter;
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -219,28 +219,11 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
     if let Some(compose_file) = env.compose_file() {
         let stack = plan_stack(compose_file, &template, &variables, &arguments)?;
         let main = stack.main().cloned().unwrap_or_else(|| stack.services[0].clone());
-        let spec = &template.spec;
-        let mut merged_labels = spec.labels.clone();
-        merged_labels.extend(user_labels);
-        let stack_request = SandboxRequest {
-            image: Some(main.image.clone()),
-            command: main.command.clone(),
-            env: main.environment.clone(),
-            labels: merged_labels,
-            ports: main.ports.clone(),
-            cpu: Some(berth_api::NumberOrString::String(format!(
-                "{}m",
-                spec.resources.cpu_millis
-            ))),
-            memory: Some(berth_api::NumberOrString::String(
-                spec.resources.memory_bytes.to_string(),
-            )),
-            ttl: Some(berth_api::NumberOrString::String(
-                ttl.clone().unwrap_or_else(|| units::format_duration(spec.ttl)),
-            )),
-            owner: owner.clone(),
-            ..SandboxRequest::default()
-        };
+        let mut stack_request = request_from_spec(&template.spec, user_labels, ttl.as_ref(), owner.clone());
+        stack_request.image = Some(main.image);
+        stack_request.command = main.command;
+        stack_request.env = main.environment;
+        stack_request.ports = main.ports;
         let extras = CreateExtras {
             system_labels: system_labels(&env, &template, owner, ttl),
             stack: Some(stack),
@@ -258,36 +241,50 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
             ..SandboxRequest::default()
         }
     } else {
-        let spec = &template.spec;
-        let mut merged_env = spec.env.clone();
-        merged_env.extend(variables);
-        let mut merged_labels = spec.labels.clone();
-        merged_labels.extend(user_labels);
-        SandboxRequest {
-            image: Some(spec.image.clone()),
-            command: command.or_else(|| spec.command.clone()),
-            env: merged_env,
-            labels: merged_labels,
-            ports: spec.ports.clone(),
-            cpu: Some(berth_api::NumberOrString::String(format!(
-                "{}m",
-                spec.resources.cpu_millis
-            ))),
-            memory: Some(berth_api::NumberOrString::String(
-                spec.resources.memory_bytes.to_string(),
-            )),
-            ttl: Some(berth_api::NumberOrString::String(
-                ttl.clone().unwrap_or_else(|| units::format_duration(spec.ttl)),
-            )),
-            owner: owner.clone(),
-            ..SandboxRequest::default()
+        let mut inline = request_from_spec(&template.spec, user_labels, ttl.as_ref(), owner.clone());
+        inline.env.extend(variables);
+        if command.is_some() {
+            inline.command = command;
         }
+        inline
     };
     let extras = CreateExtras {
         system_labels: system_labels(&env, &template, owner, ttl),
         stack: None,
     };
     create_from(&service, sandbox_request, extras, env).await
+}
+
+/// A native request repeating `spec` (an Env that is not a registered template, or a compose
+/// stack, runs from it) with the instance's labels over the spec's, its TTL (else the spec's)
+/// and owner.
+fn request_from_spec(
+    spec: &SandboxSpec,
+    user_labels: BTreeMap<String, String>,
+    ttl: Option<&String>,
+    owner: Option<String>,
+) -> SandboxRequest {
+    let mut labels = spec.labels.clone();
+    labels.extend(user_labels);
+    SandboxRequest {
+        image: Some(spec.image.clone()),
+        command: spec.command.clone(),
+        env: spec.env.clone(),
+        labels,
+        ports: spec.ports.clone(),
+        cpu: Some(berth_api::NumberOrString::String(format!(
+            "{}m",
+            spec.resources.cpu_millis
+        ))),
+        memory: Some(berth_api::NumberOrString::String(
+            spec.resources.memory_bytes.to_string(),
+        )),
+        ttl: Some(berth_api::NumberOrString::String(
+            ttl.cloned().unwrap_or_else(|| units::format_duration(spec.ttl)),
+        )),
+        owner,
+        ..SandboxRequest::default()
+    }
 }
 
 /// AEnvironment's `aenv.*` labels of a new instance (section 2.3).
