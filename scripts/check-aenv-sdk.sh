@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
+    echo "usage: scripts/check-aenv-sdk.sh [BERTH_BINARY]   (default target/debug/berth)"
+    exit 0
+fi
 binary="${1:-target/debug/berth}"
 host="${BERTH_SDK_HOST:-127.0.0.2}"
 venv="${BERTH_SDK_VENV:-target/aenv-sdk-venv}"
@@ -40,13 +44,13 @@ cleanup() {
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
-    local filter="label=berth.cluster=$cluster"
-    ids=$(docker ps -aq --filter "$filter")
-    [[ -n "$ids" ]] && docker rm -f $ids >/dev/null 2>&1
-    ids=$(docker volume ls -q --filter "$filter")
-    [[ -n "$ids" ]] && docker volume rm $ids >/dev/null 2>&1
-    ids=$(docker network ls -q --filter "$filter")
-    [[ -n "$ids" ]] && docker network rm $ids >/dev/null 2>&1
+    local filter="label=berth.cluster=$cluster" ids
+    mapfile -t ids < <(docker ps -aq --filter "$filter")
+    if ((${#ids[@]})); then docker rm -f "${ids[@]}" >/dev/null 2>&1 || true; fi
+    mapfile -t ids < <(docker volume ls -q --filter "$filter")
+    if ((${#ids[@]})); then docker volume rm "${ids[@]}" >/dev/null 2>&1 || true; fi
+    mapfile -t ids < <(docker network ls -q --filter "$filter")
+    if ((${#ids[@]})); then docker network rm "${ids[@]}" >/dev/null 2>&1 || true; fi
     rm -rf "$data_dir"
 }
 trap cleanup EXIT

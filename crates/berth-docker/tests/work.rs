@@ -238,7 +238,15 @@ async fn tty_exec_is_resized() {
     assert_eq!(stderr, "", "a terminal's output is all stdout");
     assert!(stdout.contains("30 100"), "{stdout:?}");
 
-    let state = runtime.exec_state(&session.exec_id).await.expect("state");
+    // The output ends a moment before the engine records the exec as finished.
+    let mut state = runtime.exec_state(&session.exec_id).await.expect("state");
+    for _ in 0..50 {
+        if !state.running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = runtime.exec_state(&session.exec_id).await.expect("state");
+    }
     assert_eq!((state.running, state.exit_code), (false, Some(0)));
     let err = runtime
         .exec_resize(&session.exec_id, 80, 24)
