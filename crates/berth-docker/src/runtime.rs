@@ -15,6 +15,7 @@ use berth_runtime::{
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, InspectContainerOptions,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
@@ -184,6 +185,20 @@ impl DockerRuntime {
         self.inspect(container_id).await
     }
 
+    /// The engine's whole answer on a container (health included, which `ContainerState` leaves out).
+    pub(super) async fn inspect_raw(&self, container_id: &str) -> Result<ContainerInspectResponse, RuntimeError> {
+        if !is_container_ref(container_id) {
+            return Err(RuntimeError::NotFound(container_id.to_owned()));
+        }
+        self.call(
+            "container inspect",
+            Subject::Container(container_id),
+            self.docker
+                .inspect_container(container_id, None::<InspectContainerOptions>),
+        )
+        .await
+    }
+
     /// The engine's current time, so an event subscription starts exactly "now" on its clock.
     async fn engine_now(&self) -> Result<String, RuntimeError> {
         let info = self.call("system info", Subject::Engine, self.docker.info()).await?;
@@ -304,18 +319,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn inspect(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
-        if !is_container_ref(container_id) {
-            return Err(RuntimeError::NotFound(container_id.to_owned()));
-        }
-        let inspect = self
-            .call(
-                "container inspect",
-                Subject::Container(container_id),
-                self.docker
-                    .inspect_container(container_id, None::<InspectContainerOptions>),
-            )
-            .await?;
-        Ok(state::from_inspect(&inspect))
+        Ok(state::from_inspect(&self.inspect_raw(container_id).await?))
     }
 
     /// One list call. Running containers are reported from the list alone (without

@@ -13,8 +13,8 @@ use berth_runtime::{ContainerRequest, ContainerState, Runtime, RuntimeError, Sta
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StartContainerOptions,
 };
 use futures::stream::{self, StreamExt};
 
@@ -133,14 +133,7 @@ impl DockerRuntime {
         };
         let deadline = tokio::time::Instant::now() + DEPENDENCY_TIMEOUT;
         loop {
-            let inspect = self
-                .call(
-                    "container inspect",
-                    Subject::Container(container_id),
-                    self.docker
-                        .inspect_container(container_id, None::<InspectContainerOptions>),
-                )
-                .await?;
+            let inspect = self.inspect_raw(container_id).await?;
             let state = inspect.state.unwrap_or_default();
             let exited = matches!(
                 state.status,

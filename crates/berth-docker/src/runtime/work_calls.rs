@@ -310,17 +310,6 @@ impl DockerRuntime {
         }
     }
 
-    async fn inspect_raw(&self, container_id: &str) -> Result<(), RuntimeError> {
-        self.call(
-            "container inspect",
-            Subject::Container(container_id),
-            self.docker
-                .inspect_container(container_id, None::<bollard::query_parameters::InspectContainerOptions>),
-        )
-        .await
-        .map(|_| ())
-    }
-
     pub(super) async fn logs_impl(
         &self,
         container_id: &str,

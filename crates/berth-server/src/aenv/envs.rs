@@ -388,6 +388,26 @@ pub fn synthesized_env(name: &str, version: &str, spec: &SandboxSpec) -> Env {
     }
 }
 
+/// `name@version` split in two; anything else is a 400 naming the expected form.
+pub(super) fn split_env_name(env_name: &str) -> Result<(&str, &str), AenvError> {
+    match env_name.split_once('@') {
+        Some((name, version)) if !name.is_empty() && !version.is_empty() && !version.contains('@') => {
+            Ok((name, version))
+        }
+        _ => Err(AenvError::bad_request(format!(
+            "Invalid EnvName format: `{env_name}`: envName must be name@version, e.g. swe-env@1.0.0"
+        ))),
+    }
+}
+
+/// A native request's field as AEnvironment names it: `env.X` is `environment_variables.X`.
+pub(super) fn aenv_field_name(field: &str) -> String {
+    match field.strip_prefix("env.") {
+        Some(variable) => format!("environment_variables.{variable}"),
+        None => field.to_owned(),
+    }
+}
+
 /// `name` and `version` of a path, checked: berth can only hold names that are DNS labels.
 pub(super) fn checked_reference(name: &str, version: &str) -> Result<(), AenvError> {
     let mut errors = Vec::new();

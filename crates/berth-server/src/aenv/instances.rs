@@ -18,7 +18,10 @@ use serde_json::{Map, Value};
 use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
-use super::envs::{apply_body, checked_reference, env_of_template, find, json_object, synthesized_env, to_template};
+use super::envs::{
+    aenv_field_name, apply_body, checked_reference, env_of_template, find, json_object, split_env_name,
+    synthesized_env, to_template,
+};
 use crate::service::{CreateExtras, SandboxService, ServiceError};
 
 /// What `DELETE /env-instance/{id}` answers, as AEnvironment does.
@@ -103,27 +106,12 @@ async fn templates_of(service: &SandboxService, sandboxes: &[Sandbox]) -> Result
     Ok(templates)
 }
 
-/// `name@version`, strictly: one `@`, both sides non-empty.
-fn split_env_name(env_name: &str) -> Result<(&str, &str), AenvError> {
-    match env_name.split_once('@') {
-        Some((name, version)) if !name.is_empty() && !version.is_empty() && !version.contains('@') => {
-            Ok((name, version))
-        }
-        _ => Err(AenvError::bad_request(format!(
-            "Invalid EnvName format: `{env_name}`: envName must be name@version, e.g. swe-env@1.0.0"
-        ))),
-    }
-}
-
 /// A create's field error, named as the field of `POST /env-instance` it came from.
 fn request_field_error(error: FieldError) -> FieldError {
     let field = match error.field.as_str() {
         "template" => "envName".to_owned(),
         "command" | "command[0]" => "arguments".to_owned(),
-        other => match other.strip_prefix("env.") {
-            Some(variable) => format!("environment_variables.{variable}"),
-            None => other.to_owned(),
-        },
+        other => aenv_field_name(other),
     };
     FieldError {
         field,

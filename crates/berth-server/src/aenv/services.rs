@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
-use super::envs::{checked_reference, env_of_template, find, json_object};
+use super::envs::{aenv_field_name, checked_reference, env_of_template, find, json_object, split_env_name};
 use crate::env_services::{self, available_replicas, live_replicas, replica_request};
 use crate::service::{SandboxService, ServiceError};
 
@@ -134,18 +134,6 @@ fn check_owner(owner: &str, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// `name@version`, strictly: one `@`, both sides non-empty.
-fn split_env_name(env_name: &str) -> Result<(&str, &str), AenvError> {
-    match env_name.split_once('@') {
-        Some((name, version)) if !name.is_empty() && !version.is_empty() && !version.contains('@') => {
-            Ok((name, version))
-        }
-        _ => Err(AenvError::bad_request(format!(
-            "Invalid EnvName format: `{env_name}`: envName must be name@version, e.g. swe-env@1.0.0"
-        ))),
-    }
-}
-
 /// Checks that a replica of `record` can be made from `template` within the server's policy,
 /// naming each bad value by the request field it came from.
 fn check_replica(service: &SandboxService, record: &EnvService, template: &Template) -> Result<(), AenvError> {
@@ -161,10 +149,7 @@ fn check_replica(service: &SandboxService, record: &EnvService, template: &Templ
                     let field = match error.field.as_str() {
                         "cpu" => "cpu_limit".to_owned(),
                         "memory" => "memory_limit".to_owned(),
-                        other => match other.strip_prefix("env.") {
-                            Some(variable) => format!("environment_variables.{variable}"),
-                            None => other.to_owned(),
-                        },
+                        other => aenv_field_name(other),
                     };
                     FieldError {
                         field,
