@@ -1,6 +1,7 @@
 //! The Env registry (`/env/…`): an AEnvironment Env is a berth template — `name` is the
 //! template's name, `version` its tag — carrying the Env document as given. Here: reading Env
-//! bodies (camelCase or snake_case keys), mapping an Env onto a template spec and back, and the
+//! bodies (camelCase or snake_case keys), mapping an Env onto a template spec and back, the
+//! `name@version` and field-name helpers the instance and service handlers share, and the
 //! registry's handlers.
 
 use std::collections::BTreeMap;
