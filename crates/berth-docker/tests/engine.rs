@@ -275,12 +275,17 @@ async fn memory_hog_is_oom_killed() {
     let mut events = runtime.events().await.expect("subscribe");
     let created = runtime.create(&req).await.expect("create");
     let state = wait_until_ended(&runtime, &created.container_id, Duration::from_secs(30)).await;
-    assert!(state.oom_killed, "{state:?}");
-    assert_eq!(state.exit_code, Some(137));
+    assert_eq!(state.exit_code, Some(137), "{state:?}");
     runtime.remove(&created.container_id).await.expect("remove");
 
-    let kinds = events_of(&mut events, &created.container_id).await;
-    assert!(kinds.contains(&EventKind::Oom), "{kinds:?}");
+    // The engine learns of the kill and of the exit on two paths that race: under load the exit
+    // can be recorded first, leaving `OOMKilled` false and the `oom` event after `die`. The
+    // event always comes, so that is what says the sandbox was killed for its memory.
+    let kinds = events_until(&mut events, &created.container_id, |kinds| {
+        kinds.contains(&EventKind::Destroy) && kinds.contains(&EventKind::Oom)
+    })
+    .await;
+    assert!(kinds.contains(&EventKind::Oom), "no oom event: {kinds:?} ({state:?})");
     assert!(kinds.contains(&EventKind::Die { exit_code: Some(137) }), "{kinds:?}");
 }
 
@@ -478,6 +483,16 @@ async fn events_of(
     events: &mut BoxStream<'static, Result<RuntimeEvent, RuntimeError>>,
     container_id: &str,
 ) -> Vec<EventKind> {
+    events_until(events, container_id, |kinds| kinds.contains(&EventKind::Destroy)).await
+}
+
+/// The container's events until `enough` holds for them (or 20 s pass: a missing event is then
+/// reported by the caller's assertion, with what did arrive).
+async fn events_until(
+    events: &mut BoxStream<'static, Result<RuntimeEvent, RuntimeError>>,
+    container_id: &str,
+    enough: impl Fn(&[EventKind]) -> bool,
+) -> Vec<EventKind> {
     let mut kinds = Vec::new();
     let collect = async {
         while let Some(event) = events.next().await {
@@ -487,13 +502,11 @@ async fn events_of(
             }
             assert!(event.sandbox_id.is_some(), "{event:?}");
             kinds.push(event.kind);
-            if event.kind == EventKind::Destroy {
+            if enough(&kinds) {
                 break;
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(20), collect)
-        .await
-        .expect("events within 20s");
+    let _ = tokio::time::timeout(Duration::from_secs(20), collect).await;
     kinds
 }

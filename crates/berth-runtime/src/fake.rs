@@ -101,6 +101,12 @@ impl FakeRuntime {
         );
     }
 
+    /// Simulates the engine's `oom` event, which may arrive after the container's exit and even
+    /// after its removal.
+    pub fn report_oom(&self, container_id: &str, sandbox_id: &SandboxId) {
+        self.emit(container_id, Some(sandbox_id.clone()), EventKind::Oom);
+    }
+
     /// Simulates `docker rm -f` behind berth's back.
     pub fn remove_behind_back(&self, container_id: &str) {
         let removed = lock(&self.containers).remove(container_id);

@@ -863,7 +863,13 @@ impl SandboxService {
         }
         let _guard = self.locks.lock(&id).await;
         let Some(current) = self.fresh(&id).await else { return };
-        if current.status.is_ended() || current.container_id.as_deref() != Some(event.container_id.as_str()) {
+        if current.container_id.as_deref() != Some(event.container_id.as_str()) {
+            return;
+        }
+        if current.status.is_ended() {
+            if event.kind == EventKind::Oom && ended_by_an_unexplained_kill(&current) {
+                self.record_late_oom(&current).await;
+            }
             return;
         }
         let mut sandbox = Sandbox::clone(&current);
@@ -914,6 +920,19 @@ impl SandboxService {
             }
         }
         self.finish_event(sandbox).await;
+    }
+
+    /// The engine learns of an OOM kill and of the exit it causes on separate paths, and under
+    /// load reports the kill after the exit: the sandbox already ended as a plain `exited` 137.
+    /// Its reason is corrected so the user reads why it died.
+    async fn record_late_oom(&self, current: &Sandbox) {
+        let mut sandbox = Sandbox::clone(current);
+        sandbox.oom_killed = true;
+        sandbox.status_reason = Some(reasons::OOM_KILLED.into());
+        match self.persist(&mut sandbox).await {
+            Ok(()) => info!(sandbox = %sandbox.id, "the engine reported the exit's OOM kill late; reason corrected"),
+            Err(error) => warn!(sandbox = %sandbox.id, %error, "could not record a late OOM kill"),
+        }
     }
 
     async fn finish_event(&self, mut sandbox: Sandbox) {
@@ -1190,6 +1209,11 @@ async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Resu
         Some(container_id) => runtime.remove(container_id).await,
         None => Ok(()),
     }
+}
+
+/// Ended by SIGKILL (exit 137) with no other explanation recorded yet.
+fn ended_by_an_unexplained_kill(sandbox: &Sandbox) -> bool {
+    !sandbox.oom_killed && sandbox.exit_code == Some(137) && sandbox.status_reason.as_deref() == Some(reasons::EXITED)
 }
 
 fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool, finished_at: Option<DateTime<Utc>>) {

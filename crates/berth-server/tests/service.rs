@@ -157,6 +157,57 @@ async fn engine_events_end_sandboxes_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn an_oom_reported_after_the_exit_still_names_the_cause() {
+    let h = harness().await;
+    let late = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let killed = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let failing = h.service.create(request(), None, true).await.unwrap().sandbox;
+    let late_container = late.container_id.clone().unwrap();
+    h.runtime.exit(&late_container, 137, false);
+    h.runtime.exit(killed.container_id.as_deref().unwrap(), 137, false);
+    h.runtime.exit(failing.container_id.as_deref().unwrap(), 3, false);
+    let service = h.service.clone();
+    let ended = move |id: &berth_core::SandboxId| service.get(id.as_str()).unwrap().status.is_ended();
+    assert!(wait_for(|| [&late, &killed, &failing].iter().all(|s| ended(&s.id))).await);
+    assert!(wait_for(|| h.runtime.container_ids().is_empty()).await);
+
+    let exited = h.service.get(late.id.as_str()).unwrap();
+    assert_eq!(
+        (exited.status_reason.as_deref(), exited.oom_killed),
+        (Some("exited"), false)
+    );
+    // Events are applied in order: once the last one shows, the first has been seen.
+    h.runtime
+        .report_oom(failing.container_id.as_deref().unwrap(), &failing.id);
+    h.runtime.report_oom(&late_container, &late.id);
+    let service = h.service.clone();
+    let late_id = late.id.clone();
+    assert!(wait_for(move || service.get(late_id.as_str()).unwrap().oom_killed).await);
+    let corrected = h.service.get(late.id.as_str()).unwrap();
+    assert_eq!(
+        (
+            corrected.status,
+            corrected.status_reason.as_deref(),
+            corrected.exit_code
+        ),
+        (Status::Failed, Some("oom_killed"), Some(137))
+    );
+    assert_eq!(corrected.ended_at, exited.ended_at);
+    // A kill with no oom event stays a plain exit, and an exit code other than SIGKILL's is
+    // never rewritten by a stray event.
+    let plain = h.service.get(killed.id.as_str()).unwrap();
+    assert_eq!(
+        (plain.status_reason.as_deref(), plain.oom_killed),
+        (Some("exited"), false)
+    );
+    let other = h.service.get(failing.id.as_str()).unwrap();
+    assert_eq!(
+        (other.status_reason.as_deref(), other.oom_killed),
+        (Some("exited"), false)
+    );
+}
+
+#[tokio::test]
 async fn expiry_stops_the_sandbox_at_its_deadline_and_renewal_moves_it() {
     let h = harness().await;
     let mut short = request();

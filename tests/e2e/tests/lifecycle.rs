@@ -238,7 +238,15 @@ async fn exits_and_oom_are_reported_and_leave_nothing_behind() {
     assert_eq!(failing.status_reason.as_deref(), Some("exited"));
     let clean = ended(clean.id).await;
     assert_eq!((clean.status.as_str(), clean.exit_code), ("Terminated", Some(0)));
-    let hog = ended(hog.id).await;
+    let hog_id = hog.id;
+    ended(hog_id.clone()).await;
+    // Under load the engine may report the OOM kill after the exit; berth then corrects the
+    // reason, so give that event its moment before reading.
+    let _ = eventually(Duration::from_secs(10), || async {
+        client.get(&hog_id).await.ok().filter(|s| s.oom_killed)
+    })
+    .await;
+    let hog = client.get(&hog_id).await.unwrap();
     assert_eq!(hog.status, "Failed");
     assert!(hog.oom_killed, "{hog:?}");
     assert_eq!(hog.status_reason.as_deref(), Some("oom_killed"));
