@@ -55,6 +55,10 @@ pub struct SandboxView {
     /// Why the sandbox is in its status: `expired`, `deleted`, `exited`, `oom_killed`,
     /// `container_lost`, `image_not_found`, `create_failed`, `create_interrupted`.
     pub status_reason: Option<String>,
+    /// What went wrong, in words: the engine's error for `create_failed` and
+    /// `image_not_found`, the last probe failure for `readiness_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub image: String,
@@ -89,6 +93,7 @@ impl From<&Sandbox> for SandboxView {
             id: sandbox.id.to_string(),
             status: sandbox.status.to_string(),
             status_reason: sandbox.status_reason.clone(),
+            status_message: sandbox.status_message.clone(),
             exit_code: sandbox.exit_code,
             oom_killed: sandbox.oom_killed,
             image: sandbox.spec.image.clone(),

@@ -86,6 +86,10 @@ pub struct Sandbox {
     pub status: Status,
     /// Why the sandbox is in its status, for ended and failed ones (see [`reasons`]).
     pub status_reason: Option<String>,
+    /// What went wrong, in words, when the reason alone does not say it: the engine's error for
+    /// `create_failed` and `image_not_found`, the last probe failure for `readiness_timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub owner: String,
@@ -129,6 +133,7 @@ impl Sandbox {
             id: SandboxId::generate(),
             status: Status::Pending,
             status_reason: None,
+            status_message: None,
             exit_code: None,
             oom_killed: false,
             owner,

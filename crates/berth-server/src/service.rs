@@ -490,6 +490,7 @@ impl SandboxService {
                 warn!(sandbox = %id, %error, "create failed");
                 self.metrics.count_operation(Operation::CreateFailed);
                 sandbox.end(Status::Failed, reason, Utc::now());
+                sandbox.status_message = Some(error.to_string());
                 // If this write fails too, the record stays `Creating` and the resync settles it.
                 if let Err(store_error) = self.persist(&mut sandbox).await {
                     warn!(sandbox = %id, %store_error, "could not record the failed create");
@@ -545,6 +546,12 @@ impl SandboxService {
             warn!(sandbox = %id, %error, "could not remove the container of a sandbox that never became ready");
         }
         current.end(Status::Failed, reasons::READINESS_TIMEOUT, Utc::now());
+        if let crate::probe::ProbeOutcome::TimedOut(last_failure) = &outcome {
+            current.status_message = Some(format!(
+                "the readiness probe did not pass within {:?}; its last attempt: {last_failure}",
+                probe.timeout
+            ));
+        }
         self.persist(&mut current).await?;
         self.timers.cancel(id.clone());
         self.processes.forget(&id);

@@ -99,6 +99,8 @@ async fn a_missing_image_fails_the_record_and_names_the_image() {
     let record = h.store.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, Status::Failed);
     assert_eq!(record.status_reason.as_deref(), Some("image_not_found"));
+    // The stored record keeps the engine's words for a client that did not wait for the create.
+    assert_eq!(record.status_message.as_deref(), Some(error.to_string().as_str()));
     assert!(h.runtime.container_ids().is_empty());
 }
 

@@ -179,6 +179,7 @@ pub(crate) mod tests {
             id: id.to_owned(),
             status: status.to_owned(),
             status_reason: None,
+            status_message: None,
             exit_code: None,
             oom_killed: false,
             image: "busybox:latest".to_owned(),

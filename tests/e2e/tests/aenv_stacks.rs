@@ -250,6 +250,14 @@ services:
     })
     .await;
     assert!(failed.is_some(), "a stack whose dependency is unhealthy fails");
+    // The native record says why, in the engine's words.
+    let (_, sandbox) = get(&server, &format!("/v1/sandboxes/{id}")).await;
+    assert_eq!(sandbox["status_reason"], "create_failed", "{sandbox}");
+    let message = sandbox["status_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`app` waits for `db`") && message.contains("unhealthy"),
+        "{sandbox}"
+    );
     nothing_left(&id).await;
 
     // Keys berth does not implement are refused, every one named; nothing is created.

@@ -388,6 +388,11 @@ async fn a_probe_that_never_passes_fails_the_sandbox_and_leaves_no_container() {
     assert_eq!(status, 201, "{sandbox}");
     assert_eq!(sandbox["status"], "Failed", "{sandbox}");
     assert_eq!(sandbox["status_reason"], "readiness_timeout", "{sandbox}");
+    let message = sandbox["status_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("readiness probe") && message.contains(":5432"),
+        "the last probe attempt is reported: {sandbox}"
+    );
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(20),
