@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod api;
+
 use anyhow::{Context, Result, bail};
 use berth_client::BerthClient;
 use serde_json::Value;

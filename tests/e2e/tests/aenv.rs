@@ -6,57 +6,27 @@
 use std::process::Command;
 use std::time::Duration;
 
+use berth_e2e::api::{data, failure, send_as};
 use berth_e2e::{TEST_IMAGE, TestServer, berth_binary, docker_inspect, eventually, unique};
 use serde_json::{Value, json};
 
-/// One HTTP exchange; the body parsed as JSON (`null` when it is not).
-async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    // The SDK sends a bearer token when it has an API key; berth accepts and ignores it.
-    let mut request = client.request(method, url).bearer_auth("aenv-api-key");
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+/// The SDK sends a bearer token when it has an API key; berth accepts and ignores it.
+const SDK_TOKEN: Option<&str> = Some("aenv-api-key");
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::POST, format!("{}{path}", server.url), Some(body)).await
+    send_as(server, SDK_TOKEN, reqwest::Method::POST, path, Some(body)).await
 }
 
 async fn put(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::PUT, format!("{}{path}", server.url), Some(body)).await
+    send_as(server, SDK_TOKEN, reqwest::Method::PUT, path, Some(body)).await
 }
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Method::GET, format!("{}{path}", server.url), None).await
+    send_as(server, SDK_TOKEN, reqwest::Method::GET, path, None).await
 }
 
 async fn delete(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Method::DELETE, format!("{}{path}", server.url), None).await
-}
-
-/// Asserts a success envelope (HTTP 200, code 0) and returns its `data`.
-fn data(answer: (u16, Value)) -> Value {
-    let (status, body) = answer;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["success"], true, "{body}");
-    assert_eq!(body["code"], 0, "{body}");
-    assert_eq!(body["message"], "", "{body}");
-    body["data"].clone()
-}
-
-/// Asserts an error envelope whose code is the HTTP status, and returns its message.
-fn failure(answer: (u16, Value), expected: u16) -> String {
-    let (status, body) = answer;
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!(body["code"], expected, "{body}");
-    assert_eq!(body["data"], Value::Null, "{body}");
-    body["message"].as_str().unwrap_or_default().to_owned()
+    send_as(server, SDK_TOKEN, reqwest::Method::DELETE, path, None).await
 }
 
 /// An Env document as `aenv` registers it (camelCase keys), running the test image with
@@ -99,12 +69,7 @@ async fn running(server: &TestServer, id: &str) -> Value {
 
 /// Runs `cmd` in the instance through berth's v1 exec; returns its stdout.
 async fn exec(server: &TestServer, id: &str, cmd: &[&str]) -> String {
-    let (status, result) = send(
-        reqwest::Method::POST,
-        format!("{}/v1/sandboxes/{id}/exec", server.url),
-        Some(json!({"cmd": cmd})),
-    )
-    .await;
+    let (status, result) = post(server, &format!("/v1/sandboxes/{id}/exec"), json!({"cmd": cmd})).await;
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["exit_code"], 0, "{result}");
     result["stdout"].as_str().unwrap_or_default().to_owned()

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use berth_e2e::api::{data, failure, http, send};
 use berth_e2e::{TestServer, docker, docker_ids, eventually, unique};
 use serde_json::{Value, json};
 
@@ -15,50 +16,8 @@ const AENV_IMAGE: &str = "berth-test/aenv-server:latest";
 /// Long enough for a replica to be created and start on a loaded machine.
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// Never a proxy from the environment: every address here is local.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client")
-}
-
-async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut request = http().request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn call(server: &TestServer, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    send(method, format!("{}{path}", server.url), body).await
-}
-
-/// Asserts a success envelope and returns its `data`.
-fn data(answer: (u16, Value)) -> Value {
-    let (status, body) = answer;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["success"], true, "{body}");
-    assert_eq!(body["code"], 0, "{body}");
-    body["data"].clone()
-}
-
-/// Asserts an error envelope with `expected` as status and code; returns its message.
-fn failure(answer: (u16, Value), expected: u16) -> String {
-    let (status, body) = answer;
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["success"], false, "{body}");
-    assert_eq!(body["code"], expected, "{body}");
-    body["message"].as_str().unwrap_or_default().to_owned()
-}
-
 async fn get_service(server: &TestServer, id: &str) -> Value {
-    data(call(server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await)
+    data(send(server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await)
 }
 
 /// Waits until the service is `Running` with `replicas` available, and returns it.
@@ -103,7 +62,12 @@ fn sandbox_of(container: &str) -> String {
 
 /// `GET http://<service_url><path>` through the balancer.
 async fn through(service_url: &str, path: &str) -> Option<Value> {
-    let response = http().get(format!("http://{service_url}{path}")).send().await.ok()?;
+    let response = http()
+        .get(format!("http://{service_url}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
     if response.status() != 200 {
         return None;
     }
@@ -117,7 +81,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     }
     let server = TestServer::start().await.expect("berth serve starts");
     let name = unique("svc");
-    let registered = call(
+    let registered = send(
         &server,
         reqwest::Method::POST,
         "/env/",
@@ -132,7 +96,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     assert_eq!(data(registered), true);
 
     // Bad input: each answer names the field and the way out.
-    let post = |body: Value| call(&server, reqwest::Method::POST, "/env-service", Some(body));
+    let post = |body: Value| send(&server, reqwest::Method::POST, "/env-service", Some(body));
     let message = failure(post(json!({"replicas": 1})).await, 400);
     assert!(message.contains("envName"), "{message}");
     let message = failure(post(json!({"envName": "nope-env@9"})).await, 404);
@@ -156,7 +120,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     );
     assert!(message.contains("cpu_limit"), "{message}");
     let message = failure(
-        call(&server, reqwest::Method::GET, "/env-service/0123456789abcdef", None).await,
+        send(&server, reqwest::Method::GET, "/env-service/0123456789abcdef", None).await,
         404,
     );
     assert!(message.contains("0123456789abcdef"), "{message}");
@@ -213,7 +177,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     assert!(env.contains("FROM_ENV=1") && env.contains("FROM_SERVICE=2"), "{env}");
 
     // Lists: the service shows under `*` and its Env's name; its replicas are no instances.
-    let listed = data(call(&server, reqwest::Method::GET, "/env-service/*/list", None).await);
+    let listed = data(send(&server, reqwest::Method::GET, "/env-service/*/list", None).await);
     assert!(
         listed
             .as_array()
@@ -222,7 +186,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
             .any(|service| service["id"] == id.as_str())
     );
     let by_name = data(
-        call(
+        send(
             &server,
             reqwest::Method::GET,
             &format!("/env-service/{name}/list"),
@@ -231,14 +195,14 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
         .await,
     );
     assert_eq!(by_name.as_array().unwrap().len(), 1, "{by_name}");
-    let other = data(call(&server, reqwest::Method::GET, "/env-service/other-env/list", None).await);
+    let other = data(send(&server, reqwest::Method::GET, "/env-service/other-env/list", None).await);
     assert_eq!(other, json!([]));
-    let instances = data(call(&server, reqwest::Method::GET, "/env-instance/*/list", None).await);
+    let instances = data(send(&server, reqwest::Method::GET, "/env-instance/*/list", None).await);
     assert_eq!(instances, json!([]), "replicas are not env instances");
 
     // Scale 1 → 3: Updating, then Running with three distinct replicas, all reached.
     let scaling = data(
-        call(
+        send(
             &server,
             reqwest::Method::PUT,
             &format!("/env-service/{id}"),
@@ -267,7 +231,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
 
     // Scale 3 → 1.
     data(
-        call(
+        send(
             &server,
             reqwest::Method::PUT,
             &format!("/env-service/{id}"),
@@ -304,7 +268,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     // `Failed` — and the rollout never removed the replica still serving.
     let missing = format!("berth-test/missing-{}:none", name);
     let updating = data(
-        call(
+        send(
             &server,
             reqwest::Method::PUT,
             &format!("/env-service/{id}"),
@@ -314,7 +278,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     );
     assert_eq!(updating["status"], "Updating", "{updating}");
     let failed = eventually(Duration::from_secs(90), || async {
-        let (_, body) = call(&server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await;
+        let (_, body) = send(&server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await;
         (body["data"]["status"] == "Failed").then_some(body["data"].clone())
     })
     .await
@@ -332,7 +296,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
 
     // Delete: every replica ended, no container left, the port closed, the service gone.
     let deleted = data(
-        call(
+        send(
             &server,
             reqwest::Method::DELETE,
             &format!("/env-service/{id}?deleteStorage=true"),
@@ -342,7 +306,7 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
     );
     assert_eq!(deleted, "Deleted successfully");
     failure(
-        call(&server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await,
+        send(&server, reqwest::Method::GET, &format!("/env-service/{id}"), None).await,
         404,
     );
     assert!(
@@ -366,11 +330,11 @@ async fn aenv_services_scale_one_three_one_replace_a_killed_replica_fail_a_bad_i
         "the balancer's port {service_url} still accepts"
     );
     for sandbox in &seen_sandboxes {
-        let (status, record) = call(&server, reqwest::Method::GET, &format!("/v1/sandboxes/{sandbox}"), None).await;
+        let (status, record) = send(&server, reqwest::Method::GET, &format!("/v1/sandboxes/{sandbox}"), None).await;
         assert_eq!(status, 200, "{record}");
         let ended = record["status"] == "Terminated" || record["status"] == "Failed";
         assert!(ended, "replica {sandbox} ended: {record}");
     }
-    let listed = data(call(&server, reqwest::Method::GET, "/env-service/*/list", None).await);
+    let listed = data(send(&server, reqwest::Method::GET, "/env-service/*/list", None).await);
     assert_eq!(listed, json!([]));
 }

@@ -6,38 +6,9 @@
 
 use std::time::Duration;
 
+use berth_e2e::api::{data, delete, get, post};
 use berth_e2e::{ServerOptions, TEST_IMAGE, TestServer, docker, docker_ids, docker_inspect, eventually, unique};
 use serde_json::{Value, json};
-
-async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::POST, format!("{}{path}", server.url), Some(body)).await
-}
-
-async fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Method::GET, format!("{}{path}", server.url), None).await
-}
-
-async fn delete(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Method::DELETE, format!("{}{path}", server.url), None).await
-}
-
-fn data(answer: (u16, Value)) -> Value {
-    let (status, body) = answer;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["success"], true, "{body}");
-    body["data"].clone()
-}
 
 /// `db` becomes healthy only after writing a greeting into the shared volume, then answers
 /// `pong` on port 5000; `app` (the main service, declared second) waits for that health and

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use berth_e2e::api::{self, post};
 use berth_e2e::{TEST_IMAGE, TestServer, berth_binary, docker, eventually, unique};
 use serde_json::{Value, json};
 
@@ -20,25 +21,9 @@ impl Drop for RemoveImage {
     }
 }
 
+/// The body of a `GET`, whatever its status.
 async fn get(server: &TestServer, path: &str) -> Value {
-    let response = reqwest::get(format!("{}{path}", server.url))
-        .await
-        .expect("the server answers");
-    serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null)
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", server.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("the server answers");
-    let status = response.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-    )
+    api::get(server, path).await.1
 }
 
 /// A template with a pool of one whose image (unique to the test) does not exist yet.

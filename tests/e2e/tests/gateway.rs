@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use berth_e2e::api::{get, http, json_of, post};
 use berth_e2e::{ServerOptions, TEST_IMAGE, TestServer, docker, docker_ids, eventually, field_named, unique};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -23,40 +24,6 @@ async fn gateway_server() -> TestServer {
     })
     .await
     .expect("berth serve starts with a gateway")
-}
-
-/// Never a proxy from the environment: every address here is local.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("an HTTP client")
-}
-
-async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    json_of(
-        http()
-            .post(format!("{}{path}", server.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("berth answers"),
-    )
-    .await
-}
-
-async fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    json_of(
-        http()
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .expect("berth answers"),
-    )
-    .await
 }
 
 fn gateway_url(server: &TestServer) -> &str {

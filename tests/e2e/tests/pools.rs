@@ -5,28 +5,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use berth_e2e::api::{delete, get, post, put};
 use berth_e2e::{ServerOptions, TEST_IMAGE, TestServer, docker_ids, eventually, field_named, unique};
 use serde_json::{Value, json};
-
-async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send(reqwest::Method::POST, format!("{}{path}", server.url), Some(body)).await
-}
-
-async fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    send(reqwest::Method::GET, format!("{}{path}", server.url), None).await
-}
 
 fn pooled_template(name: &str, min_ready: u32) -> Value {
     json!({
@@ -95,10 +76,10 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
     assert_eq!(status, 409, "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("PUT"), "{problem}");
 
-    let (status, replaced) = send(
-        reqwest::Method::PUT,
-        format!("{}/v1/templates/{name}", server.url),
-        Some(json!({"image": TEST_IMAGE, "ttl": "5m"})),
+    let (status, replaced) = put(
+        &server,
+        &format!("/v1/templates/{name}"),
+        json!({"image": TEST_IMAGE, "ttl": "5m"}),
     )
     .await;
     assert_eq!(status, 200, "{replaced}");
@@ -131,12 +112,7 @@ async fn templates_are_created_read_replaced_listed_and_deleted() {
     assert_eq!(sandbox["template"], format!("{name}:latest"));
     assert_eq!(sandbox["command"], json!(["sleep", "60"]));
 
-    let (status, _) = send(
-        reqwest::Method::DELETE,
-        format!("{}/v1/templates/{name}", server.url),
-        None,
-    )
-    .await;
+    let (status, _) = delete(&server, &format!("/v1/templates/{name}")).await;
     assert_eq!(status, 204);
     let (status, _) = get(&server, &format!("/v1/templates/{name}")).await;
     assert_eq!(status, 404);
@@ -175,9 +151,9 @@ async fn fifty_concurrent_claims_on_a_pool_of_eight_never_share_a_sandbox() {
 
     let run = unique("run");
     let creates = (0..50).map(|n| {
-        let server_url = server.url.clone();
+        let server = &server;
         let body = json!({"template": name, "owner": "alice", "ttl": "5m", "labels": {"run": run, "n": n.to_string()}});
-        async move { send(reqwest::Method::POST, format!("{server_url}/v1/sandboxes"), Some(body)).await }
+        async move { post(server, "/v1/sandboxes", body).await }
     });
     let answers = futures::future::join_all(creates).await;
     let mut ids = HashSet::new();
