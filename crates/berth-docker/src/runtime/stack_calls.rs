@@ -11,7 +11,7 @@ use berth_core::sandbox::label_keys;
 use berth_core::stack::{Condition, Dependency, StackPlan};
 use berth_runtime::{ContainerRequest, ContainerState, Runtime, RuntimeError, StackObjects};
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum, Network, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
     RemoveVolumeOptionsBuilder, StartContainerOptions,
@@ -219,15 +219,7 @@ impl DockerRuntime {
             .await?;
         }
 
-        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
-        let networks = self
-            .call(
-                "network list",
-                Subject::Engine,
-                self.docker.list_networks(Some(options)),
-            )
-            .await?;
-        for network in networks {
+        for network in self.networks_matching(&filters).await? {
             let Some(network_id) = network.id else { continue };
             self.remove_if_present("network remove", &network_id, self.docker.remove_network(&network_id))
                 .await?;
@@ -248,18 +240,22 @@ impl DockerRuntime {
         }
     }
 
+    async fn networks_matching(&self, filters: &HashMap<&str, Vec<String>>) -> Result<Vec<Network>, RuntimeError> {
+        let options = ListNetworksOptionsBuilder::new().filters(filters).build();
+        self.call(
+            "network list",
+            Subject::Engine,
+            self.docker.list_networks(Some(options)),
+        )
+        .await
+    }
+
     /// Every stack's network labelled `berth.stack`.
     pub(super) async fn stack_networks(&self) -> Result<Vec<StackObjects>, RuntimeError> {
         let filters = HashMap::from([("label", vec![label_keys::STACK.to_owned()])]);
-        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
-        let networks = self
-            .call(
-                "network list",
-                Subject::Engine,
-                self.docker.list_networks(Some(options)),
-            )
-            .await?;
-        Ok(networks
+        Ok(self
+            .networks_matching(&filters)
+            .await?
             .into_iter()
             .filter_map(|network| {
                 let labels = network.labels.unwrap_or_default();

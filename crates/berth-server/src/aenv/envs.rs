@@ -1,8 +1,8 @@
 //! The Env registry (`/env/…`): an AEnvironment Env is a berth template — `name` is the
 //! template's name, `version` its tag — carrying the Env document as given. Here: reading Env
 //! bodies (camelCase or snake_case keys), mapping an Env onto a template spec and back, the
-//! `name@version` and field-name helpers the instance and service handlers share, and the
-//! registry's handlers.
+//! `name@version`, list-selector and field-name helpers the instance and service handlers
+//! share, and the registry's handlers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -555,6 +555,28 @@ pub async fn delete_env(
         Ok(()) => Ok(Success(true)),
         Err(ServiceError::Missing(_)) => Err(env_not_found(&name, &version)),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The name and version a list selects: `*` (all, or `?envName=`), `name` or `name@version`.
+pub(super) fn list_selection(id: &str, query: Option<&str>) -> (Option<String>, Option<String>) {
+    let selector = if id == "*" {
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(key, _)| key == "envName")
+            .map(|(_, value)| value.trim().to_owned())
+            .filter(|value| !value.is_empty() && value != "*")
+    } else {
+        Some(id.to_owned())
+    };
+    match selector {
+        None => (None, None),
+        Some(selector) => match selector.split_once('@') {
+            Some((name, version)) => (
+                Some(name.to_owned()),
+                Some(version.to_owned()).filter(|version| !version.is_empty()),
+            ),
+            None => (Some(selector), None),
+        },
     }
 }
 

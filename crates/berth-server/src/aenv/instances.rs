@@ -19,7 +19,7 @@ use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
 use super::envs::{
-    aenv_field_name, apply_body, checked_reference, env_of_template, find, json_object, split_env_name,
+    aenv_field_name, apply_body, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
     synthesized_env, to_template,
 };
 use crate::service::{CreateExtras, SandboxService, ServiceError};
@@ -414,28 +414,6 @@ pub async fn delete_instance(
         Ok(_) => Ok(Success(DELETED)),
         Err(ServiceError::NotFound(_)) => Err(instance_not_found(&id)),
         Err(error) => Err(error.into()),
-    }
-}
-
-/// The name and version a list selects: `*` (all, or `?envName=`), `name` or `name@version`.
-fn list_selection(id: &str, query: Option<&str>) -> (Option<String>, Option<String>) {
-    let selector = if id == "*" {
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .find(|(key, _)| key == "envName")
-            .map(|(_, value)| value.trim().to_owned())
-            .filter(|value| !value.is_empty() && value != "*")
-    } else {
-        Some(id.to_owned())
-    };
-    match selector {
-        None => (None, None),
-        Some(selector) => match selector.split_once('@') {
-            Some((name, version)) => (
-                Some(name.to_owned()),
-                Some(version.to_owned()).filter(|version| !version.is_empty()),
-            ),
-            None => (Some(selector), None),
-        },
     }
 }
 

@@ -20,7 +20,9 @@ use serde_json::{Map, Value};
 use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
-use super::envs::{aenv_field_name, checked_reference, env_of_template, find, json_object, split_env_name};
+use super::envs::{
+    aenv_field_name, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
+};
 use crate::env_services::{self, available_replicas, live_replicas, replica_request};
 use crate::service::{SandboxService, ServiceError};
 
@@ -337,21 +339,8 @@ pub async fn list_services(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AenvResult<Vec<EnvServiceView>> {
-    let selector = if id == "*" {
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .find(|(key, _)| key == "envName")
-            .map(|(_, value)| value.trim().to_owned())
-            .filter(|value| !value.is_empty() && value != "*")
-    } else {
-        Some(id)
-    };
-    let (name, version) = match &selector {
-        None => (None, None),
-        Some(selector) => match selector.split_once('@') {
-            Some((name, version)) => (Some(name), Some(version).filter(|version| !version.is_empty())),
-            None => (Some(selector.as_str()), None),
-        },
-    };
+    let (name, version) = list_selection(&id, query.as_deref());
+    let (name, version) = (name.as_deref(), version.as_deref());
     let records: Vec<EnvService> = service
         .store()
         .list_services()
