@@ -108,6 +108,13 @@ impl EnvService {
         SandboxId::generate().to_string()
     }
 
+    /// Prepares the record read from the store as its next write: the store replaces the stored
+    /// record with it only if nobody wrote in between.
+    pub fn next_revision(&mut self, now: DateTime<Utc>) {
+        self.revision += 1;
+        self.updated_at = now;
+    }
+
     /// Whether `text` has the form [`EnvService::generate_id`] produces.
     pub fn is_id(text: &str) -> bool {
         SandboxId::parse(text).is_some()

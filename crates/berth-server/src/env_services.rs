@@ -386,8 +386,7 @@ impl Controller {
             );
         }
         if changed {
-            record.revision += 1;
-            record.updated_at = Utc::now();
+            record.next_revision(Utc::now());
             if !self.service.store().update_service(&record).await? {
                 debug!(service = %record.id, "env-service changed meanwhile; the next tick decides again");
             }

@@ -418,14 +418,7 @@ pub async fn update_service(
             record.status = ServiceStatus::Updating;
             record.status_reason = None;
         }
-        record.revision += 1;
-        record.updated_at = Utc::now();
-        if service
-            .store()
-            .update_service(&record)
-            .await
-            .map_err(ServiceError::from)?
-        {
+        if write_next_revision(&service, &mut record).await? {
             env_services::wake(&service);
             info!(service = %record.id, replicas = record.replicas, generation = record.generation, "AEnvironment env-service updated");
             return Ok(Success(view(&service, &record, Some(&template))));
@@ -434,6 +427,16 @@ pub async fn update_service(
     Err(AenvError::conflict(format!(
         "service {id} is changing too often to update: try again"
     )))
+}
+
+/// Writes `record` as its next revision; `false` when another write came first.
+async fn write_next_revision(service: &SandboxService, record: &mut EnvService) -> Result<bool, AenvError> {
+    record.next_revision(Utc::now());
+    Ok(service
+        .store()
+        .update_service(record)
+        .await
+        .map_err(ServiceError::from)?)
 }
 
 /// `DELETE /env-service/{id}` (`?deleteStorage=` accepted: berth keeps no storage for services):
@@ -448,14 +451,7 @@ pub async fn delete_service(
         let mut record = live_service(&service, &id).await?;
         record.status = ServiceStatus::Terminated;
         record.status_reason = Some("deleted".into());
-        record.revision += 1;
-        record.updated_at = Utc::now();
-        if service
-            .store()
-            .update_service(&record)
-            .await
-            .map_err(ServiceError::from)?
-        {
+        if write_next_revision(&service, &mut record).await? {
             marked = true;
             break;
         }
