@@ -34,6 +34,9 @@ pub mod reasons {
     pub const IMAGE_NOT_FOUND: &str = "image_not_found";
     pub const CREATE_FAILED: &str = "create_failed";
     pub const CREATE_INTERRUPTED: &str = "create_interrupted";
+    /// The container was made but never started (the server stopped between the two), and
+    /// starting it afterwards failed; `status_message` says why.
+    pub const START_FAILED: &str = "start_failed";
     /// The spec's readiness probe did not pass within its timeout; the container was removed.
     pub const READINESS_TIMEOUT: &str = "readiness_timeout";
     /// An idle sandbox of a warm pool, replaced (outdated, idle too long, or its pool shrank).

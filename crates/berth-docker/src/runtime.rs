@@ -291,6 +291,13 @@ impl Runtime for DockerRuntime {
         result
     }
 
+    async fn start(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        if !is_container_ref(container_id) {
+            return Err(RuntimeError::NotFound(container_id.to_owned()));
+        }
+        self.start_and_inspect(container_id).await
+    }
+
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {
         if !is_container_ref(container_id) {
             return Ok(());

@@ -31,6 +31,8 @@ pub struct FakeRuntime {
     build_failure: Mutex<Option<String>>,
     /// The compose stacks created, by sandbox (their other services are not modelled).
     stacks: Mutex<BTreeMap<SandboxId, StackObjects>>,
+    /// When set, `start` fails with this message.
+    start_failure: Mutex<Option<String>>,
 }
 
 impl Default for FakeRuntime {
@@ -44,6 +46,7 @@ impl Default for FakeRuntime {
             builds: Mutex::default(),
             build_failure: Mutex::default(),
             stacks: Mutex::default(),
+            start_failure: Mutex::default(),
         }
     }
 }
@@ -105,6 +108,21 @@ impl FakeRuntime {
     /// after its removal.
     pub fn report_oom(&self, container_id: &str, sandbox_id: &SandboxId) {
         self.emit(container_id, Some(sandbox_id.clone()), EventKind::Oom);
+    }
+
+    /// Puts a container back in the state a create leaves before its start: made, never run,
+    /// as a server killed between the two engine calls leaves it.
+    pub fn unstart(&self, container_id: &str) {
+        if let Some(container) = lock(&self.containers).get_mut(container_id) {
+            container.state = RunState::Created;
+            container.started_at = None;
+            container.ip = None;
+        }
+    }
+
+    /// Makes every `start` fail with `message`, or succeed again with `None`.
+    pub fn fail_starts_with(&self, message: Option<&str>) {
+        *lock(&self.start_failure) = message.map(str::to_owned);
     }
 
     /// Simulates `docker rm -f` behind berth's back.
@@ -233,6 +251,27 @@ impl Runtime for FakeRuntime {
         }
         self.emit(&container_id, Some(request.sandbox_id.clone()), EventKind::Start);
         Ok(state)
+    }
+
+    async fn start(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        self.check_available()?;
+        if let Some(message) = lock(&self.start_failure).clone() {
+            return Err(RuntimeError::Invalid(message));
+        }
+        let started = {
+            let mut containers = lock(&self.containers);
+            let container = containers
+                .get_mut(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))?;
+            if container.state == RunState::Created {
+                container.state = RunState::Running;
+                container.started_at = Some(Utc::now());
+                container.ip = Some("10.0.0.2".into());
+            }
+            container.clone()
+        };
+        self.emit(container_id, started.sandbox_id.clone(), EventKind::Start);
+        Ok(started)
     }
 
     async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError> {

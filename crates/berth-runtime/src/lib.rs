@@ -202,6 +202,10 @@ pub trait Runtime: Send + Sync + 'static {
         stream: bool,
     ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, RuntimeError>;
 
+    /// Starts a container that exists but does not run — made and never started, as a server
+    /// stopped between create and start leaves it — and reports its facts after the start.
+    async fn start(&self, container_id: &str) -> Result<ContainerState, RuntimeError>;
+
     /// Freezes every process of the container.
     async fn pause(&self, container_id: &str) -> Result<(), RuntimeError>;
 

@@ -58,6 +58,11 @@ struct OperationLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CorrectionLabels {
+    correction: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabels {
     path: &'static str,
 }
@@ -104,6 +109,40 @@ impl Operation {
     }
 }
 
+/// A difference between a record and the engine that a resync corrected, counted by
+/// `berth_resync_corrections_total{correction}`.
+#[derive(Debug, Clone, Copy)]
+pub enum Correction {
+    /// A `Pending`/`Creating` record whose container the engine has: it takes the container's facts.
+    Adopted,
+    /// A container made but never started (a stop between create and start): started now.
+    Started,
+    /// Such a container that would not start: its sandbox ended `start_failed`.
+    StartFailed,
+    /// A `Pending`/`Creating` record whose create never reached the engine.
+    CreateInterrupted,
+    /// A live record whose container is gone.
+    ContainerLost,
+    /// A live record whose status the container contradicts (it exited, or was paused).
+    Status,
+    /// A container or compose stack of this cluster with no live record, removed.
+    Collected,
+}
+
+impl Correction {
+    fn label(self) -> &'static str {
+        match self {
+            Correction::Adopted => "adopted",
+            Correction::Started => "started",
+            Correction::StartFailed => "start_failed",
+            Correction::CreateInterrupted => "create_interrupted",
+            Correction::ContainerLost => "container_lost",
+            Correction::Status => "status",
+            Correction::Collected => "collected",
+        }
+    }
+}
+
 /// How a create was served: a new container, or a claimed warm one.
 #[derive(Debug, Clone, Copy)]
 pub enum CreatePath {
@@ -120,6 +159,7 @@ pub struct Metrics {
     http_duration: Family<RouteLabels, Histogram>,
     sandboxes: Family<SandboxLabels, Gauge>,
     operations: Family<OperationLabels, Counter>,
+    corrections: Family<CorrectionLabels, Counter>,
     create_duration: Family<PathLabels, Histogram>,
     pool_ready: Family<TemplateLabels, Gauge>,
     errors: Family<KindLabels, Counter>,
@@ -152,6 +192,7 @@ impl Metrics {
         let http_duration = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let sandboxes = Family::<SandboxLabels, Gauge>::default();
         let operations = Family::<OperationLabels, Counter>::default();
+        let corrections = Family::<CorrectionLabels, Counter>::default();
         let create_duration = Family::<PathLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let pool_ready = Family::<TemplateLabels, Gauge>::default();
         let errors = Family::<KindLabels, Counter>::default();
@@ -187,6 +228,11 @@ impl Metrics {
             "berth_sandbox_operations",
             "Sandbox creates, claims, deletes, expiries and failed creates",
             operations.clone(),
+        );
+        registry.register(
+            "berth_resync_corrections",
+            "Differences between records and the engine that a resync corrected, by kind",
+            corrections.clone(),
         );
         registry.register(
             "berth_create_duration_seconds",
@@ -242,6 +288,7 @@ impl Metrics {
             http_duration,
             sandboxes,
             operations,
+            corrections,
             create_duration,
             pool_ready,
             errors,
@@ -258,6 +305,14 @@ impl Metrics {
         self.operations
             .get_or_create(&OperationLabels {
                 operation: operation.label(),
+            })
+            .inc();
+    }
+
+    pub fn count_correction(&self, correction: Correction) {
+        self.corrections
+            .get_or_create(&CorrectionLabels {
+                correction: correction.label(),
             })
             .inc();
     }
@@ -406,6 +461,10 @@ impl Runtime for MeteredRuntime {
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
         self.timed("create", self.inner.create(request)).await
+    }
+
+    async fn start(&self, container_id: &str) -> Result<ContainerState, RuntimeError> {
+        self.timed("start", self.inner.start(container_id)).await
     }
 
     async fn remove(&self, container_id: &str) -> Result<(), RuntimeError> {

@@ -22,7 +22,7 @@ use crate::ServerConfig;
 use crate::expiry::ExpiryTimers;
 use crate::index::SandboxIndex;
 use crate::locks::SandboxLocks;
-use crate::metrics::{CreatePath, Metrics, Operation};
+use crate::metrics::{Correction, CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
 mod build;
@@ -832,7 +832,10 @@ impl SandboxService {
         }
         sandbox.started_at = sandbox.started_at.or(container.started_at).or(Some(Utc::now()));
         match container.state {
-            RunState::Running | RunState::Created | RunState::Restarting => {
+            // Made but never started: it is not running, so the record does not say so. The
+            // resync starts it first (`start_interrupted`); nothing else adopts such a container.
+            RunState::Created => {}
+            RunState::Running | RunState::Restarting => {
                 if sandbox.status != Status::Running && sandbox.status != Status::Stopping {
                     sandbox.status = Status::Running;
                 }
@@ -1007,8 +1010,27 @@ impl SandboxService {
                 continue; // changed since the container list was taken
             }
             let mut sandbox = Sandbox::clone(&current);
-            let container = by_sandbox.get(&sandbox.id).copied();
+            let mut container = by_sandbox.get(&sandbox.id).copied();
             let now = Utc::now();
+            let started;
+            if let Some(unstarted) = container.filter(|container| container.state == RunState::Created)
+                && sandbox.status != Status::Stopping
+            {
+                let creating = matches!(sandbox.status, Status::Pending | Status::Creating);
+                if creating && self.store.is_shared() && sandbox.updated_at + grace > now {
+                    continue; // another process sharing the store may be between its create and start
+                }
+                match self.start_interrupted(&mut sandbox, unstarted).await {
+                    Some(facts) => {
+                        started = facts;
+                        container = Some(&started);
+                    }
+                    None => {
+                        self.finish_correction(sandbox).await;
+                        continue;
+                    }
+                }
+            }
             match (sandbox.status, container) {
                 (Status::Stopping, container) => {
                     if (container.is_some() || sandbox.spec.stack.is_some())
@@ -1022,6 +1044,7 @@ impl SandboxService {
                 }
                 (Status::Pending | Status::Creating, Some(container)) => {
                     self.adopt_container(&mut sandbox, container).await;
+                    self.metrics.count_correction(Correction::Adopted);
                     report.adopted += 1;
                     if let Some(probe) = &sandbox.spec.readiness
                         && sandbox.status == Status::Running
@@ -1046,9 +1069,11 @@ impl SandboxService {
                         continue;
                     }
                     sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+                    self.metrics.count_correction(Correction::CreateInterrupted);
                 }
                 (_, None) => {
                     sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    self.metrics.count_correction(Correction::ContainerLost);
                     report.lost += 1;
                 }
                 (_, Some(container)) => {
@@ -1061,16 +1086,14 @@ impl SandboxService {
                     if before == sandbox {
                         continue;
                     }
+                    if before.status != sandbox.status {
+                        info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
+                            "resync corrected a status the engine contradicts");
+                        self.metrics.count_correction(Correction::Status);
+                    }
                 }
             }
-            if let Err(error) = self.persist(&mut sandbox).await {
-                warn!(sandbox = %sandbox.id, %error, "could not record a resync change");
-                continue;
-            }
-            if sandbox.status.is_ended() {
-                info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
-                self.after_end(&sandbox);
-            }
+            self.finish_correction(sandbox).await;
         }
 
         for id in reprobe {
@@ -1095,6 +1118,7 @@ impl SandboxService {
                 match removal {
                     Ok(()) => {
                         info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
+                        self.metrics.count_correction(Correction::Collected);
                         report.collected += 1;
                     }
                     Err(error) => warn!(container = %container.container_id, %error, "could not collect a container"),
@@ -1105,6 +1129,49 @@ impl SandboxService {
         report.collected += self.collect_stacks(snapshot_at, grace).await;
         report.purged = self.purge(snapshot_at).await;
         Ok(report)
+    }
+
+    /// Starts the container of a live record that was made but never started (the server stopped
+    /// between the engine's create and start) and answers its facts; or, when that cannot be
+    /// done, ends the record with the reason and answers `None`. A compose stack is not started
+    /// piecemeal: its other services may be missing, so it ends as `create_interrupted`.
+    async fn start_interrupted(&self, sandbox: &mut Sandbox, container: &ContainerState) -> Option<ContainerState> {
+        let now = Utc::now();
+        if sandbox.spec.stack.is_some() {
+            warn!(sandbox = %sandbox.id, container = %container.container_id, "resync found a compose stack whose create was interrupted");
+            sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+            self.metrics.count_correction(Correction::CreateInterrupted);
+            return None;
+        }
+        match self.runtime.start(&container.container_id).await {
+            Ok(facts) => {
+                info!(sandbox = %sandbox.id, container = %container.container_id, status = %sandbox.status,
+                    "resync started a container whose start was interrupted");
+                self.metrics.count_correction(Correction::Started);
+                Some(facts)
+            }
+            Err(error) => {
+                warn!(sandbox = %sandbox.id, container = %container.container_id, %error,
+                    "resync could not start a container whose start was interrupted");
+                sandbox.container_id = Some(container.container_id.clone());
+                sandbox.end(Status::Failed, reasons::START_FAILED, now);
+                sandbox.status_message = Some(error.to_string());
+                self.metrics.count_correction(Correction::StartFailed);
+                None
+            }
+        }
+    }
+
+    /// Records what a resync changed on one sandbox and, when it ended, cleans up after it.
+    async fn finish_correction(&self, mut sandbox: Sandbox) {
+        if let Err(error) = self.persist(&mut sandbox).await {
+            warn!(sandbox = %sandbox.id, %error, "could not record a resync change");
+            return;
+        }
+        if sandbox.status.is_ended() {
+            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
+            self.after_end(&sandbox);
+        }
     }
 
     /// Removes the compose stacks of this cluster whose sandbox has ended or has no record: what
@@ -1132,6 +1199,7 @@ impl SandboxService {
             match self.runtime.remove_stack(&stack.sandbox_id).await {
                 Ok(()) => {
                     info!(sandbox = %stack.sandbox_id, "collected a compose stack with no live record");
+                    self.metrics.count_correction(Correction::Collected);
                     collected += 1;
                 }
                 Err(error) => warn!(sandbox = %stack.sandbox_id, %error, "could not collect a compose stack"),

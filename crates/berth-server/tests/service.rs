@@ -354,6 +354,83 @@ async fn a_restart_adopts_running_sandboxes_and_settles_interrupted_ones() {
 }
 
 #[tokio::test]
+async fn a_restart_starts_containers_whose_start_was_interrupted_or_ends_them_saying_why() {
+    let runtime = Arc::new(FakeRuntime::default());
+    let dir = tempfile::tempdir().unwrap();
+    let first = harness_with(runtime.clone(), dir, config()).await;
+    // Killed between the engine's create and start: the records were left `Creating` (the
+    // create had not answered) or `Running` (written by a server that took any container for
+    // a running one); the containers exist and never ran.
+    let mut unstarted = Vec::new();
+    for status in [Status::Creating, Status::Running, Status::Creating] {
+        let sandbox = first.service.create(request(), None, true).await.unwrap().sandbox;
+        let container = sandbox.container_id.clone().unwrap();
+        runtime.unstart(&container);
+        let mut record = sandbox.clone();
+        record.status = status;
+        first.store.update(&record).await.unwrap();
+        unstarted.push((sandbox.id, container));
+    }
+    let Harness { dir, _background, .. } = first;
+    drop(_background);
+
+    let second = harness_with(runtime.clone(), dir, config()).await;
+    let service = second.service.clone();
+    for (id, container) in &unstarted[..2] {
+        let started = service.resync().await.unwrap();
+        let record = service.get(id.as_str()).unwrap();
+        assert_eq!(record.status, Status::Running, "{started:?}");
+        let facts = runtime.container(container).unwrap();
+        assert_eq!(
+            facts.state,
+            berth_runtime::RunState::Running,
+            "the container really runs"
+        );
+        assert_eq!(record.container_id.as_deref(), Some(container.as_str()));
+        assert!(record.ip.is_some(), "the started container's address is taken");
+    }
+    // Counted once per start (the background loop's resync may have done some of them).
+    let metrics = service.render_metrics();
+    let started: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(r#"berth_resync_corrections_total{correction="started"} "#))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_default();
+    assert!(started >= 2, "{metrics}");
+
+    // One that will not start ends with the reason and the engine's words, and its container goes.
+    let (broken, container) = &unstarted[2];
+    runtime.unstart(container);
+    let mut record = service.get(broken.as_str()).unwrap();
+    record.status = Status::Creating;
+    second.store.update(&record).await.unwrap();
+    let third = {
+        let Harness { dir, _background, .. } = second;
+        drop(_background);
+        runtime.fail_starts_with(Some("no such file: /bin/sleep"));
+        harness_with(runtime.clone(), dir, config()).await
+    };
+    third.service.resync().await.unwrap();
+    let failed = third.service.get(broken.as_str()).unwrap();
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(failed.status_reason.as_deref(), Some("start_failed"));
+    assert!(
+        failed
+            .status_message
+            .as_deref()
+            .is_some_and(|m| m.contains("/bin/sleep")),
+        "{failed:?}"
+    );
+    assert!(
+        wait_for(|| runtime.container(container).is_none()).await,
+        "the container is removed"
+    );
+    for (id, _) in &unstarted[..2] {
+        assert_eq!(third.service.get(id.as_str()).unwrap().status, Status::Running);
+    }
+}
+
+#[tokio::test]
 async fn ended_records_are_purged_after_the_retention_period() {
     let h = harness_with(
         Arc::new(FakeRuntime::default()),

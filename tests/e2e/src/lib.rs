@@ -60,6 +60,8 @@ pub struct TestServer {
     pub gateway_url: Option<String>,
     pub data_dir: PathBuf,
     pub cluster: String,
+    /// Whether dropping it removes its cluster's containers (not after [`TestServer::crash`]).
+    sweep_on_drop: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -141,6 +143,7 @@ impl TestServer {
             gateway_url,
             data_dir,
             cluster,
+            sweep_on_drop: true,
             _temp: temp,
         })
     }
@@ -175,6 +178,13 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// `kill -9`, leaving the sandboxes and records for a successor on the same data directory
+    /// and cluster: nothing is swept when it drops.
+    pub fn crash(mut self) {
+        self.kill9();
+        self.sweep_on_drop = false;
+    }
+
     /// Detaches the data directory from this server so a successor can reuse it.
     pub fn keep_data_dir(&mut self) -> PathBuf {
         if let Some(temp) = self._temp.take() {
@@ -191,6 +201,9 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
+        if !self.sweep_on_drop {
+            return;
+        }
         remove_cluster_containers(&self.cluster);
         // A create the killed server had already sent still completes on the engine after the
         // first sweep (a test that ends right after `wait: false` creates, a pool refill): sweep
