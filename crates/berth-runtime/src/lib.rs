@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
 pub mod build;
+pub mod deferred;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod work;
 
 pub use build::{BuildEvent, BuildRequest, DEFAULT_DOCKERFILE};
+pub use deferred::DeferredRuntime;
 pub use work::{
     ByteStream, EngineByteStream, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats,
 };

@@ -305,3 +305,63 @@ pub fn field_named(problem: &Value, field: &str) -> bool {
         .as_array()
         .is_some_and(|errors| errors.iter().any(|error| error["field"] == field))
 }
+
+/// A unix-socket proxy in front of the real engine that the test can cut.
+pub struct EngineProxy {
+    path: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineProxy {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        let task = Self::serve(&path);
+        EngineProxy { path, task, _dir: dir }
+    }
+
+    /// An endpoint where nothing answers until [`EngineProxy::restore`]: an engine that comes up
+    /// after berth.
+    pub fn planned() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("engine.sock");
+        EngineProxy {
+            path,
+            task: tokio::spawn(async {}),
+            _dir: dir,
+        }
+    }
+
+    fn serve(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        })
+    }
+
+    /// The engine is back, at the same address.
+    pub fn restore(&mut self) {
+        self.task = Self::serve(&self.path);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Drops the listener and every open connection: the engine is gone for berth.
+    pub fn cut(&self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use berth_api::NumberOrString;
 use berth_client::{ClientError, CreateOptions};
-use berth_e2e::{ServerOptions, TEST_IMAGE, TestServer, docker, docker_inspect, eventually, sleeper, unique};
+use berth_e2e::{
+    EngineProxy, ServerOptions, TEST_IMAGE, TestServer, docker, docker_inspect, eventually, sleeper, unique,
+};
 
 #[tokio::test]
 async fn a_restart_after_kill_9_adopts_running_sandboxes_and_still_expires_them() {
@@ -148,54 +150,6 @@ async fn a_missing_image_is_a_422_naming_image_and_engine_and_leaves_nothing() {
     assert!(left.is_empty(), "nothing left behind: {left:?}");
 }
 
-/// A unix-socket proxy in front of the real engine that the test can cut.
-struct EngineProxy {
-    path: std::path::PathBuf,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl EngineProxy {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("engine.sock");
-        let task = Self::serve(&path);
-        EngineProxy { path, task, _dir: dir }
-    }
-
-    fn serve(path: &std::path::Path) -> tokio::task::JoinHandle<()> {
-        let listener = tokio::net::UnixListener::bind(path).unwrap();
-        tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        })
-    }
-
-    /// The engine is back, at the same address.
-    fn restore(&mut self) {
-        self.task = Self::serve(&self.path);
-    }
-
-    fn endpoint(&self) -> String {
-        format!("unix://{}", self.path.display())
-    }
-
-    /// Drops the listener and every open connection: the engine is gone for berth.
-    fn cut(&self) {
-        self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 // Multi-threaded: the proxy must keep answering while the harness waits for the server.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() {
@@ -248,4 +202,121 @@ async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() 
     })
     .await;
     assert_eq!(lost.and_then(|s| s.status_reason).as_deref(), Some("container_lost"));
+}
+
+// Multi-threaded: the proxy must answer while the harness waits for the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_starts_before_its_engine_and_converges_once_the_engine_answers() {
+    // A sandbox made by an earlier server of this deployment, and an orphan of it on the engine.
+    let mut first = TestServer::start().await.unwrap();
+    let kept = first
+        .client()
+        .create(&sleeper(), CreateOptions::default())
+        .await
+        .unwrap();
+    let cluster = first.cluster.clone();
+    let data_dir = first.keep_data_dir();
+    first.kill9();
+    let orphan = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &unique("orphan"),
+        "--label",
+        "berth.managed=true",
+        "--label",
+        &format!("berth.cluster={cluster}"),
+        "--label",
+        "berth.sandbox=00000000feedface",
+        TEST_IMAGE,
+        "sleep",
+        "3600",
+    ])
+    .unwrap()
+    .trim()
+    .to_owned();
+
+    // The engine's endpoint answers nothing yet: berth starts all the same.
+    let mut engine = EngineProxy::planned();
+    let server = TestServer::start_with(ServerOptions {
+        data_dir: Some(data_dir),
+        cluster: Some(cluster),
+        args: vec![
+            "--docker-host".into(),
+            engine.endpoint(),
+            "--orphan-grace".into(),
+            "1s".into(),
+            "--resync-interval".into(),
+            "1s".into(),
+        ],
+    })
+    .await
+    .unwrap();
+    let client = server.client();
+    let http = reqwest::Client::new();
+    client
+        .healthz()
+        .await
+        .expect("/healthz answers while the engine is down");
+    for probe in ["readyz", "health"] {
+        let answer = http.get(format!("{}/{probe}", server.url)).send().await.unwrap();
+        assert_eq!(answer.status(), 503, "/{probe}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        let engine_check = if probe == "readyz" {
+            body["checks"]["engine"].clone()
+        } else {
+            body["checks"]["engines"]["local"].clone()
+        };
+        let reason = engine_check.as_str().unwrap_or_default().to_owned();
+        assert!(
+            reason.contains("unavailable") && reason.contains("engine.sock"),
+            "/{probe}: {body}"
+        );
+    }
+    let refused = http
+        .post(format!("{}/v1/sandboxes", server.url))
+        .json(&sleeper())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("retry-after").is_some());
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:berth:problem:engine-unavailable");
+    assert_eq!(
+        client.get(&kept.id).await.unwrap().status,
+        "Running",
+        "reads need no engine"
+    );
+
+    // The engine comes up: berth connects, resyncs, collects, and serves engine calls again.
+    engine.restore();
+    let ready = eventually(Duration::from_secs(20), || async {
+        client.readyz().await.ok().filter(|ready| ready.status == "ready")
+    })
+    .await;
+    assert!(ready.is_some(), "ready once the engine answers");
+    let collected = eventually(Duration::from_secs(15), || async {
+        docker_inspect(&orphan).is_none().then_some(())
+    })
+    .await;
+    if collected.is_none() {
+        let _ = docker(&["rm", "-f", &orphan]);
+    }
+    assert!(collected.is_some(), "the orphan is collected once the engine answers");
+    let fresh = client.create(&sleeper(), CreateOptions::default()).await.unwrap();
+    assert_eq!(fresh.status, "Running");
+    let output = client
+        .exec(
+            &kept.id,
+            &berth_api::ExecRequest {
+                cmd: vec!["echo".into(), "adopted".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(output.stdout.trim(), "adopted");
+    client.delete(&kept.id).await.unwrap();
+    assert!(docker_inspect(kept.container_id.as_deref().unwrap()).is_none());
 }

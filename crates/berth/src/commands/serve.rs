@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
-use berth_runtime::{EngineInfo, Runtime, RuntimeError};
+use berth_runtime::{DeferredRuntime, EngineInfo, Runtime, RuntimeError};
 use berth_server::ServerConfig;
 use berth_store::{PostgresStore, SqliteStore, Store};
 use clap::ArgMatches;
@@ -42,10 +42,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
 
     create_data_dir(&config.data_dir)?;
 
-    let runtime = DockerRuntime::connect(docker_config(&config))
-        .await
-        .map_err(|error| engine_error(&config, error))?;
-    let info = runtime.info().await.map_err(|error| engine_error(&config, error))?;
+    let (runtime, engine_line) = connect_engine(&config).await?;
 
     let cluster = match &config.cluster {
         Some(cluster) => cluster.clone(),
@@ -72,8 +69,8 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         .transpose()
         .context("cannot read the gateway's bound address")?;
 
-    emit(&banner(address, gateway_address, &info, &store.describe()))?;
-    tracing::info!(%address, engine = %info.name, docker = %info.version, api = %info.api_version, "berth is serving");
+    emit(&banner(address, gateway_address, &engine_line, &store.describe()))?;
+    tracing::info!(%address, engine = %engine_line, "berth is serving");
 
     let server_config = ServerConfig {
         policy: config.policy.clone(),
@@ -86,7 +83,6 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         shutdown_grace: config.shutdown_grace,
         service_host: config.service_host,
     };
-    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
     berth_server::serve_with_gateway(
         listener,
         gateway_listener,
@@ -98,6 +94,40 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
     .await?;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The engine, and the banner's line about it. An engine that does not answer yet (it boots
+/// after berth, or restarts) does not keep berth down: berth serves, reports the engine in
+/// `/readyz` and answers engine calls with 503 while it connects in the background. An engine
+/// that answers but cannot be used (too old, refused TLS) is an error at once.
+async fn connect_engine(config: &ServeConfig) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
+    let first_attempt = async {
+        let runtime = DockerRuntime::connect(docker_config(config)).await?;
+        let info = runtime.info().await?;
+        Ok::<_, RuntimeError>((runtime, info))
+    };
+    match first_attempt.await {
+        Ok((runtime, info)) => Ok((Arc::new(runtime), engine_line(&info))),
+        Err(error) if error.is_transient() => {
+            let endpoint = expected_endpoint(config);
+            let described = describe_engine_error(&config.engine_name, &endpoint, &error);
+            tracing::warn!(error = %described, "the engine does not answer yet; serving and retrying in the background");
+            let docker = docker_config(config);
+            let deferred = DeferredRuntime::connect_in_background(&config.engine_name, &endpoint, &error, move || {
+                let docker = docker.clone();
+                async move {
+                    let runtime = DockerRuntime::connect(docker).await?;
+                    Ok(Arc::new(runtime) as Arc<dyn Runtime>)
+                }
+            });
+            let line = format!(
+                "engine {}: not answering yet at {endpoint}, retrying",
+                config.engine_name
+            );
+            Ok((deferred, line))
+        }
+        Err(error) => Err(engine_error(config, error)),
+    }
 }
 
 /// PostgreSQL when a database URL is set (shared by every replica), else SQLite in the data directory.
@@ -132,13 +162,18 @@ fn docker_config(config: &ServeConfig) -> DockerConfig {
 
 /// The lines `berth serve` prints once it listens; tests read the first (the API's address) and,
 /// when there is a gateway, the second (the gateway's).
-pub fn banner(address: SocketAddr, gateway: Option<SocketAddr>, info: &EngineInfo, store: &str) -> String {
+pub fn banner(address: SocketAddr, gateway: Option<SocketAddr>, engine: &str, store: &str) -> String {
     let gateway = gateway
         .map(|gateway| format!("gateway listening on http://{gateway}\n"))
         .unwrap_or_default();
+    format!("berth listening on http://{address}\n{gateway}{engine}\nstore: {store}\n")
+}
+
+/// The banner's line about an engine that answered.
+pub fn engine_line(info: &EngineInfo) -> String {
     format!(
-        "berth listening on http://{address}\n{gateway}engine {}: docker {} (API {}) at {}\nstore: {store}\n",
-        info.name, info.version, info.api_version, info.endpoint,
+        "engine {}: docker {} (API {}) at {}",
+        info.name, info.version, info.api_version, info.endpoint
     )
 }
 
@@ -269,6 +304,7 @@ mod tests {
             version: "20.10.24".into(),
             api_version: "1.41".into(),
         };
+        let info = engine_line(&info);
         let banner = banner("127.0.0.1:41234".parse().unwrap(), None, &info, "sqlite /d/berth.db");
         assert_eq!(
             banner,
