@@ -106,7 +106,16 @@ pub struct SpecPolicy {
     pub max_memory_bytes: u64,
     pub max_ttl: Duration,
     pub pids_limit: i64,
+    /// Most labels one sandbox may carry (each becomes an engine label).
+    pub max_labels: usize,
+    /// Most bytes the labels, env and command of one sandbox may hold together.
+    pub max_spec_bytes: u64,
 }
+
+/// Default of [`SpecPolicy::max_labels`].
+pub const DEFAULT_MAX_LABELS: usize = 64;
+/// Default of [`SpecPolicy::max_spec_bytes`]: 256 KiB.
+pub const DEFAULT_MAX_SPEC_BYTES: u64 = 256 * 1024;
 
 impl Default for SpecPolicy {
     fn default() -> Self {
@@ -118,6 +127,8 @@ impl Default for SpecPolicy {
             max_memory_bytes: 64 * units::GIB,
             max_ttl: Duration::from_secs(7 * 24 * 3600),
             pids_limit: 1024,
+            max_labels: DEFAULT_MAX_LABELS,
+            max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
         }
     }
 }
@@ -208,6 +219,35 @@ impl SandboxRequest {
             if let Err(message) = labels::validate_label(key, value) {
                 reject(&format!("labels.{key}"), message);
             }
+        }
+        if self.labels.len() > policy.max_labels {
+            reject(
+                "labels",
+                format!(
+                    "has {} labels; this server allows at most {} (its max_labels setting): drop some, or keep such data inside the sandbox",
+                    self.labels.len(),
+                    policy.max_labels
+                ),
+            );
+        }
+        let pairs_bytes =
+            |map: &BTreeMap<String, String>| map.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>();
+        let sizes = [
+            ("labels", pairs_bytes(&self.labels)),
+            ("env", pairs_bytes(&self.env)),
+            ("command", self.command.iter().flatten().map(String::len).sum()),
+        ];
+        let total: usize = sizes.iter().map(|(_, size)| size).sum();
+        if total as u64 > policy.max_spec_bytes
+            && let Some((largest, _)) = sizes.iter().max_by_key(|(_, size)| *size)
+        {
+            reject(
+                largest,
+                format!(
+                    "labels, env and command hold {total} bytes together; this server allows at most {} (its max_spec_size setting): pass large data as a file instead",
+                    policy.max_spec_bytes
+                ),
+            );
         }
 
         let mut seen_ports = std::collections::BTreeSet::new();
@@ -623,5 +663,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn label_count_and_the_size_of_labels_env_and_command_are_bounded_by_the_policy() {
+        let policy = SpecPolicy {
+            max_labels: 3,
+            max_spec_bytes: 100,
+            ..SpecPolicy::default()
+        };
+        let labelled = |count: usize| SandboxRequest {
+            image: Some("busybox".into()),
+            labels: (0..count).map(|n| (format!("k{n}"), "v".to_owned())).collect(),
+            ..SandboxRequest::default()
+        };
+        assert!(labelled(3).validate(&policy).is_ok());
+        let refused = labelled(4).validate(&policy).unwrap_err();
+        assert_eq!(fields(&refused.0), ["labels"]);
+        assert!(
+            refused.0[0].message.contains("at most 3") && refused.0[0].message.contains("max_labels"),
+            "{refused}"
+        );
+
+        let big_env = SandboxRequest {
+            image: Some("busybox".into()),
+            env: [("PAYLOAD".to_owned(), "x".repeat(90))].into(),
+            command: Some(vec!["sh".into(), "-c".into(), "true".into()]),
+            ..SandboxRequest::default()
+        };
+        let refused = big_env.validate(&policy).unwrap_err();
+        assert_eq!(fields(&refused.0), ["env"], "names the largest part");
+        assert!(
+            refused.0[0].message.contains("105 bytes") && refused.0[0].message.contains("max_spec_size"),
+            "{refused}"
+        );
+        let defaults = SpecPolicy::default();
+        assert!(
+            big_env.validate(&defaults).is_ok(),
+            "the defaults are not hit by accident"
+        );
+        assert!(labelled(DEFAULT_MAX_LABELS + 1).validate(&defaults).is_err());
     }
 }

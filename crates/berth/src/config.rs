@@ -73,6 +73,12 @@ pub struct ServeArgs {
     /// Most processes in one sandbox [default: 1024]
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<String>,
+    /// Most labels one sandbox may carry [default: 64]
+    #[arg(long, env = "BERTH_MAX_LABELS", value_name = "N")]
+    pub max_labels: Option<String>,
+    /// Most bytes the labels, env and command of one sandbox may hold together [default: 256Ki]
+    #[arg(long, env = "BERTH_MAX_SPEC_SIZE", value_name = "SIZE")]
+    pub max_spec_size: Option<String>,
     /// How often the engine is compared with the store [default: 30s]
     #[arg(long, env = "BERTH_RESYNC_INTERVAL", value_name = "DURATION")]
     pub resync_interval: Option<String>,
@@ -212,6 +218,8 @@ pub struct FileSettings {
     pub max_memory: Option<NumberOrString>,
     pub max_ttl: Option<NumberOrString>,
     pub pids_limit: Option<NumberOrString>,
+    pub max_labels: Option<NumberOrString>,
+    pub max_spec_size: Option<NumberOrString>,
     pub resync_interval: Option<NumberOrString>,
     pub orphan_grace: Option<NumberOrString>,
     pub retention: Option<NumberOrString>,
@@ -242,6 +250,8 @@ impl FileSettings {
             "max_memory" => self.max_memory.clone(),
             "max_ttl" => self.max_ttl.clone(),
             "pids_limit" => self.pids_limit.clone(),
+            "max_labels" => self.max_labels.clone(),
+            "max_spec_size" => self.max_spec_size.clone(),
             "resync_interval" => self.resync_interval.clone(),
             "orphan_grace" => self.orphan_grace.clone(),
             "retention" => self.retention.clone(),
@@ -338,6 +348,8 @@ impl CliLayer {
             ("max_memory", &args.max_memory),
             ("max_ttl", &args.max_ttl),
             ("pids_limit", &args.pids_limit),
+            ("max_labels", &args.max_labels),
+            ("max_spec_size", &args.max_spec_size),
             ("resync_interval", &args.resync_interval),
             ("orphan_grace", &args.orphan_grace),
             ("retention", &args.retention),
@@ -554,6 +566,12 @@ pub fn resolve(
         max_memory_bytes: max_memory.parse(units::parse_memory_bytes)?,
         max_ttl: max_ttl.parse(units::parse_duration)?,
         pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
+        max_labels: layers.get("max_labels", "64").parse(|value| {
+            let count =
+                parse_pids_limit(value).map_err(|_| "must be a whole number of labels, at least 1".to_owned())?;
+            usize::try_from(count).map_err(|_| "is too large for this machine".to_owned())
+        })?,
+        max_spec_bytes: layers.get("max_spec_size", "256Ki").parse(units::parse_memory_bytes)?,
     };
     let over_max = |default: &Raw, max: &Raw| {
         default.invalid(format!(

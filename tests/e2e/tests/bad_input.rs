@@ -223,3 +223,45 @@ async fn renewing_with_bad_values_or_after_the_end_is_refused() {
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["type"], "urn:berth:problem:invalid-state");
 }
+
+#[tokio::test]
+async fn what_one_request_may_store_is_bounded_and_the_bounds_are_settings() {
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        args: vec!["--max-spec-size".into(), "4Ki".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let thousand_labels: serde_json::Map<String, Value> =
+        (0..1000).map(|n| (format!("label-{n}"), json!("v"))).collect();
+    let (status, problem) = create(&server, json!({"image": TEST_IMAGE, "labels": thousand_labels})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(field_named(&problem, "labels"), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("at most 64"), "{problem}");
+
+    let (status, problem) = create(&server, json!({"image": TEST_IMAGE, "env": {"BLOB": "x".repeat(5000)}})).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(field_named(&problem, "env"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("max_spec_size"),
+        "{problem}"
+    );
+
+    let (status, problem) = create(
+        &server,
+        json!({"image": TEST_IMAGE, "command": ["sleep", "600"], "env": {"SMALL": "x".repeat(3000)}}),
+    )
+    .await;
+    assert_eq!(status, 201, "within the bounds: {problem}");
+    let created = docker_ids(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=berth.cluster={}", server.cluster),
+    ]);
+    assert_eq!(
+        created.len(),
+        1,
+        "only the request within the bounds made a container: {created:?}"
+    );
+}
