@@ -21,6 +21,43 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("berth-docker", &["berth-core", "berth-runtime"]),
     ("berth-api", &["berth-core"]),
     ("berth-compose", &["berth-core"]),
+    // The control plane: the domain rules over the engine and store seams. No HTTP.
+    (
+        "berth-control",
+        &["berth-core", "berth-runtime", "berth-store", "berth-api"],
+    ),
+    // The data path into a sandbox, reached through the control plane's rules.
+    (
+        "berth-work",
+        &["berth-core", "berth-runtime", "berth-api", "berth-control"],
+    ),
+    // Forwarding knows sandboxes only through its own lookup trait, never the control plane.
+    ("berth-gateway", &["berth-core"]),
+    (
+        "berth-http",
+        &[
+            "berth-core",
+            "berth-runtime",
+            "berth-store",
+            "berth-api",
+            "berth-control",
+            "berth-work",
+            "berth-gateway",
+        ],
+    ),
+    (
+        "berth-aenv",
+        &[
+            "berth-core",
+            "berth-store",
+            "berth-api",
+            "berth-compose",
+            "berth-control",
+            "berth-gateway",
+            "berth-http",
+        ],
+    ),
+    // Wiring only.
     (
         "berth-server",
         &[
@@ -28,7 +65,11 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "berth-runtime",
             "berth-store",
             "berth-api",
-            "berth-compose",
+            "berth-control",
+            "berth-work",
+            "berth-gateway",
+            "berth-http",
+            "berth-aenv",
         ],
     ),
     ("berth-client", &["berth-api"]),

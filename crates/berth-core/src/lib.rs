@@ -1,6 +1,7 @@
 //! berth's domain: sandbox specs, records, templates, statuses, label rules and unit parsers. No IO, no async.
 
 pub mod env_service;
+pub mod error_chain;
 pub mod labels;
 pub mod readiness;
 pub mod sandbox;

@@ -11,9 +11,10 @@ use axum::http::{Request, StatusCode};
 use berth_core::readiness::HttpProbeRequest;
 use berth_core::spec::NumberOrString;
 use berth_core::{ReadinessRequest, SandboxRequest, Status};
+use berth_gateway::mcp as gateway;
 use berth_runtime::fake::FakeRuntime;
-use berth_server::service::SandboxService;
-use berth_server::{ServerConfig, gateway, start};
+use berth_server::SandboxService;
+use berth_server::{ServerConfig, lookup, start};
 use berth_store::SqliteStore;
 use tower::ServiceExt;
 
@@ -83,7 +84,7 @@ async fn call(
 #[tokio::test]
 async fn the_gateway_answers_its_health_and_refuses_anything_but_a_running_sandbox() {
     let h = harness().await;
-    let router = gateway::router(Arc::clone(&h.service));
+    let router = gateway::router(lookup(Arc::clone(&h.service)));
     let (status, health) = call(&router, "GET", "/health", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

@@ -1,0 +1,1363 @@
+//! The sandbox service: the one place for the lifecycle rules. Every change is written to the
+//! store before the engine is touched, then mirrored into the in-memory index that reads use.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::sandbox::{label_keys, reasons};
+use berth_core::spec::NumberOrString;
+use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
+use berth_runtime::{
+    ContainerRequest, ContainerState, EventKind, LogOptions, OutputChunk, ResourceStats, RunState, Runtime,
+    RuntimeError, RuntimeEvent,
+};
+use berth_store::{Cursor, Page, SandboxFilter, Store, StoreError};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::expiry::ExpiryTimers;
+use crate::index::SandboxIndex;
+use crate::locks::SandboxLocks;
+use crate::metrics::{Correction, CreatePath, Metrics, Operation};
+use crate::processes::ProcessRegistry;
+
+mod build;
+mod pools;
+pub use build::{BuildOptions, build_tag};
+pub use pools::PoolBook;
+
+/// Owner recorded when a create names none.
+pub const DEFAULT_OWNER: &str = "anonymous";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Validation(ValidationErrors),
+    /// Invalid values in a request other than a sandbox spec (exec, files, logs…).
+    #[error("{0}")]
+    InvalidRequest(ValidationErrors),
+    #[error("sandbox {0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("{error}")]
+    Engine {
+        error: RuntimeError,
+        sandbox_id: Option<SandboxId>,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// A path, or a background process, that does not exist in a sandbox.
+    #[error("{0}")]
+    Missing(String),
+    /// A request the sandbox's image cannot serve (e.g. a timeout needs `/bin/sh`).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An upload over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A malformed or unsafe request body (e.g. a tar entry escaping its directory).
+    #[error("{0}")]
+    BadBody(String),
+}
+
+impl ServiceError {
+    /// One invalid value of a request (exec, files, logs…), named by its field.
+    pub fn invalid(field: &str, message: String) -> Self {
+        ServiceError::InvalidRequest(one_field_error(field, message))
+    }
+
+    /// One invalid value of a sandbox spec (create or renew), named by its field.
+    fn field(field: &str, message: String) -> Self {
+        ServiceError::Validation(one_field_error(field, message))
+    }
+}
+
+fn one_field_error(field: &str, message: String) -> ValidationErrors {
+    ValidationErrors(vec![berth_core::FieldError {
+        field: field.into(),
+        message,
+    }])
+}
+
+/// Removals of deleted sandboxes running at once; more wait their turn.
+pub const REMOVAL_CONCURRENCY: usize = 16;
+
+/// What a create produced; `replayed` when an idempotency key matched an earlier create.
+#[derive(Debug)]
+pub struct Created {
+    pub sandbox: Sandbox,
+    pub replayed: bool,
+    /// Taken ready from a template's warm pool rather than created.
+    pub claimed: bool,
+}
+
+pub struct SandboxService {
+    runtime: Arc<dyn Runtime>,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    index: SandboxIndex,
+    locks: SandboxLocks,
+    timers: ExpiryTimers,
+    /// Sandboxes whose container is being created right now; the resync leaves them alone.
+    provisioning: Mutex<HashSet<SandboxId>>,
+    processes: ProcessRegistry,
+    metrics: Arc<Metrics>,
+    /// Whether this process runs the reconciler and expiries of its deployment (see `reconciler`).
+    leading: AtomicBool,
+    /// Background removals of deleted sandboxes, bounded so a mass delete cannot flood the engine.
+    removals: Arc<tokio::sync::Semaphore>,
+    /// What the warm pools are doing: refills in flight, claims, backoffs.
+    pools: PoolBook,
+    /// Wakes the env-service controller when a service was created, changed or deleted.
+    env_services_changed: tokio::sync::Notify,
+    started: tokio::time::Instant,
+}
+
+/// A sandbox found `Running`, with its container: what exec, files, logs and stats work on.
+#[derive(Debug, Clone)]
+pub struct RunningSandbox {
+    pub id: SandboxId,
+    pub container_id: String,
+}
+
+impl SandboxService {
+    pub fn new(
+        runtime: Arc<dyn Runtime>,
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        timers: ExpiryTimers,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        SandboxService {
+            runtime,
+            store,
+            config,
+            index: SandboxIndex::default(),
+            locks: SandboxLocks::default(),
+            timers,
+            provisioning: Mutex::default(),
+            processes: ProcessRegistry::default(),
+            metrics,
+            leading: AtomicBool::new(false),
+            removals: Arc::new(tokio::sync::Semaphore::new(REMOVAL_CONCURRENCY)),
+            pools: PoolBook::default(),
+            env_services_changed: tokio::sync::Notify::new(),
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    /// How long this server has been up.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Background processes started with `detach`.
+    pub fn processes(&self) -> &ProcessRegistry {
+        &self.processes
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// What the env-service controller waits on between its ticks; notified by the API.
+    pub fn env_services_changed(&self) -> &tokio::sync::Notify {
+        &self.env_services_changed
+    }
+
+    pub fn pools(&self) -> &PoolBook {
+        &self.pools
+    }
+
+    /// The `/metrics` text, with the sandbox gauges taken from the index now.
+    pub fn render_metrics(&self) -> String {
+        let records = self.index.snapshot();
+        self.metrics.render(records.iter().map(AsRef::as_ref))
+    }
+
+    /// Loads every record from the store into the index and arms the expiry timers of the live
+    /// ones. Called once at start, before the API serves.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let filter = SandboxFilter {
+            include_ended: true,
+            ..SandboxFilter::default()
+        };
+        let mut after: Option<Cursor> = None;
+        let mut count = 0;
+        loop {
+            let page = self.store.list(&filter, after.as_ref(), 1000).await?;
+            for sandbox in page.items {
+                if !sandbox.status.is_ended() {
+                    self.timers.schedule(sandbox.id.clone(), sandbox.expires_at);
+                }
+                self.index.put(sandbox);
+                count += 1;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::SeqCst);
+        self.metrics.set_leader(leading);
+    }
+
+    /// Takes records other processes wrote since `since` into the index (never replacing a
+    /// newer copy) and re-arms or disarms their timers. Returns how many changed here.
+    pub async fn refresh_from_store(&self, since: DateTime<Utc>) -> Result<usize, StoreError> {
+        let records = self.store.updated_since(since).await?;
+        Ok(records.into_iter().filter(|record| self.merge(record.clone())).count())
+    }
+
+    /// Puts a record read from the store into the index unless the index already holds the
+    /// same or a newer write of it; keeps its timer and processes in step. Returns whether it changed.
+    fn merge(&self, record: Sandbox) -> bool {
+        if self
+            .index
+            .get(&record.id)
+            .is_some_and(|current| current.updated_at >= record.updated_at)
+        {
+            return false;
+        }
+        if record.status.is_ended() {
+            self.timers.cancel(record.id.clone());
+            self.processes.forget(&record.id);
+        } else {
+            self.timers.schedule(record.id.clone(), record.expires_at);
+        }
+        self.index.put(record);
+        true
+    }
+
+    /// The latest copy of a record: with a shared store another process may have changed it, so
+    /// it is read again (under the caller's sandbox lock) before any decision is taken on it.
+    async fn fresh(&self, id: &SandboxId) -> Option<Arc<Sandbox>> {
+        if self.store.is_shared() {
+            match self.store.get(id).await {
+                Ok(Some(record)) => {
+                    self.merge(record);
+                }
+                Ok(None) => {}
+                Err(error) => debug!(sandbox = %id, %error, "cannot re-read a record; using the index's copy"),
+            }
+        }
+        self.index.get(id)
+    }
+
+    /// Arms the expiry timer of every live record: what a process does when it becomes the
+    /// leader, since timers that fired while it followed were dropped.
+    pub fn arm_all_timers(&self) {
+        for record in self.index.snapshot() {
+            if !record.status.is_ended() {
+                self.timers.schedule(record.id.clone(), record.expires_at);
+            }
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        SandboxId::parse(id)
+            .and_then(|id| self.index.get(&id))
+            .map(|sandbox| Sandbox::clone(&sandbox))
+            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
+    }
+
+    pub fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Page {
+        self.index.list(filter, after, limit)
+    }
+
+    /// Records a new sandbox and creates its container. With `wait`, returns once the container
+    /// runs (or the create failed); otherwise returns the `Pending` record at once.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
+        self.create_labelled(request, BTreeMap::new(), idempotency_key, wait)
+            .await
+    }
+
+    /// [`create`](Self::create), with `system_labels` added to the sandbox's labels once the
+    /// request is valid: labels a compatibility surface sets itself (AEnvironment's `aenv.*`),
+    /// whose values — RFC 3339 times, e-mail owners — need not follow the label syntax that
+    /// clients' own labels must.
+    pub async fn create_labelled(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        system_labels: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
+        let extras = CreateExtras {
+            system_labels,
+            stack: None,
+        };
+        self.create_with(request, extras, idempotency_key, wait).await
+    }
+
+    /// [`create_labelled`](Self::create_labelled), optionally of a compose stack: `extras.stack`
+    /// runs beside the sandbox's container (its main service, which `request` describes). A
+    /// stack is always created cold, never claimed from a pool.
+    pub async fn create_with(
+        self: &Arc<Self>,
+        request: SandboxRequest,
+        extras: CreateExtras,
+        idempotency_key: Option<String>,
+        wait: bool,
+    ) -> Result<Created, ServiceError> {
+        let CreateExtras { system_labels, stack } = extras;
+        let requested_at = Utc::now();
+        let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
+        validate_owner(&owner)?;
+        let (mut spec, template) = match &request.template {
+            None => (
+                request
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?,
+                None,
+            ),
+            Some(reference) => {
+                let template = self.template_for_create(reference).await?;
+                let spec = pools::merged_request(&template, &request)
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?;
+                (spec, Some(template))
+            }
+        };
+        spec.labels.extend(system_labels);
+        spec.stack = stack;
+        if let Some(key) = &idempotency_key {
+            validate_idempotency_key(key)?;
+            if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
+                return Ok(Created {
+                    sandbox: self.current(existing),
+                    replayed: true,
+                    claimed: false,
+                });
+            }
+        }
+        if let Some(template) = &template
+            && spec.stack.is_none()
+            && pools::claimable(template, &request)
+            && let Some(claimed) = self
+                .claim(template, &spec, &owner, idempotency_key.as_deref(), requested_at)
+                .await?
+        {
+            return Ok(Created {
+                sandbox: claimed,
+                replayed: false,
+                claimed: true,
+            });
+        }
+
+        let mut sandbox = Sandbox::new_pending(
+            spec,
+            owner.clone(),
+            self.runtime.name().to_owned(),
+            idempotency_key.clone(),
+            requested_at,
+        );
+        sandbox.template = template.as_ref().map(|template| template.reference().to_string());
+        let id = sandbox.id.clone();
+        match retry_store(|| self.store.insert(&sandbox)).await {
+            Ok(()) => {}
+            Err(StoreError::DuplicateIdempotencyKey { .. }) => {
+                // A concurrent retry with the same key won the race: answer with its sandbox.
+                let key = idempotency_key.unwrap_or_default();
+                if let Some(existing) = self.store.find_by_idempotency_key(&owner, &key).await? {
+                    return Ok(Created {
+                        sandbox: self.current(existing),
+                        replayed: true,
+                        claimed: false,
+                    });
+                }
+                return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.index.put(sandbox.clone());
+        self.timers.schedule(id.clone(), sandbox.expires_at);
+        info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
+        self.metrics.count_operation(Operation::Create);
+
+        self.lock_provisioning().insert(id.clone());
+        let service = Arc::clone(self);
+        let provision = tokio::spawn({
+            let id = id.clone();
+            async move {
+                let outcome = service.provision(&id).await;
+                service.lock_provisioning().remove(&id);
+                outcome
+            }
+        });
+        if !wait {
+            return Ok(Created {
+                sandbox,
+                replayed: false,
+                claimed: false,
+            });
+        }
+        // Awaiting the spawned task (instead of provisioning inline) means a client that hangs up
+        // mid-create cannot cancel it half-way.
+        match provision.await {
+            Ok(outcome) => outcome.map(|sandbox| Created {
+                sandbox,
+                replayed: false,
+                claimed: false,
+            }),
+            Err(join_error) => Err(ServiceError::InvalidState(format!(
+                "create of {id} was interrupted: {join_error}"
+            ))),
+        }
+    }
+
+    /// The index's copy of a record when it has one (it may be newer than the store's answer).
+    fn current(&self, sandbox: Sandbox) -> Sandbox {
+        self.index
+            .get(&sandbox.id)
+            .map(|current| Sandbox::clone(&current))
+            .unwrap_or(sandbox)
+    }
+
+    async fn provision(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        let guard = self.locks.lock(id).await;
+        let mut sandbox = self.live_record(id)?;
+        if sandbox.status != Status::Pending {
+            // Deleted or expired before its container was made.
+            return Ok(sandbox);
+        }
+        sandbox.status = Status::Creating;
+        self.persist(&mut sandbox).await?;
+
+        let mut labels = sandbox.engine_labels();
+        labels.insert(label_keys::CLUSTER.into(), self.config.cluster.clone());
+        let request = ContainerRequest {
+            sandbox_id: id.clone(),
+            spec: sandbox.spec.clone(),
+            labels,
+        };
+        match self.runtime.create(&request).await {
+            Ok(container) => {
+                debug!(sandbox = %id, container = %container.container_id, "container started");
+                self.adopt_container(&mut sandbox, &container).await;
+                if let Some(probe) = sandbox.spec.readiness.clone()
+                    && sandbox.status == Status::Running
+                {
+                    // `Creating` (with the container's facts) until the probe passes.
+                    sandbox.status = Status::Creating;
+                    self.persist(&mut sandbox).await?;
+                    return self.await_readiness(sandbox, probe, guard).await;
+                }
+                self.persist(&mut sandbox).await?;
+                if sandbox.status == Status::Running {
+                    let took = (Utc::now() - sandbox.created_at).to_std().unwrap_or_default();
+                    self.metrics.observe_create(CreatePath::Cold, took);
+                }
+                if sandbox.status.is_ended() {
+                    self.after_end(&sandbox);
+                }
+                Ok(sandbox)
+            }
+            Err(error) => {
+                let reason = match error {
+                    RuntimeError::ImageNotFound { .. } => reasons::IMAGE_NOT_FOUND,
+                    _ => reasons::CREATE_FAILED,
+                };
+                warn!(sandbox = %id, %error, "create failed");
+                self.metrics.count_operation(Operation::CreateFailed);
+                sandbox.end(Status::Failed, reason, Utc::now());
+                sandbox.status_message = Some(error.to_string());
+                // If this write fails too, the record stays `Creating` and the resync settles it.
+                if let Err(store_error) = self.persist(&mut sandbox).await {
+                    warn!(sandbox = %id, %store_error, "could not record the failed create");
+                }
+                self.timers.cancel(id.clone());
+                Err(ServiceError::Engine {
+                    error,
+                    sandbox_id: Some(id.clone()),
+                })
+            }
+        }
+    }
+
+    /// Probes a sandbox whose container runs without holding its lock (a delete or an expiry is not
+    /// held up for the probe's timeout), then decides under the lock on the re-read record:
+    /// `Running` once the probe passed, else `Failed` (`readiness_timeout`) with its container
+    /// removed. A record that changed meanwhile (deleted, expired, exited) keeps that outcome.
+    async fn await_readiness(
+        &self,
+        sandbox: Sandbox,
+        probe: berth_core::ReadinessProbe,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Sandbox, ServiceError> {
+        drop(guard);
+        let id = sandbox.id.clone();
+        let unchanged =
+            |current: &Sandbox| current.status == Status::Creating && current.container_id == sandbox.container_id;
+        let outcome = match crate::address::sandbox_address(&sandbox, probe.check.port()) {
+            Some(address) => {
+                let still_wanted = || self.index.get(&id).is_some_and(|current| unchanged(current.as_ref()));
+                crate::probe::wait_until_ready(&probe, address, still_wanted).await
+            }
+            None => crate::probe::ProbeOutcome::TimedOut("the sandbox has no address to probe".into()),
+        };
+        let _guard = self.locks.lock(&id).await;
+        let mut current = match self.fresh(&id).await {
+            Some(current) if unchanged(current.as_ref()) => Sandbox::clone(&current),
+            Some(current) => return Ok(Sandbox::clone(&current)),
+            None => return Err(ServiceError::NotFound(id.to_string())),
+        };
+        if outcome == crate::probe::ProbeOutcome::Passed {
+            current.status = Status::Running;
+            self.persist(&mut current).await?;
+            let took = (Utc::now() - current.created_at).to_std().unwrap_or_default();
+            self.metrics.observe_create(CreatePath::Cold, took);
+            debug!(sandbox = %id, ?took, "readiness probe passed");
+            return Ok(current);
+        }
+        warn!(sandbox = %id, timeout = ?probe.timeout, ?outcome, "readiness probe did not pass; removing the sandbox");
+        self.metrics.count_operation(Operation::CreateFailed);
+        if let Err(error) = self.remove_engine_objects(&current).await {
+            // The resync collects containers of ended records.
+            warn!(sandbox = %id, %error, "could not remove the container of a sandbox that never became ready");
+        }
+        current.end(Status::Failed, reasons::READINESS_TIMEOUT, Utc::now());
+        if let crate::probe::ProbeOutcome::TimedOut(last_failure) = &outcome {
+            current.status_message = Some(format!(
+                "the readiness probe did not pass within {:?}; its last attempt: {last_failure}",
+                probe.timeout
+            ));
+        }
+        self.persist(&mut current).await?;
+        self.timers.cancel(id.clone());
+        self.processes.forget(&id);
+        Ok(current)
+    }
+
+    /// Probes a `Creating` sandbox whose container runs but whose probe no process is running
+    /// (found by the resync, e.g. after a restart), in the background, as a create would.
+    fn probe_again(self: &Arc<Self>, id: SandboxId) {
+        if !self.lock_provisioning().insert(id.clone()) {
+            return;
+        }
+        let service = Arc::clone(self);
+        tokio::spawn(async move {
+            let guard = service.locks.lock(&id).await;
+            let current = service.fresh(&id).await;
+            if let Some(current) = current
+                && current.status == Status::Creating
+                && let Some(probe) = current.spec.readiness.clone()
+            {
+                debug!(sandbox = %id, "probing again a sandbox whose probe was interrupted");
+                if let Err(error) = service.await_readiness(Sandbox::clone(&current), probe, guard).await {
+                    warn!(sandbox = %id, %error, "probing again failed");
+                }
+            }
+            service.lock_provisioning().remove(&id);
+        });
+    }
+
+    /// Stops and removes the sandbox; `Terminated` with reason `deleted`. Ended ones are left as they are.
+    pub async fn delete(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        self.stop(&id, reasons::DELETED).await
+    }
+
+    /// Marks the sandbox `Stopping` and returns; the removal runs in the background (at most
+    /// [`REMOVAL_CONCURRENCY`] at once), and the resync finishes it if this process dies first.
+    /// From `Stopping` a sandbox only goes on to `Terminated`.
+    pub async fn delete_in_background(self: &Arc<Self>, id: &str) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let marked = {
+            let _guard = self.locks.lock(&id).await;
+            let mut sandbox = match self.fresh(&id).await {
+                Some(sandbox) => Sandbox::clone(&sandbox),
+                None => return Err(ServiceError::NotFound(id.to_string())),
+            };
+            if sandbox.status.is_ended() {
+                return Ok(sandbox);
+            }
+            if sandbox.status != Status::Stopping {
+                sandbox.status = Status::Stopping;
+                sandbox.status_reason = Some(reasons::DELETED.to_owned());
+                self.persist(&mut sandbox).await?;
+            }
+            sandbox
+        };
+        let service = Arc::clone(self);
+        let removals = Arc::clone(&self.removals);
+        tokio::spawn(async move {
+            let Ok(_permit) = removals.acquire_owned().await else {
+                return;
+            };
+            if let Err(error) = service.stop(&id, reasons::DELETED).await {
+                warn!(sandbox = %id, %error, "background removal failed; the resync will finish it");
+            }
+        });
+        Ok(marked)
+    }
+
+    /// Called by the expiry timers. A sandbox renewed after its timer fired is left running
+    /// (`stop` checks the deadline under the sandbox's lock; the renewal re-armed the timer).
+    pub async fn expire(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        self.stop(id, reasons::EXPIRED).await
+    }
+
+    async fn stop(&self, id: &SandboxId, reason: &str) -> Result<Sandbox, ServiceError> {
+        let _guard = self.locks.lock(id).await;
+        let mut sandbox = match self.fresh(id).await {
+            Some(sandbox) => Sandbox::clone(&sandbox),
+            None => return Err(ServiceError::NotFound(id.to_string())),
+        };
+        if sandbox.status.is_ended() {
+            return Ok(sandbox);
+        }
+        if reason == reasons::EXPIRED && sandbox.expires_at > Utc::now() {
+            return Ok(sandbox);
+        }
+        if sandbox.status != Status::Stopping {
+            sandbox.status = Status::Stopping;
+            sandbox.status_reason = Some(reason.to_owned());
+            self.persist(&mut sandbox).await?;
+        }
+        let reason = sandbox.status_reason.clone().unwrap_or_else(|| reason.to_owned());
+        self.remove_engine_objects(&sandbox)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(id.clone()),
+            })?;
+        sandbox.end(Status::Terminated, &reason, Utc::now());
+        self.persist(&mut sandbox).await?;
+        self.timers.cancel(id.clone());
+        self.processes.forget(id);
+        info!(sandbox = %id, %reason, "sandbox ended");
+        self.metrics.count_operation(if reason == reasons::EXPIRED {
+            Operation::Expire
+        } else {
+            Operation::Delete
+        });
+        Ok(sandbox)
+    }
+
+    /// Moves the deadline to `ttl` from now.
+    pub async fn renew(&self, id: &str, ttl: &NumberOrString) -> Result<Sandbox, ServiceError> {
+        let ttl = units::parse_duration(ttl).map_err(|message| ServiceError::field("ttl", message))?;
+        if ttl > self.config.policy.max_ttl {
+            return Err(ServiceError::field(
+                "ttl",
+                format!(
+                    "`{}` is longer than this server's maximum of {}",
+                    units::format_duration(ttl),
+                    units::format_duration(self.config.policy.max_ttl)
+                ),
+            ));
+        }
+        let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let _guard = self.locks.lock(&sandbox_id).await;
+        self.fresh(&sandbox_id).await;
+        let mut sandbox = self.live_record(&sandbox_id)?;
+        if sandbox.status == Status::Stopping {
+            return Err(ServiceError::InvalidState(format!(
+                "sandbox {id} is stopping and cannot be renewed"
+            )));
+        }
+        sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        self.persist(&mut sandbox).await?;
+        self.timers.schedule(sandbox_id, sandbox.expires_at);
+        Ok(sandbox)
+    }
+
+    /// A record that exists and has not ended.
+    fn live_record(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
+        let sandbox = self
+            .index
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        if sandbox.status.is_ended() {
+            return Err(ended(&sandbox));
+        }
+        Ok(Sandbox::clone(&sandbox))
+    }
+
+    /// The rule for working inside a sandbox (exec, files, logs, stats, signals): it must be
+    /// `Running`. Anything else is a 409 that says why and what to do.
+    pub fn running_container(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
+        let sandbox = self.get(id)?;
+        let container_id = match (sandbox.status, &sandbox.container_id) {
+            (Status::Running, Some(container_id)) => container_id.clone(),
+            (Status::Paused, _) => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is paused: resume it first (POST /v1/sandboxes/{id}/resume)"
+                )));
+            }
+            (Status::Pending | Status::Creating, _) | (Status::Running, None) => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is not running yet ({}): wait until it is Running",
+                    sandbox.status
+                )));
+            }
+            (Status::Stopping, _) => {
+                return Err(ServiceError::InvalidState(format!("sandbox {id} is stopping")));
+            }
+            (Status::Terminated | Status::Failed, _) => return Err(ended(&sandbox)),
+        };
+        Ok(RunningSandbox {
+            id: sandbox.id,
+            container_id,
+        })
+    }
+
+    /// The `Running` sandbox that `address` belongs to: its container IP (any port) or a host port
+    /// it publishes. The only targets the MCP gateway forwards to.
+    pub fn running_at(&self, address: std::net::SocketAddr) -> Option<Sandbox> {
+        self.index
+            .find(|sandbox| sandbox.status == Status::Running && crate::address::reaches(sandbox, address))
+            .map(|sandbox| Sandbox::clone(&sandbox))
+    }
+
+    /// The main process's output (stdout and stderr as they come).
+    pub async fn logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, ServiceError> {
+        let sandbox = self.running_container(id)?;
+        self.runtime
+            .logs(&sandbox.container_id, options)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(sandbox.id),
+            })
+    }
+
+    /// One resource sample, or (with `stream`) one about every second.
+    pub async fn stats(
+        &self,
+        id: &str,
+        stream: bool,
+    ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, ServiceError> {
+        let sandbox = self.running_container(id)?;
+        self.runtime
+            .stats(&sandbox.container_id, stream)
+            .await
+            .map_err(|error| ServiceError::Engine {
+                error,
+                sandbox_id: Some(sandbox.id),
+            })
+    }
+
+    /// Freezes every process of a `Running` sandbox (`Paused`). Pausing a paused sandbox is a
+    /// no-op. A paused sandbox still expires on time.
+    pub async fn pause(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        self.set_paused(id, true).await
+    }
+
+    /// Thaws a `Paused` sandbox (`Running`). Resuming a running sandbox is a no-op.
+    pub async fn resume(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        self.set_paused(id, false).await
+    }
+
+    async fn set_paused(&self, id: &str, pause: bool) -> Result<Sandbox, ServiceError> {
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let _guard = self.locks.lock(&id).await;
+        self.fresh(&id).await;
+        let mut sandbox = self.live_record(&id)?;
+        let (from, to) = if pause {
+            (Status::Running, Status::Paused)
+        } else {
+            (Status::Paused, Status::Running)
+        };
+        if sandbox.status == to {
+            return Ok(sandbox);
+        }
+        let verb = if pause { "paused" } else { "resumed" };
+        let container_id = match (&sandbox.container_id, sandbox.status == from) {
+            (Some(container_id), true) => container_id.clone(),
+            _ => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is {} and cannot be {verb}",
+                    sandbox.status
+                )));
+            }
+        };
+        let outcome = if pause {
+            self.runtime.pause(&container_id).await
+        } else {
+            self.runtime.unpause(&container_id).await
+        };
+        outcome.map_err(|error| ServiceError::Engine {
+            error,
+            sandbox_id: Some(id.clone()),
+        })?;
+        sandbox.status = to;
+        self.persist(&mut sandbox).await?;
+        info!(sandbox = %id, "sandbox {verb}");
+        Ok(sandbox)
+    }
+
+    /// Takes the container's facts into the record: id, address, ports and run state.
+    async fn adopt_container(&self, sandbox: &mut Sandbox, container: &ContainerState) {
+        sandbox.container_id = Some(container.container_id.clone());
+        if container.ip.is_some() {
+            sandbox.ip = container.ip.clone();
+        }
+        if !container.ports.is_empty() {
+            sandbox.ports = container.ports.clone();
+        }
+        sandbox.started_at = sandbox.started_at.or(container.started_at).or(Some(Utc::now()));
+        match container.state {
+            // Made but never started: it is not running, so the record does not say so. The
+            // resync starts it first (`start_interrupted`); nothing else adopts such a container.
+            RunState::Created => {}
+            RunState::Running | RunState::Restarting => {
+                if sandbox.status != Status::Running && sandbox.status != Status::Stopping {
+                    sandbox.status = Status::Running;
+                }
+            }
+            RunState::Paused => {
+                if sandbox.status != Status::Stopping {
+                    sandbox.status = Status::Paused;
+                }
+            }
+            RunState::Removing => {
+                // Being removed, and not by us (our own removals go through `Stopping`).
+                sandbox.end(Status::Failed, reasons::CONTAINER_LOST, Utc::now());
+            }
+            RunState::Exited | RunState::Dead => {
+                let finished = self.finished_facts(container).await;
+                end_with_exit(sandbox, finished.exit_code, finished.oom_killed, finished.finished_at);
+            }
+        }
+    }
+
+    /// Exit facts from a fresh inspect: list data may carry an exit code and time but never the
+    /// OOM flag, so a resync that sees the exit before its event must still ask.
+    async fn finished_facts(&self, container: &ContainerState) -> ContainerState {
+        self.runtime
+            .inspect(&container.container_id)
+            .await
+            .unwrap_or_else(|_| container.clone())
+    }
+
+    /// Applies one engine event to the sandbox it concerns, if it is one of ours.
+    pub async fn apply_event(&self, event: RuntimeEvent) {
+        let Some(id) = event.sandbox_id.clone() else { return };
+        if self.index.get(&id).is_none() {
+            return;
+        }
+        let _guard = self.locks.lock(&id).await;
+        let Some(current) = self.fresh(&id).await else { return };
+        if current.container_id.as_deref() != Some(event.container_id.as_str()) {
+            return;
+        }
+        if current.status.is_ended() {
+            if event.kind == EventKind::Oom && ended_by_an_unexplained_kill(&current) {
+                self.record_late_oom(&current).await;
+            }
+            return;
+        }
+        let mut sandbox = Sandbox::clone(&current);
+        let now = Utc::now();
+        match event.kind {
+            EventKind::Start => return,
+            EventKind::Oom => {
+                sandbox.oom_killed = true;
+            }
+            EventKind::Pause if sandbox.status == Status::Running => sandbox.status = Status::Paused,
+            EventKind::Unpause if sandbox.status == Status::Paused => sandbox.status = Status::Running,
+            EventKind::Pause | EventKind::Unpause => return,
+            EventKind::Die { exit_code } => {
+                if sandbox.status == Status::Stopping {
+                    return; // our own removal
+                }
+                let inspected = self.runtime.inspect(&event.container_id).await;
+                let removed_behind_our_back = match &inspected {
+                    Err(RuntimeError::NotFound(_)) => true,
+                    Ok(facts) => facts.state == RunState::Removing,
+                    Err(error) => {
+                        debug!(sandbox = %id, %error, "cannot inspect an exited container; using the event's exit code");
+                        false
+                    }
+                };
+                let facts = inspected.ok();
+                if removed_behind_our_back {
+                    // `docker rm -f` kills first: the death is the removal, not an exit.
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    return self.finish_event(sandbox).await;
+                }
+                let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
+                let oom_killed = sandbox.oom_killed || facts.as_ref().is_some_and(|facts| facts.oom_killed);
+                end_with_exit(
+                    &mut sandbox,
+                    exit_code,
+                    oom_killed,
+                    facts.and_then(|facts| facts.finished_at),
+                );
+            }
+            EventKind::Destroy => {
+                if sandbox.status == Status::Stopping {
+                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
+                    sandbox.end(Status::Terminated, &reason, now);
+                } else {
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                }
+            }
+        }
+        self.finish_event(sandbox).await;
+    }
+
+    /// The engine learns of an OOM kill and of the exit it causes on separate paths, and under
+    /// load reports the kill after the exit: the sandbox already ended as a plain `exited` 137.
+    /// Its reason is corrected so the user reads why it died.
+    async fn record_late_oom(&self, current: &Sandbox) {
+        let mut sandbox = Sandbox::clone(current);
+        sandbox.oom_killed = true;
+        sandbox.status_reason = Some(reasons::OOM_KILLED.into());
+        match self.persist(&mut sandbox).await {
+            Ok(()) => info!(sandbox = %sandbox.id, "the engine reported the exit's OOM kill late; reason corrected"),
+            Err(error) => warn!(sandbox = %sandbox.id, %error, "could not record a late OOM kill"),
+        }
+    }
+
+    async fn finish_event(&self, mut sandbox: Sandbox) {
+        if let Err(error) = self.persist(&mut sandbox).await {
+            warn!(sandbox = %sandbox.id, %error, "could not record an engine event; the resync will retry");
+            return;
+        }
+        if sandbox.status.is_ended() {
+            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "sandbox ended on the engine");
+            self.after_end(&sandbox);
+        }
+    }
+
+    /// Disarms the timer and removes an exited container in the background: an ended sandbox
+    /// leaves nothing on the engine.
+    fn after_end(&self, sandbox: &Sandbox) {
+        self.timers.cancel(sandbox.id.clone());
+        self.processes.forget(&sandbox.id);
+        if sandbox.container_id.is_some() || sandbox.spec.stack.is_some() {
+            let runtime = Arc::clone(&self.runtime);
+            let sandbox = sandbox.clone();
+            tokio::spawn(async move {
+                if let Err(error) = remove_engine_objects(runtime.as_ref(), &sandbox).await {
+                    debug!(sandbox = %sandbox.id, %error, "removal of an ended container failed; the resync will retry");
+                }
+            });
+        }
+    }
+
+    /// Removes what the sandbox has on the engine: its container, or its whole compose stack.
+    async fn remove_engine_objects(&self, sandbox: &Sandbox) -> Result<(), RuntimeError> {
+        remove_engine_objects(self.runtime.as_ref(), sandbox).await
+    }
+
+    /// Converges the records with the engine: adopts, fails lost sandboxes, finishes stops,
+    /// collects orphans and purges old records. The safety net under events and timers.
+    pub async fn resync(self: &Arc<Self>) -> Result<ResyncReport, RuntimeError> {
+        let snapshot_at = Utc::now();
+        let containers: Vec<ContainerState> = self
+            .runtime
+            .list_managed()
+            .await?
+            .into_iter()
+            .filter(|container| container.labels.get(label_keys::CLUSTER) == Some(&self.config.cluster))
+            .collect();
+        let mut by_sandbox: HashMap<SandboxId, &ContainerState> = HashMap::new();
+        for container in &containers {
+            if let Some(id) = &container.sandbox_id {
+                by_sandbox.entry(id.clone()).or_insert(container);
+            }
+        }
+        let mut report = ResyncReport::default();
+        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
+        let mut reprobe = Vec::new();
+
+        for record in self.index.snapshot() {
+            if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
+                continue;
+            }
+            let _guard = self.locks.lock(&record.id).await;
+            let Some(current) = self.fresh(&record.id).await else {
+                continue;
+            };
+            if current.status.is_ended() || current.updated_at > snapshot_at {
+                continue; // changed since the container list was taken
+            }
+            let mut sandbox = Sandbox::clone(&current);
+            let mut container = by_sandbox.get(&sandbox.id).copied();
+            let now = Utc::now();
+            let started;
+            if let Some(unstarted) = container.filter(|container| container.state == RunState::Created)
+                && sandbox.status != Status::Stopping
+            {
+                let creating = matches!(sandbox.status, Status::Pending | Status::Creating);
+                if creating && self.store.is_shared() && sandbox.updated_at + grace > now {
+                    continue; // another process sharing the store may be between its create and start
+                }
+                match self.start_interrupted(&mut sandbox, unstarted).await {
+                    Some(facts) => {
+                        started = facts;
+                        container = Some(&started);
+                    }
+                    None => {
+                        self.finish_correction(sandbox).await;
+                        continue;
+                    }
+                }
+            }
+            match (sandbox.status, container) {
+                (Status::Stopping, container) => {
+                    if (container.is_some() || sandbox.spec.stack.is_some())
+                        && let Err(error) = self.remove_engine_objects(&sandbox).await
+                    {
+                        warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
+                        continue;
+                    }
+                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
+                    sandbox.end(Status::Terminated, &reason, now);
+                }
+                (Status::Pending | Status::Creating, Some(container)) => {
+                    self.adopt_container(&mut sandbox, container).await;
+                    self.metrics.count_correction(Correction::Adopted);
+                    report.adopted += 1;
+                    if let Some(probe) = &sandbox.spec.readiness
+                        && sandbox.status == Status::Running
+                    {
+                        // Its probe never passed here (the process probing it died, or another
+                        // process sharing the store probes it now): it stays `Creating`, and if
+                        // nobody else can be probing it any more, it is probed again.
+                        sandbox.status = Status::Creating;
+                        let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
+                        let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
+                        if !elsewhere {
+                            reprobe.push(sandbox.id.clone());
+                        }
+                        if sandbox == current.as_ref().clone() {
+                            continue;
+                        }
+                    }
+                }
+                (Status::Pending | Status::Creating, None) => {
+                    // With a shared store, another process may be creating it right now.
+                    if self.store.is_shared() && sandbox.updated_at + grace > now {
+                        continue;
+                    }
+                    sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+                    self.metrics.count_correction(Correction::CreateInterrupted);
+                }
+                (_, None) => {
+                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    self.metrics.count_correction(Correction::ContainerLost);
+                    report.lost += 1;
+                }
+                (_, Some(container)) => {
+                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none()
+                    {
+                        report.adopted += 1;
+                    }
+                    let before = sandbox.clone();
+                    self.adopt_container(&mut sandbox, container).await;
+                    if before == sandbox {
+                        continue;
+                    }
+                    if before.status != sandbox.status {
+                        info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
+                            "resync corrected a status the engine contradicts");
+                        self.metrics.count_correction(Correction::Status);
+                    }
+                }
+            }
+            self.finish_correction(sandbox).await;
+        }
+
+        for id in reprobe {
+            self.probe_again(id);
+        }
+
+        for container in &containers {
+            let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
+            let collect = match &record {
+                Some(record) if record.status.is_ended() => true,
+                Some(record) => record
+                    .container_id
+                    .as_deref()
+                    .is_some_and(|id| id != container.container_id),
+                None => container.created_at + grace <= snapshot_at,
+            };
+            if collect {
+                let removal = match (&container.sandbox_id, container.labels.contains_key(label_keys::STACK)) {
+                    (Some(sandbox_id), true) => self.runtime.remove_stack(sandbox_id).await,
+                    _ => self.runtime.remove(&container.container_id).await,
+                };
+                match removal {
+                    Ok(()) => {
+                        info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
+                        self.metrics.count_correction(Correction::Collected);
+                        report.collected += 1;
+                    }
+                    Err(error) => warn!(container = %container.container_id, %error, "could not collect a container"),
+                }
+            }
+        }
+
+        report.collected += self.collect_stacks(snapshot_at, grace).await;
+        report.purged = self.purge(snapshot_at).await;
+        Ok(report)
+    }
+
+    /// Starts the container of a live record that was made but never started (the server stopped
+    /// between the engine's create and start) and answers its facts; or, when that cannot be
+    /// done, ends the record with the reason and answers `None`. A compose stack is not started
+    /// piecemeal: its other services may be missing, so it ends as `create_interrupted`.
+    async fn start_interrupted(&self, sandbox: &mut Sandbox, container: &ContainerState) -> Option<ContainerState> {
+        let now = Utc::now();
+        if sandbox.spec.stack.is_some() {
+            warn!(sandbox = %sandbox.id, container = %container.container_id, "resync found a compose stack whose create was interrupted");
+            sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+            self.metrics.count_correction(Correction::CreateInterrupted);
+            return None;
+        }
+        match self.runtime.start(&container.container_id).await {
+            Ok(facts) => {
+                info!(sandbox = %sandbox.id, container = %container.container_id, status = %sandbox.status,
+                    "resync started a container whose start was interrupted");
+                self.metrics.count_correction(Correction::Started);
+                Some(facts)
+            }
+            Err(error) => {
+                warn!(sandbox = %sandbox.id, container = %container.container_id, %error,
+                    "resync could not start a container whose start was interrupted");
+                sandbox.container_id = Some(container.container_id.clone());
+                sandbox.end(Status::Failed, reasons::START_FAILED, now);
+                sandbox.status_message = Some(error.to_string());
+                self.metrics.count_correction(Correction::StartFailed);
+                None
+            }
+        }
+    }
+
+    /// Records what a resync changed on one sandbox and, when it ended, cleans up after it.
+    async fn finish_correction(&self, mut sandbox: Sandbox) {
+        if let Err(error) = self.persist(&mut sandbox).await {
+            warn!(sandbox = %sandbox.id, %error, "could not record a resync change");
+            return;
+        }
+        if sandbox.status.is_ended() {
+            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
+            self.after_end(&sandbox);
+        }
+    }
+
+    /// Removes the compose stacks of this cluster whose sandbox has ended or has no record: what
+    /// a create interrupted half-way, or a removal that failed, left on the engine.
+    async fn collect_stacks(&self, snapshot_at: DateTime<Utc>, grace: chrono::Duration) -> usize {
+        let stacks = match self.runtime.list_stacks().await {
+            Ok(stacks) => stacks,
+            Err(error) => {
+                warn!(%error, "could not list the compose stacks on the engine");
+                return 0;
+            }
+        };
+        let mut collected = 0;
+        for stack in stacks {
+            if stack.labels.get(label_keys::CLUSTER) != Some(&self.config.cluster) {
+                continue;
+            }
+            let collect = match self.index.get(&stack.sandbox_id) {
+                Some(record) => record.status.is_ended(),
+                None => stack.created_at + grace <= snapshot_at,
+            };
+            if !collect || self.lock_provisioning().contains(&stack.sandbox_id) {
+                continue;
+            }
+            match self.runtime.remove_stack(&stack.sandbox_id).await {
+                Ok(()) => {
+                    info!(sandbox = %stack.sandbox_id, "collected a compose stack with no live record");
+                    self.metrics.count_correction(Correction::Collected);
+                    collected += 1;
+                }
+                Err(error) => warn!(sandbox = %stack.sandbox_id, %error, "could not collect a compose stack"),
+            }
+        }
+        collected
+    }
+
+    /// Forgets ended records older than the retention period, in the store and the index.
+    async fn purge(&self, now: DateTime<Utc>) -> u64 {
+        let cutoff = now - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        let purged = match self.store.purge_ended_before(cutoff).await {
+            Ok(purged) => purged,
+            Err(error) => {
+                warn!(%error, "could not purge old records");
+                return 0;
+            }
+        };
+        self.forget_ended_before(cutoff);
+        purged
+    }
+
+    /// Drops ended records older than the retention period from the index only: what a process
+    /// that does not lead does, since the leader purges the store.
+    pub fn forget_old_records(&self) {
+        let cutoff = Utc::now() - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        self.forget_ended_before(cutoff);
+    }
+
+    fn forget_ended_before(&self, cutoff: DateTime<Utc>) {
+        for record in self.index.snapshot() {
+            if record.ended_at.is_some_and(|ended_at| ended_at < cutoff) {
+                self.index.remove(&record.id);
+            }
+        }
+    }
+
+    /// Writes the record to the store (retrying transient failures), then to the index.
+    async fn persist(&self, sandbox: &mut Sandbox) -> Result<(), StoreError> {
+        sandbox.updated_at = Utc::now();
+        retry_store(|| self.store.update(sandbox)).await?;
+        self.index.put(sandbox.clone());
+        Ok(())
+    }
+
+    fn lock_provisioning(&self) -> std::sync::MutexGuard<'_, HashSet<SandboxId>> {
+        self.provisioning
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn record_count(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// What one resync changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResyncReport {
+    pub adopted: usize,
+    pub lost: usize,
+    pub collected: usize,
+    pub purged: u64,
+}
+
+/// Ends a sandbox whose main process exited: `Failed` on OOM or a non-zero code, else `Terminated`.
+/// What a compatibility surface adds to a create beyond the native request.
+#[derive(Debug, Default)]
+pub struct CreateExtras {
+    /// Labels set by berth itself (AEnvironment's `aenv.*`), exempt from the label syntax.
+    pub system_labels: BTreeMap<String, String>,
+    /// A compose stack to run around the sandbox's container.
+    pub stack: Option<berth_core::stack::StackPlan>,
+}
+
+/// Removes what `sandbox` has on the engine: its container, or its whole compose stack.
+async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Result<(), RuntimeError> {
+    if sandbox.spec.stack.is_some() {
+        return runtime.remove_stack(&sandbox.id).await;
+    }
+    match &sandbox.container_id {
+        Some(container_id) => runtime.remove(container_id).await,
+        None => Ok(()),
+    }
+}
+
+/// Ended by SIGKILL (exit 137) with no other explanation recorded yet.
+fn ended_by_an_unexplained_kill(sandbox: &Sandbox) -> bool {
+    !sandbox.oom_killed && sandbox.exit_code == Some(137) && sandbox.status_reason.as_deref() == Some(reasons::EXITED)
+}
+
+fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool, finished_at: Option<DateTime<Utc>>) {
+    sandbox.exit_code = exit_code;
+    sandbox.oom_killed = oom_killed;
+    let ended_at = finished_at.unwrap_or_else(Utc::now);
+    if oom_killed {
+        sandbox.end(Status::Failed, reasons::OOM_KILLED, ended_at);
+    } else if exit_code != Some(0) {
+        sandbox.end(Status::Failed, reasons::EXITED, ended_at);
+    } else {
+        sandbox.end(Status::Terminated, reasons::EXITED, ended_at);
+    }
+}
+
+/// The 409 for an ended sandbox: `sandbox X has ended (Terminated: expired)`.
+fn ended(sandbox: &Sandbox) -> ServiceError {
+    ServiceError::InvalidState(format!(
+        "sandbox {} has ended ({}{})",
+        sandbox.id,
+        sandbox.status,
+        sandbox
+            .status_reason
+            .as_deref()
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// Retries a store write that failed because the store was briefly unavailable.
+async fn retry_store<F, Fut>(mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..3 {
+        match write().await {
+            Err(StoreError::Unavailable(detail)) => {
+                warn!(%detail, "store unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            outcome => return outcome,
+        }
+    }
+    write().await
+}
+
+fn validate_owner(owner: &str) -> Result<(), ServiceError> {
+    let valid = !owner.is_empty()
+        && owner.len() <= 63
+        && owner.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ServiceError::field(
+            "owner",
+            format!("`{owner}` is not an owner name: use 1-63 letters, digits and - _ . @"),
+        ))
+    }
+}
+
+fn validate_idempotency_key(key: &str) -> Result<(), ServiceError> {
+    if key.is_empty() || key.len() > 255 || !key.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ServiceError::field(
+            "Idempotency-Key",
+            "the header must be 1-255 printable ASCII characters without spaces, e.g. a UUID".into(),
+        ));
+    }
+    Ok(())
+}
