@@ -15,11 +15,11 @@ use berth_core::env_service::service_labels;
 use berth_core::sandbox::reasons;
 use berth_core::spec::NumberOrString;
 use berth_core::{EnvService, Sandbox, SandboxId, SandboxRequest, ServiceStatus, Status, Template, units};
-use berth_store::{SandboxFilter, StoreError};
+use berth_store::SandboxFilter;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
 
-use berth_control::service::{DEFAULT_OWNER, SandboxService};
+use berth_control::service::{DEFAULT_OWNER, SandboxService, ServiceError};
 use berth_gateway::balancer::Balancer;
 
 /// Period of the controller when nothing wakes it sooner.
@@ -260,8 +260,8 @@ pub async fn run(service: Arc<SandboxService>) {
 }
 
 impl Controller {
-    async fn tick(&mut self) -> Result<(), StoreError> {
-        let services = self.service.store().list_services().await?;
+    async fn tick(&mut self) -> Result<(), ServiceError> {
+        let services = self.service.list_env_services().await?;
         let mut replicas = live_replicas(&self.service);
         let known: HashSet<&str> = services
             .iter()
@@ -303,12 +303,12 @@ impl Controller {
         for sandbox in live {
             self.remove(&record.id, &sandbox.id).await;
         }
-        if let Err(error) = self.service.store().delete_service(&record.id).await {
+        if let Err(error) = self.service.delete_env_service(&record.id).await {
             warn!(service = %record.id, %error, "could not forget a deleted env-service");
         }
     }
 
-    async fn keep(&mut self, mut record: EnvService, live: Vec<Sandbox>) -> Result<(), StoreError> {
+    async fn keep(&mut self, mut record: EnvService, live: Vec<Sandbox>) -> Result<(), ServiceError> {
         let mut changed = self.listen(&mut record).await;
         let max_ttl = self.service.config().policy.max_ttl;
         self.renew(&record, &live, max_ttl).await;
@@ -387,7 +387,7 @@ impl Controller {
         }
         if changed {
             record.next_revision(Utc::now());
-            if !self.service.store().update_service(&record).await? {
+            if !self.service.update_env_service(&record, false).await? {
                 debug!(service = %record.id, "env-service changed meanwhile; the next tick decides again");
             }
         }
@@ -450,8 +450,7 @@ impl Controller {
     async fn create_replica(&self, record: &EnvService) -> Result<SandboxId, String> {
         let template = self
             .service
-            .store()
-            .get_template(&record.env_name, &record.env_version)
+            .find_template(&record.env_name, &record.env_version)
             .await
             .map_err(|error| format!("cannot read Env {}: {error}", record.env_reference()))?
             .ok_or_else(|| format!("Env {} is no longer registered", record.env_reference()))?;

@@ -436,10 +436,8 @@ fn env_not_found(name: &str, version: &str) -> AenvError {
 pub(super) async fn find(service: &SandboxService, name: &str, version: &str) -> Result<Template, AenvError> {
     checked_reference(name, version)?;
     service
-        .store()
-        .get_template(name, version)
-        .await
-        .map_err(ServiceError::from)?
+        .find_template(name, version)
+        .await?
         .ok_or_else(|| env_not_found(name, version))
 }
 
@@ -447,14 +445,14 @@ pub(super) async fn find(service: &SandboxService, name: &str, version: &str) ->
 pub async fn create_env(State(service): State<Arc<SandboxService>>, body: Bytes) -> AenvResult<bool> {
     let env = env_from_body(&json_object(&body)?)?;
     let template = to_template(&env, &service.config().policy, Utc::now())?;
-    match service.store().insert_template(&template).await {
+    match service.insert_template(&template).await {
         Ok(()) => {}
-        Err(StoreError::TemplateExists { name, tag }) => {
+        Err(ServiceError::Store(StoreError::TemplateExists { name, tag })) => {
             return Err(AenvError::conflict(format!(
                 "Environment {name}@{tag} already exists: change it with PUT /env/{name}/{tag}"
             )));
         }
-        Err(error) => return Err(ServiceError::from(error).into()),
+        Err(error) => return Err(error.into()),
     }
     info!(env = %env.reference(), image = %template.spec.image, "AEnvironment env registered");
     Ok(Success(true))
@@ -462,7 +460,7 @@ pub async fn create_env(State(service): State<Arc<SandboxService>>, body: Bytes)
 
 /// `GET /env/`: every Env, i.e. every template (native ones shown as made-up Envs).
 pub async fn list_envs(State(service): State<Arc<SandboxService>>) -> AenvResult<Vec<Env>> {
-    let templates = service.store().list_templates().await.map_err(ServiceError::from)?;
+    let templates = service.list_templates().await?;
     Ok(Success(templates.iter().map(env_of_template).collect()))
 }
 
@@ -513,10 +511,10 @@ pub async fn put_env(
     if let Some(document) = template.env_document.as_mut() {
         document["created_at"] = json!(timestamp(existing.created_at));
     }
-    match service.store().update_template(&template).await {
+    match service.replace_template(&template).await {
         Ok(()) => {}
-        Err(StoreError::TemplateNotFound { .. }) => return Err(env_not_found(&name, &version)),
-        Err(error) => return Err(ServiceError::from(error).into()),
+        Err(ServiceError::Store(StoreError::TemplateNotFound { .. })) => return Err(env_not_found(&name, &version)),
+        Err(error) => return Err(error.into()),
     }
     info!(env = %env.reference(), "AEnvironment env updated");
     Ok(Success(true))
@@ -528,11 +526,7 @@ pub async fn env_exists(
     Path((name, version)): Path<(String, String)>,
 ) -> AenvResult<EnvExists> {
     checked_reference(&name, &version)?;
-    let template = service
-        .store()
-        .get_template(&name, &version)
-        .await
-        .map_err(ServiceError::from)?;
+    let template = service.find_template(&name, &version).await?;
     Ok(Success(match template {
         Some(template) => EnvExists {
             exists: true,

@@ -99,7 +99,7 @@ fn env_of_sandbox(sandbox: &Sandbox, templates: &HashMap<String, Template>) -> O
 async fn templates_of(service: &SandboxService, sandboxes: &[Sandbox]) -> Result<HashMap<String, Template>, AenvError> {
     let mut templates = HashMap::new();
     if sandboxes.iter().any(|sandbox| sandbox.template.is_some()) {
-        for template in service.store().list_templates().await.map_err(ServiceError::from)? {
+        for template in service.list_templates().await? {
             templates.insert(template.reference().to_string(), template);
         }
     }

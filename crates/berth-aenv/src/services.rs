@@ -23,7 +23,7 @@ use super::envelope::{AenvError, AenvResult, Success};
 use super::envs::{
     aenv_field_name, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
 };
-use crate::env_services::{self, available_replicas, live_replicas, replica_request};
+use crate::env_services::{available_replicas, live_replicas, replica_request};
 use berth_control::service::{SandboxService, ServiceError};
 
 /// What `DELETE /env-service/{id}` answers, as AEnvironment does.
@@ -186,11 +186,7 @@ fn view(service: &SandboxService, record: &EnvService, template: Option<&Templat
 }
 
 async fn template_of(service: &SandboxService, record: &EnvService) -> Result<Option<Template>, AenvError> {
-    Ok(service
-        .store()
-        .get_template(&record.env_name, &record.env_version)
-        .await
-        .map_err(ServiceError::from)?)
+    Ok(service.find_template(&record.env_name, &record.env_version).await?)
 }
 
 fn service_not_found(id: &str) -> AenvError {
@@ -204,7 +200,7 @@ async fn live_service(service: &SandboxService, id: &str) -> Result<EnvService, 
     if !EnvService::is_id(id) {
         return Err(service_not_found(id));
     }
-    match service.store().get_service(id).await.map_err(ServiceError::from)? {
+    match service.get_env_service(id).await? {
         Some(record) if record.status != ServiceStatus::Terminated => Ok(record),
         _ => Err(service_not_found(id)),
     }
@@ -312,12 +308,7 @@ pub async fn create_service(State(service): State<Arc<SandboxService>>, body: By
         updated_at: now,
     };
     check_replica(&service, &record, &template)?;
-    service
-        .store()
-        .insert_service(&record)
-        .await
-        .map_err(ServiceError::from)?;
-    env_services::wake(&service);
+    service.insert_env_service(&record).await?;
     info!(service = %record.id, env = %record.env_reference(), replicas = record.replicas, "AEnvironment env-service created");
     Ok(Success(view(&service, &record, Some(&template))))
 }
@@ -342,10 +333,8 @@ pub async fn list_services(
     let (name, version) = list_selection(&id, query.as_deref());
     let (name, version) = (name.as_deref(), version.as_deref());
     let records: Vec<EnvService> = service
-        .store()
-        .list_services()
-        .await
-        .map_err(ServiceError::from)?
+        .list_env_services()
+        .await?
         .into_iter()
         .filter(|record| record.status != ServiceStatus::Terminated)
         .filter(|record| name.is_none_or(|name| record.env_name == name))
@@ -353,7 +342,7 @@ pub async fn list_services(
         .collect();
     let mut templates: BTreeMap<(String, String), Template> = BTreeMap::new();
     if !records.is_empty() {
-        for template in service.store().list_templates().await.map_err(ServiceError::from)? {
+        for template in service.list_templates().await? {
             templates.insert((template.name.clone(), template.tag.clone()), template);
         }
     }
@@ -419,7 +408,6 @@ pub async fn update_service(
             record.status_reason = None;
         }
         if write_next_revision(&service, &mut record).await? {
-            env_services::wake(&service);
             info!(service = %record.id, replicas = record.replicas, generation = record.generation, "AEnvironment env-service updated");
             return Ok(Success(view(&service, &record, Some(&template))));
         }
@@ -429,14 +417,11 @@ pub async fn update_service(
     )))
 }
 
-/// Writes `record` as its next revision; `false` when another write came first.
+/// Writes `record` as its next revision and wakes the controller; `false` when another write
+/// came first.
 async fn write_next_revision(service: &SandboxService, record: &mut EnvService) -> Result<bool, AenvError> {
     record.next_revision(Utc::now());
-    Ok(service
-        .store()
-        .update_service(record)
-        .await
-        .map_err(ServiceError::from)?)
+    Ok(service.update_env_service(record, true).await?)
 }
 
 /// `DELETE /env-service/{id}` (`?deleteStorage=` accepted: berth keeps no storage for services):
@@ -467,8 +452,7 @@ pub async fn delete_service(
             Err(error) => return Err(error.into()),
         }
     }
-    service.store().delete_service(&id).await.map_err(ServiceError::from)?;
-    env_services::wake(&service);
+    service.delete_env_service(&id).await?;
     info!(service = %id, "AEnvironment env-service deleted");
     Ok(Success(DELETED))
 }

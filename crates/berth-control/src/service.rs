@@ -26,6 +26,7 @@ use crate::metrics::{Correction, CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
 mod build;
+mod env_service_records;
 mod pools;
 pub use build::{BuildOptions, build_tag};
 pub use pools::PoolBook;
@@ -118,11 +119,42 @@ pub struct SandboxService {
     started: tokio::time::Instant,
 }
 
-/// A sandbox found `Running`, with its container: what exec, files, logs and stats work on.
-#[derive(Debug, Clone)]
+/// A sandbox found `Running`, with its container and the engine it runs on: what exec, files,
+/// logs and stats work on.
+#[derive(Clone)]
 pub struct RunningSandbox {
     pub id: SandboxId,
     pub container_id: String,
+    pub engine: Arc<dyn Runtime>,
+}
+
+impl std::fmt::Debug for RunningSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSandbox")
+            .field("id", &self.id)
+            .field("container_id", &self.container_id)
+            .field("engine", &self.engine.name())
+            .finish()
+    }
+}
+
+/// How the store and the engine answered a check, for the health and readiness probes.
+#[derive(Debug, Clone)]
+pub struct DependencyChecks {
+    /// `Err` with the store's reason when it does not answer.
+    pub store: Result<(), String>,
+    /// `Err` with the engine's reason when it does not answer.
+    pub engine: Result<(), String>,
+    /// How the store describes itself (`sqlite /data/berth.db`, `postgres host/db`).
+    pub store_description: String,
+    /// The engine's name in berth.
+    pub engine_name: String,
+}
+
+impl DependencyChecks {
+    pub fn all_ok(&self) -> bool {
+        self.store.is_ok() && self.engine.is_ok()
+    }
 }
 
 impl SandboxService {
@@ -165,12 +197,23 @@ impl SandboxService {
         &self.config
     }
 
-    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+    pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.runtime
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Asks the store and the engine whether they answer, both at once.
+    pub async fn check_dependencies(&self) -> DependencyChecks {
+        let (store, engine) = tokio::join!(self.store.ping(), self.runtime.info());
+        DependencyChecks {
+            store: store.map_err(|error| error.to_string()),
+            engine: engine.map(drop).map_err(|error| error.to_string()),
+            store_description: self.store.describe(),
+            engine_name: self.runtime.name().to_owned(),
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -729,6 +772,7 @@ impl SandboxService {
         Ok(RunningSandbox {
             id: sandbox.id,
             container_id,
+            engine: Arc::clone(&self.runtime),
         })
     }
 

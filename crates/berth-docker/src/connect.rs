@@ -170,12 +170,10 @@ pub(crate) struct Connected {
 
 /// Resolves the endpoint, opens a client, negotiates the API version and checks the floor.
 pub(crate) async fn connect(config: &DockerConfig) -> Result<Connected, RuntimeError> {
-    let endpoint =
-        resolve_endpoint(config, |key| std::env::var(key).ok()).map_err(|(raw, detail)| RuntimeError::Unavailable {
-            engine: config.name.clone(),
-            endpoint: raw,
-            detail,
-        })?;
+    // A malformed endpoint is a mistake in the settings, not an engine that is down: retrying
+    // cannot mend it.
+    let endpoint = resolve_endpoint(config, |key| std::env::var(key).ok())
+        .map_err(|(raw, detail)| RuntimeError::Invalid(format!("engine endpoint `{raw}`: {detail}")))?;
     let engine = EngineRef {
         name: &config.name,
         endpoint: &endpoint.display,

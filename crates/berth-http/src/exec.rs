@@ -207,7 +207,7 @@ pub async fn exec_ws(
         )
     })?;
     let sandbox = service.running_container(&id)?;
-    let runtime = Arc::clone(service.runtime());
+    let runtime = Arc::clone(&sandbox.engine);
     let started = match exec::start_sized(&runtime, &sandbox.container_id, &spec, true, initial_size).await {
         Ok(started) => started,
         // No `/bin/sh`: run the command as it is; a hang-up then only closes its stdin.

@@ -29,23 +29,11 @@ pub async fn healthz() -> Json<serde_json::Value> {
     )
 )]
 pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Readiness>) {
-    let (store, engine) = tokio::join!(service.store().ping(), service.runtime().info());
+    let dependencies = service.check_dependencies().await;
     let mut checks = BTreeMap::new();
-    checks.insert(
-        "store".to_owned(),
-        store
-            .as_ref()
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(ToString::to_string),
-    );
-    checks.insert(
-        "engine".to_owned(),
-        engine
-            .as_ref()
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(ToString::to_string),
-    );
-    let ready = store.is_ok() && engine.is_ok();
+    checks.insert("store".to_owned(), describe(&dependencies.store));
+    checks.insert("engine".to_owned(), describe(&dependencies.engine));
+    let ready = dependencies.all_ok();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -69,23 +57,19 @@ pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
     )
 )]
 pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Health>) {
-    let (store, engine) = tokio::join!(service.store().ping(), service.runtime().info());
-    let healthy = store.is_ok() && engine.is_ok();
-    let describe = |outcome: Result<(), String>| outcome.map(|()| "ok".to_owned()).unwrap_or_else(|reason| reason);
+    let dependencies = service.check_dependencies().await;
+    let healthy = dependencies.all_ok();
     let health = Health {
         status: if healthy { "ok" } else { "degraded" }.to_owned(),
         timestamp: chrono::Utc::now(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: service.uptime().as_secs(),
         leader: service.is_leading(),
-        store: service.store().describe(),
         checks: HealthChecks {
-            store: describe(store.map_err(|error| error.to_string())),
-            engines: BTreeMap::from([(
-                service.runtime().name().to_owned(),
-                describe(engine.map(|_| ()).map_err(|error| error.to_string())),
-            )]),
+            store: describe(&dependencies.store),
+            engines: BTreeMap::from([(dependencies.engine_name.clone(), describe(&dependencies.engine))]),
         },
+        store: dependencies.store_description,
     };
     let status = if healthy {
         StatusCode::OK
@@ -93,6 +77,14 @@ pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(health))
+}
+
+/// A check as the probes show it: `ok`, or the reason it failed.
+fn describe(check: &Result<(), String>) -> String {
+    match check {
+        Ok(()) => "ok".to_owned(),
+        Err(reason) => reason.clone(),
+    }
 }
 
 /// Prometheus metrics in the OpenMetrics text format.

@@ -568,7 +568,7 @@ pub async fn stream(
     let sandbox = service.running_container(id)?;
     let plan = plan(request)?;
     let started = start(
-        service.runtime(),
+        &sandbox.engine,
         &sandbox.container_id,
         &plan.spec,
         plan.timeout.is_some(),
@@ -577,7 +577,7 @@ pub async fn stream(
     .map_err(|error| error.into_service(&sandbox))?;
     let (events, receiver) = mpsc::channel(16);
     drive(
-        Arc::clone(service.runtime()),
+        Arc::clone(&sandbox.engine),
         sandbox.container_id,
         started,
         plan.stdin,
@@ -624,7 +624,7 @@ pub async fn detach(service: &SandboxService, id: &str, request: &ExecRequest) -
             berth_control::processes::MAX_PROCESSES_PER_SANDBOX
         )));
     }
-    let started = start(service.runtime(), &sandbox.container_id, &plan.spec, true)
+    let started = start(&sandbox.engine, &sandbox.container_id, &plan.spec, true)
         .await
         .map_err(|error| error.into_service(&sandbox))?;
     let Some(pid) = started.pid else {
@@ -636,11 +636,11 @@ pub async fn detach(service: &SandboxService, id: &str, request: &ExecRequest) -
         service.config().exec_output_limit,
     ));
     if let Err(error) = service.processes().insert(&sandbox.id, Arc::clone(&process)) {
-        kill(service.runtime(), &sandbox.container_id, pid).await;
+        kill(&sandbox.engine, &sandbox.container_id, pid).await;
         return Err(ServiceError::InvalidState(error.to_string()));
     }
     drive(
-        Arc::clone(service.runtime()),
+        Arc::clone(&sandbox.engine),
         sandbox.container_id,
         started,
         plan.stdin,
@@ -669,7 +669,7 @@ pub async fn signal_process(
             process.view().exit_code.unwrap_or(UNKNOWN_EXIT_CODE)
         )));
     }
-    let delivered = signal(service.runtime(), &sandbox.container_id, process.pid, name)
+    let delivered = signal(&sandbox.engine, &sandbox.container_id, process.pid, name)
         .await
         .map_err(|error| error.into_service(&sandbox))?;
     if !delivered {

@@ -569,7 +569,7 @@ fn now_secs() -> u64 {
 pub async fn stat(service: &SandboxService, id: &str, path: &str) -> Result<FileStat, ServiceError> {
     let path = validate_path(path)?;
     let sandbox = service.running_container(id)?;
-    let stat = stat_of(service.runtime(), &sandbox, &path).await?;
+    let stat = stat_of(&sandbox.engine, &sandbox, &path).await?;
     Ok(file_stat(&path, &stat))
 }
 
@@ -595,7 +595,7 @@ pub async fn upload_file(
         return Err(BodyFault::TooLarge(limit).into_service());
     }
     let sandbox = service.running_container(id)?;
-    let runtime = service.runtime();
+    let runtime = &sandbox.engine;
     let (base, mut dirs) = existing_ancestor(runtime, &sandbox, parent).await?;
     if dirs.is_empty() {
         // The engine would replace a directory with the file, contents and all: refuse instead.
@@ -673,7 +673,7 @@ pub async fn upload_archive(
 ) -> Result<u64, ServiceError> {
     let dir = validate_path(dir)?;
     let sandbox = service.running_container(id)?;
-    let runtime = service.runtime();
+    let runtime = &sandbox.engine;
     let slot = FaultSlot::default();
     let body = guard_body(body, service.config().max_file_size, None, Arc::clone(&slot));
     let reader = SyncIoBridge::new(StreamReader::new(body));
@@ -737,7 +737,7 @@ pub enum Download {
 pub async fn download(service: &SandboxService, id: &str, path: &str) -> Result<Download, ServiceError> {
     let path = validate_path(path)?;
     let sandbox = service.running_container(id)?;
-    let runtime = service.runtime();
+    let runtime = &sandbox.engine;
     let (resolved, stat) = resolve(runtime, &sandbox, &path).await?;
     let tar = runtime
         .download_tar(&sandbox.container_id, &resolved)
@@ -759,7 +759,7 @@ pub async fn download(service: &SandboxService, id: &str, path: &str) -> Result<
 pub async fn list(service: &SandboxService, id: &str, path: &str) -> Result<DirListing, ServiceError> {
     let path = validate_path(path)?;
     let sandbox = service.running_container(id)?;
-    let runtime = service.runtime();
+    let runtime = &sandbox.engine;
     let (resolved, stat) = resolve(runtime, &sandbox, &path).await?;
     if !stat.is_dir {
         return Err(ServiceError::invalid("path", format!("`{path}` is not a directory")));

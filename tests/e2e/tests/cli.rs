@@ -227,7 +227,7 @@ async fn errors_exit_1_with_one_line_and_usage_errors_exit_2() {
 }
 
 #[test]
-fn serve_with_an_unreachable_engine_exits_1_naming_the_endpoint() {
+fn serve_with_a_malformed_engine_endpoint_exits_1_naming_it() {
     let data = tempfile::tempdir().unwrap();
     let output = Command::new(berth_binary())
         .args([
@@ -235,7 +235,7 @@ fn serve_with_an_unreachable_engine_exits_1_naming_the_endpoint() {
             "--listen",
             "127.0.0.1:0",
             "--docker-host",
-            "unix:///nonexistent.sock",
+            "ftp://engine.invalid:2375",
         ])
         .arg("--data-dir")
         .arg(data.path())
@@ -250,7 +250,11 @@ fn serve_with_an_unreachable_engine_exits_1_naming_the_endpoint() {
     let run = Run::from(output);
     assert!(run.stdout.is_empty(), "{run:?}");
     let stderr = run.failed();
-    assert!(stderr.contains("unix:///nonexistent.sock"), "{stderr}");
+    assert!(stderr.contains("ftp://engine.invalid:2375"), "{stderr}");
+    assert!(
+        stderr.contains("unix://") && stderr.contains("tcp://"),
+        "says which forms work: {stderr}"
+    );
 }
 
 #[tokio::test]

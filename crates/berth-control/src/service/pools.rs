@@ -200,18 +200,39 @@ impl SandboxService {
         let template = request
             .validate(&self.config.policy, None, Utc::now())
             .map_err(ServiceError::Validation)?;
-        match self.store.insert_template(&template).await {
+        match self.insert_template(&template).await {
             Ok(()) => {}
-            Err(StoreError::TemplateExists { name, tag }) => {
+            Err(ServiceError::Store(StoreError::TemplateExists { name, tag })) => {
                 return Err(ServiceError::InvalidState(format!(
                     "template `{name}:{tag}` already exists: replace it with PUT /v1/templates/{name}:{tag}"
                 )));
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
         info!(template = %template.reference(), image = %template.spec.image, "template created");
-        self.pools.wake.notify_one();
         Ok(template)
+    }
+
+    /// The one way a template is first written (natively or as an AEnvironment Env): stored,
+    /// then the pool keeper is woken to fill its pool. `Store(TemplateExists)` when it exists.
+    pub async fn insert_template(&self, template: &Template) -> Result<(), ServiceError> {
+        self.store.insert_template(template).await?;
+        self.pools.wake.notify_one();
+        Ok(())
+    }
+
+    /// The one way a stored template is replaced: written, then the pool keeper is woken so its
+    /// idle sandboxes made from the old spec are replaced at once. `Store(TemplateNotFound)`
+    /// when there is none.
+    pub async fn replace_template(&self, template: &Template) -> Result<(), ServiceError> {
+        self.store.update_template(template).await?;
+        self.pools.wake.notify_one();
+        Ok(())
+    }
+
+    /// The template `name:tag`, if there is one.
+    pub async fn find_template(&self, name: &str, tag: &str) -> Result<Option<Template>, ServiceError> {
+        Ok(self.store.get_template(name, tag).await?)
     }
 
     /// Creates or replaces the template `reference` names. Idle pooled sandboxes made from the
@@ -233,15 +254,14 @@ impl SandboxService {
         let mut template = request
             .validate(&self.config.policy, Some(&parsed.name), Utc::now())
             .map_err(ServiceError::Validation)?;
-        match self.store.get_template(&template.name, &template.tag).await? {
+        match self.find_template(&template.name, &template.tag).await? {
             Some(existing) => {
                 template.created_at = existing.created_at;
-                self.store.update_template(&template).await?;
+                self.replace_template(&template).await?;
             }
-            None => self.store.insert_template(&template).await?,
+            None => self.insert_template(&template).await?,
         }
         info!(template = %template.reference(), "template saved");
-        self.pools.wake.notify_one();
         Ok(template)
     }
 
