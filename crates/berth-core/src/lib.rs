@@ -1,6 +1,7 @@
 //! berth's domain: sandbox specs, records, templates, statuses, label rules and unit parsers. No IO, no async.
 
 pub mod env_service;
+pub mod field;
 pub mod labels;
 pub mod readiness;
 pub mod sandbox;
@@ -11,8 +12,9 @@ pub mod template;
 pub mod units;
 
 pub use env_service::{EnvService, ServiceStatus};
+pub use field::{FieldError, NumberOrString, ValidationErrors};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
-pub use spec::{FieldError, Resources, SandboxRequest, SandboxSpec, SpecPolicy, ValidationErrors};
+pub use spec::{Resources, SandboxRequest, SandboxSpec, SpecPolicy};
 pub use status::Status;
 pub use template::{PoolSpec, Template, TemplateRef, TemplateRequest};
