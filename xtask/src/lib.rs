@@ -1,6 +1,8 @@
 //! Tidy checks for the berth workspace: module docs, who may name bollard and sqlx, a pure
-//! berth-core, and the allowed dependency directions. `tests/tidy.rs` runs them on the real
-//! tree; the unit tests below prove each checker catches what it is meant to catch.
+//! berth-core, the allowed dependency directions and no circle among crates, no circle among a
+//! crate's modules ([`modules`], over [`graph`]), and the crate-size rule of thumb ([`size`]).
+//! `tests/tidy.rs` runs them on the real tree; the unit tests beside each checker prove it
+//! catches what it is meant to catch.
 //!
 //! Every checker is a pure function from in-memory inputs (file texts, parsed manifests) to a
 //! list of offenders, each naming the file or crate and the fix. An empty list means clean.
@@ -10,6 +12,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+pub mod graph;
+pub mod modules;
+pub mod size;
 
 /// The workspace root: xtask's parent directory.
 pub fn workspace_root() -> PathBuf {
@@ -437,6 +443,42 @@ pub fn check_dependency_directions(
         }
     }
     offenders
+}
+
+/// Circles among the workspace's crates: in the dependencies the manifests declare (any table;
+/// a crate's dev-dependency on itself is no edge) and in the `allowed` table, which must stay a
+/// graph without circles for the layering to mean anything.
+pub fn check_crate_circles(manifests: &[Manifest], allowed: EdgeTable<'_>, table_location: &str) -> Vec<String> {
+    let internal: BTreeSet<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+    let mut declared = graph::Graph::new();
+    for manifest in manifests {
+        let targets = declared.entry(manifest.name.clone()).or_default();
+        for dep in &manifest.dependencies {
+            if internal.contains(dep.package.as_str()) && dep.package != manifest.name {
+                targets.insert(dep.package.clone());
+            }
+        }
+    }
+    let table: graph::Graph = allowed
+        .iter()
+        .map(|(name, may_use)| {
+            let targets = may_use.iter().map(|target| (*target).to_owned()).collect();
+            ((*name).to_owned(), targets)
+        })
+        .collect();
+    let declared_circles = graph::circles(&declared).into_iter().map(|circle| {
+        format!(
+            "crates depend on each other in a circle: {}; cargo refuses a circle of normal dependencies and one through dev-dependencies ties the layers together: move what both need into the lower crate",
+            circle.describe()
+        )
+    });
+    let table_circles = graph::circles(&table).into_iter().map(|circle| {
+        format!(
+            "the allowed-edges table in {table_location} has a circle: {}; the layers must point one way: drop one of the edges",
+            circle.describe()
+        )
+    });
+    declared_circles.chain(table_circles).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,6 +986,42 @@ mod tests {
         assert!(offenders[1].contains("berth-api may depend on: berth-core"));
         assert!(offenders[2].contains("enables berth-runtime's test-only feature `test-util` in [dependencies]"));
         assert!(offenders[3].contains("crate berth-kube is not in the allowed-edges table"));
+    }
+
+    #[test]
+    fn circles_between_crates_fail_in_the_manifests_and_in_the_table() {
+        let layered = [
+            crate_manifest("berth-core", "[dev-dependencies]\nberth-core = { path = \".\" }\n"),
+            crate_manifest(
+                "berth-api",
+                "[dependencies]\nberth-core = { path = \"../berth-core\" }\n",
+            ),
+        ];
+        assert!(check_crate_circles(&layered, EDGES, "the table").is_empty());
+
+        let tangled = [
+            crate_manifest(
+                "berth-core",
+                "[dev-dependencies]\nberth-api = { path = \"../berth-api\" }\n",
+            ),
+            crate_manifest(
+                "berth-api",
+                "[dependencies]\nberth-core = { path = \"../berth-core\" }\n",
+            ),
+        ];
+        let table: EdgeTable<'_> = &[("berth-core", &["berth-runtime"]), ("berth-runtime", &["berth-core"])];
+        let offenders = check_crate_circles(&tangled, table, "xtask/tests/tidy.rs");
+        assert_eq!(offenders.len(), 2, "{offenders:#?}");
+        assert!(
+            offenders[0].contains("in a circle: berth-api -> berth-core -> berth-api;"),
+            "{}",
+            offenders[0]
+        );
+        assert!(
+            offenders[1].contains("xtask/tests/tidy.rs has a circle: berth-core -> berth-runtime -> berth-core;"),
+            "{}",
+            offenders[1]
+        );
     }
 
     #[test]

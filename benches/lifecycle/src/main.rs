@@ -10,11 +10,10 @@ mod pools;
 mod report;
 mod rss;
 mod throughput;
+mod timing;
 mod transfer;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -24,6 +23,7 @@ use serde_json::{Value, json};
 use crate::berth::{Berth, Server};
 use crate::engine::{BENCH_LABEL, Engine};
 use crate::report::{Figure, Row, Target, Transfer};
+use crate::timing::{interleaved, timed};
 
 /// Parallel creates and removes while filling or emptying the list population.
 const FILL_CONCURRENCY: usize = 4;
@@ -422,24 +422,6 @@ async fn lifecycle(args: &Args, engine: &Engine, berth: &Berth, run_id: &str) ->
         .try_collect::<()>()
         .await?;
     Ok(vec![create, get, list, delete_call, delete_wait])
-}
-
-/// Runs both, berth first on even rounds and raw first on odd ones, so drift hits both alike.
-pub async fn interleaved<A: Future, B: Future>(round: usize, berth: A, raw: B) -> (A::Output, B::Output) {
-    if round.is_multiple_of(2) {
-        let berth = berth.await;
-        (berth, raw.await)
-    } else {
-        let raw = raw.await;
-        (berth.await, raw)
-    }
-}
-
-/// The output of `future` and how long it took.
-pub async fn timed<F: Future>(future: F) -> (Duration, F::Output) {
-    let start = Instant::now();
-    let output = future.await;
-    (start.elapsed(), output)
 }
 
 fn parse(body: &[u8]) -> Result<Value> {

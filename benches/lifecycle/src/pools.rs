@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use crate::berth::Berth;
 use crate::engine::Engine;
 use crate::report::{Row, Target};
-use crate::timed;
+use crate::timing::timed;
 
 /// How long the pool may take to fill, and its sandboxes to go after the template is deleted.
 const SETTLE: Duration = Duration::from_secs(120);

@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use crate::berth::Berth;
 use crate::report::Transfer;
-use crate::{interleaved, timed};
+use crate::timing::{interleaved, timed};
 
 /// Where each side puts the file in the container.
 const BERTH_PATH: &str = "/tmp/up.bin";

@@ -7,28 +7,12 @@ use std::sync::{Arc, Mutex};
 use berth_runtime::ByteStream;
 use futures::StreamExt;
 
-use crate::service::ServiceError;
-
 /// Why a request body stopped, recorded by [`guard_body`] so the answer can say so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyFault {
     TooLarge(u64),
     Length { announced: u64, got: u64 },
     Read(String),
-}
-
-impl BodyFault {
-    pub fn into_service(self) -> ServiceError {
-        match self {
-            BodyFault::TooLarge(limit) => ServiceError::TooLarge(format!(
-                "the upload is larger than this server's limit of {limit} bytes"
-            )),
-            BodyFault::Length { announced, got } => ServiceError::BadBody(format!(
-                "the body had {got} bytes, but Content-Length announced {announced}"
-            )),
-            BodyFault::Read(detail) => ServiceError::BadBody(format!("the request body could not be read: {detail}")),
-        }
-    }
 }
 
 pub type FaultSlot = Arc<Mutex<Option<BodyFault>>>;

@@ -1300,6 +1300,23 @@ impl SandboxService {
     }
 }
 
+/// What the client is told when its streamed body was cut.
+impl crate::body::BodyFault {
+    pub fn into_service(self) -> ServiceError {
+        match self {
+            crate::body::BodyFault::TooLarge(limit) => ServiceError::TooLarge(format!(
+                "the upload is larger than this server's limit of {limit} bytes"
+            )),
+            crate::body::BodyFault::Length { announced, got } => ServiceError::BadBody(format!(
+                "the body had {got} bytes, but Content-Length announced {announced}"
+            )),
+            crate::body::BodyFault::Read(detail) => {
+                ServiceError::BadBody(format!("the request body could not be read: {detail}"))
+            }
+        }
+    }
+}
+
 /// What one resync changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ResyncReport {

@@ -1,6 +1,7 @@
 //! Kubernetes label syntax for keys and values, and berth's reserved `berth.` prefix.
 
-use crate::sandbox::label_keys::RESERVED_PREFIX;
+/// Label keys starting with this belong to berth itself; clients may not set them.
+pub const RESERVED_PREFIX: &str = "berth.";
 
 const NAME_MAX: usize = 63;
 const PREFIX_MAX: usize = 253;

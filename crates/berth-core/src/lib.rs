@@ -2,6 +2,7 @@
 
 pub mod env_service;
 pub mod error_chain;
+pub mod field;
 pub mod labels;
 pub mod readiness;
 pub mod sandbox;
@@ -12,8 +13,9 @@ pub mod template;
 pub mod units;
 
 pub use env_service::{EnvService, ServiceStatus};
+pub use field::{FieldError, NumberOrString, ValidationErrors};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
-pub use spec::{FieldError, Resources, SandboxRequest, SandboxSpec, SpecPolicy, ValidationErrors};
+pub use spec::{Resources, SandboxRequest, SandboxSpec, SpecPolicy};
 pub use status::Status;
 pub use template::{PoolSpec, Template, TemplateRef, TemplateRequest};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{FieldError, NumberOrString};
+use crate::field::{FieldError, NumberOrString};
 use crate::units;
 
 /// How long a probe may take to pass when the request names no `timeout`.
@@ -54,7 +54,7 @@ pub struct TcpProbeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadinessProbe {
     pub check: ProbeCheck,
-    #[serde(with = "crate::spec::duration_secs")]
+    #[serde(with = "crate::units::duration_secs")]
     pub timeout: Duration,
 }
 

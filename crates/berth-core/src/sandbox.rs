@@ -21,7 +21,7 @@ pub mod label_keys {
     pub const STACK: &str = "berth.stack";
     /// The compose service a stack's container runs.
     pub const STACK_SERVICE: &str = "berth.stack.service";
-    pub const RESERVED_PREFIX: &str = "berth.";
+    pub use crate::labels::RESERVED_PREFIX;
 }
 
 /// Why a sandbox ended, as reported in `status_reason`. Stable strings: clients match on them.
@@ -200,7 +200,7 @@ mod tests {
         };
         let request = crate::SandboxRequest {
             image: Some("busybox".into()),
-            ttl: Some(crate::spec::NumberOrString::String(u64::MAX.to_string())),
+            ttl: Some(crate::field::NumberOrString::String(u64::MAX.to_string())),
             ..Default::default()
         };
         let spec = request.validate(&policy).unwrap();

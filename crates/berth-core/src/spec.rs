@@ -6,26 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+// Re-exported here too: other crates name them `berth_core::spec::…`.
+pub use crate::field::{FieldError, NumberOrString, ValidationErrors};
 use crate::readiness::{ReadinessProbe, ReadinessRequest};
 use crate::{labels, units};
-
-/// A number or a string, as clients send quantities: `2`, `0.5`, `"500m"`, `"1C"`, `"30m"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(untagged)]
-pub enum NumberOrString {
-    Number(f64),
-    String(String),
-}
-
-impl std::fmt::Display for NumberOrString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NumberOrString::Number(n) => write!(f, "{n}"),
-            NumberOrString::String(s) => f.write_str(s),
-        }
-    }
-}
 
 /// A sandbox as a client describes it: every field but `image` optional, values unparsed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,7 +68,7 @@ pub struct SandboxSpec {
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<u16>,
     pub resources: Resources,
-    #[serde(with = "duration_secs")]
+    #[serde(with = "crate::units::duration_secs")]
     pub ttl: Duration,
     /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,21 +116,6 @@ impl Default for SpecPolicy {
         }
     }
 }
-
-/// One rejected field: which, what was sent, and what is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct FieldError {
-    /// JSON path of the field, e.g. `memory` or `labels.team`.
-    pub field: String,
-    /// What was wrong and what is allowed.
-    pub message: String,
-}
-
-/// Every problem found in a request, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
-pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl SandboxRequest {
     /// Parses, defaults and checks every field against `policy`, collecting all errors.
@@ -405,21 +374,6 @@ fn validate_user(user: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("`{user}` is not a user: use name, uid, name:group or uid:gid"))
-    }
-}
-
-pub(crate) mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

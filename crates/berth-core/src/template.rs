@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{FieldError, NumberOrString, SandboxRequest, SandboxSpec, SpecPolicy, ValidationErrors};
+use crate::field::{FieldError, NumberOrString, ValidationErrors};
+use crate::spec::{SandboxRequest, SandboxSpec, SpecPolicy};
 use crate::units;
 
 /// The tag of a template named without one.
@@ -49,7 +50,7 @@ impl std::fmt::Display for TemplateRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSpec {
     pub min_ready: u32,
-    #[serde(with = "crate::spec::duration_secs")]
+    #[serde(with = "crate::units::duration_secs")]
     pub max_idle_age: Duration,
 }
 

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::spec::NumberOrString;
+use crate::field::NumberOrString;
 
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
@@ -290,6 +290,22 @@ fn scale(int: &str, frac: &str, factor: u128) -> Option<(u128, bool)> {
         part = n / 10;
     }
     Some((whole.checked_add(part)?, exact))
+}
+
+/// A [`Duration`] stored as fractional seconds, for `#[serde(with = "crate::units::duration_secs")]`.
+pub(crate) mod duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

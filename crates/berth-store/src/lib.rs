@@ -11,6 +11,7 @@ use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+mod backend;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod postgres;

@@ -6,16 +6,14 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Template};
-use chrono::{DateTime, Utc};
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, Postgres};
+use sqlx::{Connection, Postgres};
 use tokio::sync::{oneshot, watch};
 
-use crate::sql::{self, Statement, TemplateRow};
-use crate::write;
-use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
+use crate::backend::Backend;
+use crate::sql::{self, Dialect};
+use crate::{Lease, StoreError};
 
 /// Connections per process; several processes share one server, whose default limit is 100.
 const MAX_CONNECTIONS: u32 = 10;
@@ -98,30 +96,6 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-
-    async fn fetch_records(&self, statement: Statement) -> Result<Vec<Sandbox>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as_with(
-            AssertSqlSafe(statement.sql),
-            sql::arguments::<Postgres>(statement.binds)?,
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_error)?;
-        sql::decode_all(&rows)
-    }
-
-    async fn fetch_one_record(&self, query: &'static str, binds: &[&str]) -> Result<Option<Sandbox>, StoreError> {
-        let mut query = sqlx::query_as::<_, (String, String)>(query);
-        for bind in binds {
-            query = query.bind(*bind);
-        }
-        let row = query.fetch_optional(&self.pool).await.map_err(map_error)?;
-        row.map(|(id, record)| sql::decode(&id, &record)).transpose()
-    }
-
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-        self.pool.begin().await.map_err(map_error)
-    }
 }
 
 /// `host:port/db` of `options`, the socket directory standing in for the host.
@@ -159,7 +133,7 @@ async fn connect_once(options: &PgConnectOptions, location: &str) -> Result<PgCo
     }
 }
 
-impl write::Backend for Postgres {
+impl Dialect for Postgres {
     const NEXT_POOLED: &'static str = sql::NEXT_POOLED_FOR_UPDATE;
 
     fn map_error(error: sqlx::Error) -> StoreError {
@@ -172,168 +146,23 @@ impl write::Backend for Postgres {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        write::Writes::new(self.begin().await?).insert(sandbox).await
+impl Backend for PostgresStore {
+    type Db = Postgres;
+
+    const SHARED: bool = true;
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        write::Writes::new(self.begin().await?).update(sandbox).await
+    /// A pool claim's select locks the row it returns until commit and passes over rows other
+    /// claims have locked, so concurrent claims from any process each take a different sandbox
+    /// at once instead of queueing on the oldest and finding it gone.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(map_error)
     }
 
-    async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::GET_SANDBOX, &[id.as_str()]).await
-    }
-
-    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::FIND_BY_IDEMPOTENCY_KEY, &[owner, key]).await
-    }
-
-    async fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
-        if limit == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let items = self
-            .fetch_records(sql::list(filter, after, Some(sql::fetch_limit(limit))))
-            .await?;
-        Ok(sql::into_page(items, limit))
-    }
-
-    async fn list_live(&self) -> Result<Vec<Sandbox>, StoreError> {
-        self.fetch_records(sql::list(&SandboxFilter::default(), None, None))
-            .await
-    }
-
-    async fn purge_ended_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let statement = sql::purge_ended_before(cutoff);
-        let mut tx = self.begin().await?;
-        let deleted = sqlx::query_with(
-            AssertSqlSafe(statement.sql),
-            sql::arguments::<Postgres>(statement.binds)?,
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(map_error)?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(deleted.rows_affected())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn updated_since(&self, since: DateTime<Utc>) -> Result<Vec<Sandbox>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::UPDATED_SINCE)
-            .bind(sql::nanos(since))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        sql::decode_all(&rows)
-    }
-
-    /// The select locks the row it returns until commit and passes over rows other claims have
-    /// locked, so concurrent claims from any process each take a different sandbox at once
-    /// instead of queueing on the oldest and finding it gone.
-    async fn claim_pooled(
-        &self,
-        pool: &str,
-        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
-    ) -> Result<Option<Sandbox>, StoreError> {
-        write::Writes::new(self.begin().await?).claim(pool, claim).await
-    }
-
-    /// One statement each, atomic on its own: no transaction needed.
-    async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {
-        let row = TemplateRow::of(template)?;
-        let inserted = sql::bind_template_row(sqlx::query(sql::INSERT_TEMPLATE), row)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        if inserted.rows_affected() == 0 {
-            return Err(sql::template_exists(template));
-        }
-        Ok(())
-    }
-
-    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
-        let row = TemplateRow::of(template)?;
-        let updated = sql::bind_template_row(sqlx::query(sql::UPDATE_TEMPLATE), row)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        if updated.rows_affected() == 0 {
-            return Err(sql::template_not_found(template));
-        }
-        Ok(())
-    }
-
-    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError> {
-        let row: Option<(String, String, String)> = sqlx::query_as(sql::GET_TEMPLATE)
-            .bind(name)
-            .bind(tag)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|(name, tag, record)| sql::decode_template(&name, &tag, &record))
-            .transpose()
-    }
-
-    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(sql::LIST_TEMPLATES)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        sql::decode_templates(&rows)
-    }
-
-    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(sql::DELETE_TEMPLATE)
-            .bind(name)
-            .bind(tag)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(deleted.rows_affected() > 0)
-    }
-
-    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {
-        write::Writes::new(self.begin().await?).insert_service(service).await
-    }
-
-    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError> {
-        write::Writes::new(self.begin().await?).update_service(service).await
-    }
-
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as(sql::GET_SERVICE)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.map(|(id, record)| sql::decode_service(&id, &record)).transpose()
-    }
-
-    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_SERVICES)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        sql::decode_services(&rows)
-    }
-
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
-        write::Writes::new(self.begin().await?).delete_service(id).await
-    }
-
-    fn is_shared(&self) -> bool {
-        true
-    }
-
-    fn describe(&self) -> String {
+    fn description(&self) -> String {
         format!("postgres {}", self.location)
     }
 
@@ -341,7 +170,7 @@ impl Store for PostgresStore {
     /// pooled one (which would hand the lock to whichever query borrowed it next). The server
     /// releases it when that session ends, however it ends: the lease dropped, the process
     /// killed, the connection cut.
-    async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
+    async fn take_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
         let options = self.options.clone().application_name(LEADER_APPLICATION_NAME);
         let mut conn = connect_once(&options, &self.location).await?;
         let acquired = tokio::time::timeout(

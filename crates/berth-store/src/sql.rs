@@ -1,7 +1,7 @@
 //! Backend-neutral SQL and the plumbing both backends share: statement text in the dialect
-//! SQLite and PostgreSQL share (`$n` placeholders), the column values derived from a
-//! [`Sandbox`] or [`Template`], the dynamic list query, argument binding, paging, the checks of a
-//! pool claim, and error classification.
+//! SQLite and PostgreSQL share (`$n` placeholders), the [`Dialect`] items where they differ, the
+//! column values derived from a [`Sandbox`] or [`Template`], the dynamic list query, argument
+//! binding, paging, the checks of a pool claim, and error classification.
 
 use berth_core::{EnvService, Sandbox, Status, Template};
 use chrono::{DateTime, Utc};
@@ -10,6 +10,18 @@ use sqlx::query::Query;
 use sqlx::{Arguments, Database, Encode, Type};
 
 use crate::{Cursor, Page, SandboxFilter, StoreError};
+
+/// What a backend's SQL dialect adds to sqlx's `Database` for the statements both run.
+pub(crate) trait Dialect: Database {
+    /// The select of the next claimable sandbox of a pool (PostgreSQL's also locks it).
+    const NEXT_POOLED: &'static str;
+
+    /// The backend's classification of sqlx errors.
+    fn map_error(error: sqlx::Error) -> StoreError;
+
+    /// Rows a statement changed (sqlx has no backend-neutral accessor).
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
 
 pub(crate) const INSERT_SANDBOX: &str = "INSERT INTO sandboxes \
      (id, status, owner, idempotency_key, created_at, updated_at, expires_at, ended_at, record, pool) \

@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Template};
-use chrono::{DateTime, Utc};
+use sqlx::Sqlite;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Sqlite};
 
-use crate::sql::{self, Statement, TemplateRow};
-use crate::write;
-use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
+use crate::backend::Backend;
+use crate::sql::{self, Dialect};
+use crate::{Lease, StoreError};
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,34 +92,9 @@ impl SqliteStore {
         name.push(lock_file_suffix(cluster));
         PathBuf::from(name)
     }
-
-    async fn fetch_records(&self, statement: Statement) -> Result<Vec<Sandbox>, StoreError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as_with(AssertSqlSafe(statement.sql), sql::arguments::<Sqlite>(statement.binds)?)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(map_error)?;
-        sql::decode_all(&rows)
-    }
-
-    async fn fetch_one_record(&self, query: &'static str, binds: &[&str]) -> Result<Option<Sandbox>, StoreError> {
-        let mut query = sqlx::query_as::<_, (String, String)>(query);
-        for bind in binds {
-            query = query.bind(*bind);
-        }
-        let row = query.fetch_optional(&self.reader).await.map_err(map_error)?;
-        row.map(|(id, record)| sql::decode(&id, &record)).transpose()
-    }
 }
 
-/// Starts a write transaction that holds SQLite's write lock from its first statement, so it
-/// can never fail to upgrade a read lock midway (which SQLite reports as busy at once,
-/// without waiting out the busy timeout).
-async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
-}
-
-impl write::Backend for Sqlite {
+impl Dialect for Sqlite {
     const NEXT_POOLED: &'static str = sql::NEXT_POOLED;
 
     fn map_error(error: sqlx::Error) -> StoreError {
@@ -176,189 +149,34 @@ fn try_lock_leader_file(path: &Path) -> Result<Option<File>, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .insert(sandbox)
-            .await
-    }
-
-    async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .update(sandbox)
-            .await
-    }
-
-    async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::GET_SANDBOX, &[id.as_str()]).await
-    }
-
-    async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Sandbox>, StoreError> {
-        self.fetch_one_record(sql::FIND_BY_IDEMPOTENCY_KEY, &[owner, key]).await
-    }
-
-    async fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Result<Page, StoreError> {
-        if limit == 0 {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let items = self
-            .fetch_records(sql::list(filter, after, Some(sql::fetch_limit(limit))))
-            .await?;
-        Ok(sql::into_page(items, limit))
-    }
-
-    async fn list_live(&self) -> Result<Vec<Sandbox>, StoreError> {
-        self.fetch_records(sql::list(&SandboxFilter::default(), None, None))
-            .await
-    }
-
-    async fn purge_ended_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        let statement = sql::purge_ended_before(cutoff);
-        let mut tx = begin_write(&self.writer).await?;
-        let deleted = sqlx::query_with(AssertSqlSafe(statement.sql), sql::arguments::<Sqlite>(statement.binds)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(deleted.rows_affected())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_error)?;
-        Ok(())
-    }
-
-    async fn updated_since(&self, since: DateTime<Utc>) -> Result<Vec<Sandbox>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::UPDATED_SINCE)
-            .bind(sql::nanos(since))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_error)?;
-        sql::decode_all(&rows)
-    }
-
-    /// The writer's `BEGIN IMMEDIATE` transaction holds SQLite's write lock from the select on,
-    /// so no other claim, from this process or another on the same file, can take the same row
-    /// between the select and the write.
-    async fn claim_pooled(
-        &self,
-        pool: &str,
-        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
-    ) -> Result<Option<Sandbox>, StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .claim(pool, claim)
-            .await
-    }
-
-    async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {
-        let row = TemplateRow::of(template)?;
-        let mut tx = begin_write(&self.writer).await?;
-        let inserted = sql::bind_template_row(sqlx::query(sql::INSERT_TEMPLATE), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        if inserted.rows_affected() == 0 {
-            return Err(sql::template_exists(template));
-        }
-        tx.commit().await.map_err(map_error)
-    }
-
-    async fn update_template(&self, template: &Template) -> Result<(), StoreError> {
-        let row = TemplateRow::of(template)?;
-        let mut tx = begin_write(&self.writer).await?;
-        let updated = sql::bind_template_row(sqlx::query(sql::UPDATE_TEMPLATE), row)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        if updated.rows_affected() == 0 {
-            return Err(sql::template_not_found(template));
-        }
-        tx.commit().await.map_err(map_error)
-    }
-
-    async fn get_template(&self, name: &str, tag: &str) -> Result<Option<Template>, StoreError> {
-        let row: Option<(String, String, String)> = sqlx::query_as(sql::GET_TEMPLATE)
-            .bind(name)
-            .bind(tag)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_error)?;
-        row.map(|(name, tag, record)| sql::decode_template(&name, &tag, &record))
-            .transpose()
-    }
-
-    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(sql::LIST_TEMPLATES)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_error)?;
-        sql::decode_templates(&rows)
-    }
-
-    async fn delete_template(&self, name: &str, tag: &str) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.writer).await?;
-        let deleted = sqlx::query(sql::DELETE_TEMPLATE)
-            .bind(name)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        tx.commit().await.map_err(map_error)?;
-        Ok(deleted.rows_affected() > 0)
-    }
-
-    async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .insert_service(service)
-            .await
-    }
-
-    async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .update_service(service)
-            .await
-    }
-
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
-        let row: Option<(String, String)> = sqlx::query_as(sql::GET_SERVICE)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_error)?;
-        row.map(|(id, record)| sql::decode_service(&id, &record)).transpose()
-    }
-
-    async fn list_services(&self) -> Result<Vec<EnvService>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql::LIST_SERVICES)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_error)?;
-        sql::decode_services(&rows)
-    }
-
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
-        write::Writes::new(begin_write(&self.writer).await?)
-            .delete_service(id)
-            .await
-    }
+impl Backend for SqliteStore {
+    type Db = Sqlite;
 
     /// Another process could open the file too, but berth runs one process per SQLite file:
     /// the file lives on one machine's disk and its writers queue on SQLite's single lock.
-    fn is_shared(&self) -> bool {
-        false
+    const SHARED: bool = false;
+
+    fn read_pool(&self) -> &SqlitePool {
+        &self.reader
     }
 
-    fn describe(&self) -> String {
+    /// On the single writer connection, holding SQLite's write lock from the first statement,
+    /// so a transaction can never fail to upgrade a read lock midway (which SQLite reports as
+    /// busy at once, without waiting out the busy timeout). That lock also makes a pool claim
+    /// safe: no other claim, from this process or another on the same file, can take the same
+    /// row between the select and the write.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_error)
+    }
+
+    fn description(&self) -> String {
         format!("sqlite {}", self.path.display())
     }
 
     /// The lock is taken on its own open file, so it conflicts with every other lease on the
     /// same database, this process's included, and goes away with the file when the lease is
     /// dropped or the process dies. It cannot be lost while held.
-    async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
+    async fn take_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {
         // Opening and locking a local file is quick (the lock does not wait), so this runs
         // on the async thread.
         let file = try_lock_leader_file(&self.leader_lock_path(cluster))?;
@@ -438,7 +256,11 @@ fn migrate_error(path: &Path, error: sqlx::migrate::MigrateError) -> StoreError 
 mod tests {
     use std::collections::BTreeMap;
 
+    use chrono::DateTime;
+    use sqlx::AssertSqlSafe;
+
     use super::*;
+    use crate::{SandboxFilter, Store};
 
     async fn fresh() -> (SqliteStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -1,35 +1,30 @@
-//! The write transactions both backends run the same way — a new record, a whole-record update
-//! and a pool claim, each with its labels, and the env-service writes — generic over sqlx's
-//! `Database`, so SQLite and PostgreSQL differ only in how they open the transaction and in the
-//! [`Backend`] items.
+//! The write transactions of both backends — a new record, a whole-record update and a pool
+//! claim, each with its labels, the purge of ended records, and the template and env-service
+//! writes — generic over sqlx's `Database`, so SQLite and PostgreSQL differ only in how they
+//! open the transaction and in their [`Dialect`].
 
-use berth_core::{EnvService, Sandbox};
-use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
+use berth_core::{EnvService, Sandbox, Template};
+use chrono::{DateTime, Utc};
+use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
 use crate::StoreError;
-use crate::sql::{self, Row, ServiceRow};
-
-/// What a backend adds to sqlx's `Database` for the shared writes.
-pub(crate) trait Backend: Database {
-    /// The select of the next claimable sandbox of a pool (PostgreSQL's also locks it).
-    const NEXT_POOLED: &'static str;
-
-    /// The backend's classification of sqlx errors.
-    fn map_error(error: sqlx::Error) -> StoreError;
-
-    /// Rows a statement changed (sqlx has no backend-neutral accessor).
-    fn rows_affected(result: &Self::QueryResult) -> u64;
-}
+use crate::sql::{self, Dialect, Row, ServiceRow, TemplateRow};
 
 /// One write transaction of backend `DB`; each operation consumes it and ends it (committed on
 /// success, rolled back otherwise).
-pub(crate) struct Writes<DB: Database> {
+pub(crate) struct Writes<DB: Dialect> {
     tx: Transaction<'static, DB>,
+}
+
+impl<DB: Dialect> Writes<DB> {
+    pub fn new(tx: Transaction<'static, DB>) -> Self {
+        Writes { tx }
+    }
 }
 
 impl<DB> Writes<DB>
 where
-    DB: Backend,
+    DB: Dialect,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     DB::Arguments: IntoArguments<DB>,
     for<'a, 'q> &'a str: Encode<'q, DB>,
@@ -40,10 +35,6 @@ where
     Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
     (String, String): for<'r> FromRow<'r, DB::Row>,
 {
-    pub fn new(tx: Transaction<'static, DB>) -> Self {
-        Writes { tx }
-    }
-
     /// Writes a new record. Fails with `AlreadyExists` or `DuplicateIdempotencyKey`.
     pub async fn insert(mut self, sandbox: &Sandbox) -> Result<(), StoreError> {
         let row = Row::of(sandbox)?;
@@ -139,6 +130,55 @@ where
             .await
             .map_err(DB::map_error)?;
         self.insert_labels(sandbox).await
+    }
+
+    /// Deletes ended records whose `ended_at` is before `cutoff`; returns how many.
+    pub async fn purge_ended_before(mut self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let statement = sql::purge_ended_before(cutoff);
+        let deleted = sqlx::query_with(AssertSqlSafe(statement.sql), sql::arguments::<DB>(statement.binds)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(DB::rows_affected(&deleted))
+    }
+
+    /// Writes a new template. Fails with `TemplateExists` when (name, tag) is taken.
+    pub async fn insert_template(mut self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let inserted = sql::bind_template_row(sqlx::query(sql::INSERT_TEMPLATE), row)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        if DB::rows_affected(&inserted) == 0 {
+            return Err(sql::template_exists(template));
+        }
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Replaces an existing template whole. Fails with `TemplateNotFound`.
+    pub async fn update_template(mut self, template: &Template) -> Result<(), StoreError> {
+        let row = TemplateRow::of(template)?;
+        let updated = sql::bind_template_row(sqlx::query(sql::UPDATE_TEMPLATE), row)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        if DB::rows_affected(&updated) == 0 {
+            return Err(sql::template_not_found(template));
+        }
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Deletes the template; returns whether it existed.
+    pub async fn delete_template(mut self, name: &str, tag: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(sql::DELETE_TEMPLATE)
+            .bind(name)
+            .bind(tag)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(DB::rows_affected(&deleted) > 0)
     }
 
     /// Writes a new service. Fails with `Other` when its id is taken.
