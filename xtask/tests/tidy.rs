@@ -1,6 +1,11 @@
 //! The tidy checks on the real tree, run by `cargo test`: module docs, who may name bollard
 //! and sqlx, a pure berth-core, the dependency directions of ARCHITECTURE.md without circles,
 //! no circle among a crate's modules, and no crate over a fifth of the workspace.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! `plan` end to end: a realistic three-service stack, the repository's own deployment file
 //! (refused for its host access), and each planning rule through the public API.
+#![allow(clippy::unwrap_used, reason = "a test: a panic is a failed test with its message")]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! processes starting at once), no password in any message, a fast failure on an unreachable
 //! server, racing writers on separate handles, and leadership lost with its connection, whether
 //! the server ends the session or the leader vanishes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 mod common;
 

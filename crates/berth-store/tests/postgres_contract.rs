@@ -1,6 +1,11 @@
 //! Runs the backend-independent store contract against [`PostgresStore`], each test on its own
 //! throwaway database on the server `BERTH_TEST_DATABASE_URL` names (see
 //! `scripts/ensure-postgres.sh`); the tests fail, not skip, without one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 mod common;
 

@@ -3,6 +3,11 @@
 //! added to databases from before them), durability across
 //! close and reopen, several stores on one file, label rows kept in step, how broken files and
 //! records are reported, and leadership as a lock file beside the database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::path::Path;
 use std::sync::Arc;

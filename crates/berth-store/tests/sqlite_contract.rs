@@ -1,5 +1,10 @@
 //! Runs the backend-independent store contract against [`SqliteStore`], each test on its own
 //! fresh database file in a temp dir.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::sync::Arc;
 

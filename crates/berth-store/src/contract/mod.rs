@@ -17,6 +17,11 @@
 //! The behaviours are grouped by aspect, one module each, over the shared [`fixtures`]; every
 //! contract function and fixture is re-exported here, where the macro and other crates' tests
 //! name them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: a panic is a failed contract with its message"
+)]
 
 pub mod fixtures;
 pub mod idempotency;
