@@ -1,5 +1,10 @@
 //! The service and reconciler rules, on the in-memory fake engine and a real SQLite store:
 //! write-through, events, resync (adoption, lost containers, orphans), expiry and restarts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

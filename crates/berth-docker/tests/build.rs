@@ -2,6 +2,11 @@
 //! in-memory context streams its output and ends with the image's id; a failing RUN ends the
 //! stream with the build's error; a context with no Dockerfile is refused before any output.
 //! Every image a test builds is removed when it ends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 #[allow(dead_code)]
 mod common;

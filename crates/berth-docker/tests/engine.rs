@@ -1,5 +1,10 @@
 //! Integration tests of `DockerRuntime` against the real Docker Engine (no mocks): connection,
 //! create settings, exit and OOM reporting, cleanup on failure, remove, list and events.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 mod common;
 

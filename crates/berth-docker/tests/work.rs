@@ -1,5 +1,10 @@
 //! Integration tests of the work inside a container against the real Docker Engine (no mocks):
 //! exec sessions, tar upload and download, path stats, logs, stats, pause and unpause.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 #[allow(dead_code)]
 mod common;

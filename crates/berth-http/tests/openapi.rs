@@ -1,5 +1,10 @@
 //! The served OpenAPI document is snapshot-tested, so the handlers and the spec cannot drift.
 //! Run with `UPDATE_SNAPSHOTS=1` to accept a deliberate API change, and review the diff.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::sync::Arc;
 

@@ -2,6 +2,11 @@
 //! answers without a routing header, that it refuses every target that is not a running sandbox
 //! of this server, and readiness probes that fail a sandbox (`readiness_timeout`, container
 //! removed) or give way to a delete. Forwarding itself needs real containers: tests/e2e.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! came from: an AEnvironment Env registered or changed through `/env/` wakes the pool keeper at
 //! once, as a native template write does (on the fake engine and a real SQLite store, with no
 //! background loops to take the wake-up first).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::sync::Arc;
 

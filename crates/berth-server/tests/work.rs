@@ -1,5 +1,10 @@
 //! The data path obeys the control plane's one rule for work inside a sandbox: it must be
 //! `Running` (on the fake engine and a real SQLite store).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::sync::Arc;
 

@@ -1,5 +1,10 @@
 //! Harness for black-box tests: starts the real `berth` binary against the real Docker Engine,
 //! talks to it over HTTP, and inspects the engine through the `docker` CLI as an outside witness.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

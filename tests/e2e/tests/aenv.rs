@@ -2,6 +2,11 @@
 //! (`/env/…`) round trip, instances created the SDK's way and inline, their variables,
 //! arguments, labels and limits inside the engine, list filters, deletes, not-found envelopes,
 //! TTL expiry, and the `berth env` verbs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,6 +4,11 @@
 //! back and replaced, then deleted: every replica ended, no container left, the port closed.
 //! Also the bad-input envelopes. The replicas run `berth-test/aenv-server`
 //! (scripts/build-test-images.sh), which answers `GET /hostname` with the replica's hostname.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;

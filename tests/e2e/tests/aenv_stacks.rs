@@ -3,6 +3,11 @@
 //! a named volume) created, used, listed, expired and deleted with nothing left behind; a stack
 //! whose dependency never gets healthy fails cleanly; refused compose files name their keys; a
 //! restart adopts a running stack, and a stack left without a record is collected.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::time::Duration;
 

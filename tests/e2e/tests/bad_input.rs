@@ -1,4 +1,9 @@
 //! Every kind of bad input gets a 4xx problem naming the field, and creates nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use berth_e2e::{TEST_IMAGE, TestServer, docker_ids, field_named};
 use serde_json::{Value, json};

@@ -2,6 +2,11 @@
 //! template whose image is missing into one whose pool fills from the built image; a failing
 //! Dockerfile exits 1 with the build's error on one line; refusals come before any output.
 //! Every image a test builds is removed when it ends.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

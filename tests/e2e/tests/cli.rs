@@ -1,6 +1,11 @@
 //! The `berth` command line against a real server and engine: the sandbox verbs (run, ls,
 //! inspect, ttl, rm), their error and usage exits, working inside a sandbox (exec, cp, logs,
 //! stats, pause, resume), and templates and pools. Each test runs the real binary with `--server`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::io::Write;
 use std::path::Path;

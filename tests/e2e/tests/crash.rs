@@ -1,6 +1,11 @@
 //! Crash safety under load: bursts of creates cut by `kill -9` at points spread over the burst,
 //! each followed by a restart on the same data directory and one resync, after which records and
 //! engine agree exactly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! gate `Running` (and fail a sandbox that never gets ready), the MCP gateway (forwarding by
 //! header, streaming, refusing anything that is not one of berth's running sandboxes) and the
 //! native proxy route. The sandboxes run `berth-test/aenv-server` (scripts/build-test-images.sh).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,10 @@
 //! The sandbox lifecycle through the real server and engine: create, read, limits, renew,
 //! delete, exits, OOM, expiry and concurrent creates.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::time::Duration;
 

@@ -1,5 +1,10 @@
 //! Running berth as an operator does: `/health`, `berth healthcheck`, JSON logs, and a graceful
 //! shutdown on SIGTERM that leaves sandboxes running for the next start to adopt.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::process::Command;
 use std::time::Duration;

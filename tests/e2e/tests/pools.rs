@@ -1,6 +1,11 @@
 //! Templates and warm pools through the real server and engine: template rules, claims that
 //! never hand one sandbox out twice, the fall-back to cold creates, adoption of an idle pool
 //! after a restart, and a template whose image is missing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,5 +1,10 @@
 //! Convergence of records and engine: adoption after `kill -9`, orphan collection, containers
 //! removed behind berth's back, and an engine that goes away.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::time::Duration;
 

@@ -1,5 +1,10 @@
 //! Several berth processes sharing one PostgreSQL store: all serve the API, one leads, and when
 //! the leader is killed another takes over and every sandbox still expires exactly once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,6 +1,11 @@
 //! Working inside sandboxes through the real server and engine: exec (one-shot, streamed,
 //! interactive over a WebSocket, background), files both ways, logs, stats, pause and resume.
 //! Talks HTTP with reqwest (and tokio-tungstenite) directly, so the wire format itself is checked.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -1,5 +1,10 @@
 //! Shared helpers of the integration tests: the engine connection, the test image check, requests
 //! that carry unique labels, and cleanup of exactly the containers a test created.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
