@@ -1,7 +1,7 @@
 //! The sandbox service: the one place for the lifecycle rules. Every change is written to the
 //! store before the engine is touched, then mirrored into the in-memory index that reads use.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,10 +9,7 @@ use std::time::Duration;
 use berth_core::sandbox::{label_keys, reasons};
 use berth_core::spec::NumberOrString;
 use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
-use berth_runtime::{
-    ContainerRequest, ContainerState, EventKind, LogOptions, OutputChunk, ResourceStats, RunState, Runtime,
-    RuntimeError, RuntimeEvent,
-};
+use berth_runtime::{ContainerRequest, LogOptions, OutputChunk, ResourceStats, Runtime, RuntimeError};
 use berth_store::{Cursor, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -22,14 +19,16 @@ use crate::config::ServerConfig;
 use crate::expiry::ExpiryTimers;
 use crate::index::SandboxIndex;
 use crate::locks::SandboxLocks;
-use crate::metrics::{Correction, CreatePath, Metrics, Operation};
+use crate::metrics::{CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
 mod build;
 mod env_service_records;
 mod pools;
+mod reconcile;
 pub use build::{BuildOptions, build_tag};
 pub use pools::PoolBook;
+pub use reconcile::ResyncReport;
 
 /// Owner recorded when a create names none.
 pub const DEFAULT_OWNER: &str = "anonymous";
@@ -865,141 +864,6 @@ impl SandboxService {
         Ok(sandbox)
     }
 
-    /// Takes the container's facts into the record: id, address, ports and run state.
-    async fn adopt_container(&self, sandbox: &mut Sandbox, container: &ContainerState) {
-        sandbox.container_id = Some(container.container_id.clone());
-        if container.ip.is_some() {
-            sandbox.ip = container.ip.clone();
-        }
-        if !container.ports.is_empty() {
-            sandbox.ports = container.ports.clone();
-        }
-        sandbox.started_at = sandbox.started_at.or(container.started_at).or(Some(Utc::now()));
-        match container.state {
-            // Made but never started: it is not running, so the record does not say so. The
-            // resync starts it first (`start_interrupted`); nothing else adopts such a container.
-            RunState::Created => {}
-            RunState::Running | RunState::Restarting => {
-                if sandbox.status != Status::Running && sandbox.status != Status::Stopping {
-                    sandbox.status = Status::Running;
-                }
-            }
-            RunState::Paused => {
-                if sandbox.status != Status::Stopping {
-                    sandbox.status = Status::Paused;
-                }
-            }
-            RunState::Removing => {
-                // Being removed, and not by us (our own removals go through `Stopping`).
-                sandbox.end(Status::Failed, reasons::CONTAINER_LOST, Utc::now());
-            }
-            RunState::Exited | RunState::Dead => {
-                let finished = self.finished_facts(container).await;
-                end_with_exit(sandbox, finished.exit_code, finished.oom_killed, finished.finished_at);
-            }
-        }
-    }
-
-    /// Exit facts from a fresh inspect: list data may carry an exit code and time but never the
-    /// OOM flag, so a resync that sees the exit before its event must still ask.
-    async fn finished_facts(&self, container: &ContainerState) -> ContainerState {
-        self.runtime
-            .inspect(&container.container_id)
-            .await
-            .unwrap_or_else(|_| container.clone())
-    }
-
-    /// Applies one engine event to the sandbox it concerns, if it is one of ours.
-    pub async fn apply_event(&self, event: RuntimeEvent) {
-        let Some(id) = event.sandbox_id.clone() else { return };
-        if self.index.get(&id).is_none() {
-            return;
-        }
-        let _guard = self.locks.lock(&id).await;
-        let Some(current) = self.fresh(&id).await else { return };
-        if current.container_id.as_deref() != Some(event.container_id.as_str()) {
-            return;
-        }
-        if current.status.is_ended() {
-            if event.kind == EventKind::Oom && ended_by_an_unexplained_kill(&current) {
-                self.record_late_oom(&current).await;
-            }
-            return;
-        }
-        let mut sandbox = Sandbox::clone(&current);
-        let now = Utc::now();
-        match event.kind {
-            EventKind::Start => return,
-            EventKind::Oom => {
-                sandbox.oom_killed = true;
-            }
-            EventKind::Pause if sandbox.status == Status::Running => sandbox.status = Status::Paused,
-            EventKind::Unpause if sandbox.status == Status::Paused => sandbox.status = Status::Running,
-            EventKind::Pause | EventKind::Unpause => return,
-            EventKind::Die { exit_code } => {
-                if sandbox.status == Status::Stopping {
-                    return; // our own removal
-                }
-                let inspected = self.runtime.inspect(&event.container_id).await;
-                let removed_behind_our_back = match &inspected {
-                    Err(RuntimeError::NotFound(_)) => true,
-                    Ok(facts) => facts.state == RunState::Removing,
-                    Err(error) => {
-                        debug!(sandbox = %id, %error, "cannot inspect an exited container; using the event's exit code");
-                        false
-                    }
-                };
-                let facts = inspected.ok();
-                if removed_behind_our_back {
-                    // `docker rm -f` kills first: the death is the removal, not an exit.
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
-                    return self.finish_event(sandbox).await;
-                }
-                let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
-                let oom_killed = sandbox.oom_killed || facts.as_ref().is_some_and(|facts| facts.oom_killed);
-                end_with_exit(
-                    &mut sandbox,
-                    exit_code,
-                    oom_killed,
-                    facts.and_then(|facts| facts.finished_at),
-                );
-            }
-            EventKind::Destroy => {
-                if sandbox.status == Status::Stopping {
-                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
-                    sandbox.end(Status::Terminated, &reason, now);
-                } else {
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
-                }
-            }
-        }
-        self.finish_event(sandbox).await;
-    }
-
-    /// The engine learns of an OOM kill and of the exit it causes on separate paths, and under
-    /// load reports the kill after the exit: the sandbox already ended as a plain `exited` 137.
-    /// Its reason is corrected so the user reads why it died.
-    async fn record_late_oom(&self, current: &Sandbox) {
-        let mut sandbox = Sandbox::clone(current);
-        sandbox.oom_killed = true;
-        sandbox.status_reason = Some(reasons::OOM_KILLED.into());
-        match self.persist(&mut sandbox).await {
-            Ok(()) => info!(sandbox = %sandbox.id, "the engine reported the exit's OOM kill late; reason corrected"),
-            Err(error) => warn!(sandbox = %sandbox.id, %error, "could not record a late OOM kill"),
-        }
-    }
-
-    async fn finish_event(&self, mut sandbox: Sandbox) {
-        if let Err(error) = self.persist(&mut sandbox).await {
-            warn!(sandbox = %sandbox.id, %error, "could not record an engine event; the resync will retry");
-            return;
-        }
-        if sandbox.status.is_ended() {
-            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "sandbox ended on the engine");
-            self.after_end(&sandbox);
-        }
-    }
-
     /// Disarms the timer and removes an exited container in the background: an ended sandbox
     /// leaves nothing on the engine.
     fn after_end(&self, sandbox: &Sandbox) {
@@ -1019,266 +883,6 @@ impl SandboxService {
     /// Removes what the sandbox has on the engine: its container, or its whole compose stack.
     async fn remove_engine_objects(&self, sandbox: &Sandbox) -> Result<(), RuntimeError> {
         remove_engine_objects(self.runtime.as_ref(), sandbox).await
-    }
-
-    /// Converges the records with the engine: adopts, fails lost sandboxes, finishes stops,
-    /// collects orphans and purges old records. The safety net under events and timers.
-    pub async fn resync(self: &Arc<Self>) -> Result<ResyncReport, RuntimeError> {
-        let snapshot_at = Utc::now();
-        let containers: Vec<ContainerState> = self
-            .runtime
-            .list_managed()
-            .await?
-            .into_iter()
-            .filter(|container| container.labels.get(label_keys::CLUSTER) == Some(&self.config.cluster))
-            .collect();
-        let mut by_sandbox: HashMap<SandboxId, &ContainerState> = HashMap::new();
-        for container in &containers {
-            if let Some(id) = &container.sandbox_id {
-                by_sandbox.entry(id.clone()).or_insert(container);
-            }
-        }
-        let mut report = ResyncReport::default();
-        let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
-        let mut reprobe = Vec::new();
-
-        for record in self.index.snapshot() {
-            if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
-                continue;
-            }
-            let _guard = self.locks.lock(&record.id).await;
-            let Some(current) = self.fresh(&record.id).await else {
-                continue;
-            };
-            if current.status.is_ended() || current.updated_at > snapshot_at {
-                continue; // changed since the container list was taken
-            }
-            let mut sandbox = Sandbox::clone(&current);
-            let mut container = by_sandbox.get(&sandbox.id).copied();
-            let now = Utc::now();
-            let started;
-            if let Some(unstarted) = container.filter(|container| container.state == RunState::Created)
-                && sandbox.status != Status::Stopping
-            {
-                let creating = matches!(sandbox.status, Status::Pending | Status::Creating);
-                if creating && self.store.is_shared() && sandbox.updated_at + grace > now {
-                    continue; // another process sharing the store may be between its create and start
-                }
-                match self.start_interrupted(&mut sandbox, unstarted).await {
-                    Some(facts) => {
-                        started = facts;
-                        container = Some(&started);
-                    }
-                    None => {
-                        self.finish_correction(sandbox).await;
-                        continue;
-                    }
-                }
-            }
-            match (sandbox.status, container) {
-                (Status::Stopping, container) => {
-                    if (container.is_some() || sandbox.spec.stack.is_some())
-                        && let Err(error) = self.remove_engine_objects(&sandbox).await
-                    {
-                        warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
-                        continue;
-                    }
-                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
-                    sandbox.end(Status::Terminated, &reason, now);
-                }
-                (Status::Pending | Status::Creating, Some(container)) => {
-                    self.adopt_container(&mut sandbox, container).await;
-                    self.metrics.count_correction(Correction::Adopted);
-                    report.adopted += 1;
-                    if let Some(probe) = &sandbox.spec.readiness
-                        && sandbox.status == Status::Running
-                    {
-                        // Its probe never passed here (the process probing it died, or another
-                        // process sharing the store probes it now): it stays `Creating`, and if
-                        // nobody else can be probing it any more, it is probed again.
-                        sandbox.status = Status::Creating;
-                        let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
-                        let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
-                        if !elsewhere {
-                            reprobe.push(sandbox.id.clone());
-                        }
-                        if sandbox == current.as_ref().clone() {
-                            continue;
-                        }
-                    }
-                }
-                (Status::Pending | Status::Creating, None) => {
-                    // With a shared store, another process may be creating it right now.
-                    if self.store.is_shared() && sandbox.updated_at + grace > now {
-                        continue;
-                    }
-                    sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
-                    self.metrics.count_correction(Correction::CreateInterrupted);
-                }
-                (_, None) => {
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
-                    self.metrics.count_correction(Correction::ContainerLost);
-                    report.lost += 1;
-                }
-                (_, Some(container)) => {
-                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none()
-                    {
-                        report.adopted += 1;
-                    }
-                    let before = sandbox.clone();
-                    self.adopt_container(&mut sandbox, container).await;
-                    if before == sandbox {
-                        continue;
-                    }
-                    if before.status != sandbox.status {
-                        info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
-                            "resync corrected a status the engine contradicts");
-                        self.metrics.count_correction(Correction::Status);
-                    }
-                }
-            }
-            self.finish_correction(sandbox).await;
-        }
-
-        for id in reprobe {
-            self.probe_again(id);
-        }
-
-        for container in &containers {
-            let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
-            let collect = match &record {
-                Some(record) if record.status.is_ended() => true,
-                Some(record) => record
-                    .container_id
-                    .as_deref()
-                    .is_some_and(|id| id != container.container_id),
-                None => container.created_at + grace <= snapshot_at,
-            };
-            if collect {
-                let removal = match (&container.sandbox_id, container.labels.contains_key(label_keys::STACK)) {
-                    (Some(sandbox_id), true) => self.runtime.remove_stack(sandbox_id).await,
-                    _ => self.runtime.remove(&container.container_id).await,
-                };
-                match removal {
-                    Ok(()) => {
-                        info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
-                        self.metrics.count_correction(Correction::Collected);
-                        report.collected += 1;
-                    }
-                    Err(error) => warn!(container = %container.container_id, %error, "could not collect a container"),
-                }
-            }
-        }
-
-        report.collected += self.collect_stacks(snapshot_at, grace).await;
-        report.purged = self.purge(snapshot_at).await;
-        Ok(report)
-    }
-
-    /// Starts the container of a live record that was made but never started (the server stopped
-    /// between the engine's create and start) and answers its facts; or, when that cannot be
-    /// done, ends the record with the reason and answers `None`. A compose stack is not started
-    /// piecemeal: its other services may be missing, so it ends as `create_interrupted`.
-    async fn start_interrupted(&self, sandbox: &mut Sandbox, container: &ContainerState) -> Option<ContainerState> {
-        let now = Utc::now();
-        if sandbox.spec.stack.is_some() {
-            warn!(sandbox = %sandbox.id, container = %container.container_id, "resync found a compose stack whose create was interrupted");
-            sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
-            self.metrics.count_correction(Correction::CreateInterrupted);
-            return None;
-        }
-        match self.runtime.start(&container.container_id).await {
-            Ok(facts) => {
-                info!(sandbox = %sandbox.id, container = %container.container_id, status = %sandbox.status,
-                    "resync started a container whose start was interrupted");
-                self.metrics.count_correction(Correction::Started);
-                Some(facts)
-            }
-            Err(error) => {
-                warn!(sandbox = %sandbox.id, container = %container.container_id, %error,
-                    "resync could not start a container whose start was interrupted");
-                sandbox.container_id = Some(container.container_id.clone());
-                sandbox.end(Status::Failed, reasons::START_FAILED, now);
-                sandbox.status_message = Some(error.to_string());
-                self.metrics.count_correction(Correction::StartFailed);
-                None
-            }
-        }
-    }
-
-    /// Records what a resync changed on one sandbox and, when it ended, cleans up after it.
-    async fn finish_correction(&self, mut sandbox: Sandbox) {
-        if let Err(error) = self.persist(&mut sandbox).await {
-            warn!(sandbox = %sandbox.id, %error, "could not record a resync change");
-            return;
-        }
-        if sandbox.status.is_ended() {
-            info!(sandbox = %sandbox.id, status = %sandbox.status, reason = ?sandbox.status_reason, "resync ended a sandbox");
-            self.after_end(&sandbox);
-        }
-    }
-
-    /// Removes the compose stacks of this cluster whose sandbox has ended or has no record: what
-    /// a create interrupted half-way, or a removal that failed, left on the engine.
-    async fn collect_stacks(&self, snapshot_at: DateTime<Utc>, grace: chrono::Duration) -> usize {
-        let stacks = match self.runtime.list_stacks().await {
-            Ok(stacks) => stacks,
-            Err(error) => {
-                warn!(%error, "could not list the compose stacks on the engine");
-                return 0;
-            }
-        };
-        let mut collected = 0;
-        for stack in stacks {
-            if stack.labels.get(label_keys::CLUSTER) != Some(&self.config.cluster) {
-                continue;
-            }
-            let collect = match self.index.get(&stack.sandbox_id) {
-                Some(record) => record.status.is_ended(),
-                None => stack.created_at + grace <= snapshot_at,
-            };
-            if !collect || self.lock_provisioning().contains(&stack.sandbox_id) {
-                continue;
-            }
-            match self.runtime.remove_stack(&stack.sandbox_id).await {
-                Ok(()) => {
-                    info!(sandbox = %stack.sandbox_id, "collected a compose stack with no live record");
-                    self.metrics.count_correction(Correction::Collected);
-                    collected += 1;
-                }
-                Err(error) => warn!(sandbox = %stack.sandbox_id, %error, "could not collect a compose stack"),
-            }
-        }
-        collected
-    }
-
-    /// Forgets ended records older than the retention period, in the store and the index.
-    async fn purge(&self, now: DateTime<Utc>) -> u64 {
-        let cutoff = now - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
-        let purged = match self.store.purge_ended_before(cutoff).await {
-            Ok(purged) => purged,
-            Err(error) => {
-                warn!(%error, "could not purge old records");
-                return 0;
-            }
-        };
-        self.forget_ended_before(cutoff);
-        purged
-    }
-
-    /// Drops ended records older than the retention period from the index only: what a process
-    /// that does not lead does, since the leader purges the store.
-    pub fn forget_old_records(&self) {
-        let cutoff = Utc::now() - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
-        self.forget_ended_before(cutoff);
-    }
-
-    fn forget_ended_before(&self, cutoff: DateTime<Utc>) {
-        for record in self.index.snapshot() {
-            if record.ended_at.is_some_and(|ended_at| ended_at < cutoff) {
-                self.index.remove(&record.id);
-            }
-        }
     }
 
     /// Writes the record to the store (retrying transient failures), then to the index.
@@ -1315,15 +919,6 @@ impl crate::body::BodyFault {
             }
         }
     }
-}
-
-/// What one resync changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResyncReport {
-    pub adopted: usize,
-    pub lost: usize,
-    pub collected: usize,
-    pub purged: u64,
 }
 
 /// Ends a sandbox whose main process exited: `Failed` on OOM or a non-zero code, else `Terminated`.
