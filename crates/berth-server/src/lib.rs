@@ -1,7 +1,10 @@
 //! berth's server: wiring only. It builds the control plane over the runtime and the store,
 //! adds the AEnvironment env-service controller to the leader's loops, serves the native API
 //! with the AEnvironment surface beside it and, on a listener of its own, the MCP gateway, and
-//! shuts all of it down gracefully. It holds no rules of its own.
+//! shuts all of it down gracefully. It holds no rules of its own. Its settings (flags, `BERTH_*`
+//! environment variables, `berth.toml`) are resolved in [`settings`].
+
+pub mod settings;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -2,7 +2,6 @@
 //! contract (0 success, 1 error as one `berth: <message>` line, 2 usage error).
 
 mod commands;
-mod config;
 mod output;
 mod progress;
 mod terminal;
@@ -38,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the berth server
-    Serve(Box<config::ServeArgs>),
+    Serve(Box<berth_server::settings::ServeArgs>),
     /// Create a sandbox and print its id
     Run(run::RunArgs),
     /// List sandboxes

@@ -11,11 +11,11 @@ use anyhow::{Context, anyhow};
 use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
 use berth_runtime::{DeferredRuntime, EngineInfo, Runtime, RuntimeError};
 use berth_server::ServerConfig;
+use berth_server::settings::{self, CliLayer, LogFormat, ServeArgs, ServeConfig};
 use berth_store::{PostgresStore, SqliteStore, Store};
 use clap::ArgMatches;
 use tokio::net::TcpListener;
 
-use crate::config::{self, CliLayer, LogFormat, ServeArgs, ServeConfig};
 use crate::output::emit;
 
 /// The file inside the data directory that keeps this deployment's cluster id.
@@ -30,9 +30,9 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
     let explicit_file = args
         .config
         .as_deref()
-        .map(|path| (path, config::origin_in(matches, "config")));
-    let file = config::load_file(explicit_file)?;
-    let config = config::resolve(&CliLayer::from_args(args, matches), file.as_ref(), &|name| {
+        .map(|path| (path, settings::origin_in(matches, "config")));
+    let file = settings::load_file(explicit_file)?;
+    let config = settings::resolve(&CliLayer::from_args(args, matches), file.as_ref(), &|name| {
         std::env::var(name).ok()
     })?;
     init_tracing(&config.log, config.log_format);

@@ -1,5 +1,6 @@
-//! `berth serve` settings: flags, `BERTH_*` environment variables and an optional TOML file,
-//! resolved with precedence flag > env > file > default into a checked [`ServeConfig`].
+//! The server's settings: the `berth serve` flags, `BERTH_*` environment variables and an
+//! optional TOML file, resolved with precedence flag > env > file > default into a checked
+//! [`ServeConfig`].
 
 use std::fmt;
 use std::net::IpAddr;
@@ -469,154 +470,33 @@ pub fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 /// Resolves every setting with precedence flag/env (`cli`) > `file` > default and checks it.
-/// `env` reads the environment for the default data directory.
+/// `env` reads the environment for the default data directory. Settings are checked in the
+/// order they are listed, so the first bad one is the one reported.
 pub fn resolve(
     cli: &CliLayer,
     file: Option<&LoadedFile>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ServeConfig, ConfigError> {
     let layers = Layers { cli, file };
-
-    let listen_raw = layers.get("listen", "127.0.0.1:8080");
-    let listen = listen_raw.text()?;
-    check_listen(&listen).map_err(|message| listen_raw.invalid(message))?;
-
-    let gateway_raw = layers.get("gateway_listen", "127.0.0.1:8081");
-    let gateway_listen = Some(gateway_raw.text()?.trim().to_owned()).filter(|address| !address.is_empty());
-    if let Some(address) = &gateway_listen {
-        check_listen(address).map_err(|message| gateway_raw.invalid(message))?;
-    }
-
-    let service_host_raw = layers.get("service_host", "127.0.0.1");
-    let service_host = service_host_raw
-        .text()?
-        .trim()
-        .parse::<IpAddr>()
-        .map_err(|_| service_host_raw.invalid("must be an IP address such as 127.0.0.1 or 0.0.0.0"))?;
-
-    let data_dir = match layers.given("data_dir") {
-        Some(raw) => {
-            let text = raw.text()?;
-            if text.trim().is_empty() {
-                return Err(raw.invalid("must not be empty"));
-            }
-            PathBuf::from(text)
-        }
-        None => default_data_dir(env),
-    };
-
-    let database_url = match layers.given("database_url") {
-        Some(raw) => {
-            let url = raw.text()?;
-            let url = url.trim();
-            if url.is_empty() {
-                None
-            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Some(url.to_owned())
-            } else {
-                // Never echo the value: it may hold a password.
-                return Err(ConfigError::Invalid {
-                    key: raw.key,
-                    value: "(hidden)".to_owned(),
-                    source_desc: describe(raw.key, &raw.origin),
-                    message: "must be a postgres:// or postgresql:// URL (or empty for SQLite in the data directory)"
-                        .to_owned(),
-                });
-            }
-        }
-        None => None,
-    };
-
-    let docker_host = match layers.given("docker_host") {
-        Some(raw) => Some(raw.text()?).filter(|host| !host.trim().is_empty()),
-        None => None,
-    };
-
-    let engine_raw = layers.get("engine_name", "local");
-    let engine_name = engine_raw.text()?;
-    check_name(&engine_name).map_err(|message| engine_raw.invalid(message))?;
-
-    let cluster = match layers.given("cluster") {
-        Some(raw) => {
-            let cluster = raw.text()?;
-            check_name(&cluster).map_err(|message| raw.invalid(message))?;
-            Some(cluster)
-        }
-        None => None,
-    };
-
-    let ip_raw = layers.get("publish_host_ip", "127.0.0.1");
-    let publish_host_ip = ip_raw.text()?;
-    publish_host_ip
-        .parse::<IpAddr>()
-        .map_err(|_| ip_raw.invalid("must be an IP address such as 127.0.0.1 or 0.0.0.0"))?;
-
-    let default_cpu = layers.get("default_cpu", "1");
-    let max_cpu = layers.get("max_cpu", "16");
-    let default_memory = layers.get("default_memory", "512Mi");
-    let max_memory = layers.get("max_memory", "64Gi");
-    let default_ttl = layers.get("default_ttl", "30m");
-    let max_ttl = layers.get("max_ttl", "168h");
-
-    let policy = SpecPolicy {
-        default_cpu_millis: default_cpu.parse(units::parse_cpu_millis)?,
-        default_memory_bytes: default_memory.parse(units::parse_memory_bytes)?,
-        default_ttl: default_ttl.parse(units::parse_duration)?,
-        max_cpu_millis: max_cpu.parse(units::parse_cpu_millis)?,
-        max_memory_bytes: max_memory.parse(units::parse_memory_bytes)?,
-        max_ttl: max_ttl.parse(units::parse_duration)?,
-        pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
-        max_labels: layers.get("max_labels", "64").parse(|value| {
-            let count =
-                parse_pids_limit(value).map_err(|_| "must be a whole number of labels, at least 1".to_owned())?;
-            usize::try_from(count).map_err(|_| "is too large for this machine".to_owned())
-        })?,
-        max_spec_bytes: layers.get("max_spec_size", "256Ki").parse(units::parse_memory_bytes)?,
-    };
-    let over_max = |default: &Raw, max: &Raw| {
-        default.invalid(format!(
-            "is more than the maximum, {}; raise it or lower the default",
-            max.describe()
-        ))
-    };
-    if policy.default_cpu_millis > policy.max_cpu_millis {
-        return Err(over_max(&default_cpu, &max_cpu));
-    }
-    if policy.default_memory_bytes > policy.max_memory_bytes {
-        return Err(over_max(&default_memory, &max_memory));
-    }
-    if policy.default_ttl > policy.max_ttl {
-        return Err(over_max(&default_ttl, &max_ttl));
-    }
-
+    let listen = resolve_listen(&layers)?;
+    let gateway_listen = resolve_gateway_listen(&layers)?;
+    let service_host = resolve_service_host(&layers)?;
+    let data_dir = resolve_data_dir(&layers, env)?;
+    let database_url = resolve_database_url(&layers)?;
+    let docker_host = resolve_docker_host(&layers)?;
+    let engine_name = resolve_engine_name(&layers)?;
+    let cluster = resolve_cluster(&layers)?;
+    let publish_host_ip = resolve_publish_host_ip(&layers)?;
+    let policy = resolve_policy(&layers)?;
     let resync_interval = layers.get("resync_interval", "30s").parse(units::parse_duration)?;
     let orphan_grace = layers.get("orphan_grace", "60s").parse(units::parse_duration)?;
     let retention = layers.get("retention", "24h").parse(units::parse_duration)?;
-    let exec_output_limit = layers.get("exec_output_limit", "1Mi").parse(|value| {
-        let bytes = units::parse_memory_bytes(value)?;
-        usize::try_from(bytes).map_err(|_| "is too large for this machine".to_owned())
-    })?;
+    let exec_output_limit = resolve_exec_output_limit(&layers)?;
     let max_file_size = layers.get("max_file_size", "4Gi").parse(units::parse_memory_bytes)?;
-
-    let log_raw = layers.get("log", "info");
-    let log = log_raw.text()?;
-    tracing_subscriber::EnvFilter::try_new(&log).map_err(|error| {
-        log_raw.invalid(format!(
-            "{error}; use RUST_LOG syntax such as `info,berth_server=debug`"
-        ))
-    })?;
-
-    let log_format_raw = layers.get("log_format", "text");
-    let log_format = match log_format_raw.text()?.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        _ => return Err(log_format_raw.invalid("must be `text` or `json`")),
-    };
+    let log = resolve_log(&layers)?;
+    let log_format = resolve_log_format(&layers)?;
     let shutdown_grace = layers.get("shutdown_grace", "20s").parse(units::parse_duration)?;
-
-    if database_url.is_some() && cluster.is_none() {
-        return Err(ConfigError::ClusterNeeded);
-    }
+    check_shared_database_names_its_cluster(database_url.as_deref(), cluster.as_deref())?;
 
     Ok(ServeConfig {
         listen,
@@ -639,6 +519,188 @@ pub fn resolve(
         shutdown_grace,
         config_file: file.map(|file| file.path.clone()),
     })
+}
+
+const IP_HINT: &str = "must be an IP address such as 127.0.0.1 or 0.0.0.0";
+
+fn resolve_listen(layers: &Layers<'_>) -> Result<String, ConfigError> {
+    let raw = layers.get("listen", "127.0.0.1:8080");
+    let listen = raw.text()?;
+    check_listen(&listen).map_err(|message| raw.invalid(message))?;
+    Ok(listen)
+}
+
+/// `None` when the value is empty: no MCP gateway.
+fn resolve_gateway_listen(layers: &Layers<'_>) -> Result<Option<String>, ConfigError> {
+    let raw = layers.get("gateway_listen", "127.0.0.1:8081");
+    let gateway_listen = Some(raw.text()?.trim().to_owned()).filter(|address| !address.is_empty());
+    if let Some(address) = &gateway_listen {
+        check_listen(address).map_err(|message| raw.invalid(message))?;
+    }
+    Ok(gateway_listen)
+}
+
+fn resolve_service_host(layers: &Layers<'_>) -> Result<IpAddr, ConfigError> {
+    let raw = layers.get("service_host", "127.0.0.1");
+    raw.text()?.trim().parse::<IpAddr>().map_err(|_| raw.invalid(IP_HINT))
+}
+
+/// The given directory, else the XDG default (see [`default_data_dir`]).
+fn resolve_data_dir(layers: &Layers<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
+    let Some(raw) = layers.given("data_dir") else {
+        return Ok(default_data_dir(env));
+    };
+    let text = raw.text()?;
+    if text.trim().is_empty() {
+        return Err(raw.invalid("must not be empty"));
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// A PostgreSQL URL, or `None` (also for an empty value) for SQLite in the data directory.
+fn resolve_database_url(layers: &Layers<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = layers.given("database_url") else {
+        return Ok(None);
+    };
+    let url = raw.text()?;
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Some(url.to_owned()));
+    }
+    // Never echo the value: it may hold a password.
+    Err(ConfigError::Invalid {
+        key: raw.key,
+        value: "(hidden)".to_owned(),
+        source_desc: describe(raw.key, &raw.origin),
+        message: "must be a postgres:// or postgresql:// URL (or empty for SQLite in the data directory)".to_owned(),
+    })
+}
+
+/// `None` (also for an empty value): the Docker runtime reads `DOCKER_HOST` itself.
+fn resolve_docker_host(layers: &Layers<'_>) -> Result<Option<String>, ConfigError> {
+    match layers.given("docker_host") {
+        Some(raw) => Ok(Some(raw.text()?).filter(|host| !host.trim().is_empty())),
+        None => Ok(None),
+    }
+}
+
+fn resolve_engine_name(layers: &Layers<'_>) -> Result<String, ConfigError> {
+    let raw = layers.get("engine_name", "local");
+    let engine_name = raw.text()?;
+    check_name(&engine_name).map_err(|message| raw.invalid(message))?;
+    Ok(engine_name)
+}
+
+/// `None`: the id kept in the data directory, generated at the first start.
+fn resolve_cluster(layers: &Layers<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = layers.given("cluster") else {
+        return Ok(None);
+    };
+    let cluster = raw.text()?;
+    check_name(&cluster).map_err(|message| raw.invalid(message))?;
+    Ok(Some(cluster))
+}
+
+/// Kept as text (the runtime takes it so), but checked to be an IP address.
+fn resolve_publish_host_ip(layers: &Layers<'_>) -> Result<String, ConfigError> {
+    let raw = layers.get("publish_host_ip", "127.0.0.1");
+    let publish_host_ip = raw.text()?;
+    publish_host_ip.parse::<IpAddr>().map_err(|_| raw.invalid(IP_HINT))?;
+    Ok(publish_host_ip)
+}
+
+/// The limits and defaults of a sandbox's spec, each default within its maximum.
+fn resolve_policy(layers: &Layers<'_>) -> Result<SpecPolicy, ConfigError> {
+    let default_cpu = layers.get("default_cpu", "1");
+    let max_cpu = layers.get("max_cpu", "16");
+    let default_memory = layers.get("default_memory", "512Mi");
+    let max_memory = layers.get("max_memory", "64Gi");
+    let default_ttl = layers.get("default_ttl", "30m");
+    let max_ttl = layers.get("max_ttl", "168h");
+    let policy = SpecPolicy {
+        default_cpu_millis: default_cpu.parse(units::parse_cpu_millis)?,
+        default_memory_bytes: default_memory.parse(units::parse_memory_bytes)?,
+        default_ttl: default_ttl.parse(units::parse_duration)?,
+        max_cpu_millis: max_cpu.parse(units::parse_cpu_millis)?,
+        max_memory_bytes: max_memory.parse(units::parse_memory_bytes)?,
+        max_ttl: max_ttl.parse(units::parse_duration)?,
+        pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
+        max_labels: layers.get("max_labels", "64").parse(parse_max_labels)?,
+        max_spec_bytes: layers.get("max_spec_size", "256Ki").parse(units::parse_memory_bytes)?,
+    };
+    check_within_maximum(policy.default_cpu_millis, policy.max_cpu_millis, &default_cpu, &max_cpu)?;
+    check_within_maximum(
+        policy.default_memory_bytes,
+        policy.max_memory_bytes,
+        &default_memory,
+        &max_memory,
+    )?;
+    check_within_maximum(policy.default_ttl, policy.max_ttl, &default_ttl, &max_ttl)?;
+    Ok(policy)
+}
+
+/// A default above its maximum would make every request that leaves the field out invalid.
+fn check_within_maximum<T: PartialOrd>(
+    default: T,
+    max: T,
+    default_raw: &Raw,
+    max_raw: &Raw,
+) -> Result<(), ConfigError> {
+    if default > max {
+        return Err(default_raw.invalid(format!(
+            "is more than the maximum, {}; raise it or lower the default",
+            max_raw.describe()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_max_labels(value: &NumberOrString) -> Result<usize, String> {
+    let count = parse_pids_limit(value).map_err(|_| "must be a whole number of labels, at least 1".to_owned())?;
+    usize::try_from(count).map_err(|_| "is too large for this machine".to_owned())
+}
+
+fn resolve_exec_output_limit(layers: &Layers<'_>) -> Result<usize, ConfigError> {
+    layers.get("exec_output_limit", "1Mi").parse(|value| {
+        let bytes = units::parse_memory_bytes(value)?;
+        usize::try_from(bytes).map_err(|_| "is too large for this machine".to_owned())
+    })
+}
+
+/// A `RUST_LOG`-style filter, checked now so a typo is a settings error, not silence.
+fn resolve_log(layers: &Layers<'_>) -> Result<String, ConfigError> {
+    let raw = layers.get("log", "info");
+    let log = raw.text()?;
+    tracing_subscriber::EnvFilter::try_new(&log).map_err(|error| {
+        raw.invalid(format!(
+            "{error}; use RUST_LOG syntax such as `info,berth_server=debug`"
+        ))
+    })?;
+    Ok(log)
+}
+
+fn resolve_log_format(layers: &Layers<'_>) -> Result<LogFormat, ConfigError> {
+    let raw = layers.get("log_format", "text");
+    match raw.text()?.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(raw.invalid("must be `text` or `json`")),
+    }
+}
+
+/// Processes sharing one database must agree on the deployment they manage; a generated id
+/// would differ per data directory.
+fn check_shared_database_names_its_cluster(
+    database_url: Option<&str>,
+    cluster: Option<&str>,
+) -> Result<(), ConfigError> {
+    if database_url.is_some() && cluster.is_none() {
+        return Err(ConfigError::ClusterNeeded);
+    }
+    Ok(())
 }
 
 /// `host:port` or `[v6]:port`, with a numeric port.
