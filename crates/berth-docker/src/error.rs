@@ -64,7 +64,16 @@ pub(crate) fn classify(err: &BollardError, engine: EngineRef<'_>, subject: Subje
         BollardError::IOError { .. }
         | BollardError::HyperResponseError { .. }
         | BollardError::HyperLegacyError { .. }
-        | BollardError::HttpClientError { .. } => unavailable(engine, transport_detail(err)),
+        | BollardError::HttpClientError { .. } => match tls_failure(err) {
+            // Not an engine that is down: one berth must not trust (or that refuses berth's
+            // certificate). Retrying cannot help; the settings must change.
+            Some(failure) => RuntimeError::Invalid(format!(
+                "engine `{}` at {}: the TLS handshake failed: {failure} (check DOCKER_CERT_PATH and the CA \
+                 that signed the engine's certificate)",
+                engine.name, engine.endpoint
+            )),
+            None => unavailable(engine, transport_detail(err)),
+        },
         BollardError::DockerStreamError { error } => match subject {
             Subject::Image(image) => image_not_found(image, engine, error.clone()),
             _ => RuntimeError::Other(error.clone()),
@@ -134,6 +143,31 @@ fn transport_detail(err: &BollardError) -> String {
         }
     }
     innermost_message(err)
+}
+
+/// The TLS error in `err`'s chain, if the transport failed in a handshake.
+fn tls_failure(err: &BollardError) -> Option<String> {
+    // bollard's I/O error is transparent: its chain starts below the `io::Error` it holds.
+    let start: &(dyn StdError + 'static) = match err {
+        BollardError::IOError { err } => err,
+        other => other,
+    };
+    let mut current: Option<&(dyn StdError + 'static)> = Some(start);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // An `io::Error` wrapping another error does not report it as its source.
+        if let Some(tls) = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io_err| io_err.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        current = e.source();
+    }
+    None
 }
 
 fn find_io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
@@ -235,6 +269,24 @@ mod tests {
         let err = classify(&BollardError::RequestTimeoutError, ENGINE, Subject::Engine);
         assert!(matches!(err, RuntimeError::Timeout(_)));
         assert!(err.is_transient());
+    }
+
+    #[test]
+    fn an_untrusted_engine_certificate_is_invalid_settings_not_an_engine_that_is_down() {
+        let untrusted = BollardError::IOError {
+            err: io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            ),
+        };
+        match classify(&untrusted, ENGINE, Subject::Engine) {
+            RuntimeError::Invalid(detail) => {
+                assert!(detail.contains("TLS handshake failed"), "{detail}");
+                assert!(detail.contains("UnknownIssuer"), "{detail}");
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert!(!classify(&untrusted, ENGINE, Subject::Engine).is_transient());
     }
 
     #[test]
