@@ -68,7 +68,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-if ! PATH="$venv/bin:$PATH" BERTH_HOST="$host" BERTH_SDK_SUFFIX="$$" "$venv/bin/python" tests/aenv-sdk/drive.py; then
+# The first start wrote the admin key; the SDK runs as a member, as a platform's users would.
+admin_key="$(cat "$data_dir/admin.key")"
+member_key="$(BERTH_DATA_DIR="$data_dir" "$binary" --server "http://$host:8080" key create --owner sdk-check 2>/dev/null)"
+if ! PATH="$venv/bin:$PATH" BERTH_HOST="$host" BERTH_SDK_SUFFIX="$$" BERTH_ADMIN_KEY="$admin_key" \
+    AENV_API_KEY="$member_key" "$venv/bin/python" tests/aenv-sdk/drive.py; then
     echo "--- berth's log ---" >&2
     tail -n 60 "$log" >&2
     exit 1

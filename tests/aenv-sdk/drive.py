@@ -22,6 +22,9 @@ HOST = os.environ.get("BERTH_HOST", "127.0.0.2")
 API = f"http://{HOST}:8080"
 IMAGE = "berth-test/aenv-server:latest"
 SUFFIX = os.environ.get("BERTH_SDK_SUFFIX", str(os.getpid()))
+# The platform team's key registers the Envs; the SDK and `aenv` run with AENV_API_KEY, a
+# member's key, as a user of the platform would.
+ADMIN_KEY = os.environ.get("BERTH_ADMIN_KEY")
 
 
 def fail(message):
@@ -40,6 +43,8 @@ def call(method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{API}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    if ADMIN_KEY:
+        request.add_header("Authorization", f"Bearer {ADMIN_KEY}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
@@ -94,6 +99,8 @@ async def sdk_flow(env_name, label):
         arguments=None,
         timeout=30.0,
         startup_timeout=120.0,
+        # The SDK sends it as `Authorization: Bearer` (the `aenv` CLI reads AENV_API_KEY itself).
+        api_key=os.environ.get("AENV_API_KEY"),
     )
     await env.initialize()
     info = await env.get_env_info()

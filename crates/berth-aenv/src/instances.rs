@@ -5,13 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use berth_api::FieldError;
 use berth_api::aenv::{CreateInstanceRequest, Env, EnvInstance, labels, timestamp};
 use berth_core::sandbox::reasons;
 use berth_core::stack::StackPlan;
-use berth_core::{Sandbox, SandboxRequest, SandboxSpec, Status, Template, TemplateRef, units};
+use berth_core::{Caller, Sandbox, SandboxRequest, SandboxSpec, Status, Template, TemplateRef, units};
 use berth_store::SandboxFilter;
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -172,7 +173,11 @@ async fn source_of(
 
 /// `POST /env-instance`: creates an instance of a registered Env (`envName`) or of an inline
 /// Env, answering at once with the instance `Pending`.
-pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: Bytes) -> AenvResult<EnvInstance> {
+pub async fn create_instance(
+    State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> AenvResult<EnvInstance> {
     let body = json_object(&body)?;
     let request: CreateInstanceRequest = serde_json::from_value(Value::Object(body.clone()))
         .map_err(|error| AenvError::bad_request(format!("Invalid request parameters: {error}")))?;
@@ -202,12 +207,18 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
         .map(ToString::to_string)
         .filter(|ttl| !ttl.trim().is_empty());
     let owner = non_empty(request.owner.as_ref());
+    // AEnvironment's `owner` is a label shown back (often an e-mail); the sandbox belongs to the
+    // caller's owner — or, for an admin, to the one it names.
+    let berth_owner = Some(match &owner {
+        Some(named) if caller.is_admin() => named.clone(),
+        _ => caller.owner.clone(),
+    });
     let variables = request.environment_variables.clone().unwrap_or_default();
     let user_labels = request.labels.clone().unwrap_or_default();
     if let Some(compose_file) = env.compose_file() {
         let stack = plan_stack(compose_file, &template, &variables, &arguments)?;
         let main = stack.main().cloned().unwrap_or_else(|| stack.services[0].clone());
-        let mut stack_request = request_from_spec(&template.spec, user_labels, ttl.as_ref(), owner.clone());
+        let mut stack_request = request_from_spec(&template.spec, user_labels, ttl.as_ref(), berth_owner);
         stack_request.image = Some(main.image);
         stack_request.command = main.command;
         stack_request.env = main.environment;
@@ -225,11 +236,11 @@ pub async fn create_instance(State(service): State<Arc<SandboxService>>, body: B
             env: variables,
             labels: user_labels,
             ttl: ttl.clone().map(berth_api::NumberOrString::String),
-            owner: owner.clone(),
+            owner: berth_owner,
             ..SandboxRequest::default()
         }
     } else {
-        let mut inline = request_from_spec(&template.spec, user_labels, ttl.as_ref(), owner.clone());
+        let mut inline = request_from_spec(&template.spec, user_labels, ttl.as_ref(), berth_owner);
         inline.env.extend(variables);
         if command.is_some() {
             inline.command = command;
@@ -375,7 +386,7 @@ fn plan_stack(
     Ok(stack)
 }
 
-fn instance_not_found(id: &str) -> AenvError {
+pub(crate) fn instance_not_found(id: &str) -> AenvError {
     AenvError::not_found(format!("Instance not found: {id}"))
 }
 
@@ -421,6 +432,7 @@ pub async fn delete_instance(
 /// surface), oldest first; `data` is always an array.
 pub async fn list_instances(
     State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AenvResult<Vec<EnvInstance>> {
@@ -428,6 +440,7 @@ pub async fn list_instances(
     let mut filter = SandboxFilter {
         include_ended: true,
         pooled: Some(false),
+        owner: (!caller.is_admin()).then(|| caller.owner.clone()),
         ..SandboxFilter::default()
     };
     if let Some(version) = version {

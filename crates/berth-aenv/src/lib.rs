@@ -3,8 +3,8 @@
 //! registry (`/env/…`, an Env being a berth template), Env instances (`/env-instance…`,
 //! an instance being a berth sandbox) and Env services (`/env-service…`, replicas behind a
 //! balancer), with AEnvironment's envelope and field names. Not part
-//! of the v1 OpenAPI document. `Authorization: Bearer …` is accepted and ignored, as
-//! AEnvironment does with its token auth off.
+//! of the v1 OpenAPI document. `Authorization: Bearer <key>` (AEnvironment's SDK sends its
+//! `AENV_API_KEY` so) is checked by the same gate as the native API's key.
 
 use std::sync::Arc;
 
@@ -18,6 +18,16 @@ pub mod envelope;
 pub mod envs;
 pub mod instances;
 pub mod services;
+
+/// This surface's answer for an instance or service that does not exist, which the gate also
+/// gives for another owner's (so the two cannot be told apart).
+pub fn not_found(resource: berth_http::auth::Resource, id: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match resource {
+        berth_http::auth::Resource::Sandbox => instances::instance_not_found(id).into_response(),
+        berth_http::auth::Resource::EnvService => services::service_not_found(id).into_response(),
+    }
+}
 
 /// The routes of the surface, for the main router to merge.
 pub fn routes(service: Arc<SandboxService>) -> Router {

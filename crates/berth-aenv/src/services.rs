@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use berth_api::FieldError;
 use berth_api::aenv::{CreateServiceRequest, EnvService as EnvServiceView, UpdateServiceRequest, timestamp};
 use berth_core::env_service::{DEFAULT_SERVICE_PORT, MAX_REPLICAS};
 use berth_core::spec::NumberOrString;
-use berth_core::{EnvService, ServiceStatus, Template, units};
+use berth_core::{Caller, EnvService, ServiceStatus, Template, units};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -189,7 +190,7 @@ async fn template_of(service: &SandboxService, record: &EnvService) -> Result<Op
     Ok(service.find_template(&record.env_name, &record.env_version).await?)
 }
 
-fn service_not_found(id: &str) -> AenvError {
+pub(crate) fn service_not_found(id: &str) -> AenvError {
     AenvError::not_found(format!(
         "Service not found: {id} (list services with GET /env-service/*/list)"
     ))
@@ -208,7 +209,11 @@ async fn live_service(service: &SandboxService, id: &str) -> Result<EnvService, 
 
 /// `POST /env-service`: records a service of a registered Env; the leader's controller starts
 /// its replicas and its balancer. Answers at once with the service `Pending`.
-pub async fn create_service(State(service): State<Arc<SandboxService>>, body: Bytes) -> AenvResult<EnvServiceView> {
+pub async fn create_service(
+    State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> AenvResult<EnvServiceView> {
     let body = json_object(&body)?;
     let request = create_request(&body)?;
     let Some(env_name) = &request.env_name else {
@@ -238,7 +243,11 @@ pub async fn create_service(State(service): State<Arc<SandboxService>>, body: By
             }
         },
     };
-    let owner = request.owner.clone().unwrap_or_default();
+    // A member's service (and its replicas) is its own owner's; an admin may name another.
+    let owner = match request.owner.clone() {
+        Some(named) if caller.is_admin() => named,
+        _ => caller.owner.clone(),
+    };
     check_owner(&owner, &mut errors);
     let mut limit = |key: &str, value: &Option<String>, parse: fn(&NumberOrString) -> Result<u64, String>| {
         value
@@ -327,6 +336,7 @@ pub async fn get_service(
 /// oldest first; `data` is always an array.
 pub async fn list_services(
     State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AenvResult<Vec<EnvServiceView>> {
@@ -337,6 +347,7 @@ pub async fn list_services(
         .await?
         .into_iter()
         .filter(|record| record.status != ServiceStatus::Terminated)
+        .filter(|record| caller.may_access(&record.owner))
         .filter(|record| name.is_none_or(|name| record.env_name == name))
         .filter(|record| version.is_none_or(|version| record.env_version == version))
         .collect();

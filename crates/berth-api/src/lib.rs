@@ -13,6 +13,7 @@ pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
 pub use berth_core::template::{PoolRequest, TemplateRequest};
 
 pub mod aenv;
+pub mod identity;
 pub mod problem;
 pub mod templates;
 pub mod work;

@@ -25,6 +25,14 @@ pub enum ProblemKind {
     StoreUnavailable,
     /// A server inside the sandbox could not be reached through the proxy (502).
     UpstreamUnavailable,
+    /// No API key, or one that is unknown, malformed, revoked or expired (401).
+    Unauthorized,
+    /// The key's role may not do this (403).
+    Forbidden,
+    /// A create would take its owner past a quota (429).
+    QuotaExceeded,
+    /// The key sent more requests than its rate allows (429, with `Retry-After`).
+    RateLimited,
     Internal,
 }
 
@@ -43,6 +51,10 @@ impl ProblemKind {
             ProblemKind::EngineTimeout => "urn:berth:problem:engine-timeout",
             ProblemKind::StoreUnavailable => "urn:berth:problem:store-unavailable",
             ProblemKind::UpstreamUnavailable => "urn:berth:problem:upstream-unavailable",
+            ProblemKind::Unauthorized => "urn:berth:problem:unauthorized",
+            ProblemKind::Forbidden => "urn:berth:problem:forbidden",
+            ProblemKind::QuotaExceeded => "urn:berth:problem:quota-exceeded",
+            ProblemKind::RateLimited => "urn:berth:problem:rate-limited",
             ProblemKind::Internal => "urn:berth:problem:internal",
         }
     }
@@ -58,6 +70,9 @@ impl ProblemKind {
             ProblemKind::EngineUnavailable | ProblemKind::StoreUnavailable => 503,
             ProblemKind::EngineTimeout => 504,
             ProblemKind::UpstreamUnavailable => 502,
+            ProblemKind::Unauthorized => 401,
+            ProblemKind::Forbidden => 403,
+            ProblemKind::QuotaExceeded | ProblemKind::RateLimited => 429,
             ProblemKind::Internal => 500,
         }
     }
@@ -76,6 +91,10 @@ impl ProblemKind {
             ProblemKind::EngineTimeout => "The container engine did not answer in time",
             ProblemKind::StoreUnavailable => "The store is unavailable",
             ProblemKind::UpstreamUnavailable => "The server inside the sandbox could not be reached",
+            ProblemKind::Unauthorized => "A valid API key is required",
+            ProblemKind::Forbidden => "The API key's role may not do this",
+            ProblemKind::QuotaExceeded => "The owner's quota would be exceeded",
+            ProblemKind::RateLimited => "Too many requests for this API key",
             ProblemKind::Internal => "Internal error",
         }
     }

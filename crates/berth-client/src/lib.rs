@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 pub mod aenv;
+pub mod identity;
 pub mod sse;
 pub mod templates;
 pub mod work;
@@ -143,9 +144,42 @@ pub struct BerthClient {
     base: Url,
     /// The address as the user gave it, for error messages.
     display: String,
+    /// The API key every request carries, if any.
+    api_key: Option<String>,
 }
 
 impl BerthClient {
+    /// [`new`](Self::new), sending `api_key` as `Authorization: Bearer` on every request.
+    pub fn with_api_key(base_url: &str, api_key: Option<&str>) -> Result<Self, ClientError> {
+        let mut client = Self::new(base_url)?;
+        let Some(key) = api_key else {
+            return Ok(client);
+        };
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ClientError::InvalidUrl {
+                url: base_url.to_owned(),
+                detail: "the API key holds characters a header cannot carry".to_owned(),
+            })?;
+        value.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        client.http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .default_headers(headers)
+            .build()
+            .map_err(|error| ClientError::InvalidUrl {
+                url: base_url.to_owned(),
+                detail: error.to_string(),
+            })?;
+        client.api_key = Some(key.to_owned());
+        Ok(client)
+    }
+
+    /// The key the client sends, for connections it makes itself (WebSockets).
+    pub(crate) fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`). Proxies are
     /// ignored: berth is reached directly.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
@@ -162,6 +196,7 @@ impl BerthClient {
             http,
             base,
             display: base_url.trim_end_matches('/').to_owned(),
+            api_key: None,
         })
     }
 

@@ -67,7 +67,15 @@ impl BerthClient {
     /// command) come back as the server's problem.
     pub async fn exec_socket(&self, id: &str, request: &ExecSocketRequest) -> Result<ExecSocket, ClientError> {
         let url = exec_socket_url(&self.base, id, request)?;
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let mut handshake =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+                .map_err(|error| self.socket_error(error))?;
+        if let Some(key) = self.api_key()
+            && let Ok(value) = format!("Bearer {key}").parse()
+        {
+            handshake.headers_mut().insert("authorization", value);
+        }
+        let connect = tokio_tungstenite::connect_async(handshake);
         let (socket, _response) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
             Ok(Ok(connected)) => connected,
             Ok(Err(error)) => return Err(self.socket_error(error)),

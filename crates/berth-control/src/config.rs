@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use berth_core::SpecPolicy;
+use std::path::PathBuf;
+
+use berth_core::{Quota, SpecPolicy};
 
 /// The server's settings.
 #[derive(Debug, Clone)]
@@ -26,6 +28,29 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Address the env-services' balancers listen on, and the host of their `service_url`.
     pub service_host: std::net::IpAddr,
+    /// Whether requests must carry an API key.
+    pub auth: AuthMode,
+    /// The quota of owners that have none of their own.
+    pub default_quota: Quota,
+    /// File every audit entry is appended to, besides the store.
+    pub audit_log: Option<PathBuf>,
+    /// Whether `/metrics` answers without a key.
+    pub open_metrics: bool,
+    /// Requests per second one key may make (a token bucket holding a second's worth);
+    /// `None`: unlimited.
+    pub rate_limit: Option<u32>,
+    /// Whether the MCP gateway forwards requests that carry no key; `None`: only while it
+    /// listens on loopback.
+    pub gateway_anonymous: Option<bool>,
+}
+
+/// Whether berth asks who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every route but the probes and the OpenAPI document needs a valid API key.
+    Keys,
+    /// No key is asked for: every caller acts as an admin. Only for an API on loopback.
+    None,
 }
 
 /// Default of [`ServerConfig::exec_output_limit`]: 1 MiB per stream.
@@ -45,6 +70,12 @@ impl Default for ServerConfig {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             shutdown_grace: Duration::from_secs(20),
             service_host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            auth: AuthMode::Keys,
+            default_quota: Quota::default(),
+            audit_log: None,
+            open_metrics: true,
+            rate_limit: None,
+            gateway_anonymous: None,
         }
     }
 }

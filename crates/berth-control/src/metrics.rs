@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
     ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
@@ -48,6 +48,17 @@ struct SandboxLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    action: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthFailureLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +164,8 @@ pub struct Metrics {
     sandboxes: Family<SandboxLabels, Gauge>,
     operations: Family<OperationLabels, Counter>,
     corrections: Family<CorrectionLabels, Counter>,
+    audit: Family<AuditLabels, Counter>,
+    auth_failures: Family<AuthFailureLabels, Counter>,
     create_duration: Family<PathLabels, Histogram>,
     pool_ready: Family<TemplateLabels, Gauge>,
     errors: Family<KindLabels, Counter>,
@@ -186,6 +199,8 @@ impl Metrics {
         let sandboxes = Family::<SandboxLabels, Gauge>::default();
         let operations = Family::<OperationLabels, Counter>::default();
         let corrections = Family::<CorrectionLabels, Counter>::default();
+        let audit = Family::<AuditLabels, Counter>::default();
+        let auth_failures = Family::<AuthFailureLabels, Counter>::default();
         let create_duration = Family::<PathLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let pool_ready = Family::<TemplateLabels, Gauge>::default();
         let errors = Family::<KindLabels, Counter>::default();
@@ -226,6 +241,16 @@ impl Metrics {
             "berth_resync_corrections",
             "Differences between records and the engine that a resync corrected, by kind",
             corrections.clone(),
+        );
+        registry.register(
+            "berth_audit_events",
+            "Audited requests (mutating ones and refused authentications), by action and outcome",
+            audit.clone(),
+        );
+        registry.register(
+            "berth_auth_failures",
+            "Requests refused for want of a valid API key, by reason",
+            auth_failures.clone(),
         );
         registry.register(
             "berth_create_duration_seconds",
@@ -282,6 +307,8 @@ impl Metrics {
             sandboxes,
             operations,
             corrections,
+            audit,
+            auth_failures,
             create_duration,
             pool_ready,
             errors,
@@ -318,6 +345,22 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// One audited request; `outcome` is `ok`, `denied` (401/403/404/429) or `failed`.
+    pub fn count_audit(&self, action: &str, outcome: &'static str) {
+        self.audit
+            .get_or_create(&AuditLabels {
+                action: action.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// One request refused for want of a valid key (`missing`, `malformed`, `unknown`,
+    /// `revoked`, `expired`).
+    pub fn count_auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&AuthFailureLabels { reason }).inc();
     }
 
     pub fn count_correction(&self, correction: Correction) {
@@ -624,6 +667,74 @@ impl Store for MeteredStore {
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
     ) -> Result<Option<Sandbox>, StoreError> {
         self.timed("claim_pooled", self.inner.claim_pooled(pool, claim)).await
+    }
+
+    async fn insert_within(&self, sandbox: &Sandbox, quota: &Quota) -> Result<(), StoreError> {
+        self.timed("insert", self.inner.insert_within(sandbox, quota)).await
+    }
+
+    async fn claim_pooled_within(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+        quota: &Quota,
+    ) -> Result<Option<Sandbox>, StoreError> {
+        self.timed("claim_pooled", self.inner.claim_pooled_within(pool, claim, quota))
+            .await
+    }
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.timed("insert_key", self.inner.insert_key(key)).await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.timed("key_by_hash", self.inner.key_by_hash(hash)).await
+    }
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>, StoreError> {
+        self.timed("get_key", self.inner.get_key(id)).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        self.timed("list_keys", self.inner.list_keys()).await
+    }
+
+    async fn revoke_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.timed("revoke_key", self.inner.revoke_key(id, at)).await
+    }
+
+    async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.timed("touch_key", self.inner.touch_key(id, at)).await
+    }
+
+    async fn set_quota(&self, owner: &str, quota: &Quota) -> Result<(), StoreError> {
+        self.timed("set_quota", self.inner.set_quota(owner, quota)).await
+    }
+
+    async fn get_quota(&self, owner: &str) -> Result<Option<Quota>, StoreError> {
+        self.timed("get_quota", self.inner.get_quota(owner)).await
+    }
+
+    async fn list_quotas(&self) -> Result<Vec<(String, Quota)>, StoreError> {
+        self.timed("list_quotas", self.inner.list_quotas()).await
+    }
+
+    async fn delete_quota(&self, owner: &str) -> Result<bool, StoreError> {
+        self.timed("delete_quota", self.inner.delete_quota(owner)).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.timed("append_audit", self.inner.append_audit(entry)).await
+    }
+
+    async fn list_audit(
+        &self,
+        since: DateTime<Utc>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.timed("list_audit", self.inner.list_audit(since, owner, limit))
+            .await
     }
 
     async fn insert_service(&self, service: &EnvService) -> Result<(), StoreError> {

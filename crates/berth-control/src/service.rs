@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::expiry::ExpiryTimers;
+use crate::identity::Identity;
 use crate::index::SandboxIndex;
 use crate::locks::SandboxLocks;
 use crate::metrics::{CreatePath, Metrics, Operation};
@@ -57,6 +58,12 @@ pub enum ServiceError {
     /// A request the sandbox's image cannot serve (e.g. a timeout needs `/bin/sh`).
     #[error("{0}")]
     Unsupported(String),
+    /// A create that would take its owner past a quota; nothing was created.
+    #[error("owner `{owner}`: {exceeded}")]
+    QuotaExceeded {
+        owner: String,
+        exceeded: berth_core::QuotaExceeded,
+    },
     /// An upload over the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -116,6 +123,8 @@ pub struct SandboxService {
     /// Wakes the env-service controller when a service was created, changed or deleted.
     env_services_changed: tokio::sync::Notify,
     started: tokio::time::Instant,
+    /// Keys, quotas and the audit log.
+    identity: Identity,
 }
 
 /// A sandbox found `Running`, with its container and the engine it runs on: what exec, files,
@@ -164,7 +173,9 @@ impl SandboxService {
         timers: ExpiryTimers,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let identity = Identity::new(Arc::clone(&store), Arc::clone(&metrics), config.default_quota.clone());
         SandboxService {
+            identity,
             runtime,
             store,
             config,
@@ -194,6 +205,11 @@ impl SandboxService {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// Who may call, and what each owner may take.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
@@ -327,6 +343,53 @@ impl SandboxService {
             .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
     }
 
+    /// The owner of sandbox `id`, from the index, else (on a shared store, where another
+    /// process may have made it a moment ago) from the store. `None` when there is no such sandbox.
+    pub async fn owner_of(&self, id: &str) -> Option<String> {
+        let id = SandboxId::parse(id)?;
+        if let Some(sandbox) = self.index.get(&id) {
+            return Some(sandbox.owner.clone());
+        }
+        if self.store.is_shared()
+            && let Ok(Some(record)) = self.store.get(&id).await
+        {
+            return Some(record.owner);
+        }
+        None
+    }
+
+    /// What `owner`'s live sandboxes hold now, from the index.
+    pub fn usage_of(&self, owner: &str) -> berth_core::Usage {
+        let records = self.index.snapshot();
+        berth_core::Usage::of_live(
+            records
+                .iter()
+                .map(AsRef::as_ref)
+                .filter(|sandbox: &&Sandbox| sandbox.owner == owner && sandbox.pool.is_none()),
+        )
+    }
+
+    /// Every owner with a live sandbox (waiting pool sandboxes aside).
+    pub fn live_owners(&self) -> std::collections::BTreeSet<String> {
+        self.index
+            .snapshot()
+            .iter()
+            .filter(|sandbox| !sandbox.status.is_ended() && sandbox.pool.is_none())
+            .map(|sandbox| sandbox.owner.clone())
+            .collect()
+    }
+
+    /// The owner of env-service `id`; `None` when there is none (or the store cannot say).
+    pub async fn env_service_owner(&self, id: &str) -> Option<String> {
+        match self.store.get_service(id).await {
+            Ok(service) => service.map(|service| service.owner),
+            Err(error) => {
+                debug!(service = id, %error, "cannot read an env-service's owner");
+                None
+            }
+        }
+    }
+
     pub fn list(&self, filter: &SandboxFilter, after: Option<&Cursor>, limit: usize) -> Page {
         self.index.list(filter, after, limit)
     }
@@ -425,8 +488,15 @@ impl SandboxService {
         );
         sandbox.template = template.as_ref().map(|template| template.reference().to_string());
         let id = sandbox.id.clone();
-        match retry_store(|| self.store.insert(&sandbox)).await {
+        let quota = self.identity.quota_of(&owner).await?;
+        match retry_store(|| self.store.insert_within(&sandbox, &quota)).await {
             Ok(()) => {}
+            Err(StoreError::QuotaExceeded(exceeded)) => {
+                return Err(ServiceError::QuotaExceeded {
+                    owner: owner.clone(),
+                    exceeded,
+                });
+            }
             Err(StoreError::DuplicateIdempotencyKey { .. }) => {
                 // A concurrent retry with the same key won the race: answer with its sandbox.
                 let key = idempotency_key.unwrap_or_default();
@@ -994,7 +1064,7 @@ where
     write().await
 }
 
-fn validate_owner(owner: &str) -> Result<(), ServiceError> {
+pub fn validate_owner(owner: &str) -> Result<(), ServiceError> {
     let valid = !owner.is_empty()
         && owner.len() <= 63
         && owner.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));

@@ -3,6 +3,7 @@
 pub mod env_service;
 pub mod error_chain;
 pub mod field;
+pub mod identity;
 pub mod labels;
 pub mod readiness;
 pub mod sandbox;
@@ -14,6 +15,7 @@ pub mod units;
 
 pub use env_service::{EnvService, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
+pub use identity::{ApiKey, AuditEntry, Caller, KeyId, Quota, QuotaExceeded, Role, Usage};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
 pub use spec::{Resources, SandboxRequest, SandboxSpec, SpecPolicy};

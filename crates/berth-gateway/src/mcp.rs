@@ -24,23 +24,57 @@ pub const ROUTING_HEADER: &str = "AEnvCore-MCPProxy-URL";
 const INSTANCE_HEADER: &str = "AEnvCore-EnvInstance-ID";
 
 /// Serves the gateway on `listener` until `shutdown` completes, then finishes the requests in
-/// flight (the caller bounds how long, as for the API).
+/// flight (the caller bounds how long, as for the API). `anonymous`: whether a request without
+/// an API key is forwarded (AEnvironment's SDK sends none to the gateway).
 pub async fn serve(
     listener: TcpListener,
     lookup: Arc<dyn SandboxLookup>,
+    anonymous: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(lookup))
+    axum::serve(listener, router(lookup, anonymous))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-/// Every path and method goes to [`route`]: the gateway has no routes of its own but `/health`.
-pub fn router(lookup: Arc<dyn SandboxLookup>) -> Router {
-    Router::new().fallback(route).with_state(lookup)
+/// What the gateway's requests share.
+#[derive(Clone)]
+struct Gateway {
+    lookup: Arc<dyn SandboxLookup>,
+    anonymous: bool,
 }
 
-async fn route(State(lookup): State<Arc<dyn SandboxLookup>>, request: Request) -> Response {
+/// Every path and method goes to [`route`]: the gateway has no routes of its own but `/health`.
+pub fn router(lookup: Arc<dyn SandboxLookup>, anonymous: bool) -> Router {
+    Router::new().fallback(route).with_state(Gateway { lookup, anonymous })
+}
+
+/// The 403 for an address the caller may not reach: the same whether it is no sandbox at all
+/// or another owner's, so the gateway tells nothing about others' sandboxes.
+fn not_reachable(address: SocketAddr, server: &str) -> Response {
+    gateway_error(
+        StatusCode::FORBIDDEN,
+        json!({
+            "error": format!(
+                "{address} is not a running sandbox of this berth: the gateway only forwards to berth's own \
+                 Running sandboxes ({ROUTING_HEADER}: http://<sandbox ip>:<port>)"
+            ),
+            "server": server,
+        }),
+    )
+}
+
+async fn route(State(gateway): State<Gateway>, mut request: Request) -> Response {
+    let lookup = &gateway.lookup;
+    // Taken out before anything else: a berth key never goes on into the sandbox (the sandbox
+    // server's own tokens do).
+    let (headers, uri) = {
+        let mut uri = request.uri().clone();
+        let secret = crate::credential::take_berth_key(request.headers_mut(), &mut uri);
+        (secret, uri)
+    };
+    *request.uri_mut() = uri;
+    let secret = headers;
     let Some(target) = request.headers().get(ROUTING_HEADER) else {
         if request.uri().path() == "/health" {
             return (
@@ -61,17 +95,26 @@ async fn route(State(lookup): State<Arc<dyn SandboxLookup>>, request: Request) -
         Ok(address) => address,
         Err((status, message)) => return gateway_error(status, json!({"error": message, "server": server})),
     };
-    if !lookup.is_running_sandbox(address) {
-        return gateway_error(
-            StatusCode::FORBIDDEN,
-            json!({
-                "error": format!(
-                    "{address} is not a running sandbox of this berth: the gateway only forwards to berth's own \
-                     Running sandboxes ({ROUTING_HEADER}: http://<sandbox ip>:<port>)"
-                ),
-                "server": server,
-            }),
-        );
+    let caller = match &secret {
+        Some(secret) => match lookup.authenticate(secret).await {
+            Ok(caller) => Some(caller),
+            Err(reason) => return gateway_error(StatusCode::UNAUTHORIZED, json!({"error": reason, "server": server})),
+        },
+        None if gateway.anonymous => None,
+        None => {
+            return gateway_error(
+                StatusCode::UNAUTHORIZED,
+                json!({
+                    "error": "this gateway needs an API key: send `Authorization: Bearer <key>` (it serves requests \
+                              without one only on loopback, or with --gateway-anonymous always)",
+                    "server": server,
+                }),
+            );
+        }
+    };
+    match lookup.owner_at(address) {
+        Some(owner) if caller.as_ref().is_none_or(|caller| caller.may_access(&owner)) => {}
+        _ => return not_reachable(address, &server),
     }
     let (mut parts, body) = request.into_parts();
     debug!(

@@ -68,10 +68,17 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(error) => store_error(error),
             ServiceError::Missing(detail) => ApiError::new(ProblemKind::NotFound, detail),
+            ServiceError::QuotaExceeded { owner, exceeded } => quota_exceeded(&owner, &exceeded),
             ServiceError::Unsupported(detail) => ApiError::new(ProblemKind::Validation, detail),
             ServiceError::TooLarge(detail) => ApiError::new(ProblemKind::BodyTooLarge, detail),
             ServiceError::BadBody(detail) => ApiError::new(ProblemKind::InvalidBody, detail),
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        store_error(error)
     }
 }
 
@@ -90,8 +97,32 @@ fn engine_problem(error: &RuntimeError) -> Problem {
     Problem::new(kind, error.to_string())
 }
 
+/// The 429 of a refused create, naming the quota, its limit, the use and the ask in the units
+/// a user sets them in.
+fn quota_exceeded(owner: &str, exceeded: &berth_core::QuotaExceeded) -> ApiError {
+    use berth_core::identity::QuotaKind;
+    use berth_core::units::{format_cpu, format_memory};
+    let show = |value: u64| match exceeded.kind {
+        QuotaKind::Sandboxes => value.to_string(),
+        QuotaKind::Cpu => format_cpu(value),
+        QuotaKind::Memory => format_memory(value),
+    };
+    ApiError::new(
+        ProblemKind::QuotaExceeded,
+        format!(
+            "owner `{owner}` would exceed its `{}` quota: limit {}, in use {}, this request asks for {}; \
+             delete sandboxes or ask an admin to raise it (berth quota set)",
+            exceeded.kind.as_str(),
+            show(exceeded.limit),
+            show(exceeded.used),
+            show(exceeded.asked)
+        ),
+    )
+}
+
 fn store_error(error: StoreError) -> ApiError {
     match error {
+        StoreError::QuotaExceeded(exceeded) => quota_exceeded("?", &exceeded),
         StoreError::Unavailable(detail) => ApiError::new(
             ProblemKind::StoreUnavailable,
             format!("the store is unavailable: {detail}"),

@@ -225,7 +225,10 @@ pub async fn exec_ws(
         debug!(exec = %started.exec_id, %error, "initial resize failed");
     }
     let container_id = sandbox.container_id.clone();
+    // A browser that sent its key as a `berth.bearer.<key>` subprotocol offers `berth` beside it
+    // and needs it chosen, or it drops the connection.
     Ok(upgrade
+        .protocols(["berth"])
         .on_upgrade(move |socket| ws_session(socket, runtime, container_id, started))
         .into_response())
 }

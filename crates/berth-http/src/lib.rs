@@ -20,11 +20,13 @@ use utoipa_axum::routes;
 use berth_control::service::SandboxService;
 use proxy::DistinctOperationIds;
 
+pub mod auth;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod health;
 pub mod http_metrics;
+pub mod identity;
 pub mod json;
 pub mod observe;
 pub mod proxy;
@@ -47,6 +49,7 @@ commands in them, move files in and out, read their logs and stats, pause and re
         (name = "observe", description = "Logs and resource stats of a sandbox"),
         (name = "health", description = "Liveness and readiness probes, health and metrics"),
         (name = "proxy", description = "HTTP and WebSocket requests to servers inside a sandbox"),
+        (name = "identity", description = "API keys, the caller's identity, quotas and the audit log"),
     ),
     // Routed by hand in `router_and_spec` (its `{*path}` wildcard is not an OpenAPI path).
     paths(proxy::proxy),
@@ -87,6 +90,16 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         // Build contexts stream any size (the service enforces `max_file_size`): no 1 MiB limit.
         .routes(routes!(templates::build_template).layer(DefaultBodyLimit::disable()))
         .routes(routes!(templates::list_pools))
+        .routes(routes!(identity::whoami))
+        .routes(routes!(identity::create_key, identity::list_keys))
+        .routes(routes!(identity::get_key, identity::revoke_key))
+        .routes(routes!(identity::list_quotas))
+        .routes(routes!(
+            identity::get_quota,
+            identity::put_quota,
+            identity::delete_quota
+        ))
+        .routes(routes!(identity::list_audit))
         // Any method, WebSocket upgrades included; the bare `{port}` and `{port}/` forms reach `/`.
         .route("/v1/sandboxes/{id}/proxy/{port}/{*path}", any(proxy::proxy))
         .route("/v1/sandboxes/{id}/proxy/{port}/", any(proxy::proxy))
@@ -106,9 +119,12 @@ fn websocket<S>(
 }
 
 /// The complete application: API routes, `/v1/openapi.json`, limits and fallbacks, with
-/// `beside` (another surface's routes, outside the OpenAPI document) under the same layers.
-pub fn router(service: Arc<SandboxService>, beside: Router) -> Router {
+/// `beside` (another surface's routes, outside the OpenAPI document) under the same layers —
+/// the gate of [`auth`] among them; `beside_not_found` is how that surface says "no such
+/// sandbox or env-service", which the gate says for the ones a caller may not see.
+pub fn router(service: Arc<SandboxService>, beside: Router, beside_not_found: auth::NotFoundAnswer) -> Router {
     let metrics = Arc::clone(service.metrics());
+    let gate = Arc::new(auth::Gate::new(Arc::clone(&service), beside_not_found));
     let (router, spec) = router_and_spec(service);
     let spec = Arc::new(spec);
     router
@@ -119,7 +135,9 @@ pub fn router(service: Arc<SandboxService>, beside: Router) -> Router {
         )
         .fallback(|| async { error::ApiError::new(ProblemKind::NotFound, "no such route: see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // `Router::layer` wraps each route, so the middleware sees the matched route template.
+        // `Router::layer` wraps each route, so both middlewares see the matched route template;
+        // the gate is inside the metrics, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(gate, auth::gate))
         .layer(axum::middleware::from_fn_with_state(metrics, http_metrics::track_http))
 }
 

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use berth_api::{
     IDEMPOTENCY_KEY_HEADER, Problem, ProblemKind, RenewTtlRequest, RenewTtlResponse, SandboxList, SandboxRequest,
     SandboxView,
 };
-use berth_core::Status;
+use berth_core::{Caller, Status};
 use berth_store::{Cursor, SandboxFilter};
 
 use crate::error::ApiError;
@@ -19,6 +19,23 @@ use crate::json::ApiJson;
 use berth_control::service::SandboxService;
 
 pub const DEFAULT_PAGE: usize = 100;
+
+/// The owner a create by `caller` records: an admin's choice (else its own), a member's own —
+/// a member naming another owner is refused.
+pub fn owner_for(caller: &Caller, asked: Option<String>) -> Result<String, ApiError> {
+    match asked {
+        Some(owner) if owner != caller.owner && !caller.is_admin() => Err(ApiError::field(
+            ProblemKind::Forbidden,
+            "owner",
+            format!(
+                "a member creates in its own name (`{}`): leave `owner` out, or ask an admin",
+                caller.owner
+            ),
+        )),
+        Some(owner) => Ok(owner),
+        None => Ok(caller.owner.clone()),
+    }
+}
 /// Response header of a create: `pooled` when the sandbox was claimed from a warm pool, else `cold`.
 pub const CREATE_PATH_HEADER: &str = "berth-create-path";
 pub const MAX_PAGE: usize = 1000;
@@ -44,10 +61,12 @@ pub const MAX_PAGE: usize = 1000;
 )]
 pub async fn create_sandbox(
     State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<SandboxRequest>,
+    ApiJson(mut request): ApiJson<SandboxRequest>,
 ) -> Result<Response, ApiError> {
+    request.owner = Some(owner_for(&caller, request.owner.take())?);
     let params = QueryParams::parse(query.as_deref(), &["wait"])?;
     let wait = match params.single("wait") {
         None => true,
@@ -124,6 +143,7 @@ pub async fn get_sandbox(
 )]
 pub async fn list_sandboxes(
     State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<SandboxList>, ApiError> {
     let params = QueryParams::parse(
@@ -152,6 +172,10 @@ pub async fn list_sandboxes(
         }
     }
     filter.owner = params.single("owner").map(str::to_owned);
+    if !caller.is_admin() {
+        // A member's list is its own owner's, whatever it asks for.
+        filter.owner = Some(caller.owner.clone());
+    }
     filter.include_ended = match params.single("all") {
         None => false,
         Some(value) => parse_bool("all", value)?,

@@ -11,18 +11,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use berth_control::LeaderLoop;
+use berth_core::Caller;
 use berth_gateway::SandboxLookup;
 use berth_runtime::Runtime;
-use berth_store::{Store, StoreError};
+use berth_store::Store;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-pub use berth_control::{DEFAULT_EXEC_OUTPUT_LIMIT, DEFAULT_MAX_FILE_SIZE, SandboxService, ServerConfig};
+pub use berth_control::{AuthMode, DEFAULT_EXEC_OUTPUT_LIMIT, DEFAULT_MAX_FILE_SIZE, SandboxService, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot load sandbox records: {0}")]
-    Load(#[from] StoreError),
+    #[error("{0}")]
+    Start(#[from] berth_control::StartError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -54,6 +56,8 @@ pub async fn serve_with_gateway(
     let app = router(Arc::clone(&service));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, mut closing) = tokio::sync::watch::channel(false);
+    // The peer address goes into audit entries.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace = ?grace, "no longer accepting; finishing requests in flight");
@@ -64,7 +68,15 @@ pub async fn serve_with_gateway(
         let Some(gateway_listener) = gateway_listener else {
             return Ok(());
         };
-        berth_gateway::mcp::serve(gateway_listener, lookup(service), async move {
+        let on_loopback = gateway_listener
+            .local_addr()
+            .is_ok_and(|address| address.ip().is_loopback());
+        let anonymous =
+            service.config().auth == AuthMode::None || service.config().gateway_anonymous.unwrap_or(on_loopback);
+        if !anonymous {
+            info!("the MCP gateway asks every request for an API key");
+        }
+        berth_gateway::mcp::serve(gateway_listener, lookup(service), anonymous, async move {
             let _ = closing.wait_for(|closing| *closing).await;
         })
         .await
@@ -87,6 +99,20 @@ pub async fn serve_with_gateway(
     Ok(())
 }
 
+/// On a store without keys, makes the first admin key (owner `admin`) and writes its secret to
+/// `path` (mode 0600), where the CLI on this machine finds it. Logs the path, never the secret.
+pub async fn bootstrap_admin_key(
+    store: &Arc<dyn Store>,
+    path: &std::path::Path,
+) -> Result<(), berth_control::identity::BootstrapError> {
+    let metrics = Arc::new(berth_control::metrics::Metrics::new());
+    let identity = berth_control::identity::Identity::new(Arc::clone(store), metrics, berth_core::Quota::default());
+    if let Some((key, path)) = identity.bootstrap_admin_key(path).await? {
+        info!(key = %key.id, path = %path.display(), "no API key existed: made an admin key and wrote it to the file");
+    }
+    Ok(())
+}
+
 /// Builds the service and starts its background loops, the AEnvironment env-service controller
 /// among the leader's. The loops stop when the returned set drops.
 pub async fn start(
@@ -102,7 +128,7 @@ pub async fn start(
 /// OpenAPI document), the AEnvironment surface.
 pub fn router(service: Arc<SandboxService>) -> axum::Router {
     let aenv = berth_aenv::routes(Arc::clone(&service));
-    berth_http::router(service, aenv)
+    berth_http::router(service, aenv, berth_aenv::not_found)
 }
 
 /// What forwarding may know of the sandboxes: whether an address is a `Running` one's.
@@ -113,7 +139,20 @@ pub fn lookup(service: Arc<SandboxService>) -> Arc<dyn SandboxLookup> {
 struct RunningSandboxes(Arc<SandboxService>);
 
 impl SandboxLookup for RunningSandboxes {
-    fn is_running_sandbox(&self, address: SocketAddr) -> bool {
-        self.0.running_at(address).is_some()
+    fn owner_at(&self, address: SocketAddr) -> Option<String> {
+        self.0.running_at(address).map(|sandbox| sandbox.owner)
+    }
+
+    fn authenticate<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<Caller, String>> {
+        Box::pin(async move {
+            if self.0.config().auth == AuthMode::None {
+                return Ok(Caller::unauthenticated(berth_control::service::DEFAULT_OWNER));
+            }
+            self.0
+                .identity()
+                .authenticate(secret)
+                .await
+                .map_err(|failure| failure.to_string())
+        })
     }
 }

@@ -104,6 +104,40 @@ pub struct ServeArgs {
     /// How long a shutdown waits for requests in flight [default: 20s]
     #[arg(long, env = "BERTH_SHUTDOWN_GRACE", value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// `keys`: every route but the probes needs an API key; `none`: no key is asked for (only
+    /// with the API on loopback) [default: keys]
+    #[arg(long, env = "BERTH_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+    /// File every mutating request and refused authentication is appended to, one JSON line each
+    /// [default: none, the store and the metric only]
+    #[arg(long, env = "BERTH_AUDIT_LOG", value_name = "PATH")]
+    pub audit_log: Option<String>,
+    /// `open`: /metrics answers without a key; `key`: it needs an admin key [default: open]
+    #[arg(long, env = "BERTH_METRICS_AUTH", value_name = "MODE")]
+    pub metrics_auth: Option<String>,
+    /// Whether the MCP gateway forwards requests without an API key (AEnvironment's SDK sends
+    /// none): `loopback` (only while it listens on loopback), `always` or `never` [default: loopback]
+    #[arg(long, env = "BERTH_GATEWAY_ANONYMOUS", value_name = "WHEN")]
+    pub gateway_anonymous: Option<String>,
+    /// Requests per second one key may make (a burst of as many) [default: unlimited]
+    #[arg(long, env = "BERTH_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<String>,
+    /// Live sandboxes an owner without a quota of its own may hold [default: unlimited]
+    #[arg(long, env = "BERTH_DEFAULT_QUOTA_SANDBOXES", value_name = "COUNT")]
+    pub default_quota_sandboxes: Option<String>,
+    /// CPUs an owner without a quota of its own may hold [default: unlimited]
+    #[arg(long, env = "BERTH_DEFAULT_QUOTA_CPU", value_name = "CPUS")]
+    pub default_quota_cpu: Option<String>,
+    /// Memory an owner without a quota of its own may hold [default: unlimited]
+    #[arg(long, env = "BERTH_DEFAULT_QUOTA_MEMORY", value_name = "SIZE")]
+    pub default_quota_memory: Option<String>,
+}
+
+/// Whether `berth serve` asks for API keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthSetting {
+    Keys,
+    None,
 }
 
 /// How log lines are written.
@@ -143,6 +177,13 @@ pub struct ServeConfig {
     pub log: String,
     pub log_format: LogFormat,
     pub shutdown_grace: Duration,
+    pub auth: AuthSetting,
+    pub audit_log: Option<PathBuf>,
+    pub open_metrics: bool,
+    pub rate_limit: Option<u32>,
+    /// `None`: only while the gateway listens on loopback.
+    pub gateway_anonymous: Option<bool>,
+    pub default_quota: berth_core::Quota,
     /// The settings file that was read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -229,6 +270,14 @@ pub struct FileSettings {
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub shutdown_grace: Option<NumberOrString>,
+    pub auth: Option<String>,
+    pub audit_log: Option<String>,
+    pub metrics_auth: Option<String>,
+    pub gateway_anonymous: Option<String>,
+    pub rate_limit: Option<NumberOrString>,
+    pub default_quota_sandboxes: Option<NumberOrString>,
+    pub default_quota_cpu: Option<NumberOrString>,
+    pub default_quota_memory: Option<NumberOrString>,
 }
 
 impl FileSettings {
@@ -261,6 +310,14 @@ impl FileSettings {
             "log" => text(&self.log),
             "log_format" => text(&self.log_format),
             "shutdown_grace" => self.shutdown_grace.clone(),
+            "auth" => text(&self.auth),
+            "audit_log" => text(&self.audit_log),
+            "metrics_auth" => text(&self.metrics_auth),
+            "gateway_anonymous" => text(&self.gateway_anonymous),
+            "rate_limit" => self.rate_limit.clone(),
+            "default_quota_sandboxes" => self.default_quota_sandboxes.clone(),
+            "default_quota_cpu" => self.default_quota_cpu.clone(),
+            "default_quota_memory" => self.default_quota_memory.clone(),
             _ => None,
         }
     }
@@ -359,6 +416,14 @@ impl CliLayer {
             ("log", &args.log),
             ("log_format", &args.log_format),
             ("shutdown_grace", &args.shutdown_grace),
+            ("auth", &args.auth),
+            ("audit_log", &args.audit_log),
+            ("metrics_auth", &args.metrics_auth),
+            ("gateway_anonymous", &args.gateway_anonymous),
+            ("rate_limit", &args.rate_limit),
+            ("default_quota_sandboxes", &args.default_quota_sandboxes),
+            ("default_quota_cpu", &args.default_quota_cpu),
+            ("default_quota_memory", &args.default_quota_memory),
         ];
         let mut layer = CliLayer::default();
         for (key, value) in given {
@@ -497,6 +562,17 @@ pub fn resolve(
     let log_format = resolve_log_format(&layers)?;
     let shutdown_grace = layers.get("shutdown_grace", "20s").parse(units::parse_duration)?;
     check_shared_database_names_its_cluster(database_url.as_deref(), cluster.as_deref())?;
+    let auth = resolve_auth(&layers, &listen)?;
+    let audit_log = layers
+        .given("audit_log")
+        .map(|raw| raw.text())
+        .transpose()?
+        .filter(|path| !path.trim().is_empty())
+        .map(PathBuf::from);
+    let open_metrics = resolve_open_metrics(&layers)?;
+    let rate_limit = resolve_rate_limit(&layers)?;
+    let gateway_anonymous = resolve_gateway_anonymous(&layers)?;
+    let default_quota = resolve_default_quota(&layers)?;
 
     Ok(ServeConfig {
         listen,
@@ -517,6 +593,12 @@ pub fn resolve(
         log,
         log_format,
         shutdown_grace,
+        auth,
+        audit_log,
+        open_metrics,
+        rate_limit,
+        gateway_anonymous,
+        default_quota,
         config_file: file.map(|file| file.path.clone()),
     })
 }
@@ -661,6 +743,85 @@ fn check_within_maximum<T: PartialOrd>(
 fn parse_max_labels(value: &NumberOrString) -> Result<usize, String> {
     let count = parse_pids_limit(value).map_err(|_| "must be a whole number of labels, at least 1".to_owned())?;
     usize::try_from(count).map_err(|_| "is too large for this machine".to_owned())
+}
+
+/// `keys` (the default), or `none` — refused unless the API listens on loopback only, since
+/// without keys anyone who reaches the port owns every sandbox.
+fn resolve_auth(layers: &Layers<'_>, listen: &str) -> Result<AuthSetting, ConfigError> {
+    let raw = layers.get("auth", "keys");
+    match raw.text()?.as_str() {
+        "keys" => Ok(AuthSetting::Keys),
+        "none" => {
+            let loopback = listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|address| address.ip().is_loopback())
+                || listen.starts_with("localhost:");
+            if loopback {
+                Ok(AuthSetting::None)
+            } else {
+                Err(raw.invalid(format!(
+                    "`none` is refused while the API listens on {listen}, beyond loopback: anyone reaching it \
+                     would own every sandbox; listen on 127.0.0.1 or keep `keys`"
+                )))
+            }
+        }
+        _ => Err(raw.invalid("must be `keys` or `none`")),
+    }
+}
+
+fn resolve_open_metrics(layers: &Layers<'_>) -> Result<bool, ConfigError> {
+    let raw = layers.get("metrics_auth", "open");
+    match raw.text()?.as_str() {
+        "open" => Ok(true),
+        "key" => Ok(false),
+        _ => Err(raw.invalid("must be `open` or `key`")),
+    }
+}
+
+fn resolve_gateway_anonymous(layers: &Layers<'_>) -> Result<Option<bool>, ConfigError> {
+    let raw = layers.get("gateway_anonymous", "loopback");
+    match raw.text()?.as_str() {
+        "loopback" => Ok(None),
+        "always" => Ok(Some(true)),
+        "never" => Ok(Some(false)),
+        _ => Err(raw.invalid("must be `loopback`, `always` or `never`")),
+    }
+}
+
+fn resolve_rate_limit(layers: &Layers<'_>) -> Result<Option<u32>, ConfigError> {
+    let Some(raw) = layers.given("rate_limit") else {
+        return Ok(None);
+    };
+    let per_second = raw.parse(|value| {
+        let count = parse_pids_limit(value).map_err(|_| "must be a whole number of requests per second".to_owned())?;
+        u32::try_from(count).map_err(|_| "is too large".to_owned())
+    })?;
+    Ok((per_second > 0).then_some(per_second))
+}
+
+fn resolve_default_quota(layers: &Layers<'_>) -> Result<berth_core::Quota, ConfigError> {
+    let sandboxes = layers
+        .given("default_quota_sandboxes")
+        .map(|raw| {
+            raw.parse(|value| {
+                let count = parse_pids_limit(value).map_err(|_| "must be a whole number of sandboxes".to_owned())?;
+                u64::try_from(count).map_err(|_| "must be a whole number of sandboxes".to_owned())
+            })
+        })
+        .transpose()?;
+    let cpu_millis = layers
+        .given("default_quota_cpu")
+        .map(|raw| raw.parse(units::parse_cpu_millis))
+        .transpose()?;
+    let memory_bytes = layers
+        .given("default_quota_memory")
+        .map(|raw| raw.parse(units::parse_memory_bytes))
+        .transpose()?;
+    Ok(berth_core::Quota {
+        sandboxes,
+        cpu_millis,
+        memory_bytes,
+    })
 }
 
 fn resolve_exec_output_limit(layers: &Layers<'_>) -> Result<usize, ConfigError> {

@@ -89,7 +89,7 @@ async fn call(
 #[tokio::test]
 async fn the_gateway_answers_its_health_and_refuses_anything_but_a_running_sandbox() {
     let h = harness().await;
-    let router = gateway::router(lookup(Arc::clone(&h.service)));
+    let router = gateway::router(lookup(Arc::clone(&h.service)), true);
     let (status, health) = call(&router, "GET", "/health", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -141,6 +141,49 @@ async fn the_gateway_answers_its_health_and_refuses_anything_but_a_running_sandb
         assert_eq!(status, expected, "{target}: {error}");
         assert!(error["error"].is_string(), "{error}");
     }
+
+    // A gateway that asks for keys: none is a 401; another owner's key finds the sandbox exactly
+    // as unreachable as no sandbox at all; the owner's key passes on to the sandbox's server.
+    let guarded = gateway::router(lookup(Arc::clone(&h.service)), false);
+    let target = format!("http://{ip}:8081");
+    let (status, error) = call(&guarded, "GET", "/health", Some(&target)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{error}");
+    let identity = h.service.identity();
+    let owners = identity
+        .create_key(&sandbox.owner, berth_core::Role::Member, None)
+        .await
+        .unwrap();
+    let strangers = identity.create_key("stranger", berth_core::Role::Member, None).await.unwrap();
+    let with_key = |key: &str, target: &str| {
+        Request::builder()
+            .uri("/health")
+            .header(gateway::ROUTING_HEADER, target)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let answer = |request: Request<Body>| {
+        let router = guarded.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, foreign) = answer(with_key(&strangers.secret, &target)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{foreign}");
+    let (_, nothing) = answer(with_key(&strangers.secret, "http://10.255.0.1:8081")).await;
+    assert_eq!(
+        foreign.replace(&ip, "IP"),
+        nothing.replace("10.255.0.1", "IP"),
+        "another owner's sandbox looks like no sandbox"
+    );
+    let (status, passed) = answer(with_key(&owners.secret, &target)).await;
+    assert!(
+        status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+        "{status} {passed}"
+    );
 
     h.service.delete(sandbox.id.as_str()).await.unwrap();
     assert!(h.service.running_at(format!("{ip}:8081").parse().unwrap()).is_none());

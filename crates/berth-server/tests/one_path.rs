@@ -42,7 +42,11 @@ async fn env_writes_through_the_aenvironment_surface_wake_the_pool_keeper_at_onc
     let service = Arc::new(SandboxService::new(
         Arc::new(FakeRuntime::default()),
         store,
-        ServerConfig::default(),
+        // The pool keeper is what this test watches; who may call is the gate's own tests' concern.
+        ServerConfig {
+            auth: berth_server::AuthMode::None,
+            ..ServerConfig::default()
+        },
         timers,
         Arc::new(Metrics::new()),
     ));

@@ -3,10 +3,11 @@
 //! only says how it connects, opens a write, describes itself and elects a leader.
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
+use crate::identity::{self, KeyColumns};
 use crate::sql::{self, Dialect, Statement};
 use crate::write::Writes;
 use crate::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
@@ -46,9 +47,14 @@ where
     Option<i64>: for<'q> Encode<'q, B::Db> + Type<B::Db>,
     (String, String): for<'r> FromRow<'r, <B::Db as sqlx::Database>::Row>,
     (String, String, String): for<'r> FromRow<'r, <B::Db as sqlx::Database>::Row>,
+    KeyColumns: for<'r> FromRow<'r, <B::Db as sqlx::Database>::Row>,
 {
     async fn insert(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
-        writes(self).await?.insert(sandbox).await
+        writes(self).await?.insert(sandbox, &Quota::default()).await
+    }
+
+    async fn insert_within(&self, sandbox: &Sandbox, quota: &Quota) -> Result<(), StoreError> {
+        writes(self).await?.insert(sandbox, quota).await
     }
 
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError> {
@@ -108,7 +114,88 @@ where
         pool: &str,
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
     ) -> Result<Option<Sandbox>, StoreError> {
-        writes(self).await?.claim(pool, claim).await
+        writes(self).await?.claim(pool, claim, &Quota::default()).await
+    }
+
+    async fn claim_pooled_within(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+        quota: &Quota,
+    ) -> Result<Option<Sandbox>, StoreError> {
+        writes(self).await?.claim(pool, claim, quota).await
+    }
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        writes(self).await?.insert_key(key).await
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        identity::fetch_key(self.read_pool(), identity::KEY_BY_HASH, hash).await
+    }
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>, StoreError> {
+        identity::fetch_key(self.read_pool(), identity::KEY_BY_ID, id.as_str()).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let rows: Vec<KeyColumns> = sqlx::query_as(identity::LIST_KEYS)
+            .fetch_all(self.read_pool())
+            .await
+            .map_err(B::Db::map_error)?;
+        rows.into_iter().map(identity::decode_key).collect()
+    }
+
+    async fn revoke_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        writes(self).await?.revoke_key(id, at).await
+    }
+
+    async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        writes(self).await?.touch_key(id, at).await
+    }
+
+    async fn set_quota(&self, owner: &str, quota: &Quota) -> Result<(), StoreError> {
+        writes(self).await?.set_quota(owner, quota).await
+    }
+
+    async fn get_quota(&self, owner: &str) -> Result<Option<Quota>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as(identity::GET_QUOTA)
+            .bind(owner)
+            .fetch_optional(self.read_pool())
+            .await
+            .map_err(B::Db::map_error)?;
+        Ok(row.map(identity::decode_quota).transpose()?.map(|(_, quota)| quota))
+    }
+
+    async fn list_quotas(&self) -> Result<Vec<(String, Quota)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(identity::LIST_QUOTAS)
+            .fetch_all(self.read_pool())
+            .await
+            .map_err(B::Db::map_error)?;
+        rows.into_iter().map(identity::decode_quota).collect()
+    }
+
+    async fn delete_quota(&self, owner: &str) -> Result<bool, StoreError> {
+        writes(self).await?.delete_quota(owner).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        writes(self).await?.append_audit(entry).await
+    }
+
+    async fn list_audit(
+        &self,
+        since: DateTime<Utc>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let statement = identity::audit_since(since, owner, limit);
+        let rows: Vec<(String, String)> =
+            sqlx::query_as_with(AssertSqlSafe(statement.sql), sql::arguments::<B::Db>(statement.binds)?)
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(B::Db::map_error)?;
+        rows.iter().map(|(_, record)| identity::decode_audit(record)).collect()
     }
 
     async fn insert_template(&self, template: &Template) -> Result<(), StoreError> {

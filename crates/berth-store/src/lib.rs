@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 mod backend;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+mod identity;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -114,6 +115,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store error: {0}")]
     Other(String),
+    /// A quota-checked write refused: the owner's live sandboxes would pass a limit.
+    #[error("{0}")]
+    QuotaExceeded(berth_core::QuotaExceeded),
 }
 
 /// Leadership of one deployment among every process sharing a store, held until dropped.
@@ -224,6 +228,62 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes it; returns whether it existed.
     async fn delete_service(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// [`insert`](Store::insert), admitted against the owner's `quota`: in the same transaction
+    /// the owner's live records are summed, and a record that would pass a limit fails with
+    /// `QuotaExceeded`, writing nothing. Exact under concurrency from any processes sharing the
+    /// store: quota-checked writes of one owner take turns.
+    async fn insert_within(&self, sandbox: &Sandbox, quota: &Quota) -> Result<(), StoreError>;
+
+    /// [`claim_pooled`](Store::claim_pooled), admitted against `quota`, the quota of the owner
+    /// the claim gives the sandbox to (as [`insert_within`](Store::insert_within) does). A
+    /// refused claim leaves the sandbox in its pool.
+    async fn claim_pooled_within(
+        &self,
+        pool: &str,
+        claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+        quota: &Quota,
+    ) -> Result<Option<Sandbox>, StoreError>;
+
+    /// Writes a new API key. Fails with `Other` when its id or hash is taken.
+    async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// The key whose secret hashes to `hash`, revoked and expired ones included.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    async fn get_key(&self, id: &KeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Every key, revoked ones included, by creation.
+    async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the key at `at`, once: a second revocation keeps the first time. Returns whether
+    /// the key exists.
+    async fn revoke_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Records a use of the key at `at` (never moving its last use back).
+    async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Sets (or replaces) the quota of `owner`.
+    async fn set_quota(&self, owner: &str, quota: &Quota) -> Result<(), StoreError>;
+
+    async fn get_quota(&self, owner: &str) -> Result<Option<Quota>, StoreError>;
+
+    /// Every owner's own quota, by owner.
+    async fn list_quotas(&self) -> Result<Vec<(String, Quota)>, StoreError>;
+
+    /// Removes the quota of `owner` (the default applies again); returns whether it had one.
+    async fn delete_quota(&self, owner: &str) -> Result<bool, StoreError>;
+
+    /// Appends one entry to the audit log.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Up to `limit` entries at or after `since`, only `owner`'s when given, oldest first.
+    async fn list_audit(
+        &self,
+        since: DateTime<Utc>,
+        owner: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Whether other processes may write this store at the same time (PostgreSQL: true;
     /// SQLite: false).

@@ -135,6 +135,7 @@ async fn connect_once(options: &PgConnectOptions, location: &str) -> Result<PgCo
 
 impl Dialect for Postgres {
     const NEXT_POOLED: &'static str = sql::NEXT_POOLED_FOR_UPDATE;
+    const LOCK_OWNER: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtext($1))");
 
     fn map_error(error: sqlx::Error) -> StoreError {
         map_error(error)

@@ -16,6 +16,11 @@ pub(crate) trait Dialect: Database {
     /// The select of the next claimable sandbox of a pool (PostgreSQL's also locks it).
     const NEXT_POOLED: &'static str;
 
+    /// Serializes quota-checked writes of one owner (bound to the owner) until the transaction
+    /// ends, across every process sharing the store; `None` where a write transaction already
+    /// excludes every other (SQLite's).
+    const LOCK_OWNER: Option<&'static str>;
+
     /// The backend's classification of sqlx errors.
     fn map_error(error: sqlx::Error) -> StoreError;
 
@@ -106,7 +111,7 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    fn new(sql: &str) -> Self {
+    pub(crate) fn new(sql: &str) -> Self {
         Statement {
             sql: sql.to_owned(),
             binds: Vec::new(),
@@ -114,19 +119,19 @@ impl Statement {
     }
 
     /// Appends the next placeholder to the text and records its value.
-    fn bind(&mut self, value: Bind) -> &mut Self {
+    pub(crate) fn bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);
         self.sql.push_str(&format!("${}", self.binds.len()));
         self
     }
 
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.sql.push_str(text);
         self
     }
 
     /// `(v1, v2, ...)`, one placeholder per value.
-    fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
+    pub(crate) fn bind_list(&mut self, values: impl IntoIterator<Item = Bind>) -> &mut Self {
         self.push("(");
         for (index, value) in values.into_iter().enumerate() {
             if index > 0 {
@@ -139,7 +144,7 @@ impl Statement {
 }
 
 /// The statuses that count as ended, as stored.
-fn ended_statuses() -> impl Iterator<Item = Bind> {
+pub(crate) fn ended_statuses() -> impl Iterator<Item = Bind> {
     Status::ALL
         .into_iter()
         .filter(|status| status.is_ended())

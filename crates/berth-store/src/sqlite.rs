@@ -96,6 +96,7 @@ impl SqliteStore {
 
 impl Dialect for Sqlite {
     const NEXT_POOLED: &'static str = sql::NEXT_POOLED;
+    const LOCK_OWNER: Option<&'static str> = None;
 
     fn map_error(error: sqlx::Error) -> StoreError {
         map_error(error)

@@ -3,11 +3,12 @@
 //! writes — generic over sqlx's `Database`, so SQLite and PostgreSQL differ only in how they
 //! open the transaction and in their [`Dialect`].
 
-use berth_core::{EnvService, Sandbox, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, Template};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
 use crate::StoreError;
+use crate::identity::{self, KeyRow};
 use crate::sql::{self, Dialect, Row, ServiceRow, TemplateRow};
 
 /// One write transaction of backend `DB`; each operation consumes it and ends it (committed on
@@ -35,9 +36,11 @@ where
     Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
     (String, String): for<'r> FromRow<'r, DB::Row>,
 {
-    /// Writes a new record. Fails with `AlreadyExists` or `DuplicateIdempotencyKey`.
-    pub async fn insert(mut self, sandbox: &Sandbox) -> Result<(), StoreError> {
+    /// Writes a new record if it fits in its owner's `quota`. Fails with `AlreadyExists`,
+    /// `DuplicateIdempotencyKey` or `QuotaExceeded`.
+    pub async fn insert(mut self, sandbox: &Sandbox, quota: &Quota) -> Result<(), StoreError> {
         let row = Row::of(sandbox)?;
+        self.admit(sandbox, quota).await?;
         // Checked first so a record that clashes on both id and idempotency key is reported as
         // existing, whichever unique index the database happens to check first. A concurrent
         // insert of the same id still loses on the primary key, reported the same way.
@@ -72,8 +75,9 @@ where
         mut self,
         pool: &str,
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+        quota: &Quota,
     ) -> Result<Option<Sandbox>, StoreError> {
-        match self.take_pooled(pool, claim).await {
+        match self.take_pooled(pool, claim, quota).await {
             Ok(Some(claimed)) => {
                 self.tx.commit().await.map_err(DB::map_error)?;
                 Ok(Some(claimed))
@@ -95,6 +99,7 @@ where
         &mut self,
         pool: &str,
         claim: &(dyn Fn(Sandbox) -> Sandbox + Send + Sync),
+        quota: &Quota,
     ) -> Result<Option<Sandbox>, StoreError> {
         let candidate: Option<(String, String)> = sqlx::query_as(DB::NEXT_POOLED)
             .bind(pool)
@@ -108,6 +113,7 @@ where
         let taken = sql::decode(&id, &record)?;
         let claimed = claim(taken.clone());
         sql::check_claimed(pool, &taken, &claimed)?;
+        self.admit(&claimed, quota).await?;
         let row = Row::of(&claimed)?;
         self.update_row(&claimed, row).await?;
         Ok(Some(claimed))
@@ -229,6 +235,107 @@ where
             .map_err(DB::map_error)?;
         self.tx.commit().await.map_err(DB::map_error)?;
         Ok(DB::rows_affected(&deleted) > 0)
+    }
+
+    /// Checks `sandbox` against its owner's `quota` inside this transaction, after taking the
+    /// owner's write turn where the backend needs one. Nothing to do for an unlimited quota.
+    async fn admit(&mut self, sandbox: &Sandbox, quota: &Quota) -> Result<(), StoreError> {
+        if quota.is_unlimited() {
+            return Ok(());
+        }
+        if let Some(lock) = DB::LOCK_OWNER {
+            sqlx::query(lock)
+                .bind(sandbox.owner.as_str())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(DB::map_error)?;
+        }
+        let statement = identity::live_of_owner(&sandbox.owner);
+        let rows: Vec<(String, String)> =
+            sqlx::query_as_with(AssertSqlSafe(statement.sql), sql::arguments::<DB>(statement.binds)?)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(DB::map_error)?;
+        identity::admit(quota, &sql::decode_all(&rows)?, sandbox)
+    }
+
+    /// Writes a new API key. Fails with `Other` when its id or hash is taken.
+    pub async fn insert_key(mut self, key: &ApiKey) -> Result<(), StoreError> {
+        let row = KeyRow::of(key)?;
+        let inserted = sqlx::query(identity::INSERT_KEY)
+            .bind(row.id)
+            .bind(row.hash)
+            .bind(row.owner)
+            .bind(row.created_at)
+            .bind(row.record)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        if DB::rows_affected(&inserted) == 0 {
+            return Err(StoreError::Other(format!(
+                "key {} (or its secret) already exists",
+                key.id
+            )));
+        }
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    /// Revokes the key at `at` unless it already was; returns whether the key exists.
+    pub async fn revoke_key(mut self, id: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        sqlx::query(identity::REVOKE_KEY)
+            .bind(id.as_str())
+            .bind(sql::nanos(at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        let exists = sqlx::query(identity::KEY_EXISTS)
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(exists.is_some())
+    }
+
+    pub async fn touch_key(mut self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(identity::TOUCH_KEY)
+            .bind(id.as_str())
+            .bind(sql::nanos(at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    pub async fn set_quota(mut self, owner: &str, quota: &Quota) -> Result<(), StoreError> {
+        sqlx::query(identity::UPSERT_QUOTA)
+            .bind(owner)
+            .bind(identity::encode_quota(owner, quota)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)
+    }
+
+    pub async fn delete_quota(mut self, owner: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(identity::DELETE_QUOTA)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(DB::rows_affected(&deleted) > 0)
+    }
+
+    pub async fn append_audit(mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query(identity::APPEND_AUDIT)
+            .bind(sql::nanos(entry.time))
+            .bind(entry.owner.clone())
+            .bind(identity::encode_audit(entry)?)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.tx.commit().await.map_err(DB::map_error)
     }
 
     async fn insert_labels(&mut self, sandbox: &Sandbox) -> Result<(), StoreError> {

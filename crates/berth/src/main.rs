@@ -12,8 +12,8 @@ use berth_client::BerthClient;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, cp, env, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume, rm, run,
-    serve, shell, stats, template, ttl,
+    AlreadyReported, UsageError, access, cp, env, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume,
+    rm, run, serve, shell, stats, template, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -29,6 +29,17 @@ struct Cli {
         value_name = "URL"
     )]
     server: String,
+
+    /// API key of the caller (client commands) [default: the server's admin.key in this
+    /// machine's data directory, when readable]
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -74,6 +85,16 @@ enum Command {
     Env(env::EnvCommand),
     /// Exit 0 when the server is ready, 1 otherwise (for container health checks)
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Manage API keys (admin)
+    #[command(subcommand)]
+    Key(access::KeyCommand),
+    /// Show the owner and role of the API key in use
+    Whoami,
+    /// Manage per-owner quotas (admin)
+    #[command(subcommand)]
+    Quota(access::QuotaCommand),
+    /// Show recent audit entries (admin)
+    Audit(access::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -113,7 +134,8 @@ fn main() -> ExitCode {
 /// Runs the verb; the exit code is 0 on success except for `exec` and `shell`, which exit with
 /// the command's.
 async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let client = || BerthClient::new(&cli.server);
+    let api_key = cli.api_key.clone().or_else(local_admin_key);
+    let client = || BerthClient::with_api_key(&cli.server, api_key.as_deref());
     let done = |()| ExitCode::SUCCESS;
     match &cli.command {
         Command::Serve(args) => serve::run(args, matches.subcommand_matches("serve")).await.map(done),
@@ -133,7 +155,23 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Template(command) => template::run(&client()?, command).await.map(done),
         Command::Pool(command) => pool::run(&client()?, command).await.map(done),
         Command::Env(command) => env::run(&client()?, command).await.map(done),
+        Command::Key(command) => access::key(&client()?, command).await.map(done),
+        Command::Whoami => access::whoami(&client()?).await.map(done),
+        Command::Quota(command) => access::quota(&client()?, command).await.map(done),
+        Command::Audit(args) => access::audit(&client()?, args).await.map(done),
     }
+}
+
+/// The admin key a local `berth serve` wrote into its data directory (`BERTH_DATA_DIR`, else
+/// the default one), when this user can read it: what keeps the quick start two commands.
+fn local_admin_key() -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let data_dir = env("BERTH_DATA_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| berth_server::settings::default_data_dir(&env));
+    let text = std::fs::read_to_string(data_dir.join(commands::serve::ADMIN_KEY_FILE)).ok()?;
+    Some(text.trim().to_owned()).filter(|key| !key.is_empty())
 }
 
 #[cfg(test)]

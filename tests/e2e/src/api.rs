@@ -1,29 +1,20 @@
 //! JSON over HTTP to a test server, and the assertions on AEnvironment's response envelope: the
 //! tests that speak the wire format directly (not through berth's client) share these.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::TestServer;
 
-/// An HTTP client that never goes through a proxy from the environment (every address here is
-/// local) and gives up on an answer after two minutes instead of hanging the test run.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("an HTTP client")
-}
+pub use crate::{http, http_as};
 
-/// One exchange with the server: the status and the body as JSON (a string when it is not JSON).
+/// One exchange with the server as its admin: the status and the body as JSON (a string when
+/// it is not JSON).
 pub async fn send(server: &TestServer, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    send_as(server, None, method, path, body).await
+    send_as(server, server.admin_key.as_deref(), method, path, body).await
 }
 
 /// [`send`], with `Authorization: Bearer <token>` when a token is given (as AEnvironment's SDK
-/// sends when it has an API key).
+/// sends its API key), and without any credential otherwise.
 pub async fn send_as(
     server: &TestServer,
     token: Option<&str>,

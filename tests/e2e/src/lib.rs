@@ -65,6 +65,9 @@ pub struct TestServer {
     pub gateway_url: Option<String>,
     pub data_dir: PathBuf,
     pub cluster: String,
+    /// The admin key the server wrote to `<data_dir>/admin.key` on its first start (`None` for a
+    /// server run with `--auth none`).
+    pub admin_key: Option<String>,
     /// Whether dropping it removes its cluster's containers (not after [`TestServer::crash`]).
     sweep_on_drop: bool,
     _temp: Option<tempfile::TempDir>,
@@ -142,19 +145,54 @@ impl TestServer {
                 Err(_) => bail!("berth serve did not report its gateway's address"),
             },
         };
+        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .ok()
+            .map(|text| text.trim().to_owned());
         Ok(TestServer {
             child,
             url,
             gateway_url,
             data_dir,
             cluster,
+            admin_key,
             sweep_on_drop: true,
             _temp: temp,
         })
     }
 
+    /// A client acting as the server's admin.
     pub fn client(&self) -> BerthClient {
-        BerthClient::new(&self.url).expect("client for a valid url")
+        self.client_as(self.admin_key.as_deref())
+    }
+
+    /// A client sending `api_key` (none: an anonymous caller).
+    pub fn client_as(&self, api_key: Option<&str>) -> BerthClient {
+        BerthClient::with_api_key(&self.url, api_key).expect("client for a valid url")
+    }
+
+    /// An HTTP client that sends the admin key on every request (see [`http`]).
+    pub fn http(&self) -> reqwest::Client {
+        http_as(self.admin_key.as_deref())
+    }
+
+    /// `url` carrying the admin key as the `access_token` query parameter, the way a browser
+    /// client, which cannot set headers on a WebSocket, sends it.
+    pub fn with_key(&self, url: &str) -> String {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        match &self.admin_key {
+            Some(key) => format!("{url}{separator}access_token={key}"),
+            None => url.to_owned(),
+        }
+    }
+
+    /// Makes a key of `role` for `owner` through the API and returns its secret.
+    pub async fn key_for(&self, owner: &str, role: &str) -> String {
+        let request = berth_api::identity::KeyRequest {
+            owner: owner.to_owned(),
+            role: Some(role.to_owned()),
+            expires: None,
+        };
+        self.client().create_key(&request).await.expect("a key").secret
     }
 
     /// The server's process id (e.g. to read its memory use from `/proc`).
@@ -369,4 +407,27 @@ impl EngineProxy {
         self.task.abort();
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// An HTTP client that never goes through a proxy from the environment (every address here is
+/// local) and gives up on an answer after two minutes instead of hanging the test run.
+pub fn http() -> reqwest::Client {
+    http_as(None)
+}
+
+/// [`http`], sending `Authorization: Bearer <api_key>` on every request when a key is given.
+pub fn http_as(api_key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().expect("a header value"),
+        );
+    }
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("an HTTP client")
 }

@@ -15,23 +15,36 @@ use berth_e2e::api::{data, failure, send_as};
 use berth_e2e::{TEST_IMAGE, TestServer, berth_binary, docker_inspect, eventually, unique};
 use serde_json::{Value, json};
 
-/// The SDK sends a bearer token when it has an API key; berth accepts and ignores it.
-const SDK_TOKEN: Option<&str> = Some("aenv-api-key");
-
+/// The SDK sends its API key as a bearer token; these calls send the admin's, as a platform
+/// team's tooling would.
 async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send_as(server, SDK_TOKEN, reqwest::Method::POST, path, Some(body)).await
+    send_as(
+        server,
+        server.admin_key.as_deref(),
+        reqwest::Method::POST,
+        path,
+        Some(body),
+    )
+    .await
 }
 
 async fn put(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    send_as(server, SDK_TOKEN, reqwest::Method::PUT, path, Some(body)).await
+    send_as(
+        server,
+        server.admin_key.as_deref(),
+        reqwest::Method::PUT,
+        path,
+        Some(body),
+    )
+    .await
 }
 
 async fn get(server: &TestServer, path: &str) -> (u16, Value) {
-    send_as(server, SDK_TOKEN, reqwest::Method::GET, path, None).await
+    send_as(server, server.admin_key.as_deref(), reqwest::Method::GET, path, None).await
 }
 
 async fn delete(server: &TestServer, path: &str) -> (u16, Value) {
-    send_as(server, SDK_TOKEN, reqwest::Method::DELETE, path, None).await
+    send_as(server, server.admin_key.as_deref(), reqwest::Method::DELETE, path, None).await
 }
 
 /// An Env document as `aenv` registers it (camelCase keys), running the test image with
@@ -461,6 +474,8 @@ fn berth(server: &TestServer, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(berth_binary())
         .args(["--server", &server.url])
         .args(args)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("BERTH_API_KEY")
         .output()
         .expect("berth runs");
     (

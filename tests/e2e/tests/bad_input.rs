@@ -9,7 +9,8 @@ use berth_e2e::{TEST_IMAGE, TestServer, docker_ids, field_named};
 use serde_json::{Value, json};
 
 async fn post(server: &TestServer, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = server
+        .http()
         .post(format!("{}{path}", server.url))
         .header("content-type", content_type)
         .body(body)
@@ -145,7 +146,10 @@ async fn bad_bodies_get_a_4xx_naming_the_field_and_nothing_is_created() {
     assert_eq!(status, 400);
 
     // None of that created anything.
-    let list: Value = reqwest::get(format!("{}/v1/sandboxes?all=true", server.url))
+    let list: Value = server
+        .http()
+        .get(format!("{}/v1/sandboxes?all=true", server.url))
+        .send()
         .await
         .unwrap()
         .json()
@@ -166,7 +170,7 @@ async fn bad_bodies_get_a_4xx_naming_the_field_and_nothing_is_created() {
 #[tokio::test]
 async fn unknown_ids_routes_and_parameters_are_problems() {
     let server = TestServer::start().await.unwrap();
-    let http = reqwest::Client::new();
+    let http = server.http();
     for (method, path, expected) in [
         ("GET", "/v1/sandboxes/0123456789abcdef", 404),
         ("GET", "/v1/sandboxes/not-an-id", 404),

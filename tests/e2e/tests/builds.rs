@@ -63,7 +63,8 @@ async fn cli_build(server: &TestServer, name: &str, dir: &Path) -> Output {
     command
         .args(["--server", &server.url, "template", "build", name])
         .arg(dir)
-        .env_remove("BERTH_SERVER");
+        .env_remove("BERTH_SERVER")
+        .env("BERTH_DATA_DIR", &server.data_dir);
     tokio::task::spawn_blocking(move || command.output().expect("berth runs"))
         .await
         .expect("the CLI finished")
@@ -166,7 +167,7 @@ async fn build_refusals_are_problems_and_a_started_build_streams_ndjson() {
     let server = TestServer::start().await.unwrap();
     let (status, _) = post(&server, "/v1/templates", json!({"name": name, "image": image})).await;
     assert_eq!(status, 201);
-    let client = reqwest::Client::new();
+    let client = server.http();
     let build = |reference: &str, content_type: &str, body: Vec<u8>| {
         client
             .post(format!("{}/v1/templates/{reference}/build", server.url))

@@ -59,12 +59,15 @@ fn assert_one_error_line(stderr: &str) {
 /// The `berth` client of one server.
 struct Cli {
     url: String,
+    /// Where the server wrote its admin key: the CLI finds it there, as on a user's machine.
+    data_dir: std::path::PathBuf,
 }
 
 impl Cli {
     fn new(server: &TestServer) -> Cli {
         Cli {
             url: server.url.clone(),
+            data_dir: server.data_dir.clone(),
         }
     }
 
@@ -75,6 +78,8 @@ impl Cli {
             .args(["--server", &self.url])
             .args(args)
             .env_remove("BERTH_SERVER")
+            .env_remove("BERTH_API_KEY")
+            .env("BERTH_DATA_DIR", &self.data_dir)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -212,6 +217,7 @@ async fn errors_exit_1_with_one_line_and_usage_errors_exit_2() {
     // A server that is not there.
     let gone = Cli {
         url: "http://127.0.0.1:9".to_owned(),
+        data_dir: server.data_dir.clone(),
     };
     let stderr = gone.run(&["ls"]).failed();
     assert!(stderr.contains("cannot reach berth at http://127.0.0.1:9"), "{stderr}");
@@ -380,7 +386,12 @@ async fn exec_in_a_pseudo_terminal_follows_the_window_size_and_restores_the_term
     let server = TestServer::start().await.unwrap();
     let cli = Cli::new(&server);
     let id = cli.sandbox(&["sleep", "3600"]);
-    let berth = format!("{} --server {}", berth_binary().display(), server.url);
+    let berth = format!(
+        "{} --server {} --api-key {}",
+        berth_binary().display(),
+        server.url,
+        server.admin_key.as_deref().unwrap_or_default()
+    );
     let dir = tempfile::tempdir().unwrap();
 
     // The window is resized (from a background job: its stdin is not the terminal) while the

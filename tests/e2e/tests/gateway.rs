@@ -299,14 +299,15 @@ async fn the_native_proxy_serves_the_same_endpoints() {
     let id = sandbox["id"].as_str().unwrap();
     let base = format!("{}/v1/sandboxes/{id}/proxy/8081", server.url);
 
-    let (status, health) = json_of(http().get(format!("{base}/health")).send().await.unwrap()).await;
+    let (status, health) = json_of(server.http().get(format!("{base}/health")).send().await.unwrap()).await;
     assert_eq!(
         (status, &health["data"]["status"]),
         (200, &json!("success")),
         "{health}"
     );
     let (status, called) = json_of(
-        http()
+        server
+            .http()
             .post(format!("{base}/functions/echo%2Dme?x=1"))
             .json(&json!({"k": "v"}))
             .send()
@@ -318,13 +319,13 @@ async fn the_native_proxy_serves_the_same_endpoints() {
     assert_eq!(called["data"]["function"], "echo%2Dme", "the path goes on as it came");
     assert_eq!(called["data"]["body"], json!({"k": "v"}));
     assert_eq!(called["data"]["query"], "x=1");
-    let (status, reward) = json_of(http().post(format!("{base}/task/reward")).send().await.unwrap()).await;
+    let (status, reward) = json_of(server.http().post(format!("{base}/task/reward")).send().await.unwrap()).await;
     assert_eq!((status, &reward["data"]["reward"]), (200, &json!(1)), "{reward}");
-    assert_streamed(&sse_arrivals(http().get(format!("{base}/sse"))).await);
+    assert_streamed(&sse_arrivals(server.http().get(format!("{base}/sse"))).await);
 
     // A WebSocket upgrade is tried on the sandbox's server; this one speaks none: 502.
     let ws_url = format!("{}/ws", base.replace("http://", "ws://"));
-    match tokio_tungstenite::connect_async(ws_url).await {
+    match tokio_tungstenite::connect_async(server.with_key(&ws_url)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 502),
         other => panic!("expected a 502 to the upgrade, got {other:?}"),
     }

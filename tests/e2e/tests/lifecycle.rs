@@ -22,7 +22,10 @@ async fn full_lifecycle_create_read_renew_delete() {
     let created = client.create(&request, CreateOptions::default()).await.unwrap();
     assert_eq!(created.status, "Running");
     assert_eq!(created.image, TEST_IMAGE);
-    assert_eq!(created.owner, "anonymous");
+    assert_eq!(
+        created.owner, "admin",
+        "the owner of the server's first key, which the client uses"
+    );
     assert_eq!(created.resources.cpu, "1");
     assert_eq!(created.resources.memory, "512Mi");
     let container_id = created.container_id.clone().expect("container id reported");

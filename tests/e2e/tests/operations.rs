@@ -16,7 +16,12 @@ use serde_json::Value;
 #[tokio::test]
 async fn health_reports_status_version_uptime_and_checks() {
     let server = TestServer::start().await.unwrap();
-    let response = reqwest::get(format!("{}/health", server.url)).await.unwrap();
+    let response = server
+        .http()
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "ok");
@@ -38,6 +43,7 @@ async fn healthcheck_exits_0_for_a_ready_server_and_1_otherwise() {
     let server = TestServer::start().await.unwrap();
     let ready = Command::new(berth_binary())
         .args(["--server", &server.url, "healthcheck"])
+        .env("BERTH_DATA_DIR", &server.data_dir)
         .output()
         .unwrap();
     assert_eq!(
@@ -99,12 +105,20 @@ async fn metrics_count_requests_sandboxes_creates_errors_and_engine_calls() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let sandbox = client.create(&sleeper(), CreateOptions::default()).await.unwrap();
-    let missing = reqwest::get(format!("{}/v1/sandboxes/0000000000000000", server.url))
+    let missing = server
+        .http()
+        .get(format!("{}/v1/sandboxes/0000000000000000", server.url))
+        .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
 
-    let response = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+    let response = server
+        .http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(
@@ -135,7 +149,10 @@ async fn metrics_count_requests_sandboxes_creates_errors_and_engine_calls() {
     assert_eq!(value("berth_leader"), 1.0);
 
     client.delete(&sandbox.id).await.unwrap();
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
+    let metrics = server
+        .http()
+        .get(format!("{}/metrics", server.url))
+        .send()
         .await
         .unwrap()
         .text()

@@ -211,7 +211,7 @@ async fn fifty_concurrent_claims_on_a_pool_of_eight_never_share_a_sandbox() {
 }
 
 async fn get_text(server: &TestServer, path: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{}{path}", server.url)).await.unwrap();
+    let response = server.http().get(format!("{}{path}", server.url)).send().await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 

@@ -170,7 +170,7 @@ async fn an_unavailable_engine_gives_503_with_retry_after_and_readyz_says_why() 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let http = reqwest::Client::new();
+    let http = server.http();
     let response = http
         .post(format!("{}/v1/sandboxes", server.url))
         .json(&sleeper())
@@ -258,7 +258,7 @@ async fn berth_starts_before_its_engine_and_converges_once_the_engine_answers() 
     .await
     .unwrap();
     let client = server.client();
-    let http = reqwest::Client::new();
+    let http = server.http();
     client
         .healthz()
         .await

@@ -80,7 +80,10 @@ async fn replica(database: &Database, cluster: &str) -> TestServer {
 }
 
 async fn health(server: &TestServer) -> Option<Value> {
-    reqwest::get(format!("{}/health", server.url))
+    server
+        .http()
+        .get(format!("{}/health", server.url))
+        .send()
         .await
         .ok()?
         .json()
@@ -116,7 +119,9 @@ async fn a_killed_leader_is_replaced_and_every_sandbox_still_expires_once() {
     })
     .await
     .expect("the first process leads");
-    let second = replica(&database, &cluster).await;
+    let mut second = replica(&database, &cluster).await;
+    // Keys live in the shared store: the first process made the admin key.
+    second.admin_key = first.admin_key.clone();
     let second_health = health(&second).await.expect("the second process answers");
     assert_eq!(second_health["leader"], false, "{second_health}");
     assert_eq!(
@@ -192,7 +197,8 @@ async fn a_killed_leader_is_replaced_and_every_sandbox_still_expires_once() {
     );
 
     // A restarted process joins as a follower and reads the same records.
-    let third = replica(&database, &cluster).await;
+    let mut third = replica(&database, &cluster).await;
+    third.admin_key = second.admin_key.clone();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!is_leader(&third).await, "two leaders at once");
     assert!(is_leader(&second).await);
@@ -203,4 +209,88 @@ async fn a_killed_leader_is_replaced_and_every_sandbox_still_expires_once() {
     for sandbox in [&on_follower, &on_leader] {
         assert_eq!(endings(&logs, &sandbox.id), 1, "{} ended more than once", sandbox.id);
     }
+}
+
+/// Two processes on one PostgreSQL: a key revoked (or expired) through one stops working on
+/// the other within a second; 60 concurrent creates of one owner spread over both, against a
+/// quota of 10 sandboxes, give exactly 10.
+#[tokio::test]
+async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
+    let database = Database::create();
+    let cluster = unique("keys");
+    let first = replica(&database, &cluster).await;
+    let mut second = replica(&database, &cluster).await;
+    second.admin_key = first.admin_key.clone();
+
+    let key = first.key_for("team-x", "member").await;
+    let on_second = second.client_as(Some(&key));
+    assert_eq!(
+        on_second.whoami().await.unwrap().owner,
+        "team-x",
+        "a key made on one works on the other"
+    );
+    let id = first
+        .client()
+        .list_keys()
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|listed| listed.owner == "team-x")
+        .unwrap()
+        .id;
+    first.client().revoke_key(&id).await.unwrap();
+    let revoked_at = std::time::Instant::now();
+    let refused = eventually(Duration::from_secs(5), || async { on_second.whoami().await.err() })
+        .await
+        .expect("the other process refuses the revoked key");
+    let took = revoked_at.elapsed();
+    assert!(refused.to_string().contains("revoked"), "{refused}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the revocation took {took:?} to reach the other process"
+    );
+
+    let key = first.key_for("team-y", "member").await;
+    first
+        .client()
+        .set_quota(
+            "team-y",
+            &berth_api::identity::QuotaRequest {
+                sandboxes: Some(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut creates = Vec::new();
+    for task in 0..60 {
+        let server = if task % 2 == 0 { &first } else { &second };
+        let client = berth_e2e::api::http_as(Some(&key));
+        let url = format!("{}/v1/sandboxes?wait=false", server.url);
+        creates.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&sleeper())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for create in creates {
+        statuses.push(create.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 202).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 429).count(),
+        50,
+        "{statuses:?}"
+    );
 }

@@ -27,7 +27,7 @@ struct Api {
 impl Api {
     fn new(server: &TestServer) -> Self {
         Api {
-            http: reqwest::Client::new(),
+            http: server.http(),
             base: server.url.clone(),
         }
     }
@@ -387,7 +387,7 @@ async fn websocket_exec_starts_with_the_terminal_size_given_in_the_query() {
     let ws_base = server.url.replacen("http://", "ws://", 1);
     // No resize frame: the program reads its size at once and must see the query's.
     let url = format!("{ws_base}/v1/sandboxes/{id}/exec/ws?cmd=stty&cmd=size&tty=true&cols=77&rows=22");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.with_key(&url)).await.unwrap();
     let (screen, exit) = read_until_exit(&mut socket).await;
     assert_eq!(screen.trim(), "22 77");
     assert_eq!(exit["exit_code"], 0);
@@ -402,7 +402,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
 
     // A terminal: a resize frame is seen inside by `stty size`; `exit 7` is reported.
     let url = format!("{ws_base}/v1/sandboxes/{id}/exec/ws?cmd=sh&tty=true");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.with_key(&url)).await.unwrap();
     socket
         .send(Message::Text(r#"{"resize":{"cols":123,"rows":45}}"#.into()))
         .await
@@ -435,7 +435,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
     // Without a terminal: stdin, `{"eof":true}` ends it, the output comes back.
     let url =
         format!("{ws_base}/v1/sandboxes/{id}/exec/ws?cmd=sh&cmd=-c&cmd=tr%20a-z%20A-Z%3B%20echo%20%24X&env=X=done");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.with_key(&url)).await.unwrap();
     socket
         .send(Message::Binary(Bytes::from_static(b"shout\n")))
         .await
@@ -447,7 +447,7 @@ async fn websocket_exec_carries_stdin_resizes_the_terminal_and_reports_the_exit(
 
     // Closing the socket ends the process (and its children).
     let url = format!("{ws_base}/v1/sandboxes/{id}/exec/ws?cmd=sh&cmd=-c&cmd=sleep%204321%3B%20true");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.with_key(&url)).await.unwrap();
     assert!(
         eventually(Duration::from_secs(10), || async {
             process_alive(&api, &id, "sleep 4321").await.then_some(())
@@ -1241,7 +1241,7 @@ async fn an_image_without_a_shell_runs_plain_execs_and_explains_what_needs_one()
         "{}/v1/sandboxes/{id}/exec/ws?cmd=/busybox&cmd=echo&cmd=still-works",
         server.url.replacen("http://", "ws://", 1)
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.with_key(&url)).await.unwrap();
     let (output, exit) = read_until_exit(&mut socket).await;
     assert_eq!(output, "still-works\n");
     assert_eq!(exit["exit_code"], 0);

@@ -163,6 +163,7 @@ impl SandboxService {
         let labels = spec.labels.clone();
         let ttl = spec.ttl;
         let owner = owner.to_owned();
+        let owner_of_claim = owner.clone();
         let idempotency_key = idempotency_key.map(str::to_owned);
         let claim = move |mut sandbox: Sandbox| {
             let now = Utc::now();
@@ -179,7 +180,19 @@ impl SandboxService {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC);
             sandbox
         };
-        let Some(claimed) = self.store.claim_pooled(&key, &claim).await? else {
+        let quota = self.identity.quota_of(&owner_of_claim).await?;
+        let claimed = self
+            .store
+            .claim_pooled_within(&key, &claim, &quota)
+            .await
+            .map_err(|error| match error {
+                StoreError::QuotaExceeded(exceeded) => ServiceError::QuotaExceeded {
+                    owner: owner_of_claim.clone(),
+                    exceeded,
+                },
+                other => other.into(),
+            })?;
+        let Some(claimed) = claimed else {
             debug!(template = %key, "pool empty; creating cold");
             return Ok(None);
         };

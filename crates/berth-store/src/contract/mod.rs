@@ -25,6 +25,7 @@
 
 pub mod fixtures;
 pub mod idempotency;
+pub mod identity;
 pub mod pools;
 pub mod processes;
 pub mod queries;
@@ -34,6 +35,7 @@ pub mod templates;
 
 pub use fixtures::*;
 pub use idempotency::*;
+pub use identity::*;
 pub use pools::*;
 pub use processes::*;
 pub use queries::*;
@@ -86,12 +88,19 @@ macro_rules! store_contract_tests {
             insert_of_an_existing_service_fails_and_keeps_the_first,
             update_service_replaces_only_the_revision_it_read,
             list_services_orders_by_creation_and_delete_reports_whether_it_existed,
+            keys_are_found_by_hash_and_id_and_unique,
+            quotas_are_set_replaced_listed_and_removed,
+            insert_within_counts_only_the_owners_live_records,
+            a_claim_past_the_claimers_quota_leaves_the_sandbox_pooled,
+            the_audit_log_reads_back_in_order_by_time_and_owner,
         );
         $crate::store_contract_tests!(@pair $fresh, $reopen;
             leadership_is_exclusive_per_cluster,
             a_dropped_lease_frees_leadership,
             handles_on_one_database_see_each_others_writes,
             concurrent_claims_through_two_handles_hand_out_each_sandbox_once,
+            a_revocation_is_seen_by_every_handle_and_kept_once,
+            concurrent_inserts_through_two_handles_admit_exactly_the_quota,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {

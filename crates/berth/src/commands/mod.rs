@@ -4,6 +4,7 @@ use std::future::Future;
 
 use crate::output::DocFormat;
 
+pub mod access;
 pub mod cp;
 pub mod env;
 pub mod exec;

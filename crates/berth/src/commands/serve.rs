@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
 use berth_runtime::{DeferredRuntime, EngineInfo, Runtime, RuntimeError};
-use berth_server::ServerConfig;
-use berth_server::settings::{self, CliLayer, LogFormat, ServeArgs, ServeConfig};
+use berth_server::settings::{self, AuthSetting, CliLayer, LogFormat, ServeArgs, ServeConfig};
+use berth_server::{AuthMode, ServerConfig};
 use berth_store::{PostgresStore, SqliteStore, Store};
 use clap::ArgMatches;
 use tokio::net::TcpListener;
@@ -69,6 +69,15 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         .transpose()
         .context("cannot read the gateway's bound address")?;
 
+    if config.auth == AuthSetting::Keys {
+        berth_server::bootstrap_admin_key(&store, &config.data_dir.join(ADMIN_KEY_FILE)).await?;
+    } else {
+        tracing::warn!(
+            %address,
+            "serving WITHOUT authentication (--auth none): every caller acts as an admin"
+        );
+    }
+
     emit(&banner(address, gateway_address, &engine_line, &store.describe()))?;
     tracing::info!(%address, engine = %engine_line, "berth is serving");
 
@@ -82,6 +91,15 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         max_file_size: config.max_file_size,
         shutdown_grace: config.shutdown_grace,
         service_host: config.service_host,
+        auth: match config.auth {
+            AuthSetting::Keys => AuthMode::Keys,
+            AuthSetting::None => AuthMode::None,
+        },
+        default_quota: config.default_quota.clone(),
+        audit_log: config.audit_log.clone(),
+        open_metrics: config.open_metrics,
+        rate_limit: config.rate_limit,
+        gateway_anonymous: config.gateway_anonymous,
     };
     berth_server::serve_with_gateway(
         listener,
@@ -129,6 +147,9 @@ async fn connect_engine(config: &ServeConfig) -> anyhow::Result<(Arc<dyn Runtime
         Err(error) => Err(engine_error(config, error)),
     }
 }
+
+/// The file in the data directory holding the first admin key's secret.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
 
 /// PostgreSQL when a database URL is set (shared by every replica), else SQLite in the data directory.
 async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
