@@ -22,6 +22,9 @@ const CREATE_PATH_HEADER: &str = "berth-create-path";
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The admin key the server wrote on its first start: every measured call carries it, as a
+    /// real client's would.
+    pub api_key: String,
     data_dir: tempfile::TempDir,
 }
 
@@ -66,6 +69,7 @@ impl Server {
         let mut server = Server {
             child,
             url: String::new(),
+            api_key: String::new(),
             data_dir,
         };
         match first {
@@ -77,6 +81,10 @@ impl Server {
                 bail!("berth serve did not announce its address ({other:?}); its log:\n{log}");
             }
         }
+        server.api_key = std::fs::read_to_string(server.data_dir.path().join("data/admin.key"))
+            .context("berth serve wrote no admin.key")?
+            .trim()
+            .to_owned();
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(server)
@@ -94,22 +102,37 @@ impl Server {
     }
 }
 
-/// Raw HTTP calls to berth's v1 API.
+/// Raw HTTP calls to berth's v1 API, each with the API key.
 pub struct Berth {
     http: Client,
     url: String,
+    api_key: String,
 }
 
 impl Berth {
-    pub fn new(url: &str) -> Result<Self> {
+    pub fn new(url: &str, api_key: &str) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {api_key}")
+                .parse()
+                .context("the API key is no header value")?,
+        );
         let http = Client::builder()
             .timeout(Duration::from_secs(600))
+            .default_headers(headers)
             .build()
             .context("cannot build the berth client")?;
         Ok(Berth {
             http,
             url: url.trim_end_matches('/').to_owned(),
+            api_key: api_key.to_owned(),
         })
+    }
+
+    /// The `Authorization` header value every call carries (for tools such as wrk).
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.api_key)
     }
 
     /// Polls `/readyz` until it answers 200 (30 s at most).

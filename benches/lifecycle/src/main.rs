@@ -204,7 +204,7 @@ struct Results {
 }
 
 async fn run(args: &Args, engine: &Engine, server: &Server, run_id: &str, cluster: &str) -> Result<Results> {
-    let berth = &Berth::new(&server.url)?;
+    let berth = &Berth::new(&server.url, &server.api_key)?;
     berth.wait_ready().await?;
     let mut results = Results::default();
     if args.runs(Part::Lifecycle) {

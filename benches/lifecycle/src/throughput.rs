@@ -39,8 +39,9 @@ pub async fn run(berth: &Berth, image: &str) -> Result<Figure> {
 async fn measure(berth: &Berth, sandbox: &str) -> Result<Figure> {
     let url = berth.sandbox_url(sandbox);
     eprintln!("throughput: wrk -t{THREADS} -c{CONNECTIONS} --latency {url}: 1 s warm-up, then {SECONDS} s");
-    wrk(&url, 1).await?;
-    let report = wrk(&url, SECONDS).await?;
+    let authorization = berth.authorization();
+    wrk(&url, &authorization, 1).await?;
+    let report = wrk(&url, &authorization, SECONDS).await?;
     let mut details = format!(
         "p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms; {} requests in {:.2} s (wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s)",
         report.p50.as_secs_f64() * 1e3,
@@ -63,8 +64,10 @@ async fn measure(berth: &Berth, sandbox: &str) -> Result<Figure> {
 
 /// Runs wrk for `seconds` against `url`; its parsed report. Fails on any non-2xx answer: a
 /// throughput made of errors would mean nothing.
-async fn wrk(url: &str, seconds: u64) -> Result<WrkReport> {
+async fn wrk(url: &str, authorization: &str, seconds: u64) -> Result<WrkReport> {
     let output = Command::new("wrk")
+        .arg("-H")
+        .arg(format!("Authorization: {authorization}"))
         .arg(format!("-t{THREADS}"))
         .arg(format!("-c{CONNECTIONS}"))
         .arg(format!("-d{seconds}s"))

@@ -153,7 +153,10 @@ async fn the_gateway_answers_its_health_and_refuses_anything_but_a_running_sandb
         .create_key(&sandbox.owner, berth_core::Role::Member, None)
         .await
         .unwrap();
-    let strangers = identity.create_key("stranger", berth_core::Role::Member, None).await.unwrap();
+    let strangers = identity
+        .create_key("stranger", berth_core::Role::Member, None)
+        .await
+        .unwrap();
     let with_key = |key: &str, target: &str| {
         Request::builder()
             .uri("/health")
