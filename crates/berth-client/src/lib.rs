@@ -146,32 +146,57 @@ pub struct BerthClient {
     display: String,
     /// The API key every request carries, if any.
     api_key: Option<String>,
+    /// PEM roots for an `https://` server (and its `wss://` sockets), instead of the defaults.
+    ca_certificate: Option<Vec<u8>>,
+}
+
+/// How a client authenticates itself and the server.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    pub api_key: Option<String>,
+    /// PEM certificate(s) an `https://` server's certificate must chain to.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 impl BerthClient {
     /// [`new`](Self::new), sending `api_key` as `Authorization: Bearer` on every request.
     pub fn with_api_key(base_url: &str, api_key: Option<&str>) -> Result<Self, ClientError> {
+        Self::with_options(
+            base_url,
+            &ClientOptions {
+                api_key: api_key.map(str::to_owned),
+                ca_certificate: None,
+            },
+        )
+    }
+
+    /// A client for the server at `base_url` with `options`: its key, and for an `https://`
+    /// server the PEM certificate(s) to trust instead of the system's roots.
+    pub fn with_options(base_url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let mut client = Self::new(base_url)?;
-        let Some(key) = api_key else {
-            return Ok(client);
+        let invalid = |detail: String| ClientError::InvalidUrl {
+            url: base_url.to_owned(),
+            detail,
         };
-        let mut value =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ClientError::InvalidUrl {
-                url: base_url.to_owned(),
-                detail: "the API key holds characters a header cannot carry".to_owned(),
-            })?;
-        value.set_sensitive(true);
-        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
-        client.http = reqwest::Client::builder()
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &options.api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| invalid("the API key holds characters a header cannot carry".to_owned()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
-            .default_headers(headers)
-            .build()
-            .map_err(|error| ClientError::InvalidUrl {
-                url: base_url.to_owned(),
-                detail: error.to_string(),
-            })?;
-        client.api_key = Some(key.to_owned());
+            .default_headers(headers);
+        if let Some(pem) = &options.ca_certificate {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| invalid(format!("the CA certificate is not PEM: {error}")))?;
+            builder = builder.tls_certs_only(certificates);
+        }
+        client.http = builder.build().map_err(|error| invalid(error.to_string()))?;
+        client.api_key = options.api_key.clone();
+        client.ca_certificate = options.ca_certificate.clone();
         Ok(client)
     }
 
@@ -180,9 +205,15 @@ impl BerthClient {
         self.api_key.as_deref()
     }
 
+    pub(crate) fn ca_certificate(&self) -> Option<&[u8]> {
+        self.ca_certificate.as_deref()
+    }
+
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`). Proxies are
     /// ignored: berth is reached directly.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let base = parse_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -197,6 +228,7 @@ impl BerthClient {
             base,
             display: base_url.trim_end_matches('/').to_owned(),
             api_key: None,
+            ca_certificate: None,
         })
     }
 
@@ -343,10 +375,11 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
     };
     let mut url = Url::parse(&text).map_err(|error| invalid(&format!("{error}; use e.g. http://127.0.0.1:8080")))?;
     match url.scheme() {
-        "http" => {}
-        "https" => return Err(invalid("https is not supported yet; use http://")),
+        "http" | "https" => {}
         other => {
-            return Err(invalid(&format!("scheme `{other}` is not supported; use http://")));
+            return Err(invalid(&format!(
+                "scheme `{other}` is not supported; use http:// or https://"
+            )));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -511,7 +544,6 @@ mod tests {
             ("ftp://host", "scheme `ftp`"),
             ("http://", "http://127.0.0.1:8080"),
             ("not a url", "http://127.0.0.1:8080"),
-            ("https://host", "https is not supported"),
             ("http://host/?x=1", "query"),
         ] {
             let error = parse_base_url(url).unwrap_err();

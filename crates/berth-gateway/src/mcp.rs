@@ -13,7 +13,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tracing::debug;
 
 use crate::SandboxLookup;
@@ -26,12 +25,16 @@ const INSTANCE_HEADER: &str = "AEnvCore-EnvInstance-ID";
 /// Serves the gateway on `listener` until `shutdown` completes, then finishes the requests in
 /// flight (the caller bounds how long, as for the API). `anonymous`: whether a request without
 /// an API key is forwarded (AEnvironment's SDK sends none to the gateway).
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L>(
+    listener: L,
     lookup: Arc<dyn SandboxLookup>,
     anonymous: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(lookup, anonymous))
         .with_graceful_shutdown(shutdown)
         .await

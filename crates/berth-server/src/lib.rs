@@ -5,11 +5,13 @@
 //! environment variables, `berth.toml`) are resolved in [`settings`].
 
 pub mod settings;
+pub mod tls;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use berth_control::LeaderLoop;
 use berth_core::Caller;
 use berth_gateway::SandboxLookup;
@@ -38,14 +40,16 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    serve_with_gateway(listener, None, config, runtime, store, shutdown).await
+    serve_with_gateway(listener, None, None, config, runtime, store, shutdown).await
 }
 
 /// [`serve`], plus the MCP gateway (see [`berth_gateway::mcp`]) on `gateway_listener` when there is one; the
-/// gateway stops accepting on the same `shutdown` and shares the grace period.
+/// gateway stops accepting on the same `shutdown` and shares the grace period. With `tls`, both
+/// listeners speak HTTPS only.
 pub async fn serve_with_gateway(
     listener: TcpListener,
     gateway_listener: Option<TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     config: ServerConfig,
     runtime: Arc<dyn Runtime>,
     store: Arc<dyn Store>,
@@ -56,14 +60,23 @@ pub async fn serve_with_gateway(
     let app = router(Arc::clone(&service));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, mut closing) = tokio::sync::watch::channel(false);
-    // The peer address goes into audit entries.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let stopped = async move {
         shutdown.await;
         info!(grace = ?grace, "no longer accepting; finishing requests in flight");
         let _ = closing_tx.send(true);
         let _ = stopping_tx.send(());
-    });
+    };
+    // The peer address goes into audit entries.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server: BoxFuture<'static, std::io::Result<()>> = match tls.clone() {
+        Some(tls) => Box::pin(
+            // `tap_io` (doing nothing) is what gives axum the peer address of a custom listener.
+            axum::serve(tls::TlsListener::new(listener, tls).tap_io(|_| {}), app)
+                .with_graceful_shutdown(stopped)
+                .into_future(),
+        ),
+        None => Box::pin(axum::serve(listener, app).with_graceful_shutdown(stopped).into_future()),
+    };
     let gateway_server = async move {
         let Some(gateway_listener) = gateway_listener else {
             return Ok(());
@@ -76,13 +89,19 @@ pub async fn serve_with_gateway(
         if !anonymous {
             info!("the MCP gateway asks every request for an API key");
         }
-        berth_gateway::mcp::serve(gateway_listener, lookup(service), anonymous, async move {
+        let closed = async move {
             let _ = closing.wait_for(|closing| *closing).await;
-        })
-        .await
+        };
+        match tls {
+            Some(tls) => {
+                let listener = tls::TlsListener::new(gateway_listener, tls);
+                berth_gateway::mcp::serve(listener, lookup(service), anonymous, closed).await
+            }
+            None => berth_gateway::mcp::serve(gateway_listener, lookup(service), anonymous, closed).await,
+        }
     };
     tokio::select! {
-        served = async { tokio::try_join!(std::future::IntoFuture::into_future(server), gateway_server) } => {
+        served = async { tokio::try_join!(server, gateway_server) } => {
             served?;
         }
         // Streams (logs -f, stats, exec sessions) may never end on their own: cut them after the grace.

@@ -115,6 +115,12 @@ pub struct ServeArgs {
     /// `open`: /metrics answers without a key; `key`: it needs an admin key [default: open]
     #[arg(long, env = "BERTH_METRICS_AUTH", value_name = "MODE")]
     pub metrics_auth: Option<String>,
+    /// PEM certificate chain: with --tls-key, the API and the gateway serve HTTPS only
+    #[arg(long, env = "BERTH_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<String>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "BERTH_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<String>,
     /// Whether the MCP gateway forwards requests without an API key (AEnvironment's SDK sends
     /// none): `loopback` (only while it listens on loopback), `always` or `never` [default: loopback]
     #[arg(long, env = "BERTH_GATEWAY_ANONYMOUS", value_name = "WHEN")]
@@ -183,6 +189,8 @@ pub struct ServeConfig {
     pub rate_limit: Option<u32>,
     /// `None`: only while the gateway listens on loopback.
     pub gateway_anonymous: Option<bool>,
+    /// The certificate chain and key files; `None`: plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub default_quota: berth_core::Quota,
     /// The settings file that was read, if any.
     pub config_file: Option<PathBuf>,
@@ -274,6 +282,8 @@ pub struct FileSettings {
     pub audit_log: Option<String>,
     pub metrics_auth: Option<String>,
     pub gateway_anonymous: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
     pub rate_limit: Option<NumberOrString>,
     pub default_quota_sandboxes: Option<NumberOrString>,
     pub default_quota_cpu: Option<NumberOrString>,
@@ -314,6 +324,8 @@ impl FileSettings {
             "audit_log" => text(&self.audit_log),
             "metrics_auth" => text(&self.metrics_auth),
             "gateway_anonymous" => text(&self.gateway_anonymous),
+            "tls_cert" => text(&self.tls_cert),
+            "tls_key" => text(&self.tls_key),
             "rate_limit" => self.rate_limit.clone(),
             "default_quota_sandboxes" => self.default_quota_sandboxes.clone(),
             "default_quota_cpu" => self.default_quota_cpu.clone(),
@@ -420,6 +432,8 @@ impl CliLayer {
             ("audit_log", &args.audit_log),
             ("metrics_auth", &args.metrics_auth),
             ("gateway_anonymous", &args.gateway_anonymous),
+            ("tls_cert", &args.tls_cert),
+            ("tls_key", &args.tls_key),
             ("rate_limit", &args.rate_limit),
             ("default_quota_sandboxes", &args.default_quota_sandboxes),
             ("default_quota_cpu", &args.default_quota_cpu),
@@ -572,6 +586,7 @@ pub fn resolve(
     let open_metrics = resolve_open_metrics(&layers)?;
     let rate_limit = resolve_rate_limit(&layers)?;
     let gateway_anonymous = resolve_gateway_anonymous(&layers)?;
+    let tls = resolve_tls(&layers)?;
     let default_quota = resolve_default_quota(&layers)?;
 
     Ok(ServeConfig {
@@ -598,6 +613,7 @@ pub fn resolve(
         open_metrics,
         rate_limit,
         gateway_anonymous,
+        tls,
         default_quota,
         config_file: file.map(|file| file.path.clone()),
     })
@@ -775,6 +791,23 @@ fn resolve_open_metrics(layers: &Layers<'_>) -> Result<bool, ConfigError> {
         "open" => Ok(true),
         "key" => Ok(false),
         _ => Err(raw.invalid("must be `open` or `key`")),
+    }
+}
+
+/// Both files or neither: one without the other is a mistake, not plain HTTP.
+fn resolve_tls(layers: &Layers<'_>) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    let path = |key: &'static str| -> Result<Option<(PathBuf, Raw)>, ConfigError> {
+        let Some(raw) = layers.given(key) else {
+            return Ok(None);
+        };
+        let text = raw.text()?;
+        Ok((!text.trim().is_empty()).then(|| (PathBuf::from(text.trim()), raw)))
+    };
+    match (path("tls_cert")?, path("tls_key")?) {
+        (None, None) => Ok(None),
+        (Some((cert, _)), Some((key, _))) => Ok(Some((cert, key))),
+        (Some((_, raw)), None) => Err(raw.invalid("needs --tls-key (BERTH_TLS_KEY, tls_key) beside it")),
+        (None, Some((_, raw))) => Err(raw.invalid("needs --tls-cert (BERTH_TLS_CERT, tls_cert) beside it")),
     }
 }
 

@@ -8,7 +8,7 @@ mod terminal;
 
 use std::process::ExitCode;
 
-use berth_client::BerthClient;
+use berth_client::{BerthClient, ClientOptions};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
@@ -40,6 +40,10 @@ struct Cli {
         hide_env_values = true
     )]
     api_key: Option<String>,
+
+    /// PEM certificate(s) to trust for an https:// server, instead of the system's roots
+    #[arg(long, global = true, env = "BERTH_CACERT", value_name = "PATH")]
+    cacert: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -134,8 +138,17 @@ fn main() -> ExitCode {
 /// Runs the verb; the exit code is 0 on success except for `exec` and `shell`, which exit with
 /// the command's.
 async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let api_key = cli.api_key.clone().or_else(local_admin_key);
-    let client = || BerthClient::with_api_key(&cli.server, api_key.as_deref());
+    let options = ClientOptions {
+        api_key: cli.api_key.clone().or_else(local_admin_key),
+        ca_certificate: match &cli.cacert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|error| anyhow::anyhow!("cannot read --cacert {}: {error}", path.display()))?,
+            ),
+            None => None,
+        },
+    };
+    let client = || BerthClient::with_options(&cli.server, &options);
     let done = |()| ExitCode::SUCCESS;
     match &cli.command {
         Command::Serve(args) => serve::run(args, matches.subcommand_matches("serve")).await.map(done),

@@ -49,6 +49,10 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         None => cluster_id(&config.data_dir)?,
     };
     let store = open_store(&config).await?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(berth_server::tls::server_config(cert, key)?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -78,7 +82,14 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         );
     }
 
-    emit(&banner(address, gateway_address, &engine_line, &store.describe()))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    emit(&banner(
+        scheme,
+        address,
+        gateway_address,
+        &engine_line,
+        &store.describe(),
+    ))?;
     tracing::info!(%address, engine = %engine_line, "berth is serving");
 
     let server_config = ServerConfig {
@@ -104,6 +115,7 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
     berth_server::serve_with_gateway(
         listener,
         gateway_listener,
+        tls,
         server_config,
         runtime,
         store,
@@ -183,11 +195,11 @@ fn docker_config(config: &ServeConfig) -> DockerConfig {
 
 /// The lines `berth serve` prints once it listens; tests read the first (the API's address) and,
 /// when there is a gateway, the second (the gateway's).
-pub fn banner(address: SocketAddr, gateway: Option<SocketAddr>, engine: &str, store: &str) -> String {
+pub fn banner(scheme: &str, address: SocketAddr, gateway: Option<SocketAddr>, engine: &str, store: &str) -> String {
     let gateway = gateway
-        .map(|gateway| format!("gateway listening on http://{gateway}\n"))
+        .map(|gateway| format!("gateway listening on {scheme}://{gateway}\n"))
         .unwrap_or_default();
-    format!("berth listening on http://{address}\n{gateway}{engine}\nstore: {store}\n")
+    format!("berth listening on {scheme}://{address}\n{gateway}{engine}\nstore: {store}\n")
 }
 
 /// The banner's line about an engine that answered.
@@ -326,7 +338,13 @@ mod tests {
             api_version: "1.41".into(),
         };
         let info = engine_line(&info);
-        let banner = banner("127.0.0.1:41234".parse().unwrap(), None, &info, "sqlite /d/berth.db");
+        let banner = banner(
+            "http",
+            "127.0.0.1:41234".parse().unwrap(),
+            None,
+            &info,
+            "sqlite /d/berth.db",
+        );
         assert_eq!(
             banner,
             "berth listening on http://127.0.0.1:41234\n\
@@ -334,6 +352,7 @@ mod tests {
              store: sqlite /d/berth.db\n"
         );
         let with_gateway = super::banner(
+            "http",
             "127.0.0.1:41234".parse().unwrap(),
             Some("127.0.0.1:8081".parse().unwrap()),
             &info,
@@ -344,8 +363,8 @@ mod tests {
                 .starts_with("berth listening on http://127.0.0.1:41234\ngateway listening on http://127.0.0.1:8081\n"),
             "{with_gateway}"
         );
-        let v6 = super::banner("[::1]:80".parse().unwrap(), None, &info, "x");
-        assert!(v6.starts_with("berth listening on http://[::1]:80\n"), "{v6}");
+        let v6 = super::banner("https", "[::1]:80".parse().unwrap(), None, &info, "x");
+        assert!(v6.starts_with("berth listening on https://[::1]:80\n"), "{v6}");
     }
 
     #[test]
