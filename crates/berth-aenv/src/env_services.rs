@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_core::Reason;
 use berth_core::env_service::service_labels;
-use berth_core::sandbox::reasons;
 use berth_core::spec::NumberOrString;
 use berth_core::{EnvService, Sandbox, SandboxId, SandboxRequest, ServiceStatus, Status, Template, units};
 use berth_store::SandboxFilter;
@@ -337,11 +337,11 @@ impl Controller {
             // Ended (or stopping) without ever serving: a failed start, unless we removed it.
             let ended = self.service.get(id.as_str()).ok();
             let reason = ended.as_ref().and_then(|sandbox| sandbox.status_reason.clone());
-            if reason.as_deref() != Some(reasons::DELETED) {
+            if reason != Some(Reason::Deleted) {
                 memory.failures += 1;
                 memory.last_failure = Some(format!(
                     "replica {id} did not start: {}",
-                    reason.unwrap_or_else(|| "it ended".into())
+                    reason.map_or_else(|| "it ended".to_owned(), |reason| reason.to_string())
                 ));
             }
         }

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use berth_api::FieldError;
 use berth_api::aenv::{CreateInstanceRequest, Env, EnvInstance, labels, timestamp};
-use berth_core::sandbox::reasons;
+use berth_core::Reason;
 use berth_core::stack::StackPlan;
 use berth_core::{Caller, Sandbox, SandboxRequest, SandboxSpec, Status, Template, TemplateRef, units};
 use berth_store::SandboxFilter;
@@ -48,8 +48,8 @@ fn is_gone(sandbox: &Sandbox) -> bool {
     sandbox.pool.is_some()
         || (sandbox.status.is_ended()
             && matches!(
-                sandbox.status_reason.as_deref(),
-                Some(reasons::DELETED | reasons::EXPIRED | reasons::RECYCLED)
+                sandbox.status_reason,
+                Some(Reason::Deleted | Reason::Expired | Reason::Recycled)
             ))
 }
 
@@ -505,12 +505,12 @@ mod tests {
     #[test]
     fn deleted_and_expired_instances_are_gone_but_crashed_ones_are_not() {
         let mut ended = sandbox(Status::Terminated, None);
-        ended.status_reason = Some(reasons::EXPIRED.into());
+        ended.status_reason = Some(Reason::Expired);
         assert!(is_gone(&ended));
-        ended.status_reason = Some(reasons::DELETED.into());
+        ended.status_reason = Some(Reason::Deleted);
         assert!(is_gone(&ended));
         let mut failed = sandbox(Status::Failed, None);
-        failed.status_reason = Some(reasons::EXITED.into());
+        failed.status_reason = Some(Reason::Exited);
         assert!(!is_gone(&failed));
         assert!(!is_gone(&sandbox(Status::Stopping, None)));
     }

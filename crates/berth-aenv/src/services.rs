@@ -14,7 +14,7 @@ use berth_api::FieldError;
 use berth_api::aenv::{CreateServiceRequest, EnvService as EnvServiceView, UpdateServiceRequest, timestamp};
 use berth_core::env_service::{DEFAULT_SERVICE_PORT, MAX_REPLICAS};
 use berth_core::spec::NumberOrString;
-use berth_core::{Caller, EnvService, ServiceStatus, Template, units};
+use berth_core::{Caller, EnvService, Reason, ServiceStatus, Template, units};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -446,7 +446,7 @@ pub async fn delete_service(
     for _ in 0..WRITE_ATTEMPTS {
         let mut record = live_service(&service, &id).await?;
         record.status = ServiceStatus::Terminated;
-        record.status_reason = Some("deleted".into());
+        record.status_reason = Some(Reason::Deleted.to_string());
         if write_next_revision(&service, &mut record).await? {
             marked = true;
             break;

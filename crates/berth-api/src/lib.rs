@@ -93,7 +93,7 @@ impl From<&Sandbox> for SandboxView {
         SandboxView {
             id: sandbox.id.to_string(),
             status: sandbox.status.to_string(),
-            status_reason: sandbox.status_reason.clone(),
+            status_reason: sandbox.status_reason.as_ref().map(|reason| reason.to_string()),
             status_message: sandbox.status_message.clone(),
             exit_code: sandbox.exit_code,
             oom_killed: sandbox.oom_killed,

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_core::sandbox::{label_keys, reasons};
+use berth_core::Reason;
+use berth_core::sandbox::label_keys;
 use berth_core::spec::NumberOrString;
 use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
 use berth_runtime::{ContainerRequest, LogOptions, OutputChunk, ResourceStats, Runtime, RuntimeError};
@@ -596,8 +597,8 @@ impl SandboxService {
             }
             Err(error) => {
                 let reason = match error {
-                    RuntimeError::ImageNotFound { .. } => reasons::IMAGE_NOT_FOUND,
-                    _ => reasons::CREATE_FAILED,
+                    RuntimeError::ImageNotFound { .. } => Reason::ImageNotFound,
+                    _ => Reason::CreateFailed,
                 };
                 warn!(sandbox = %id, %error, "create failed");
                 self.metrics.count_operation(Operation::CreateFailed);
@@ -657,7 +658,7 @@ impl SandboxService {
             // The resync collects containers of ended records.
             warn!(sandbox = %id, %error, "could not remove the container of a sandbox that never became ready");
         }
-        current.end(Status::Failed, reasons::READINESS_TIMEOUT, Utc::now());
+        current.end(Status::Failed, Reason::ReadinessTimeout, Utc::now());
         if let crate::probe::ProbeOutcome::TimedOut(last_failure) = &outcome {
             current.status_message = Some(format!(
                 "the readiness probe did not pass within {:?}; its last attempt: {last_failure}",
@@ -696,7 +697,7 @@ impl SandboxService {
     /// Stops and removes the sandbox; `Terminated` with reason `deleted`. Ended ones are left as they are.
     pub async fn delete(&self, id: &str) -> Result<Sandbox, ServiceError> {
         let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
-        self.stop(&id, reasons::DELETED).await
+        self.stop(&id, Reason::Deleted).await
     }
 
     /// Marks the sandbox `Stopping` and returns; the removal runs in the background (at most
@@ -715,7 +716,7 @@ impl SandboxService {
             }
             if sandbox.status != Status::Stopping {
                 sandbox.status = Status::Stopping;
-                sandbox.status_reason = Some(reasons::DELETED.to_owned());
+                sandbox.status_reason = Some(Reason::Deleted);
                 self.persist(&mut sandbox).await?;
             }
             sandbox
@@ -726,7 +727,7 @@ impl SandboxService {
             let Ok(_permit) = removals.acquire_owned().await else {
                 return;
             };
-            if let Err(error) = service.stop(&id, reasons::DELETED).await {
+            if let Err(error) = service.stop(&id, Reason::Deleted).await {
                 warn!(sandbox = %id, %error, "background removal failed; the resync will finish it");
             }
         });
@@ -736,10 +737,10 @@ impl SandboxService {
     /// Called by the expiry timers. A sandbox renewed after its timer fired is left running
     /// (`stop` checks the deadline under the sandbox's lock; the renewal re-armed the timer).
     pub async fn expire(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
-        self.stop(id, reasons::EXPIRED).await
+        self.stop(id, Reason::Expired).await
     }
 
-    async fn stop(&self, id: &SandboxId, reason: &str) -> Result<Sandbox, ServiceError> {
+    async fn stop(&self, id: &SandboxId, reason: Reason) -> Result<Sandbox, ServiceError> {
         let _guard = self.locks.lock(id).await;
         let mut sandbox = match self.fresh(id).await {
             Some(sandbox) => Sandbox::clone(&sandbox),
@@ -748,27 +749,27 @@ impl SandboxService {
         if sandbox.status.is_ended() {
             return Ok(sandbox);
         }
-        if reason == reasons::EXPIRED && sandbox.expires_at > Utc::now() {
+        if reason == Reason::Expired && sandbox.expires_at > Utc::now() {
             return Ok(sandbox);
         }
         if sandbox.status != Status::Stopping {
             sandbox.status = Status::Stopping;
-            sandbox.status_reason = Some(reason.to_owned());
+            sandbox.status_reason = Some(reason.clone());
             self.persist(&mut sandbox).await?;
         }
-        let reason = sandbox.status_reason.clone().unwrap_or_else(|| reason.to_owned());
+        let reason = sandbox.status_reason.clone().unwrap_or(reason);
         self.remove_engine_objects(&sandbox)
             .await
             .map_err(|error| ServiceError::Engine {
                 error,
                 sandbox_id: Some(id.clone()),
             })?;
-        sandbox.end(Status::Terminated, &reason, Utc::now());
+        sandbox.end(Status::Terminated, reason.clone(), Utc::now());
         self.persist(&mut sandbox).await?;
         self.timers.cancel(id.clone());
         self.processes.forget(id);
         info!(sandbox = %id, %reason, "sandbox ended");
-        self.metrics.count_operation(if reason == reasons::EXPIRED {
+        self.metrics.count_operation(if reason == Reason::Expired {
             Operation::Expire
         } else {
             Operation::Delete
@@ -1014,7 +1015,7 @@ async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Resu
 
 /// Ended by SIGKILL (exit 137) with no other explanation recorded yet.
 fn ended_by_an_unexplained_kill(sandbox: &Sandbox) -> bool {
-    !sandbox.oom_killed && sandbox.exit_code == Some(137) && sandbox.status_reason.as_deref() == Some(reasons::EXITED)
+    !sandbox.oom_killed && sandbox.exit_code == Some(137) && sandbox.status_reason == Some(Reason::Exited)
 }
 
 fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool, finished_at: Option<DateTime<Utc>>) {
@@ -1022,11 +1023,11 @@ fn end_with_exit(sandbox: &mut Sandbox, exit_code: Option<i64>, oom_killed: bool
     sandbox.oom_killed = oom_killed;
     let ended_at = finished_at.unwrap_or_else(Utc::now);
     if oom_killed {
-        sandbox.end(Status::Failed, reasons::OOM_KILLED, ended_at);
+        sandbox.end(Status::Failed, Reason::OomKilled, ended_at);
     } else if exit_code != Some(0) {
-        sandbox.end(Status::Failed, reasons::EXITED, ended_at);
+        sandbox.end(Status::Failed, Reason::Exited, ended_at);
     } else {
-        sandbox.end(Status::Terminated, reasons::EXITED, ended_at);
+        sandbox.end(Status::Terminated, Reason::Exited, ended_at);
     }
 }
 
@@ -1038,7 +1039,7 @@ fn ended(sandbox: &Sandbox) -> ServiceError {
         sandbox.status,
         sandbox
             .status_reason
-            .as_deref()
+            .as_ref()
             .map(|reason| format!(": {reason}"))
             .unwrap_or_default()
     ))

@@ -14,7 +14,7 @@ use berth_control::service::{SandboxService, ServiceError};
 use berth_control::{ServerConfig, start};
 use berth_core::sandbox::label_keys;
 use berth_core::spec::NumberOrString;
-use berth_core::{SandboxRequest, Status};
+use berth_core::{Reason, SandboxRequest, Status};
 use berth_runtime::Runtime;
 use berth_runtime::fake::FakeRuntime;
 use berth_store::{SandboxFilter, SqliteStore, Store};
@@ -103,7 +103,10 @@ async fn a_missing_image_fails_the_record_and_names_the_image() {
     assert!(error.to_string().contains("nothing:here"));
     let record = h.store.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, Status::Failed);
-    assert_eq!(record.status_reason.as_deref(), Some("image_not_found"));
+    assert_eq!(
+        record.status_reason.as_ref().map(Reason::as_str),
+        Some("image_not_found")
+    );
     // The stored record keeps the engine's words for a client that did not wait for the create.
     assert_eq!(record.status_message.as_deref(), Some(error.to_string().as_str()));
     assert!(h.runtime.container_ids().is_empty());
@@ -147,7 +150,11 @@ async fn engine_events_end_sandboxes_with_the_right_status() {
     let check = |id: &berth_core::SandboxId, status: Status, reason: &str, code: Option<i64>| {
         let sandbox = h.service.get(id.as_str()).unwrap();
         assert_eq!(
-            (sandbox.status, sandbox.status_reason.as_deref(), sandbox.exit_code),
+            (
+                sandbox.status,
+                sandbox.status_reason.as_ref().map(Reason::as_str),
+                sandbox.exit_code
+            ),
             (status, Some(reason), code)
         );
     };
@@ -180,7 +187,7 @@ async fn an_oom_reported_after_the_exit_still_names_the_cause() {
 
     let exited = h.service.get(late.id.as_str()).unwrap();
     assert_eq!(
-        (exited.status_reason.as_deref(), exited.oom_killed),
+        (exited.status_reason.as_ref().map(Reason::as_str), exited.oom_killed),
         (Some("exited"), false)
     );
     // Events are applied in order: once the last one shows, the first has been seen.
@@ -194,7 +201,7 @@ async fn an_oom_reported_after_the_exit_still_names_the_cause() {
     assert_eq!(
         (
             corrected.status,
-            corrected.status_reason.as_deref(),
+            corrected.status_reason.as_ref().map(Reason::as_str),
             corrected.exit_code
         ),
         (Status::Failed, Some("oom_killed"), Some(137))
@@ -204,12 +211,12 @@ async fn an_oom_reported_after_the_exit_still_names_the_cause() {
     // never rewritten by a stray event.
     let plain = h.service.get(killed.id.as_str()).unwrap();
     assert_eq!(
-        (plain.status_reason.as_deref(), plain.oom_killed),
+        (plain.status_reason.as_ref().map(Reason::as_str), plain.oom_killed),
         (Some("exited"), false)
     );
     let other = h.service.get(failing.id.as_str()).unwrap();
     assert_eq!(
-        (other.status_reason.as_deref(), other.oom_killed),
+        (other.status_reason.as_ref().map(Reason::as_str), other.oom_killed),
         (Some("exited"), false)
     );
 }
@@ -228,7 +235,7 @@ async fn expiry_stops_the_sandbox_at_its_deadline_and_renewal_moves_it() {
     let service = h.service.clone();
     assert!(wait_for(|| service.get(expiring.id.as_str()).unwrap().status == Status::Terminated).await);
     let ended = h.service.get(expiring.id.as_str()).unwrap();
-    assert_eq!(ended.status_reason.as_deref(), Some("expired"));
+    assert_eq!(ended.status_reason.as_ref().map(Reason::as_str), Some("expired"));
     assert!(ended.ended_at.unwrap() >= expiring.expires_at);
     assert!(h.runtime.container(expiring.container_id.as_deref().unwrap()).is_none());
     assert_eq!(h.service.get(renewed.id.as_str()).unwrap().status, Status::Running);
@@ -240,7 +247,7 @@ async fn delete_is_idempotent_and_unknown_ids_are_not_found() {
     let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;
     let deleted = h.service.delete(sandbox.id.as_str()).await.unwrap();
     assert_eq!(
-        (deleted.status, deleted.status_reason.as_deref()),
+        (deleted.status, deleted.status_reason.as_ref().map(Reason::as_str)),
         (Status::Terminated, Some("deleted"))
     );
     assert_eq!(
@@ -348,9 +355,12 @@ async fn a_restart_adopts_running_sandboxes_and_settles_interrupted_ones() {
         .await
     );
     assert_eq!(settled(&running.id).status, Status::Running);
-    assert_eq!(settled(&vanishing.id).status_reason.as_deref(), Some("container_lost"));
     assert_eq!(
-        settled(&interrupted.id).status_reason.as_deref(),
+        settled(&vanishing.id).status_reason.as_ref().map(Reason::as_str),
+        Some("container_lost")
+    );
+    assert_eq!(
+        settled(&interrupted.id).status_reason.as_ref().map(Reason::as_str),
         Some("create_interrupted")
     );
     let live = second.service.list(&SandboxFilter::default(), None, 100);
@@ -418,7 +428,7 @@ async fn a_restart_starts_containers_whose_start_was_interrupted_or_ends_them_sa
     third.service.resync().await.unwrap();
     let failed = third.service.get(broken.as_str()).unwrap();
     assert_eq!(failed.status, Status::Failed);
-    assert_eq!(failed.status_reason.as_deref(), Some("start_failed"));
+    assert_eq!(failed.status_reason.as_ref().map(Reason::as_str), Some("start_failed"));
     assert!(
         failed
             .status_message
@@ -534,7 +544,7 @@ async fn a_paused_sandbox_still_expires_on_time() {
     assert!(wait_for(move || service.get(id.as_str()).unwrap().status.is_ended()).await);
     let ended = h.service.get(sandbox.id.as_str()).unwrap();
     assert_eq!(ended.status, Status::Terminated);
-    assert_eq!(ended.status_reason.as_deref(), Some("expired"));
+    assert_eq!(ended.status_reason.as_ref().map(Reason::as_str), Some("expired"));
     assert!(h.runtime.container(sandbox.container_id.as_deref().unwrap()).is_none());
 }
 

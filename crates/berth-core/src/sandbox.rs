@@ -1,10 +1,11 @@
-//! The sandbox record (what the store keeps and the API reports) and its id.
+//! The sandbox record (what the store keeps and the API reports), its id and berth's labels.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::reason::Reason;
 use crate::spec::SandboxSpec;
 use crate::status::Status;
 
@@ -22,25 +23,6 @@ pub mod label_keys {
     /// The compose service a stack's container runs.
     pub const STACK_SERVICE: &str = "berth.stack.service";
     pub use crate::labels::RESERVED_PREFIX;
-}
-
-/// Why a sandbox ended, as reported in `status_reason`. Stable strings: clients match on them.
-pub mod reasons {
-    pub const EXPIRED: &str = "expired";
-    pub const DELETED: &str = "deleted";
-    pub const CONTAINER_LOST: &str = "container_lost";
-    pub const EXITED: &str = "exited";
-    pub const OOM_KILLED: &str = "oom_killed";
-    pub const IMAGE_NOT_FOUND: &str = "image_not_found";
-    pub const CREATE_FAILED: &str = "create_failed";
-    pub const CREATE_INTERRUPTED: &str = "create_interrupted";
-    /// The container was made but never started (the server stopped between the two), and
-    /// starting it afterwards failed; `status_message` says why.
-    pub const START_FAILED: &str = "start_failed";
-    /// The spec's readiness probe did not pass within its timeout; the container was removed.
-    pub const READINESS_TIMEOUT: &str = "readiness_timeout";
-    /// An idle sandbox of a warm pool, replaced (outdated, idle too long, or its pool shrank).
-    pub const RECYCLED: &str = "recycled";
 }
 
 /// A sandbox id: 16 lowercase hex characters, random. Unique per store.
@@ -87,8 +69,8 @@ pub struct PortBinding {
 pub struct Sandbox {
     pub id: SandboxId,
     pub status: Status,
-    /// Why the sandbox is in its status, for ended and failed ones (see [`reasons`]).
-    pub status_reason: Option<String>,
+    /// Why the sandbox is in its status, for ended and failed ones. Kept as its plain string.
+    pub status_reason: Option<Reason>,
     /// What went wrong, in words, when the reason alone does not say it: the engine's error for
     /// `create_failed` and `image_not_found`, the last probe failure for `readiness_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,13 +149,13 @@ impl Sandbox {
 
     /// Moves to an ended status with a reason, stamping `ended_at`. Returns false (and changes
     /// nothing) when the sandbox had already ended.
-    pub fn end(&mut self, status: Status, reason: &str, now: DateTime<Utc>) -> bool {
+    pub fn end(&mut self, status: Status, reason: Reason, now: DateTime<Utc>) -> bool {
         debug_assert!(status.is_ended());
         if self.status.is_ended() {
             return false;
         }
         self.status = status;
-        self.status_reason = Some(reason.to_owned());
+        self.status_reason = Some(reason);
         self.ended_at = Some(now);
         self.updated_at = now;
         true
@@ -223,6 +205,25 @@ mod tests {
         assert_eq!(labels[label_keys::MANAGED], "true");
         assert_eq!(labels[label_keys::SANDBOX], sandbox.id.as_str());
         assert_eq!(labels[label_keys::OWNER], "alice");
+    }
+
+    #[test]
+    fn the_reason_is_stored_as_its_plain_string() {
+        let spec = crate::SandboxRequest {
+            image: Some("busybox".into()),
+            ..Default::default()
+        }
+        .validate(&crate::SpecPolicy::default())
+        .unwrap();
+        let mut sandbox = Sandbox::new_pending(spec, "me".into(), "local".into(), None, Utc::now());
+        assert!(sandbox.end(Status::Failed, Reason::CreateInterrupted, Utc::now()));
+        let mut json = serde_json::to_value(&sandbox).unwrap();
+        assert_eq!(json["status_reason"], "create_interrupted");
+
+        // A record as berth wrote it when the reason was a string reads back the same.
+        json["status_reason"] = "oom_killed".into();
+        let read: Sandbox = serde_json::from_value(json).unwrap();
+        assert_eq!(read.status_reason, Some(Reason::OomKilled));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use berth_core::readiness::HttpProbeRequest;
 use berth_core::spec::NumberOrString;
-use berth_core::{ReadinessRequest, SandboxRequest, Status};
+use berth_core::{ReadinessRequest, Reason, SandboxRequest, Status};
 use berth_gateway::mcp as gateway;
 use berth_runtime::fake::FakeRuntime;
 use berth_server::SandboxService;
@@ -201,7 +201,10 @@ async fn a_probe_that_never_passes_fails_the_sandbox_and_removes_its_container()
     let sandbox = h.service.create(never_ready("1s"), None, true).await.unwrap().sandbox;
     assert!(started.elapsed() >= Duration::from_secs(1), "{:?}", started.elapsed());
     assert_eq!(sandbox.status, Status::Failed);
-    assert_eq!(sandbox.status_reason.as_deref(), Some("readiness_timeout"));
+    assert_eq!(
+        sandbox.status_reason.as_ref().map(Reason::as_str),
+        Some("readiness_timeout")
+    );
     let container = sandbox.container_id.as_deref().expect("the container was made");
     assert!(h.runtime.container(container).is_none(), "its container is removed");
     assert!(
@@ -236,7 +239,7 @@ async fn a_sandbox_being_probed_is_creating_and_can_be_deleted_at_once() {
         .expect("a delete does not wait for the probe")
         .unwrap();
     assert_eq!(deleted.status, Status::Terminated);
-    assert_eq!(deleted.status_reason.as_deref(), Some("deleted"));
+    assert_eq!(deleted.status_reason.as_ref().map(Reason::as_str), Some("deleted"));
     assert!(h.runtime.container(creating.container_id.as_deref().unwrap()).is_none());
     // The abandoned probe leaves the outcome of the delete as it is.
     tokio::time::sleep(Duration::from_millis(500)).await;

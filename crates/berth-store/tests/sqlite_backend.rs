@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use berth_core::Status;
+use berth_core::{Reason, Status};
 use std::time::Duration;
 
 use berth_store::contract::{at, at_secs, labelled, sample, sample_template};
@@ -229,7 +229,7 @@ async fn label_rows_follow_updates_and_purges() {
         1
     );
 
-    sandbox.end(Status::Terminated, "deleted", at_secs(1));
+    sandbox.end(Status::Terminated, Reason::Deleted, at_secs(1));
     store.update(&sandbox).await.expect("end");
     assert_eq!(store.purge_ended_before(at_secs(2)).await.expect("purge"), 1);
     assert_eq!(count(&path, "SELECT COUNT(*) FROM sandbox_labels").await, 1, "cascaded");

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use berth_api::SandboxView;
-use berth_core::Status;
+use berth_core::{Reason, Status};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::ValueEnum;
 use serde::Serialize;
@@ -99,7 +99,7 @@ pub fn expires_in(view: &SandboxView, now: DateTime<Utc>) -> String {
 /// `Running`, or the status with its reason once it has one: `Terminated (expired)`.
 pub fn status_text(view: &SandboxView) -> String {
     match (&view.status_reason, view.exit_code) {
-        (Some(reason), Some(code)) if reason == "exited" => {
+        (Some(reason), Some(code)) if reason == Reason::Exited.as_str() => {
             format!("{} (exited {code})", view.status)
         }
         (Some(reason), _) => format!("{} ({reason})", view.status),

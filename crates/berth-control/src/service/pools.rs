@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_api::{PoolView, TemplateView};
-use berth_core::sandbox::reasons;
+use berth_core::Reason;
 use berth_core::spec::NumberOrString;
 use berth_core::{Sandbox, SandboxRequest, SandboxSpec, Status, Template, TemplateRef, TemplateRequest, units};
 use berth_runtime::RuntimeError;
@@ -472,7 +472,7 @@ impl SandboxService {
                 return;
             }
             drop(_guard);
-            if let Err(error) = service.stop(&id, reasons::RECYCLED).await {
+            if let Err(error) = service.stop(&id, Reason::Recycled).await {
                 debug!(sandbox = %id, %error, "recycling failed; the next pass retries");
             }
         });

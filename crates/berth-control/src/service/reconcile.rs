@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use berth_core::sandbox::{label_keys, reasons};
+use berth_core::Reason;
+use berth_core::sandbox::label_keys;
 use berth_core::{Sandbox, SandboxId, Status};
 use berth_runtime::{ContainerState, EventKind, RunState, RuntimeError, RuntimeEvent};
 use chrono::{DateTime, Utc};
@@ -51,7 +52,7 @@ impl SandboxService {
             }
             RunState::Removing => {
                 // Being removed, and not by us (our own removals go through `Stopping`).
-                sandbox.end(Status::Failed, reasons::CONTAINER_LOST, Utc::now());
+                sandbox.end(Status::Failed, Reason::ContainerLost, Utc::now());
             }
             RunState::Exited | RunState::Dead => {
                 let finished = self.finished_facts(container).await;
@@ -112,7 +113,7 @@ impl SandboxService {
                 let facts = inspected.ok();
                 if removed_behind_our_back {
                     // `docker rm -f` kills first: the death is the removal, not an exit.
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    sandbox.end(Status::Failed, Reason::ContainerLost, now);
                     return self.finish_event(sandbox).await;
                 }
                 let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
@@ -126,10 +127,10 @@ impl SandboxService {
             }
             EventKind::Destroy => {
                 if sandbox.status == Status::Stopping {
-                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
-                    sandbox.end(Status::Terminated, &reason, now);
+                    let reason = sandbox.status_reason.clone().unwrap_or(Reason::Deleted);
+                    sandbox.end(Status::Terminated, reason, now);
                 } else {
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    sandbox.end(Status::Failed, Reason::ContainerLost, now);
                 }
             }
         }
@@ -142,7 +143,7 @@ impl SandboxService {
     async fn record_late_oom(&self, current: &Sandbox) {
         let mut sandbox = Sandbox::clone(current);
         sandbox.oom_killed = true;
-        sandbox.status_reason = Some(reasons::OOM_KILLED.into());
+        sandbox.status_reason = Some(Reason::OomKilled);
         match self.persist(&mut sandbox).await {
             Ok(()) => info!(sandbox = %sandbox.id, "the engine reported the exit's OOM kill late; reason corrected"),
             Err(error) => warn!(sandbox = %sandbox.id, %error, "could not record a late OOM kill"),
@@ -222,8 +223,8 @@ impl SandboxService {
                         warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
                         continue;
                     }
-                    let reason = sandbox.status_reason.clone().unwrap_or_else(|| reasons::DELETED.into());
-                    sandbox.end(Status::Terminated, &reason, now);
+                    let reason = sandbox.status_reason.clone().unwrap_or(Reason::Deleted);
+                    sandbox.end(Status::Terminated, reason, now);
                 }
                 (Status::Pending | Status::Creating, Some(container)) => {
                     self.adopt_container(&mut sandbox, container).await;
@@ -251,11 +252,11 @@ impl SandboxService {
                     if self.store.is_shared() && sandbox.updated_at + grace > now {
                         continue;
                     }
-                    sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+                    sandbox.end(Status::Failed, Reason::CreateInterrupted, now);
                     self.metrics.count_correction(Correction::CreateInterrupted);
                 }
                 (_, None) => {
-                    sandbox.end(Status::Failed, reasons::CONTAINER_LOST, now);
+                    sandbox.end(Status::Failed, Reason::ContainerLost, now);
                     self.metrics.count_correction(Correction::ContainerLost);
                     report.lost += 1;
                 }
@@ -322,7 +323,7 @@ impl SandboxService {
         let now = Utc::now();
         if sandbox.spec.stack.is_some() {
             warn!(sandbox = %sandbox.id, container = %container.container_id, "resync found a compose stack whose create was interrupted");
-            sandbox.end(Status::Failed, reasons::CREATE_INTERRUPTED, now);
+            sandbox.end(Status::Failed, Reason::CreateInterrupted, now);
             self.metrics.count_correction(Correction::CreateInterrupted);
             return None;
         }
@@ -337,7 +338,7 @@ impl SandboxService {
                 warn!(sandbox = %sandbox.id, container = %container.container_id, %error,
                     "resync could not start a container whose start was interrupted");
                 sandbox.container_id = Some(container.container_id.clone());
-                sandbox.end(Status::Failed, reasons::START_FAILED, now);
+                sandbox.end(Status::Failed, Reason::StartFailed, now);
                 sandbox.status_message = Some(error.to_string());
                 self.metrics.count_correction(Correction::StartFailed);
                 None

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_core::{
-    EnvService, PoolSpec, PortBinding, Resources, Sandbox, SandboxId, SandboxSpec, ServiceStatus, Status, Template,
+    EnvService, PoolSpec, PortBinding, Reason, Resources, Sandbox, SandboxId, SandboxSpec, ServiceStatus, Status,
+    Template,
 };
 use chrono::{DateTime, Utc};
 
@@ -127,7 +128,7 @@ pub fn labelled(mut sandbox: Sandbox, labels: &[(&str, &str)]) -> Sandbox {
 pub fn in_status(mut sandbox: Sandbox, status: Status) -> Sandbox {
     sandbox.status = status;
     if status.is_ended() {
-        sandbox.status_reason = Some("exited".into());
+        sandbox.status_reason = Some(Reason::Exited);
         sandbox.ended_at = Some(sandbox.created_at + chrono::Duration::seconds(1));
     }
     sandbox
@@ -139,7 +140,7 @@ pub fn fully_populated() -> Sandbox {
     Sandbox {
         id: SandboxId::generate(),
         status: Status::Failed,
-        status_reason: Some("oom_killed".into()),
+        status_reason: Some(Reason::OomKilled),
         status_message: Some("the engine said: \"no\" — ünïcödé".into()),
         exit_code: Some(-9),
         oom_killed: true,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::{Sandbox, SandboxId, Status};
+use berth_core::{Reason, Sandbox, SandboxId, Status};
 use chrono::{DateTime, Utc};
 
 use crate::{Cursor, SandboxFilter, Store};
@@ -94,7 +94,7 @@ pub async fn cursor_is_stable_when_records_are_added(store: Arc<dyn Store>) {
 
     // The cursor's own record ends and is purged; the position still holds.
     let mut gone = sandboxes[3].clone();
-    gone.end(Status::Terminated, "deleted", at_secs(50));
+    gone.end(Status::Terminated, Reason::Deleted, at_secs(50));
     store.update(&gone).await.expect("end");
     assert_eq!(store.purge_ended_before(at_secs(51)).await.expect("purge"), 1);
     let after_purge = store

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_core::{Sandbox, SandboxId, Status};
+use berth_core::{Reason, Sandbox, SandboxId, Status};
 use chrono::{DateTime, Utc};
 
 use crate::{SandboxFilter, Store, StoreError};
@@ -152,7 +152,7 @@ pub async fn update_replaces_the_whole_record(store: Arc<dyn Store>) {
 
     // Ending it through update takes it out of the live set.
     let mut ended = updated.clone();
-    ended.end(Status::Terminated, "deleted", at_secs(30));
+    ended.end(Status::Terminated, Reason::Deleted, at_secs(30));
     store.update(&ended).await.expect("update to ended");
     let live = store.list_live().await.expect("list_live");
     assert_eq!(ids(&live), vec![neighbour.id, reuse.id]);
@@ -213,7 +213,7 @@ pub async fn failed_update_changes_nothing(store: Arc<dyn Store>) {
 pub async fn purge_deletes_only_records_ended_before_cutoff(store: Arc<dyn Store>) {
     let cutoff = at_secs(100);
     let ended_at = |mut sandbox: Sandbox, status: Status, when: DateTime<Utc>| {
-        sandbox.end(status, "exited", when);
+        sandbox.end(status, Reason::Exited, when);
         sandbox
     };
     let mut old_terminated = ended_at(
@@ -326,7 +326,7 @@ pub async fn concurrent_writers_all_succeed(store: Arc<dyn Store>) {
             sandbox.spec.labels.insert("phase".into(), "running".into());
             store.update(&sandbox).await?;
             if task % 2 == 0 {
-                sandbox.end(Status::Terminated, "deleted", at_secs(10));
+                sandbox.end(Status::Terminated, Reason::Deleted, at_secs(10));
                 store.update(&sandbox).await?;
             }
             Ok::<Sandbox, StoreError>(sandbox)
