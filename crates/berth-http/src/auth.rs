@@ -160,10 +160,20 @@ pub async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         .map(|ConnectInfo(address)| address.to_string());
     let config = gate.service.config();
     let needs = access(&method, &route, config.open_metrics);
-    if needs == Access::Open {
-        return next.run(request).await;
-    }
     let (mut parts, body) = request.into_parts();
+    if needs == Access::Open {
+        // Open routes refuse no one; a valid key only earns the detail an admin may see.
+        let identity = gate.service.identity();
+        let secret = take_credential(&mut parts.headers, &mut parts.uri);
+        if config.auth == AuthMode::None {
+            parts.extensions.insert(Caller::unauthenticated(DEFAULT_OWNER));
+        } else if let Some(secret) = secret
+            && let Ok(caller) = identity.check_quietly(&secret).await
+        {
+            parts.extensions.insert(caller);
+        }
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let credential = take_credential(&mut parts.headers, &mut parts.uri);
     let identity = gate.service.identity();
     let caller = match (config.auth, credential) {

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use berth_api::{Health, HealthChecks, Readiness};
 
 use berth_control::service::SandboxService;
+use berth_core::Caller;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process answers")))]
@@ -28,11 +29,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
         (status = 503, description = "A dependency does not answer", body = Readiness),
     )
 )]
-pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(
+    State(service): State<Arc<SandboxService>>,
+    caller: Option<Extension<Caller>>,
+) -> (StatusCode, Json<Readiness>) {
+    let detailed = shows_detail(caller.as_ref());
     let dependencies = service.check_dependencies().await;
     let mut checks = BTreeMap::new();
-    checks.insert("store".to_owned(), describe(&dependencies.store));
-    checks.insert("engine".to_owned(), describe(&dependencies.engine));
+    checks.insert("store".to_owned(), describe(&dependencies.store, detailed));
+    checks.insert("engine".to_owned(), describe(&dependencies.engine, detailed));
     let ready = dependencies.all_ok();
     let status = if ready {
         StatusCode::OK
@@ -56,7 +61,11 @@ pub async fn readyz(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         (status = 503, description = "A dependency does not answer", body = Health),
     )
 )]
-pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, Json<Health>) {
+pub async fn health(
+    State(service): State<Arc<SandboxService>>,
+    caller: Option<Extension<Caller>>,
+) -> (StatusCode, Json<Health>) {
+    let detailed = shows_detail(caller.as_ref());
     let dependencies = service.check_dependencies().await;
     let healthy = dependencies.all_ok();
     let health = Health {
@@ -66,10 +75,23 @@ pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
         uptime_seconds: service.uptime().as_secs(),
         leader: service.is_leading(),
         checks: HealthChecks {
-            store: describe(&dependencies.store),
-            engines: BTreeMap::from([(dependencies.engine_name.clone(), describe(&dependencies.engine))]),
+            store: describe(&dependencies.store, detailed),
+            engines: BTreeMap::from([(
+                dependencies.engine_name.clone(),
+                describe(&dependencies.engine, detailed),
+            )]),
         },
-        store: dependencies.store_description,
+        store: if detailed {
+            dependencies.store_description
+        } else {
+            // Where the records live is for admins: `sqlite` or `postgres`, no path or host.
+            dependencies
+                .store_description
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        },
     };
     let status = if healthy {
         StatusCode::OK
@@ -79,12 +101,20 @@ pub async fn health(State(service): State<Arc<SandboxService>>) -> (StatusCode, 
     (status, Json(health))
 }
 
-/// A check as the probes show it: `ok`, or the reason it failed.
-fn describe(check: &Result<(), String>) -> String {
+/// A check as the probes show it: `ok`, or the reason it failed — to an admin's key (or a
+/// server without authentication); anyone else reads `unavailable`, since the reasons name
+/// hosts, paths and ports.
+fn describe(check: &Result<(), String>, detailed: bool) -> String {
     match check {
         Ok(()) => "ok".to_owned(),
-        Err(reason) => reason.clone(),
+        Err(reason) if detailed => reason.clone(),
+        Err(_) => "unavailable".to_owned(),
     }
+}
+
+/// Whether the probes' answer may carry reasons and locations.
+fn shows_detail(caller: Option<&Extension<Caller>>) -> bool {
+    caller.is_some_and(|Extension(caller)| caller.is_admin())
 }
 
 /// Prometheus metrics in the OpenMetrics text format.

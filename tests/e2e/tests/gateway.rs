@@ -178,6 +178,8 @@ async fn the_gateway_forwards_by_header_streams_and_strips_the_header() {
             .header("AEnvCore-EnvInstance-ID", sandbox["id"].as_str().unwrap())
             .header("mcp-session-id", "session-7")
             .header("authorization", "Bearer token-1")
+            // A berth key the caller sends beside the server's own token never reaches it.
+            .header("x-api-key", server.admin_key.as_deref().unwrap())
             .json(&json!({"answer": 42}))
             .send()
             .await
@@ -192,6 +194,10 @@ async fn the_gateway_forwards_by_header_streams_and_strips_the_header() {
     let headers = &data["headers"];
     assert_eq!(headers["mcp-session-id"], "session-7", "{headers}");
     assert_eq!(headers["authorization"], "Bearer token-1", "{headers}");
+    assert!(
+        headers.get("x-api-key").is_none(),
+        "a berth key reached the sandbox: {headers}"
+    );
     assert_eq!(headers["content-type"], "application/json", "{headers}");
     assert!(
         headers.get("aenvcore-mcpproxy-url").is_none(),

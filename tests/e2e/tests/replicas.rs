@@ -212,7 +212,7 @@ async fn a_killed_leader_is_replaced_and_every_sandbox_still_expires_once() {
 }
 
 /// Two processes on one PostgreSQL: a key revoked (or expired) through one stops working on
-/// the other within a second; 60 concurrent creates of one owner spread over both, against a
+/// the other within a second; 100 concurrent creates of one owner spread over both, against a
 /// quota of 10 sandboxes, give exactly 10.
 #[tokio::test]
 async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
@@ -264,7 +264,7 @@ async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
         .await
         .unwrap();
     let mut creates = Vec::new();
-    for task in 0..60 {
+    for task in 0..100 {
         let server = if task % 2 == 0 { &first } else { &second };
         let client = berth_e2e::api::http_as(Some(&key));
         let url = format!("{}/v1/sandboxes?wait=false", server.url);
@@ -290,7 +290,7 @@ async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
     );
     assert_eq!(
         statuses.iter().filter(|status| **status == 429).count(),
-        50,
+        90,
         "{statuses:?}"
     );
 }

@@ -289,21 +289,21 @@ async fn revoked_and_expired_keys_stop_working_and_quotas_hold_under_concurrent_
     let refused = expiring.whoami().await.unwrap_err().to_string();
     assert!(refused.contains("expired"), "{refused}");
 
-    // 30 concurrent creates against a quota of 5 sandboxes: exactly 5 succeed, the others are
-    // 429 naming the quota; nothing else is created.
+    // 100 concurrent creates against a quota of 10 sandboxes: exactly 10 succeed, the others
+    // are 429 naming the quota; nothing else is created.
     let key = server.key_for("team-r", "member").await;
     admin
         .set_quota(
             "team-r",
             &berth_api::identity::QuotaRequest {
-                sandboxes: Some(5),
+                sandboxes: Some(10),
                 ..Default::default()
             },
         )
         .await
         .unwrap();
     let mut creates = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..100 {
         let client = http_as(Some(&key));
         let url = format!("{}/v1/sandboxes?wait=false", server.url);
         creates.push(tokio::spawn(async move {
@@ -318,14 +318,82 @@ async fn revoked_and_expired_keys_stop_working_and_quotas_hold_under_concurrent_
             429 => {
                 assert_eq!(body["type"], "urn:berth:problem:quota-exceeded", "{body}");
                 let detail = body["detail"].as_str().unwrap();
-                assert!(detail.contains("`sandboxes` quota: limit 5, in use 5"), "{detail}");
+                assert!(detail.contains("`sandboxes` quota: limit 10, in use 10"), "{detail}");
             }
             other => panic!("a create answered {other}: {body}"),
         }
     }
-    assert_eq!(admitted, 5);
+    assert_eq!(admitted, 10);
     let listed = server.client_as(Some(&key)).list(&Default::default()).await.unwrap();
-    assert_eq!(listed.items.len(), 5);
+    assert_eq!(listed.items.len(), 10);
+}
+
+/// The probes stay open but tell only an admin where the records live; the audit file gets one
+/// JSON line per audited request; a key over its rate is told when to come back.
+#[tokio::test]
+async fn probes_say_little_to_strangers_the_audit_file_fills_and_rates_are_limited() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_file = audit_dir.path().join("audit.jsonl");
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        args: vec![
+            "--audit-log".into(),
+            audit_file.display().to_string(),
+            "--rate-limit".into(),
+            "5".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (status, open) = json_of(http().get(format!("{}/health", server.url)).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{open}");
+    assert_eq!(open["store"], "sqlite", "no path for a caller without a key: {open}");
+    let (_, detailed) = json_of(
+        server
+            .http()
+            .get(format!("{}/health", server.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        detailed["store"].as_str().unwrap().contains("berth.db"),
+        "an admin sees where the records live: {detailed}"
+    );
+
+    let key = server.key_for("team-t", "member").await;
+    let (status, _) = send_as(&server, None, reqwest::Method::POST, "/v1/sandboxes", Some(json!({}))).await;
+    assert_eq!(status, 401);
+    let lines = std::fs::read_to_string(&audit_file).unwrap();
+    let entries: Vec<Value> = lines.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["action"] == "POST /v1/keys" && entry["status"] == 201),
+        "{lines}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["action"] == "authenticate" && entry["status"] == 401 && entry["client"].is_string()),
+        "{lines}"
+    );
+    assert!(!lines.contains(&key[3..]), "a secret is in the audit file");
+
+    let member = http_as(Some(&key));
+    let mut limited = None;
+    for _ in 0..40 {
+        let response = member.get(format!("{}/v1/sandboxes", server.url)).send().await.unwrap();
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("40 requests at once pass a rate of 5 per second");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let (_, problem) = json_of(limited).await;
+    assert_eq!(problem["type"], "urn:berth:problem:rate-limited", "{problem}");
 }
 
 #[tokio::test]
