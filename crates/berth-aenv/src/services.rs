@@ -13,7 +13,7 @@ use berth_api::FieldError;
 use berth_api::aenv::{CreateServiceRequest, EnvService as EnvServiceView, UpdateServiceRequest, timestamp};
 use berth_core::env_service::{DEFAULT_SERVICE_PORT, MAX_REPLICAS};
 use berth_core::spec::NumberOrString;
-use berth_core::{EnvService, Reason, ServiceStatus, Template, units};
+use berth_core::{EnvService, EnvServiceId, Reason, ServiceStatus, Template, units};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -168,7 +168,7 @@ fn check_replica(service: &SandboxService, record: &EnvService, template: &Templ
 fn view(service: &SandboxService, record: &EnvService, template: Option<&Template>) -> EnvServiceView {
     let host = service.config().service_host;
     EnvServiceView {
-        id: record.id.clone(),
+        id: record.id.to_string(),
         env: template.map(env_of_template),
         status: record.status.to_string(),
         created_at: timestamp(record.created_at),
@@ -197,10 +197,10 @@ fn service_not_found(id: &str) -> AenvError {
 
 /// The stored service `id`, unless it is unknown or being deleted.
 async fn live_service(service: &SandboxService, id: &str) -> Result<EnvService, AenvError> {
-    if !EnvService::is_id(id) {
+    let Some(service_id) = EnvServiceId::parse(id) else {
         return Err(service_not_found(id));
-    }
-    match service.get_env_service(id).await? {
+    };
+    match service.get_env_service(&service_id).await? {
         Some(record) if record.status != ServiceStatus::Terminated => Ok(record),
         _ => Err(service_not_found(id)),
     }
@@ -284,7 +284,7 @@ pub async fn create_service(State(service): State<Arc<SandboxService>>, body: By
         )))
     })?;
     let record = EnvService {
-        id: EnvService::generate_id(),
+        id: EnvServiceId::generate(),
         env_name: template.name.clone(),
         env_version: template.tag.clone(),
         service_name: request.service_name.clone().unwrap_or_default(),
@@ -431,22 +431,22 @@ pub async fn delete_service(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
 ) -> AenvResult<&'static str> {
-    let mut marked = false;
+    let mut marked = None;
     for _ in 0..WRITE_ATTEMPTS {
         let mut record = live_service(&service, &id).await?;
         record.status = ServiceStatus::Terminated;
         record.status_reason = Some(Reason::Deleted.to_string());
         if write_next_revision(&service, &mut record).await? {
-            marked = true;
+            marked = Some(record.id);
             break;
         }
     }
-    if !marked {
+    let Some(id) = marked else {
         return Err(AenvError::conflict(format!(
             "service {id} is changing too often to delete: try again"
         )));
-    }
-    for replica in live_replicas(&service).remove(&id).unwrap_or_default() {
+    };
+    for replica in live_replicas(&service).remove(id.as_str()).unwrap_or_default() {
         match service.delete_in_background(replica.id.as_str()).await {
             Ok(_) | Err(ServiceError::NotFound(_)) => {}
             Err(error) => return Err(error.into()),

@@ -13,7 +13,7 @@ pub mod status;
 pub mod template;
 pub mod units;
 
-pub use env_service::{EnvService, ServiceStatus};
+pub use env_service::{EnvService, EnvServiceId, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use reason::Reason;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use berth_core::{EnvService, Sandbox, SandboxId, Status, Template};
+use berth_core::{EnvService, EnvServiceId, Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -217,13 +217,13 @@ pub trait Store: Send + Sync + 'static {
     /// was changed since: read it again and retry.
     async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError>;
 
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError>;
+    async fn get_service(&self, id: &EnvServiceId) -> Result<Option<EnvService>, StoreError>;
 
     /// Every env-service, ordered by (created_at, id).
     async fn list_services(&self) -> Result<Vec<EnvService>, StoreError>;
 
     /// Deletes it; returns whether it existed.
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_service(&self, id: &EnvServiceId) -> Result<bool, StoreError>;
 
     /// Whether other processes may write this store at the same time (PostgreSQL: true;
     /// SQLite: false).
