@@ -24,7 +24,7 @@ use super::envs::{
     aenv_field_name, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
 };
 use crate::env_services::{available_replicas, live_replicas, replica_request};
-use berth_control::service::{SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
 
 /// What `DELETE /env-service/{id}` answers, as AEnvironment does.
 const DELETED: &str = "Deleted successfully";
@@ -448,7 +448,11 @@ pub async fn delete_service(
     };
     for replica in live_replicas(&service).remove(id.as_str()).unwrap_or_default() {
         match service.delete_in_background(replica.id.as_str()).await {
-            Ok(_) | Err(ServiceError::NotFound(_)) => {}
+            Ok(_)
+            | Err(ServiceError::NotFound {
+                kind: NotFoundKind::Sandbox,
+                ..
+            }) => {}
             Err(error) => return Err(error.into()),
         }
     }
