@@ -14,7 +14,9 @@ use std::time::Duration;
 use berth_core::Reason;
 use berth_core::env_service::service_labels;
 use berth_core::spec::NumberOrString;
-use berth_core::{EnvService, Sandbox, SandboxId, SandboxRequest, ServiceStatus, Status, Template, units};
+use berth_core::{
+    EnvService, EnvServiceId, Sandbox, SandboxId, SandboxRequest, ServiceStatus, Status, Template, units,
+};
 use berth_store::SandboxFilter;
 use chrono::{DateTime, Utc};
 use tracing::{debug, info, warn};
@@ -158,7 +160,7 @@ pub fn replica_owner(service: &EnvService) -> String {
 /// The system labels of a replica of `service`'s current generation.
 pub fn replica_labels(service: &EnvService) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (service_labels::SERVICE.to_owned(), service.id.clone()),
+        (service_labels::SERVICE.to_owned(), service.id.to_string()),
         (service_labels::GENERATION.to_owned(), service.generation.to_string()),
     ])
 }
@@ -179,10 +181,10 @@ pub fn live_replicas(service: &SandboxService) -> HashMap<String, Vec<Sandbox>> 
 }
 
 /// How many replicas of service `id` run now.
-pub fn available_replicas(service: &SandboxService, id: &str) -> u32 {
+pub fn available_replicas(service: &SandboxService, id: &EnvServiceId) -> u32 {
     let filter = SandboxFilter {
         statuses: vec![Status::Running],
-        labels: BTreeMap::from([(service_labels::SERVICE.to_owned(), id.to_owned())]),
+        labels: BTreeMap::from([(service_labels::SERVICE.to_owned(), id.to_string())]),
         ..SandboxFilter::default()
     };
     u32::try_from(service.list(&filter, None, usize::MAX).items.len()).unwrap_or(u32::MAX)
@@ -226,8 +228,8 @@ struct Memory {
 
 struct Controller {
     service: Arc<SandboxService>,
-    balancers: HashMap<String, Balancer>,
-    memory: HashMap<String, Memory>,
+    balancers: HashMap<EnvServiceId, Balancer>,
+    memory: HashMap<EnvServiceId, Memory>,
 }
 
 /// The controller's loop, run by the leader next to the pool keeper; aborted (listeners
@@ -279,7 +281,7 @@ impl Controller {
         self.balancers.retain(|id, _| known.contains(id.as_str()));
         self.memory.retain(|id, _| known.contains(id.as_str()));
         for record in services {
-            let live = replicas.remove(&record.id).unwrap_or_default();
+            let live = replicas.remove(record.id.as_str()).unwrap_or_default();
             if record.status == ServiceStatus::Terminated {
                 self.finish_delete(&record, &live).await;
                 continue;
@@ -291,6 +293,7 @@ impl Controller {
         Ok(())
     }
 
+    /// `service_id` as its replicas' label names it.
     async fn remove(&self, service_id: &str, replica: &SandboxId) {
         match self.service.delete_in_background(replica.as_str()).await {
             Ok(_) => info!(service = %service_id, sandbox = %replica, "env-service replica removed"),
@@ -301,7 +304,7 @@ impl Controller {
     /// A service marked `Terminated` by a delete that did not finish: its replicas go, then it.
     async fn finish_delete(&self, record: &EnvService, live: &[Sandbox]) {
         for sandbox in live {
-            self.remove(&record.id, &sandbox.id).await;
+            self.remove(record.id.as_str(), &sandbox.id).await;
         }
         if let Err(error) = self.service.delete_env_service(&record.id).await {
             warn!(service = %record.id, %error, "could not forget a deleted env-service");
@@ -360,7 +363,7 @@ impl Controller {
                     memory.last_failure = Some(message);
                 }
             },
-            Step::Remove(id) => self.remove(&record.id, id).await,
+            Step::Remove(id) => self.remove(record.id.as_str(), id).await,
             Step::Create | Step::Wait | Step::Settled => {}
         }
         let memory = self.memory.entry(record.id.clone()).or_default();
@@ -557,7 +560,7 @@ mod tests {
         .unwrap();
         let now = Utc::now();
         let service = EnvService {
-            id: "00000000000000aa".into(),
+            id: EnvServiceId::parse("00000000000000aa").unwrap(),
             env_name: "swe".into(),
             env_version: "1".into(),
             service_name: String::new(),
@@ -587,7 +590,7 @@ mod tests {
         assert_eq!(request.ttl, Some(NumberOrString::String("1h".into())));
         assert_eq!(request.owner.as_deref(), Some(DEFAULT_OWNER));
         let labels = replica_labels(&service);
-        assert_eq!(labels[service_labels::SERVICE], service.id);
+        assert_eq!(labels[service_labels::SERVICE], service.id.as_str());
         assert_eq!(labels[service_labels::GENERATION], "1");
         request.validate(&berth_core::SpecPolicy::default()).unwrap();
     }

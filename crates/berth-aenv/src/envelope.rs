@@ -144,7 +144,7 @@ mod tests {
             invalid.message,
             "Invalid request parameters: ttl: `1d` is not a duration; owner: bad"
         );
-        let missing = AenvError::from(ServiceError::NotFound("abc".into()));
+        let missing = AenvError::from(ServiceError::sandbox_not_found("abc"));
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         assert!(missing.message.contains("abc"), "{}", missing.message);
         let busy = AenvError::from(ServiceError::InvalidState("stopping".into()));

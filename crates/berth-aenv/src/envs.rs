@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tracing::info;
 
 use super::envelope::{AenvError, AenvResult, Success};
-use berth_control::service::{SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
 
 /// The image of a template registered from a compose-only Env (no image of its own): compose
 /// stacks are not run yet, and a template needs an image. `scratch` can never be pulled, so a
@@ -547,7 +547,10 @@ pub async fn delete_env(
     checked_reference(&name, &version)?;
     match service.delete_template(&format!("{name}:{version}")).await {
         Ok(()) => Ok(Success(true)),
-        Err(ServiceError::Missing(_)) => Err(env_not_found(&name, &version)),
+        Err(ServiceError::NotFound {
+            kind: NotFoundKind::Template,
+            ..
+        }) => Err(env_not_found(&name, &version)),
         Err(error) => Err(error.into()),
     }
 }

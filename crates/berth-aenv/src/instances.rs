@@ -23,7 +23,7 @@ use super::envs::{
     aenv_field_name, apply_body, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
     synthesized_env, to_template,
 };
-use berth_control::service::{CreateExtras, SandboxService, ServiceError};
+use berth_control::service::{CreateExtras, NotFoundKind, SandboxService, ServiceError};
 
 /// What `DELETE /env-instance/{id}` answers, as AEnvironment does.
 const DELETED: &str = "Deleted successfully";
@@ -399,7 +399,11 @@ fn live_instance(service: &SandboxService, id: &str) -> Result<Sandbox, AenvErro
     }
     match service.get(id) {
         Ok(sandbox) if !is_gone(&sandbox) => Ok(sandbox),
-        Ok(_) | Err(ServiceError::NotFound(_)) => Err(instance_not_found(id)),
+        Ok(_)
+        | Err(ServiceError::NotFound {
+            kind: NotFoundKind::Sandbox,
+            ..
+        }) => Err(instance_not_found(id)),
         Err(error) => Err(error.into()),
     }
 }
@@ -423,7 +427,10 @@ pub async fn delete_instance(
     live_instance(&service, &id)?;
     match service.delete_in_background(&id).await {
         Ok(_) => Ok(Success(DELETED)),
-        Err(ServiceError::NotFound(_)) => Err(instance_not_found(&id)),
+        Err(ServiceError::NotFound {
+            kind: NotFoundKind::Sandbox,
+            ..
+        }) => Err(instance_not_found(&id)),
         Err(error) => Err(error.into()),
     }
 }

@@ -14,7 +14,7 @@ use berth_api::FieldError;
 use berth_api::aenv::{CreateServiceRequest, EnvService as EnvServiceView, UpdateServiceRequest, timestamp};
 use berth_core::env_service::{DEFAULT_SERVICE_PORT, MAX_REPLICAS};
 use berth_core::spec::NumberOrString;
-use berth_core::{Caller, EnvService, Reason, ServiceStatus, Template, units};
+use berth_core::{Caller, EnvService, EnvServiceId, Reason, ServiceStatus, Template, units};
 use chrono::Utc;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -25,7 +25,7 @@ use super::envs::{
     aenv_field_name, checked_reference, env_of_template, find, json_object, list_selection, split_env_name,
 };
 use crate::env_services::{available_replicas, live_replicas, replica_request};
-use berth_control::service::{SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
 
 /// What `DELETE /env-service/{id}` answers, as AEnvironment does.
 const DELETED: &str = "Deleted successfully";
@@ -169,7 +169,7 @@ fn check_replica(service: &SandboxService, record: &EnvService, template: &Templ
 fn view(service: &SandboxService, record: &EnvService, template: Option<&Template>) -> EnvServiceView {
     let host = service.config().service_host;
     EnvServiceView {
-        id: record.id.clone(),
+        id: record.id.to_string(),
         env: template.map(env_of_template),
         status: record.status.to_string(),
         created_at: timestamp(record.created_at),
@@ -198,10 +198,10 @@ pub(crate) fn service_not_found(id: &str) -> AenvError {
 
 /// The stored service `id`, unless it is unknown or being deleted.
 async fn live_service(service: &SandboxService, id: &str) -> Result<EnvService, AenvError> {
-    if !EnvService::is_id(id) {
+    let Some(service_id) = EnvServiceId::parse(id) else {
         return Err(service_not_found(id));
-    }
-    match service.get_env_service(id).await? {
+    };
+    match service.get_env_service(&service_id).await? {
         Some(record) if record.status != ServiceStatus::Terminated => Ok(record),
         _ => Err(service_not_found(id)),
     }
@@ -293,7 +293,7 @@ pub async fn create_service(
         )))
     })?;
     let record = EnvService {
-        id: EnvService::generate_id(),
+        id: EnvServiceId::generate(),
         env_name: template.name.clone(),
         env_version: template.tag.clone(),
         service_name: request.service_name.clone().unwrap_or_default(),
@@ -442,24 +442,28 @@ pub async fn delete_service(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
 ) -> AenvResult<&'static str> {
-    let mut marked = false;
+    let mut marked = None;
     for _ in 0..WRITE_ATTEMPTS {
         let mut record = live_service(&service, &id).await?;
         record.status = ServiceStatus::Terminated;
         record.status_reason = Some(Reason::Deleted.to_string());
         if write_next_revision(&service, &mut record).await? {
-            marked = true;
+            marked = Some(record.id);
             break;
         }
     }
-    if !marked {
+    let Some(id) = marked else {
         return Err(AenvError::conflict(format!(
             "service {id} is changing too often to delete: try again"
         )));
-    }
-    for replica in live_replicas(&service).remove(&id).unwrap_or_default() {
+    };
+    for replica in live_replicas(&service).remove(id.as_str()).unwrap_or_default() {
         match service.delete_in_background(replica.id.as_str()).await {
-            Ok(_) | Err(ServiceError::NotFound(_)) => {}
+            Ok(_)
+            | Err(ServiceError::NotFound {
+                kind: NotFoundKind::Sandbox,
+                ..
+            }) => {}
             Err(error) => return Err(error.into()),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Status, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, EnvServiceId, KeyId, Quota, Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
     ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
@@ -745,7 +745,7 @@ impl Store for MeteredStore {
         self.timed("update_service", self.inner.update_service(service)).await
     }
 
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
+    async fn get_service(&self, id: &EnvServiceId) -> Result<Option<EnvService>, StoreError> {
         self.timed("get_service", self.inner.get_service(id)).await
     }
 
@@ -753,7 +753,7 @@ impl Store for MeteredStore {
         self.timed("list_services", self.inner.list_services()).await
     }
 
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_service(&self, id: &EnvServiceId) -> Result<bool, StoreError> {
         self.timed("delete_service", self.inner.delete_service(id)).await
     }
 

@@ -42,8 +42,10 @@ pub enum ServiceError {
     /// Invalid values in a request other than a sandbox spec (exec, files, logs…).
     #[error("{0}")]
     InvalidRequest(ValidationErrors),
-    #[error("sandbox {0} not found")]
-    NotFound(String),
+    /// Something the request named does not exist; `detail` says what, in the words the
+    /// client reads.
+    #[error("{detail}")]
+    NotFound { kind: NotFoundKind, detail: String },
     #[error("{0}")]
     InvalidState(String),
     #[error("{error}")]
@@ -53,9 +55,6 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     Store(#[from] StoreError),
-    /// A path, or a background process, that does not exist in a sandbox.
-    #[error("{0}")]
-    Missing(String),
     /// A request the sandbox's image cannot serve (e.g. a timeout needs `/bin/sh`).
     #[error("{0}")]
     Unsupported(String),
@@ -73,7 +72,28 @@ pub enum ServiceError {
     BadBody(String),
 }
 
+/// What kind of thing a request named that does not exist, for callers that answer one kind
+/// in their own words (the AEnvironment surface) or tolerate one (a file that may be absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFoundKind {
+    Sandbox,
+    Template,
+    /// A background process of a sandbox.
+    Process,
+    /// A path inside a sandbox.
+    File,
+}
+
 impl ServiceError {
+    /// No sandbox `id` (unknown, or not an id at all).
+    pub fn sandbox_not_found(id: impl std::fmt::Display) -> Self {
+        ServiceError::not_found(NotFoundKind::Sandbox, format!("no sandbox with id `{id}`"))
+    }
+
+    pub fn not_found(kind: NotFoundKind, detail: String) -> Self {
+        ServiceError::NotFound { kind, detail }
+    }
+
     /// One invalid value of a request (exec, files, logs…), named by its field.
     pub fn invalid(field: &str, message: String) -> Self {
         ServiceError::InvalidRequest(one_field_error(field, message))
@@ -341,7 +361,7 @@ impl SandboxService {
         SandboxId::parse(id)
             .and_then(|id| self.index.get(&id))
             .map(|sandbox| Sandbox::clone(&sandbox))
-            .ok_or_else(|| ServiceError::NotFound(id.to_owned()))
+            .ok_or_else(|| ServiceError::sandbox_not_found(id))
     }
 
     /// The owner of sandbox `id`, from the index, else (on a shared store, where another
@@ -382,10 +402,11 @@ impl SandboxService {
 
     /// The owner of env-service `id`; `None` when there is none (or the store cannot say).
     pub async fn env_service_owner(&self, id: &str) -> Option<String> {
-        match self.store.get_service(id).await {
+        let id = berth_core::EnvServiceId::parse(id)?;
+        match self.store.get_service(&id).await {
             Ok(service) => service.map(|service| service.owner),
             Err(error) => {
-                debug!(service = id, %error, "cannot read an env-service's owner");
+                debug!(service = %id, %error, "cannot read an env-service's owner");
                 None
             }
         }
@@ -642,7 +663,7 @@ impl SandboxService {
         let mut current = match self.fresh(&id).await {
             Some(current) if unchanged(current.as_ref()) => Sandbox::clone(&current),
             Some(current) => return Ok(Sandbox::clone(&current)),
-            None => return Err(ServiceError::NotFound(id.to_string())),
+            None => return Err(ServiceError::sandbox_not_found(id)),
         };
         if outcome == crate::probe::ProbeOutcome::Passed {
             current.status = Status::Running;
@@ -696,7 +717,7 @@ impl SandboxService {
 
     /// Stops and removes the sandbox; `Terminated` with reason `deleted`. Ended ones are left as they are.
     pub async fn delete(&self, id: &str) -> Result<Sandbox, ServiceError> {
-        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         self.stop(&id, Reason::Deleted).await
     }
 
@@ -704,12 +725,12 @@ impl SandboxService {
     /// [`REMOVAL_CONCURRENCY`] at once), and the resync finishes it if this process dies first.
     /// From `Stopping` a sandbox only goes on to `Terminated`.
     pub async fn delete_in_background(self: &Arc<Self>, id: &str) -> Result<Sandbox, ServiceError> {
-        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         let marked = {
             let _guard = self.locks.lock(&id).await;
             let mut sandbox = match self.fresh(&id).await {
                 Some(sandbox) => Sandbox::clone(&sandbox),
-                None => return Err(ServiceError::NotFound(id.to_string())),
+                None => return Err(ServiceError::sandbox_not_found(id)),
             };
             if sandbox.status.is_ended() {
                 return Ok(sandbox);
@@ -744,7 +765,7 @@ impl SandboxService {
         let _guard = self.locks.lock(id).await;
         let mut sandbox = match self.fresh(id).await {
             Some(sandbox) => Sandbox::clone(&sandbox),
-            None => return Err(ServiceError::NotFound(id.to_string())),
+            None => return Err(ServiceError::sandbox_not_found(id)),
         };
         if sandbox.status.is_ended() {
             return Ok(sandbox);
@@ -790,7 +811,7 @@ impl SandboxService {
                 ),
             ));
         }
-        let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         let _guard = self.locks.lock(&sandbox_id).await;
         self.fresh(&sandbox_id).await;
         let mut sandbox = self.live_record(&sandbox_id)?;
@@ -807,10 +828,7 @@ impl SandboxService {
 
     /// A record that exists and has not ended.
     fn live_record(&self, id: &SandboxId) -> Result<Sandbox, ServiceError> {
-        let sandbox = self
-            .index
-            .get(id)
-            .ok_or_else(|| ServiceError::NotFound(id.to_string()))?;
+        let sandbox = self.index.get(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         if sandbox.status.is_ended() {
             return Err(ended(&sandbox));
         }
@@ -898,7 +916,7 @@ impl SandboxService {
     }
 
     async fn set_paused(&self, id: &str, pause: bool) -> Result<Sandbox, ServiceError> {
-        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::NotFound(id.to_owned()))?;
+        let id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         let _guard = self.locks.lock(&id).await;
         self.fresh(&id).await;
         let mut sandbox = self.live_record(&id)?;

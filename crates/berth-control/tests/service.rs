@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_control::service::{SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
 use berth_control::{ServerConfig, start};
 use berth_core::sandbox::label_keys;
 use berth_core::spec::NumberOrString;
@@ -256,7 +256,10 @@ async fn delete_is_idempotent_and_unknown_ids_are_not_found() {
     );
     assert!(matches!(
         h.service.delete("0123456789abcdef").await,
-        Err(ServiceError::NotFound(_))
+        Err(ServiceError::NotFound {
+            kind: NotFoundKind::Sandbox,
+            ..
+        })
     ));
     assert!(matches!(
         h.service
@@ -469,7 +472,10 @@ async fn ended_records_are_purged_after_the_retention_period() {
     assert_eq!(h.service.resync().await.unwrap().purged, 1);
     assert!(matches!(
         h.service.get(ended.id.as_str()),
-        Err(ServiceError::NotFound(_))
+        Err(ServiceError::NotFound {
+            kind: NotFoundKind::Sandbox,
+            ..
+        })
     ));
     assert!(h.store.get(&ended.id).await.unwrap().is_none());
     assert_eq!(
@@ -528,7 +534,10 @@ async fn pause_and_resume_follow_the_status_machine_and_are_persisted() {
     }
     assert!(matches!(
         h.service.pause("0123456789abcdef").await,
-        Err(ServiceError::NotFound(_))
+        Err(ServiceError::NotFound {
+            kind: NotFoundKind::Sandbox,
+            ..
+        })
     ));
 }
 
@@ -698,7 +707,16 @@ async fn builds_are_refused_before_the_engine_when_they_cannot_be_right() {
     };
     let h = harness_with(Arc::new(FakeRuntime::default()), tempfile::tempdir().unwrap(), small).await;
     let missing = build_lines(&h, "nothing", Default::default()).await.unwrap_err();
-    assert!(matches!(missing, ServiceError::Missing(_)), "{missing:?}");
+    assert!(
+        matches!(
+            missing,
+            ServiceError::NotFound {
+                kind: NotFoundKind::Template,
+                ..
+            }
+        ),
+        "{missing:?}"
+    );
     h.service
         .create_template(&pooled_template("small", "busybox"))
         .await

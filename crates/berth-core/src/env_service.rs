@@ -57,11 +57,37 @@ impl std::fmt::Display for ServiceStatus {
     }
 }
 
+/// An env-service id: 16 lowercase hex characters, random (the form of a [`SandboxId`]). Unique
+/// per store; kept and reported as the plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnvServiceId(String);
+
+impl EnvServiceId {
+    pub fn generate() -> Self {
+        EnvServiceId(SandboxId::generate().to_string())
+    }
+
+    /// Accepts exactly the form [`EnvServiceId::generate`] produces.
+    pub fn parse(text: &str) -> Option<Self> {
+        SandboxId::parse(text).map(|id| EnvServiceId(id.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EnvServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One env-service, as the store keeps it whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvService {
-    /// 16 lowercase hex characters, random (the form of a sandbox id).
-    pub id: String,
+    pub id: EnvServiceId,
     /// The Env its replicas run: `env_name@env_version`.
     pub env_name: String,
     pub env_version: String,
@@ -103,21 +129,11 @@ impl EnvService {
         format!("{}@{}", self.env_name, self.env_version)
     }
 
-    /// A fresh id, in the form of a sandbox id.
-    pub fn generate_id() -> String {
-        SandboxId::generate().to_string()
-    }
-
     /// Prepares the record read from the store as its next write: the store replaces the stored
     /// record with it only if nobody wrote in between.
     pub fn next_revision(&mut self, now: DateTime<Utc>) {
         self.revision += 1;
         self.updated_at = now;
-    }
-
-    /// Whether `text` has the form [`EnvService::generate_id`] produces.
-    pub fn is_id(text: &str) -> bool {
-        SandboxId::parse(text).is_some()
     }
 }
 
@@ -127,10 +143,16 @@ mod tests {
 
     #[test]
     fn ids_have_the_sandbox_id_form() {
-        let id = EnvService::generate_id();
-        assert!(EnvService::is_id(&id), "{id}");
-        assert!(!EnvService::is_id("list"));
-        assert!(!EnvService::is_id("*"));
+        let id = EnvServiceId::generate();
+        assert_eq!(EnvServiceId::parse(id.as_str()), Some(id.clone()));
+        assert!(SandboxId::parse(id.as_str()).is_some(), "{id}");
+        assert_eq!(EnvServiceId::parse("list"), None);
+        assert_eq!(EnvServiceId::parse("*"), None);
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{id}\""),
+            "a plain string"
+        );
     }
 
     #[test]

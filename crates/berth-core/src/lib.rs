@@ -14,7 +14,7 @@ pub mod status;
 pub mod template;
 pub mod units;
 
-pub use env_service::{EnvService, ServiceStatus};
+pub use env_service::{EnvService, EnvServiceId, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
 pub use identity::{ApiKey, AuditEntry, Caller, KeyId, Quota, QuotaExceeded, Role, Usage};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};

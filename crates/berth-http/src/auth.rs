@@ -90,7 +90,7 @@ pub enum Resource {
 pub fn native_not_found(resource: Resource, id: &str) -> Response {
     match resource {
         Resource::Sandbox => {
-            ApiError::from(berth_control::service::ServiceError::NotFound(id.to_owned())).into_response()
+            ApiError::from(berth_control::service::ServiceError::sandbox_not_found(id)).into_response()
         }
         Resource::EnvService => ApiError::new(ProblemKind::NotFound, format!("no env-service `{id}`")).into_response(),
     }

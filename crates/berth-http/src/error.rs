@@ -59,7 +59,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidRequest(errors) => ApiError(Box::new(
                 Problem::new(ProblemKind::Validation, format!("invalid request: {errors}")).with_errors(errors.0),
             )),
-            ServiceError::NotFound(id) => ApiError::new(ProblemKind::NotFound, format!("no sandbox with id `{id}`")),
+            ServiceError::NotFound { detail, .. } => ApiError::new(ProblemKind::NotFound, detail),
             ServiceError::InvalidState(detail) => ApiError::new(ProblemKind::InvalidState, detail),
             ServiceError::Engine { error, sandbox_id } => {
                 let mut problem = engine_problem(&error);
@@ -67,7 +67,6 @@ impl From<ServiceError> for ApiError {
                 ApiError(Box::new(problem))
             }
             ServiceError::Store(error) => store_error(error),
-            ServiceError::Missing(detail) => ApiError::new(ProblemKind::NotFound, detail),
             ServiceError::QuotaExceeded { owner, exceeded } => quota_exceeded(&owner, &exceeded),
             ServiceError::Unsupported(detail) => ApiError::new(ProblemKind::Validation, detail),
             ServiceError::TooLarge(detail) => ApiError::new(ProblemKind::BodyTooLarge, detail),
@@ -131,5 +130,27 @@ fn store_error(error: StoreError) -> ApiError {
             error!(error = %other, "store error");
             ApiError::new(ProblemKind::Internal, format!("store error: {other}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_control::service::NotFoundKind;
+
+    use super::*;
+
+    #[test]
+    fn whatever_is_not_found_is_a_404_with_the_services_words() {
+        let ApiError(sandbox) = ApiError::from(ServiceError::sandbox_not_found("0123456789abcdef"));
+        assert_eq!(sandbox.status, 404);
+        assert_eq!(sandbox.detail, "no sandbox with id `0123456789abcdef`");
+        let ApiError(process) = ApiError::from(ServiceError::not_found(
+            NotFoundKind::Process,
+            "sandbox x has no background process `7`".into(),
+        ));
+        assert_eq!(
+            (process.status, process.kind.clone(), process.detail.as_str()),
+            (404, sandbox.kind.clone(), "sandbox x has no background process `7`")
+        );
     }
 }

@@ -28,7 +28,7 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::sandboxes::{QueryParams, parse_bool};
 use berth_control::output::Utf8Decoder;
-use berth_control::service::{SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
 use berth_work::exec::{self, ExecEvent, StartError, Started};
 
 const EXEC_DESCRIPTION: &str = "Runs a command in a `Running` sandbox (409 when it is paused or has ended) and \
@@ -372,10 +372,12 @@ fn process(
     process_id: &str,
 ) -> Result<Arc<berth_control::processes::Process>, ServiceError> {
     let sandbox = service.get(id)?;
-    service
-        .processes()
-        .get(&sandbox.id, process_id)
-        .ok_or_else(|| ServiceError::Missing(format!("sandbox {id} has no background process `{process_id}`")))
+    service.processes().get(&sandbox.id, process_id).ok_or_else(|| {
+        ServiceError::not_found(
+            NotFoundKind::Process,
+            format!("sandbox {id} has no background process `{process_id}`"),
+        )
+    })
 }
 
 /// One background process: running, or its exit code.

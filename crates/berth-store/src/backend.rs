@@ -3,7 +3,7 @@
 //! only says how it connects, opens a write, describes itself and elects a leader.
 
 use async_trait::async_trait;
-use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, EnvServiceId, KeyId, Quota, Sandbox, SandboxId, Template};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
@@ -237,9 +237,9 @@ where
         writes(self).await?.update_service(service).await
     }
 
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError> {
+    async fn get_service(&self, id: &EnvServiceId) -> Result<Option<EnvService>, StoreError> {
         let row: Option<(String, String)> = sqlx::query_as(sql::GET_SERVICE)
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(self.read_pool())
             .await
             .map_err(B::Db::map_error)?;
@@ -254,7 +254,7 @@ where
         sql::decode_services(&rows)
     }
 
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_service(&self, id: &EnvServiceId) -> Result<bool, StoreError> {
         writes(self).await?.delete_service(id).await
     }
 

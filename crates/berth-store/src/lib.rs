@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
-use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, SandboxId, Status, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, EnvServiceId, KeyId, Quota, Sandbox, SandboxId, Status, Template};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
@@ -221,13 +221,13 @@ pub trait Store: Send + Sync + 'static {
     /// was changed since: read it again and retry.
     async fn update_service(&self, service: &EnvService) -> Result<bool, StoreError>;
 
-    async fn get_service(&self, id: &str) -> Result<Option<EnvService>, StoreError>;
+    async fn get_service(&self, id: &EnvServiceId) -> Result<Option<EnvService>, StoreError>;
 
     /// Every env-service, ordered by (created_at, id).
     async fn list_services(&self) -> Result<Vec<EnvService>, StoreError>;
 
     /// Deletes it; returns whether it existed.
-    async fn delete_service(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_service(&self, id: &EnvServiceId) -> Result<bool, StoreError>;
 
     /// [`insert`](Store::insert), admitted against the owner's `quota`: in the same transaction
     /// the owner's live records are summed, and a record that would pass a limit fails with

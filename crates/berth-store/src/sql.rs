@@ -381,7 +381,7 @@ impl ServiceRow {
         let record = serde_json::to_string(service)
             .map_err(|e| StoreError::Other(format!("cannot encode service {}: {e}", service.id)))?;
         Ok(ServiceRow {
-            id: service.id.clone(),
+            id: service.id.to_string(),
             revision: i64::try_from(service.revision).unwrap_or(i64::MAX),
             created_at: nanos(service.created_at),
             updated_at: nanos(service.updated_at),
@@ -394,7 +394,7 @@ impl ServiceRow {
 pub(crate) fn decode_service(id: &str, record: &str) -> Result<EnvService, StoreError> {
     let service: EnvService = serde_json::from_str(record)
         .map_err(|e| StoreError::Corrupt(format!("record of service {id} does not decode: {e}")))?;
-    if service.id != id {
+    if service.id.as_str() != id {
         return Err(StoreError::Corrupt(format!(
             "row {id} holds the record of service {}",
             service.id

@@ -3,7 +3,7 @@
 //! writes — generic over sqlx's `Database`, so SQLite and PostgreSQL differ only in how they
 //! open the transaction and in their [`Dialect`].
 
-use berth_core::{ApiKey, AuditEntry, EnvService, KeyId, Quota, Sandbox, Template};
+use berth_core::{ApiKey, AuditEntry, EnvService, EnvServiceId, KeyId, Quota, Sandbox, Template};
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
 
@@ -227,9 +227,9 @@ where
     }
 
     /// Deletes the service; returns whether it existed.
-    pub async fn delete_service(mut self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_service(mut self, id: &EnvServiceId) -> Result<bool, StoreError> {
         let deleted = sqlx::query(sql::DELETE_SERVICE)
-            .bind(id)
+            .bind(id.as_str())
             .execute(&mut *self.tx)
             .await
             .map_err(DB::map_error)?;

@@ -29,7 +29,7 @@ use tracing::debug;
 
 use berth_control::output::{HeadBuffer, PidSniffer, Sniffed, relocate_start_error};
 use berth_control::processes::Process;
-use berth_control::service::{RunningSandbox, SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, RunningSandbox, SandboxService, ServiceError};
 
 /// The shell the wrapper and the signal execs run.
 pub const SHELL: &str = "/bin/sh";
@@ -659,10 +659,12 @@ pub async fn signal_process(
 ) -> Result<ProcessView, ServiceError> {
     let name = parse_signal(signal_name)?;
     let sandbox = service.running_container(id)?;
-    let process = service
-        .processes()
-        .get(&sandbox.id, process_id)
-        .ok_or_else(|| ServiceError::Missing(format!("sandbox {id} has no background process `{process_id}`")))?;
+    let process = service.processes().get(&sandbox.id, process_id).ok_or_else(|| {
+        ServiceError::not_found(
+            NotFoundKind::Process,
+            format!("sandbox {id} has no background process `{process_id}`"),
+        )
+    })?;
     if !process.running() {
         return Err(ServiceError::InvalidState(format!(
             "process {process_id} has ended (exit code {})",

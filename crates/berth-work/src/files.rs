@@ -19,7 +19,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::{ReaderStream, StreamReader, SyncIoBridge};
 
 use berth_control::body::{BodyFault, FaultSlot, fault, guard_body};
-use berth_control::service::{RunningSandbox, SandboxService, ServiceError};
+use berth_control::service::{NotFoundKind, RunningSandbox, SandboxService, ServiceError};
 
 /// Tar block size.
 const BLOCK: u64 = 512;
@@ -486,10 +486,10 @@ fn engine(sandbox: &RunningSandbox) -> impl Fn(RuntimeError) -> ServiceError + '
 async fn stat_of(runtime: &Arc<dyn Runtime>, sandbox: &RunningSandbox, path: &str) -> Result<PathStat, ServiceError> {
     match runtime.stat_path(&sandbox.container_id, path).await {
         Ok(stat) => Ok(stat),
-        Err(RuntimeError::NotFound(_)) => Err(ServiceError::Missing(format!(
-            "`{path}` does not exist in sandbox {}",
-            sandbox.id
-        ))),
+        Err(RuntimeError::NotFound(_)) => Err(ServiceError::not_found(
+            NotFoundKind::File,
+            format!("`{path}` does not exist in sandbox {}", sandbox.id),
+        )),
         Err(error) => Err(engine(sandbox)(error)),
     }
 }
@@ -549,9 +549,15 @@ async fn existing_ancestor(
                     .collect();
                 return Ok((resolved, relative));
             }
-            Err(ServiceError::Missing(_)) if candidate != "/" => {
+            Err(ServiceError::NotFound {
+                kind: NotFoundKind::File,
+                ..
+            }) if candidate != "/" => {
                 let Some((parent, name)) = split_path(&candidate) else {
-                    return Err(ServiceError::Missing(format!("`{candidate}` does not exist")));
+                    return Err(ServiceError::not_found(
+                        NotFoundKind::File,
+                        format!("`{candidate}` does not exist"),
+                    ));
                 };
                 missing.push(name.to_owned());
                 candidate = parent.to_owned();
@@ -606,7 +612,11 @@ pub async fn upload_file(
                     format!("`{path}` is a directory: name a file (or upload a tar into it)"),
                 ));
             }
-            Ok(_) | Err(ServiceError::Missing(_)) => {}
+            Ok(_)
+            | Err(ServiceError::NotFound {
+                kind: NotFoundKind::File,
+                ..
+            }) => {}
             Err(error) => return Err(error),
         }
     }

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{SandboxService, ServiceError};
+use super::{NotFoundKind, SandboxService, ServiceError};
 use crate::body::{BodyFault, FaultSlot, fault, guard_body};
 
 /// Repository of the images built for templates whose image is not a plain local reference.
@@ -203,11 +203,12 @@ impl SandboxService {
     /// image while the build ran; then its pool refills from the new image.
     async fn adopt_built_image(self: &Arc<Self>, built_for: &Template, image: &str) -> Result<(), ServiceError> {
         let key = built_for.reference();
-        let mut current = self
-            .store
-            .get_template(&key.name, &key.tag)
-            .await?
-            .ok_or_else(|| ServiceError::Missing(format!("template `{key}` was deleted while it was built")))?;
+        let mut current = self.store.get_template(&key.name, &key.tag).await?.ok_or_else(|| {
+            ServiceError::not_found(
+                NotFoundKind::Template,
+                format!("template `{key}` was deleted while it was built"),
+            )
+        })?;
         if current.spec.image != built_for.spec.image && current.spec.image != image {
             return Err(ServiceError::InvalidState(format!(
                 "template `{key}` was switched to image `{}` while it was built; it was left as it is",

@@ -2,7 +2,7 @@
 //! controller read and write them. Changes made for a client wake the controller at once; the
 //! controller's own status writes do not wake it again.
 
-use berth_core::EnvService;
+use berth_core::{EnvService, EnvServiceId};
 
 use super::{SandboxService, ServiceError};
 
@@ -14,7 +14,7 @@ impl SandboxService {
         Ok(())
     }
 
-    pub async fn get_env_service(&self, id: &str) -> Result<Option<EnvService>, ServiceError> {
+    pub async fn get_env_service(&self, id: &EnvServiceId) -> Result<Option<EnvService>, ServiceError> {
         Ok(self.store.get_service(id).await?)
     }
 
@@ -34,7 +34,7 @@ impl SandboxService {
     }
 
     /// Forgets the record; `false` when there was none.
-    pub async fn delete_env_service(&self, id: &str) -> Result<bool, ServiceError> {
+    pub async fn delete_env_service(&self, id: &EnvServiceId) -> Result<bool, ServiceError> {
         let deleted = self.store.delete_service(id).await?;
         self.env_services_changed.notify_waiters();
         Ok(deleted)

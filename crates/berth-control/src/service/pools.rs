@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::{SandboxService, ServiceError};
+use super::{NotFoundKind, SandboxService, ServiceError};
 use crate::metrics::{CreatePath, Operation};
 
 /// Owner of a sandbox while it waits in a pool; the claim makes the claimer its owner.
@@ -127,7 +127,10 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
 }
 
 fn not_found(reference: &TemplateRef) -> ServiceError {
-    ServiceError::Missing(format!("no template `{reference}`: see GET /v1/templates"))
+    ServiceError::not_found(
+        NotFoundKind::Template,
+        format!("no template `{reference}`: see GET /v1/templates"),
+    )
 }
 
 fn parse_reference(reference: &str) -> Result<TemplateRef, ServiceError> {

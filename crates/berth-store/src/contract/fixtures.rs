@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use berth_core::{
-    EnvService, PoolSpec, PortBinding, Reason, Resources, Sandbox, SandboxId, SandboxSpec, ServiceStatus, Status,
-    Template,
+    EnvService, EnvServiceId, PoolSpec, PortBinding, Reason, Resources, Sandbox, SandboxId, SandboxSpec, ServiceStatus,
+    Status, Template,
 };
 use chrono::{DateTime, Utc};
 
@@ -294,10 +294,15 @@ pub async fn list_all_pages(store: &dyn Store, filter: &SandboxFilter, page_size
     panic!("pagination never ended");
 }
 
+/// The env-service id `text`, which the fixtures write well-formed.
+pub fn service_id(text: &str) -> EnvServiceId {
+    EnvServiceId::parse(text).expect("a fixture's env-service id is well-formed")
+}
+
 /// A minimal env-service `id`, created at `created_at`, at revision 1.
 pub fn sample_service(id: &str, created_at: DateTime<Utc>) -> EnvService {
     EnvService {
-        id: id.to_owned(),
+        id: service_id(id),
         env_name: "swe".into(),
         env_version: "1.0".into(),
         service_name: String::new(),

@@ -23,7 +23,13 @@ pub async fn service_round_trip_preserves_every_field(store: Arc<dyn Store>) {
         store.get_service(&minimal.id).await.expect("get_service"),
         Some(minimal)
     );
-    assert_eq!(store.get_service("0000000000000002").await.expect("get_service"), None);
+    assert_eq!(
+        store
+            .get_service(&service_id("0000000000000002"))
+            .await
+            .expect("get_service"),
+        None
+    );
 }
 
 /// A second insert of an id fails and keeps the first.
