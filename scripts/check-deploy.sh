@@ -540,9 +540,10 @@ check_docker_uid() {
 }
 
 check_docker_dns() {
+    # `healthcheck` asks the open /readyz: the name must resolve, and no API key is needed.
     docker run --rm --label "$label" --network "$network" "$docker_image" \
-        ls --server "http://$alias_name:8080"
-    detail "\`berth ls --server http://$alias_name:8080\` from a second container (Docker's DNS, as for a compose service name)"
+        healthcheck --server "http://$alias_name:8080"
+    detail "\`berth healthcheck --server http://$alias_name:8080\` from a second container (Docker's DNS, as for a compose service name)"
 }
 
 check_docker_healthcheck() {

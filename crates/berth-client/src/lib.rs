@@ -146,16 +146,12 @@ pub struct BerthClient {
     display: String,
     /// The API key every request carries, if any.
     api_key: Option<String>,
-    /// PEM roots for an `https://` server (and its `wss://` sockets), instead of the defaults.
-    ca_certificate: Option<Vec<u8>>,
 }
 
-/// How a client authenticates itself and the server.
+/// How a client authenticates itself.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     pub api_key: Option<String>,
-    /// PEM certificate(s) an `https://` server's certificate must chain to.
-    pub ca_certificate: Option<Vec<u8>>,
 }
 
 impl BerthClient {
@@ -165,13 +161,11 @@ impl BerthClient {
             base_url,
             &ClientOptions {
                 api_key: api_key.map(str::to_owned),
-                ca_certificate: None,
             },
         )
     }
 
-    /// A client for the server at `base_url` with `options`: its key, and for an `https://`
-    /// server the PEM certificate(s) to trust instead of the system's roots.
+    /// A client for the server at `base_url` with `options` (its key).
     pub fn with_options(base_url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let mut client = Self::new(base_url)?;
         let invalid = |detail: String| ClientError::InvalidUrl {
@@ -185,18 +179,12 @@ impl BerthClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .default_headers(headers);
-        if let Some(pem) = &options.ca_certificate {
-            let certificates = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|error| invalid(format!("the CA certificate is not PEM: {error}")))?;
-            builder = builder.tls_certs_only(certificates);
-        }
         client.http = builder.build().map_err(|error| invalid(error.to_string()))?;
         client.api_key = options.api_key.clone();
-        client.ca_certificate = options.ca_certificate.clone();
         Ok(client)
     }
 
@@ -205,15 +193,9 @@ impl BerthClient {
         self.api_key.as_deref()
     }
 
-    pub(crate) fn ca_certificate(&self) -> Option<&[u8]> {
-        self.ca_certificate.as_deref()
-    }
-
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`). Proxies are
     /// ignored: berth is reached directly.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
-        // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let base = parse_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -228,7 +210,6 @@ impl BerthClient {
             base,
             display: base_url.trim_end_matches('/').to_owned(),
             api_key: None,
-            ca_certificate: None,
         })
     }
 
@@ -544,6 +525,7 @@ mod tests {
             ("ftp://host", "scheme `ftp`"),
             ("http://", "http://127.0.0.1:8080"),
             ("not a url", "http://127.0.0.1:8080"),
+            ("https://host", "plain HTTP"),
             ("http://host/?x=1", "query"),
         ] {
             let error = parse_base_url(url).unwrap_err();

@@ -165,6 +165,11 @@ fn tls_failure(err: &BollardError) -> Option<String> {
         {
             return Some(tls.to_string());
         }
+        // The transport may carry rustls' error only as text (a connector's own error type).
+        let text = e.to_string();
+        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
+            return Some(text);
+        }
         current = e.source();
     }
     None
@@ -287,6 +292,14 @@ mod tests {
             other => panic!("expected Invalid, got {other:?}"),
         }
         assert!(!classify(&untrusted, ENGINE, Subject::Engine).is_transient());
+        // A connector that keeps only the text of rustls' error is recognised too.
+        let as_text = BollardError::IOError {
+            err: io::Error::other("invalid peer certificate: UnknownIssuer"),
+        };
+        assert!(matches!(
+            classify(&as_text, ENGINE, Subject::Engine),
+            RuntimeError::Invalid(_)
+        ));
     }
 
     #[test]
