@@ -356,11 +356,14 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
     };
     let mut url = Url::parse(&text).map_err(|error| invalid(&format!("{error}; use e.g. http://127.0.0.1:8080")))?;
     match url.scheme() {
-        "http" | "https" => {}
+        "http" => {}
+        "https" => {
+            return Err(invalid(
+                "this client speaks plain HTTP: reach an HTTPS berth through a TLS-terminating tunnel or proxy, or with curl",
+            ));
+        }
         other => {
-            return Err(invalid(&format!(
-                "scheme `{other}` is not supported; use http:// or https://"
-            )));
+            return Err(invalid(&format!("scheme `{other}` is not supported; use http://")));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
