@@ -244,10 +244,12 @@ async fn within<T>(
 }
 
 /// During the handshake every failure means "this engine cannot be used": report it as
-/// `Unavailable` so the one line names the endpoint.
+/// `Unavailable` so the one line names the endpoint — except settings that cannot work (an
+/// engine certificate berth does not trust), which stay `Invalid`: retrying cannot help.
 fn connect_error(err: &BollardError, engine: EngineRef<'_>) -> RuntimeError {
     match classify(err, engine, Subject::Engine) {
         unavailable @ RuntimeError::Unavailable { .. } => unavailable,
+        invalid @ RuntimeError::Invalid(_) => invalid,
         RuntimeError::Timeout(_) => crate::error::unavailable(engine, "no answer in time".into()),
         other => crate::error::unavailable(engine, other.to_string()),
     }
