@@ -118,11 +118,6 @@ impl Identity {
         format!("{SECRET_PREFIX}{hex}")
     }
 
-    /// Whether `text` has the form of a berth secret (checked before any lookup).
-    pub fn is_well_formed(text: &str) -> bool {
-        berth_core::identity::is_secret(text)
-    }
-
     /// The caller a presented secret stands for.
     pub async fn authenticate(&self, secret: &str) -> Result<Caller, AuthFailure> {
         let outcome = self.check(secret).await;
@@ -139,7 +134,7 @@ impl Identity {
     }
 
     async fn check(&self, secret: &str) -> Result<Caller, AuthFailure> {
-        if !Self::is_well_formed(secret) {
+        if !berth_core::identity::is_secret(secret) {
             return Err(AuthFailure::Malformed);
         }
         let hash = Self::hash(secret);
@@ -380,13 +375,13 @@ mod tests {
     #[test]
     fn secrets_are_prefixed_hex_of_256_bits_and_hash_to_hex() {
         let secret = Identity::generate_secret();
-        assert!(Identity::is_well_formed(&secret), "{secret}");
+        assert!(berth_core::identity::is_secret(&secret), "{secret}");
         assert_ne!(secret, Identity::generate_secret());
         let hash = Identity::hash(&secret);
         assert_eq!(hash.len(), 64);
         assert!(!hash.contains(&secret[3..]));
-        assert!(!Identity::is_well_formed("bk_ABC"));
-        assert!(!Identity::is_well_formed(&secret.to_uppercase()));
-        assert!(!Identity::is_well_formed(&secret.replace("bk_", "xx_")));
+        assert!(!berth_core::identity::is_secret("bk_ABC"));
+        assert!(!berth_core::identity::is_secret(&secret.to_uppercase()));
+        assert!(!berth_core::identity::is_secret(&secret.replace("bk_", "xx_")));
     }
 }

@@ -195,7 +195,7 @@ pub async fn gate(State(gate): State<Arc<Gate>>, request: Request, next: Next) -
         .extract::<RawPathParams>()
         .await
         .ok()
-        .and_then(|params| params.iter().next().map(|(_, value)| value.to_owned()));
+        .and_then(|params| target_of(&params));
     let response = match refusal(&gate, &caller, needs, &route, target.as_deref()).await {
         Some(refused) => refused,
         None => {
@@ -273,6 +273,17 @@ async fn authorize(gate: &Gate, caller: &Caller, needs: Access, route: &str, tar
         Some(owner) if !caller.may_access(&owner) => Some(gate.not_found(route, resource, id)),
         _ => None,
     }
+}
+
+/// What the route names: its `{id}` (the sandbox or env-service the owner check is about),
+/// else its first parameter (a key id, an owner, a template). By name, never by position: a
+/// sandbox route's other parameters (a process, a port) must not stand in for the sandbox.
+fn target_of(params: &RawPathParams) -> Option<String> {
+    params
+        .iter()
+        .find(|(name, _)| *name == "id")
+        .or_else(|| params.iter().next())
+        .map(|(_, value)| value.to_owned())
 }
 
 fn is_mutating(method: &Method) -> bool {

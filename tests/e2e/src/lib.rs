@@ -185,6 +185,15 @@ impl TestServer {
         }
     }
 
+    /// Sets `owner`'s quota to at most `sandboxes` live sandboxes (CPU and memory unlimited).
+    pub async fn limit_sandboxes(&self, owner: &str, sandboxes: u64) {
+        let quota = berth_api::identity::QuotaRequest {
+            sandboxes: Some(sandboxes),
+            ..Default::default()
+        };
+        self.client().set_quota(owner, &quota).await.expect("the quota is set");
+    }
+
     /// Makes a key of `role` for `owner` through the API and returns its secret.
     pub async fn key_for(&self, owner: &str, role: &str) -> String {
         let request = berth_api::identity::KeyRequest {

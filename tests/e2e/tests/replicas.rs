@@ -252,17 +252,7 @@ async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
     );
 
     let key = first.key_for("team-y", "member").await;
-    first
-        .client()
-        .set_quota(
-            "team-y",
-            &berth_api::identity::QuotaRequest {
-                sandboxes: Some(10),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    first.limit_sandboxes("team-y", 10).await;
     let mut creates = Vec::new();
     for task in 0..100 {
         let server = if task % 2 == 0 { &first } else { &second };

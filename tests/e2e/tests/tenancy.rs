@@ -292,16 +292,7 @@ async fn revoked_and_expired_keys_stop_working_and_quotas_hold_under_concurrent_
     // 100 concurrent creates against a quota of 10 sandboxes: exactly 10 succeed, the others
     // are 429 naming the quota; nothing else is created.
     let key = server.key_for("team-r", "member").await;
-    admin
-        .set_quota(
-            "team-r",
-            &berth_api::identity::QuotaRequest {
-                sandboxes: Some(10),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    server.limit_sandboxes("team-r", 10).await;
     let mut creates = Vec::new();
     for _ in 0..100 {
         let client = http_as(Some(&key));
