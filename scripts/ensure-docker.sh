@@ -38,6 +38,11 @@ if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x /bin/busybox ]]; then
 fi
 
 if ! dockerd_running; then
+    # A machine that rebooted under a running dockerd leaves its pid file behind, and dockerd
+    # refuses to start beside it; no dockerd runs, so the file is stale.
+    for stale in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+        [[ -f "$stale" ]] && rm -f "$stale"
+    done
     echo "starting dockerd (logs: $DOCKERD_LOG)..." >&2
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &

@@ -118,6 +118,8 @@ impl Berth {
                 .parse()
                 .context("the API key is no header value")?,
         );
+        // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::builder()
             .timeout(Duration::from_secs(600))
             .default_headers(headers)

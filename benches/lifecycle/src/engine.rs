@@ -24,6 +24,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(socket: &Path) -> Result<Self> {
+        // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = Client::builder()
             .unix_socket(socket)
             .timeout(Duration::from_secs(120))

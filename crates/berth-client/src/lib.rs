@@ -146,12 +146,16 @@ pub struct BerthClient {
     display: String,
     /// The API key every request carries, if any.
     api_key: Option<String>,
+    /// PEM roots for an `https://` server (and its `wss://` sockets), instead of the defaults.
+    ca_certificate: Option<Vec<u8>>,
 }
 
-/// How a client authenticates itself.
+/// How a client authenticates itself and the server.
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     pub api_key: Option<String>,
+    /// PEM certificate(s) an `https://` server's certificate must chain to.
+    pub ca_certificate: Option<Vec<u8>>,
 }
 
 impl BerthClient {
@@ -161,11 +165,13 @@ impl BerthClient {
             base_url,
             &ClientOptions {
                 api_key: api_key.map(str::to_owned),
+                ca_certificate: None,
             },
         )
     }
 
-    /// A client for the server at `base_url` with `options` (its key).
+    /// A client for the server at `base_url` with `options`: its key, and for an `https://`
+    /// server the PEM certificate(s) to trust instead of the system's roots.
     pub fn with_options(base_url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let mut client = Self::new(base_url)?;
         let invalid = |detail: String| ClientError::InvalidUrl {
@@ -179,12 +185,18 @@ impl BerthClient {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let builder = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .default_headers(headers);
+        if let Some(pem) = &options.ca_certificate {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| invalid(format!("the CA certificate is not PEM: {error}")))?;
+            builder = builder.tls_certs_only(certificates);
+        }
         client.http = builder.build().map_err(|error| invalid(error.to_string()))?;
         client.api_key = options.api_key.clone();
+        client.ca_certificate = options.ca_certificate.clone();
         Ok(client)
     }
 
@@ -193,9 +205,15 @@ impl BerthClient {
         self.api_key.as_deref()
     }
 
+    pub(crate) fn ca_certificate(&self) -> Option<&[u8]> {
+        self.ca_certificate.as_deref()
+    }
+
     /// A client for the server at `base_url` (e.g. `http://127.0.0.1:8080`). Proxies are
     /// ignored: berth is reached directly.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let base = parse_base_url(base_url)?;
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -210,6 +228,7 @@ impl BerthClient {
             base,
             display: base_url.trim_end_matches('/').to_owned(),
             api_key: None,
+            ca_certificate: None,
         })
     }
 
@@ -356,14 +375,11 @@ fn parse_base_url(base_url: &str) -> Result<Url, ClientError> {
     };
     let mut url = Url::parse(&text).map_err(|error| invalid(&format!("{error}; use e.g. http://127.0.0.1:8080")))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(invalid(
-                "this client speaks plain HTTP: reach an HTTPS berth through a TLS-terminating tunnel or proxy, or with curl",
-            ));
-        }
+        "http" | "https" => {}
         other => {
-            return Err(invalid(&format!("scheme `{other}` is not supported; use http://")));
+            return Err(invalid(&format!(
+                "scheme `{other}` is not supported; use http:// or https://"
+            )));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -461,16 +477,12 @@ fn error_from_answer(status: u16, body: &[u8]) -> ClientError {
 
 /// A short, human description of a transport failure: the innermost I/O cause when there is one.
 fn describe_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut innermost: &(dyn std::error::Error + 'static) = error;
-    let mut current = Some(error);
-    while let Some(cause) = current {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && let Some(text) = describe_io_kind(io.kind())
-        {
-            return text.to_owned();
-        }
-        innermost = cause;
-        current = cause.source();
+    let causes = || berth_core::error_chain::causes(error);
+    if let Some(text) = causes()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .find_map(|io| describe_io_kind(io.kind()))
+    {
+        return text.to_owned();
     }
     if error
         .downcast_ref::<reqwest::Error>()
@@ -478,7 +490,7 @@ fn describe_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     {
         return "timed out".to_owned();
     }
-    innermost.to_string()
+    causes().last().map_or_else(|| error.to_string(), ToString::to_string)
 }
 
 fn describe_io_kind(kind: std::io::ErrorKind) -> Option<&'static str> {
@@ -528,7 +540,6 @@ mod tests {
             ("ftp://host", "scheme `ftp`"),
             ("http://", "http://127.0.0.1:8080"),
             ("not a url", "http://127.0.0.1:8080"),
-            ("https://host", "plain HTTP"),
             ("http://host/?x=1", "query"),
         ] {
             let error = parse_base_url(url).unwrap_err();

@@ -63,6 +63,34 @@ pub struct ExecReader {
 }
 
 impl BerthClient {
+    /// The TLS configuration of a `wss://` socket: the client's CA certificate(s), else the
+    /// public roots.
+    fn tls_roots(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, ClientError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let invalid = |detail: String| ClientError::InvalidUrl {
+            url: self.display.clone(),
+            detail,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        match self.ca_certificate() {
+            Some(pem) => {
+                for certificate in CertificateDer::pem_slice_iter(pem) {
+                    let certificate =
+                        certificate.map_err(|error| invalid(format!("the CA certificate is not PEM: {error}")))?;
+                    roots
+                        .add(certificate)
+                        .map_err(|error| invalid(format!("the CA certificate is unusable: {error}")))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(std::sync::Arc::new(config))
+    }
+
     /// Opens an interactive exec. Refusals before the upgrade (unknown sandbox, paused, bad
     /// command) come back as the server's problem.
     pub async fn exec_socket(&self, id: &str, request: &ExecSocketRequest) -> Result<ExecSocket, ClientError> {
@@ -75,7 +103,11 @@ impl BerthClient {
         {
             handshake.headers_mut().insert("authorization", value);
         }
-        let connect = tokio_tungstenite::connect_async(handshake);
+        let connector = match url.scheme() {
+            "wss" => Some(tokio_tungstenite::Connector::Rustls(self.tls_roots()?)),
+            _ => None,
+        };
+        let connect = tokio_tungstenite::connect_async_tls_with_config(handshake, None, false, connector);
         let (socket, _response) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
             Ok(Ok(connected)) => connected,
             Ok(Err(error)) => return Err(self.socket_error(error)),

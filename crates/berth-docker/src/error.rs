@@ -152,8 +152,7 @@ fn tls_failure(err: &BollardError) -> Option<String> {
         BollardError::IOError { err } => err,
         other => other,
     };
-    let mut current: Option<&(dyn StdError + 'static)> = Some(start);
-    while let Some(e) = current {
+    berth_core::error_chain::causes(start).find_map(|e| {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
@@ -167,31 +166,18 @@ fn tls_failure(err: &BollardError) -> Option<String> {
         }
         // The transport may carry rustls' error only as text (a connector's own error type).
         let text = e.to_string();
-        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
-            return Some(text);
-        }
-        current = e.source();
-    }
-    None
+        (text.contains("invalid peer certificate") || text.contains("certificate verify failed")).then_some(text)
+    })
 }
 
 fn find_io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(io_err) = e.downcast_ref::<io::Error>() {
-            return Some(io_err);
-        }
-        current = e.source();
-    }
-    None
+    berth_core::error_chain::causes(err).find_map(|e| e.downcast_ref::<io::Error>())
 }
 
 fn innermost_message(err: &(dyn StdError + 'static)) -> String {
-    let mut current = err;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
+    berth_core::error_chain::causes(err)
+        .last()
+        .map_or_else(|| err.to_string(), ToString::to_string)
 }
 
 #[cfg(test)]

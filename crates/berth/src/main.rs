@@ -41,6 +41,10 @@ struct Cli {
     )]
     api_key: Option<String>,
 
+    /// PEM certificate(s) to trust for an https:// server, instead of the system's roots
+    #[arg(long, global = true, env = "BERTH_CACERT", value_name = "PATH")]
+    cacert: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -136,6 +140,13 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     let options = ClientOptions {
         api_key: cli.api_key.clone().or_else(local_admin_key),
+        ca_certificate: match &cli.cacert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|error| anyhow::anyhow!("cannot read --cacert {}: {error}", path.display()))?,
+            ),
+            None => None,
+        },
     };
     let client = || BerthClient::with_options(&cli.server, &options);
     let done = |()| ExitCode::SUCCESS;

@@ -433,6 +433,8 @@ pub fn http_as(api_key: Option<&str>) -> reqwest::Client {
             format!("Bearer {key}").parse().expect("a header value"),
         );
     }
+    // reqwest's TLS needs a process-wide rustls provider; installing fails only if one is set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .default_headers(headers)

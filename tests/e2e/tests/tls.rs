@@ -1,7 +1,7 @@
 //! HTTPS end to end: a server started with a certificate made for the test (a throwaway CA and
-//! a leaf for 127.0.0.1, by `openssl`) serves the API and the gateway over TLS only; `curl`
-//! trusting that CA reaches both (with the API key), refuses them without the CA, and plain HTTP
-//! gets no answer from the TLS listener.
+//! a leaf for 127.0.0.1, by `openssl`) serves the API and the gateway over TLS only; the CLI
+//! reaches it with `--cacert` — a one-shot exec, and an interactive one over `wss://` — and
+//! refuses it without; `curl` trusting the CA reaches the gateway.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use berth_e2e::{ServerOptions, TestServer};
+use berth_e2e::{ServerOptions, TestServer, berth_binary};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
@@ -88,22 +88,20 @@ fn certificates(dir: &Path) {
     );
 }
 
-/// `curl -fsS` of `url` trusting `ca` when given, with the admin key.
-fn curl(server: &TestServer, ca: Option<&Path>, url: &str) -> Output {
-    let mut command = Command::new("curl");
-    command.args(["-fsS", "--max-time", "20"]);
-    if let Some(ca) = ca {
-        command.arg("--cacert").arg(ca);
+fn berth(server: &TestServer, cacert: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(berth_binary());
+    command.args(["--server", &server.url]);
+    if let Some(cacert) = cacert {
+        command.arg("--cacert").arg(cacert);
     }
     command
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {}", server.admin_key.as_deref().unwrap()),
-        ])
-        .arg(url)
+        .args(args)
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .env_remove("BERTH_API_KEY")
+        .env_remove("BERTH_CACERT")
         .stdin(Stdio::null())
         .output()
-        .expect("curl runs")
+        .expect("berth runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -112,7 +110,7 @@ fn stdout(output: &Output) -> String {
 }
 
 #[tokio::test]
-async fn a_tls_server_answers_clients_that_trust_its_ca_and_only_over_tls() {
+async fn the_cli_reaches_a_tls_server_with_its_ca_and_refuses_it_without() {
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
     let server = TestServer::start_with(ServerOptions {
@@ -133,17 +131,43 @@ async fn a_tls_server_answers_clients_that_trust_its_ca_and_only_over_tls() {
     assert!(gateway.starts_with("https://"), "{gateway}");
     let ca = certs.path().join("ca.pem");
 
-    let me = stdout(&curl(&server, Some(&ca), &format!("{}/v1/whoami", server.url)));
-    assert!(me.contains("\"role\":\"admin\""), "{me}");
-    let health = stdout(&curl(&server, Some(&ca), &format!("{gateway}/health")));
-    assert!(health.contains("MCP Gateway is running"), "{health}");
+    assert!(stdout(&berth(&server, Some(&ca), &["whoami"])).contains("role: admin"));
+    let gateway_health = Command::new("curl")
+        .args(["-fsS", "--max-time", "20", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{gateway}/health"))
+        .output()
+        .expect("curl runs");
+    assert!(stdout(&gateway_health).contains("MCP Gateway is running"));
+    let id = stdout(&berth(
+        &server,
+        Some(&ca),
+        &["run", berth_e2e::TEST_IMAGE, "--", "sleep", "600"],
+    ))
+    .trim()
+    .to_owned();
+    let echoed = stdout(&berth(&server, Some(&ca), &["exec", &id, "--", "echo", "over-tls"]));
+    assert_eq!(echoed, "over-tls\n");
 
-    let refused = curl(&server, None, &format!("{}/v1/whoami", server.url));
-    assert!(
-        !refused.status.success(),
-        "a client that does not trust the CA got an answer"
+    // An interactive exec is a wss:// socket, with the same CA; `script` gives it a terminal.
+    let line = format!(
+        "{} --server {} --cacert {} exec -it {id} -- echo tty-over-wss",
+        berth_binary().display(),
+        server.url,
+        ca.display()
     );
-    let message = String::from_utf8_lossy(&refused.stderr).to_lowercase();
+    let interactive = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("BERTH_DATA_DIR", &server.data_dir)
+        .stdin(Stdio::piped())
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&interactive.stdout);
+    assert!(text.contains("tty-over-wss"), "{text}");
+
+    let refused = berth(&server, None, &["ls"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("certificate"), "{message}");
 
     // Plain HTTP to the TLS port gets no answer a client could take for the API's.
@@ -154,4 +178,6 @@ async fn a_tls_server_answers_clients_that_trust_its_ca_and_only_over_tls() {
         .await
         .is_ok_and(|response| response.status() == 200);
     assert!(!answered, "the API answered plain HTTP on its TLS listener");
+
+    stdout(&berth(&server, Some(&ca), &["rm", &id]));
 }
