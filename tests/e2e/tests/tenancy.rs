@@ -440,3 +440,91 @@ async fn the_proxy_never_forwards_a_berth_key_into_the_sandbox() {
     assert!(!seen.contains(&key[3..]), "the key reached the sandbox: {seen}");
     assert!(!seen.to_lowercase().contains("authorization"), "{seen}");
 }
+
+#[tokio::test]
+async fn another_members_env_service_is_exactly_a_missing_one() {
+    let server = TestServer::start().await.unwrap();
+    let alice_key = server.key_for("team-a", "member").await;
+    let bob_key = server.key_for("team-b", "member").await;
+    let name = berth_e2e::unique("owned-svc");
+    let (status, published) = send_as(
+        &server,
+        server.admin_key.as_deref(),
+        reqwest::Method::POST,
+        "/env/",
+        Some(json!({
+            "name": name,
+            "version": "1.0.0",
+            "artifacts": [{"id": "img", "type": "image", "content": berth_e2e::TEST_IMAGE}],
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{published}");
+    // No replicas: the owner rule is about the record, and a record needs no container.
+    let (status, created) = send_as(
+        &server,
+        Some(&alice_key),
+        reqwest::Method::POST,
+        "/env-service",
+        Some(json!({"envName": format!("{name}@1.0.0"), "replicas": 0})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        created["data"]["owner"], "team-a",
+        "a member's service is its owner's: {created}"
+    );
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let missing = "0123456789abcdef";
+
+    let as_bob = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let (server, bob_key) = (&server, &bob_key);
+        async move { send_as(server, Some(bob_key), method, &path, body).await }
+    };
+    for (method, body) in [
+        (reqwest::Method::GET, None),
+        (reqwest::Method::PUT, Some(json!({"replicas": 2}))),
+        (reqwest::Method::DELETE, None),
+    ] {
+        let (status, foreign) = as_bob(method.clone(), format!("/env-service/{id}"), body.clone()).await;
+        let (_, absent) = as_bob(method.clone(), format!("/env-service/{missing}"), body).await;
+        assert_eq!(status, 404, "{method} another member's env-service: {foreign}");
+        assert_eq!(
+            foreign.to_string().replace(&id, "ID"),
+            absent.to_string().replace(missing, "ID"),
+            "{method}: a foreign env-service answers exactly as a missing one"
+        );
+    }
+    let (_, listed) = as_bob(reqwest::Method::GET, "/env-service/*/list".into(), None).await;
+    assert_eq!(listed["data"], json!([]), "a member lists only its own services");
+
+    // Bob's attempts changed nothing: the owner still finds it as it was, and deletes it.
+    let (status, own) = send_as(
+        &server,
+        Some(&alice_key),
+        reqwest::Method::GET,
+        &format!("/env-service/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["data"]["replicas"], 0, "{own}");
+    let (_, listed) = send_as(
+        &server,
+        Some(&alice_key),
+        reqwest::Method::GET,
+        "/env-service/*/list",
+        None,
+    )
+    .await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    let (status, deleted) = send_as(
+        &server,
+        Some(&alice_key),
+        reqwest::Method::DELETE,
+        &format!("/env-service/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{deleted}");
+}
