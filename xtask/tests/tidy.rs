@@ -80,7 +80,9 @@ const ALLOWED_EDGES: &[(&str, &[&str])] = &[
             "berth-aenv",
         ],
     ),
-    ("berth-client", &["berth-api"]),
+    // The wire types, and the domain's error-chain walker (no IO there, and berth-api already
+    // brings berth-core in).
+    ("berth-client", &["berth-core", "berth-api"]),
     (
         "berth",
         &[
