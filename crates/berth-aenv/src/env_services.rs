@@ -145,6 +145,8 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         owner: Some(replica_owner(service)),
         template: None,
         readiness: spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request),
+        runtime: spec.runtime.clone(),
+        hardening: Some(spec.hardening),
     }
 }
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use berth_core::hardening::Hardening;
 pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
 pub use berth_core::template::{PoolRequest, TemplateRequest};
 
@@ -86,6 +87,12 @@ pub struct SandboxView {
     /// The template it was made from (`name:tag`), if any.
     #[serde(default)]
     pub template: Option<String>,
+    /// The OCI runtime it runs under; absent: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Confinement it asked for beyond berth's baseline; absent: none.
+    #[serde(default, skip_serializing_if = "Hardening::is_baseline")]
+    pub hardening: Hardening,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -122,6 +129,8 @@ impl From<&Sandbox> for SandboxView {
             expires_at: sandbox.expires_at,
             ended_at: sandbox.ended_at,
             template: sandbox.template.clone(),
+            runtime: sandbox.spec.runtime.clone(),
+            hardening: sandbox.spec.hardening,
         }
     }
 }
@@ -180,6 +189,23 @@ pub struct Health {
     pub store: String,
     /// `store` and `engines` (each engine by name) → `ok` or the reason it is not.
     pub checks: HealthChecks,
+    /// How each engine (by name) can confine a sandbox; shown to an admin's key only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub confinement: BTreeMap<String, EngineConfinement>,
+}
+
+/// What an engine offers to confine sandboxes, as `/health` reports it to an admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EngineConfinement {
+    /// The OCI runtimes a sandbox or template may name in `runtime`.
+    pub runtimes: Vec<String>,
+    /// The runtime of a sandbox that names none.
+    pub default_runtime: String,
+    /// Whether the engine maps container root to an unprivileged host user (`userns-remap`);
+    /// without it, root in a sandbox is root on the host should it escape the runtime.
+    pub user_namespaces_remapped: bool,
+    /// Whether the engine applies its seccomp profile (berth never asks for `unconfined`).
+    pub seccomp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -47,6 +47,12 @@ pub struct TemplateView {
     /// The check its sandboxes must pass before they are `Running`, when it has one.
     #[serde(default)]
     pub readiness: Option<berth_core::ReadinessRequest>,
+    /// The OCI runtime its sandboxes run under; absent: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Confinement of its sandboxes beyond berth's baseline; absent: none.
+    #[serde(default, skip_serializing_if = "berth_core::Hardening::is_baseline")]
+    pub hardening: berth_core::Hardening,
     /// The warm pool, when the template has one.
     pub pool: Option<PoolView>,
     /// Why the template cannot provide sandboxes right now, if it cannot.
@@ -82,6 +88,8 @@ impl TemplateView {
                 .readiness
                 .as_ref()
                 .map(berth_core::ReadinessProbe::to_request),
+            runtime: template.spec.runtime.clone(),
+            hardening: template.spec.hardening,
             pool,
             error: template.error.clone(),
             created_at: template.created_at,

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use berth_core::{ApiKey, AuditEntry, EnvService, EnvServiceId, KeyId, Quota, Sandbox, SandboxId, Status, Template};
 use berth_runtime::{
-    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
-    ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
-    StackObjects,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
+    EngineSecurity, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime,
+    RuntimeError, RuntimeEvent, StackObjects,
 };
 use berth_store::{Cursor, Lease, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -482,6 +482,10 @@ impl Runtime for MeteredRuntime {
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
         self.timed("info", self.inner.info()).await
+    }
+
+    async fn security(&self) -> Result<EngineSecurity, RuntimeError> {
+        self.timed("security", self.inner.security()).await
     }
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {

@@ -28,6 +28,7 @@ mod build;
 mod env_service_records;
 mod pools;
 mod reconcile;
+mod runtimes;
 pub use build::{BuildOptions, build_tag};
 pub use pools::PoolBook;
 pub use reconcile::ResyncReport;
@@ -146,6 +147,8 @@ pub struct SandboxService {
     started: tokio::time::Instant,
     /// Keys, quotas and the audit log.
     identity: Identity,
+    /// The OCI runtimes the engine offers, for the check of a spec's `runtime`.
+    offered_runtimes: runtimes::OfferedRuntimes,
 }
 
 /// A sandbox found `Running`, with its container and the engine it runs on: what exec, files,
@@ -211,6 +214,7 @@ impl SandboxService {
             pools: PoolBook::default(),
             env_services_changed: tokio::sync::Notify::new(),
             started: tokio::time::Instant::now(),
+            offered_runtimes: runtimes::OfferedRuntimes::default(),
         }
     }
 
@@ -475,6 +479,7 @@ impl SandboxService {
                 (spec, Some(template))
             }
         };
+        self.check_runtime_offered(spec.runtime.as_deref()).await?;
         spec.labels.extend(system_labels);
         spec.stack = stack;
         if let Some(key) = &idempotency_key {

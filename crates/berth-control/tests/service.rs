@@ -739,3 +739,43 @@ async fn builds_are_refused_before_the_engine_when_they_cannot_be_right() {
     assert!(matches!(streamed, ServiceError::TooLarge(_)), "{streamed:?}");
     assert!(h.runtime.builds().is_empty());
 }
+
+#[tokio::test]
+async fn a_runtime_the_engine_does_not_offer_is_refused_before_anything_is_recorded() {
+    let h = harness().await;
+    let under = |runtime: &str| SandboxRequest {
+        runtime: Some(runtime.into()),
+        ..request()
+    };
+    let Err(ServiceError::Validation(errors)) = h.service.create(under("runsc"), None, true).await else {
+        panic!("a runtime the engine lacks must be a validation error");
+    };
+    assert_eq!(errors.0[0].field, "runtime");
+    assert!(
+        errors.0[0].message.contains("no runtime `runsc`") && errors.0[0].message.contains("runc"),
+        "names the asked and the offered runtimes: {}",
+        errors.0[0].message
+    );
+    let recorded = h.store.list(&SandboxFilter::default(), None, 10).await.unwrap();
+    assert!(recorded.items.is_empty(), "nothing recorded: {recorded:?}");
+    assert!(h.runtime.container_ids().is_empty(), "nothing created on the engine");
+
+    // Registered while berth runs: found without a restart.
+    h.runtime.register_runtime("runsc");
+    let created = h.service.create(under("runsc"), None, true).await.unwrap().sandbox;
+    assert_eq!(created.spec.runtime.as_deref(), Some("runsc"));
+    let stored = h.store.get(&created.id).await.unwrap().unwrap();
+    assert_eq!(stored.spec.runtime.as_deref(), Some("runsc"), "kept in the store");
+
+    // A template names its runtime once for all its sandboxes, checked the same way.
+    let template = berth_core::TemplateRequest {
+        name: Some("gvisor".into()),
+        image: Some("busybox".into()),
+        runtime: Some("kata".into()),
+        ..berth_core::TemplateRequest::default()
+    };
+    let Err(ServiceError::Validation(errors)) = h.service.create_template(&template).await else {
+        panic!("a template's runtime is checked too");
+    };
+    assert_eq!(errors.0[0].field, "runtime");
+}

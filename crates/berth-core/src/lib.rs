@@ -3,6 +3,7 @@
 pub mod env_service;
 pub mod error_chain;
 pub mod field;
+pub mod hardening;
 pub mod identity;
 pub mod labels;
 pub mod readiness;
@@ -16,6 +17,7 @@ pub mod units;
 
 pub use env_service::{EnvService, EnvServiceId, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
+pub use hardening::Hardening;
 pub use identity::{ApiKey, AuditEntry, Caller, KeyId, Quota, QuotaExceeded, Role, Usage};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use reason::Reason;

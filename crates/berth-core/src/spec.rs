@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 // Re-exported here too: other crates name them `berth_core::spec::…`.
 pub use crate::field::{FieldError, NumberOrString, ValidationErrors};
+use crate::hardening::{Hardening, check_runtime_name};
 use crate::readiness::{ReadinessProbe, ReadinessRequest};
 use crate::{labels, units};
 
@@ -46,6 +47,11 @@ pub struct SandboxRequest {
     /// A check that must pass before the sandbox counts as `Running`; a template's applies unless
     /// this sets another.
     pub readiness: Option<ReadinessRequest>,
+    /// The engine's OCI runtime to run under: `runc` (the engine's usual default), `runsc`
+    /// (gVisor), `crun`, or another the engine registers; the engine's default when omitted.
+    pub runtime: Option<String>,
+    /// Opt-in confinement beyond berth's baseline: a read-only root filesystem, no capabilities.
+    pub hardening: Option<Hardening>,
 }
 
 /// Resource limits, resolved to engine units.
@@ -78,6 +84,11 @@ pub struct SandboxSpec {
     /// private network. `None` for a single-container sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<crate::stack::StackPlan>,
+    /// The OCI runtime asked for; `None`: the engine's default (and records older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "Hardening::is_baseline")]
+    pub hardening: Hardening,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -301,6 +312,9 @@ impl SandboxRequest {
                 None
             }
         };
+        if let Some(Err(error)) = self.runtime.as_deref().map(check_runtime_name) {
+            reject(&error.field, error.message);
+        }
 
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
@@ -321,6 +335,8 @@ impl SandboxRequest {
             ttl,
             readiness,
             stack: None,
+            runtime: self.runtime.clone(),
+            hardening: self.hardening.unwrap_or_default(),
         })
     }
 }

@@ -110,6 +110,11 @@ pub struct TemplateRequest {
     pub pool: Option<PoolRequest>,
     /// A check every sandbox made from it must pass before it is `Running` (pooled ones too).
     pub readiness: Option<crate::readiness::ReadinessRequest>,
+    /// The OCI runtime its sandboxes run under (pooled ones too); the engine's default when
+    /// omitted.
+    pub runtime: Option<String>,
+    /// Opt-in confinement of its sandboxes: a read-only root filesystem, no capabilities.
+    pub hardening: Option<crate::hardening::Hardening>,
 }
 
 /// The `pool` of a template request.
@@ -138,6 +143,8 @@ impl TemplateRequest {
             memory: self.memory.clone(),
             ttl: self.ttl.clone(),
             readiness: self.readiness.clone(),
+            runtime: self.runtime.clone(),
+            hardening: self.hardening,
             ..SandboxRequest::default()
         }
     }

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use berth_core::SandboxId;
 use berth_core::sandbox::label_keys;
 use berth_runtime::{
-    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
-    ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime, RuntimeError,
-    RuntimeEvent, StackObjects,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
+    EngineSecurity, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState,
+    Runtime, RuntimeError, RuntimeEvent, StackObjects,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -212,6 +212,25 @@ impl DockerRuntime {
     }
 }
 
+/// The runtimes and confinement in the engine's `GET /info`: `SecurityOptions` lists
+/// `name=seccomp,profile=...` and `name=userns` when they are on.
+fn engine_security(info: &bollard::models::SystemInfo) -> EngineSecurity {
+    let mut runtimes: Vec<String> = info.runtimes.iter().flatten().map(|(name, _)| name.clone()).collect();
+    runtimes.sort();
+    let options = info.security_options.as_deref().unwrap_or_default();
+    let has = |name: &str| {
+        options
+            .iter()
+            .any(|option| option.split(',').any(|part| part == format!("name={name}")))
+    };
+    EngineSecurity {
+        runtimes,
+        default_runtime: info.default_runtime.clone().unwrap_or_else(|| "runc".to_owned()),
+        user_namespaces_remapped: has("userns"),
+        seccomp: has("seccomp"),
+    }
+}
+
 /// Docker accepts names and ids matching `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Anything else cannot name
 /// a container, and must never reach a URL path (`../images/x` would address another endpoint).
 fn is_container_ref(text: &str) -> bool {
@@ -254,6 +273,11 @@ impl Runtime for DockerRuntime {
             version: version.version.unwrap_or_else(|| self.info.version.clone()),
             ..self.info.clone()
         })
+    }
+
+    async fn security(&self) -> Result<EngineSecurity, RuntimeError> {
+        let info = self.call("system info", Subject::Engine, self.docker.info()).await?;
+        Ok(engine_security(&info))
     }
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
@@ -465,5 +489,25 @@ mod tests {
         for bad in ["", "../images/busybox", "a/b", "-x", "a?force=1", "a b"] {
             assert!(!is_container_ref(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_engines_security_facts_come_from_its_info() {
+        let info: bollard::models::SystemInfo = serde_json::from_value(serde_json::json!({
+            "Runtimes": {"runsc": {"path": "/usr/bin/runsc"}, "runc": {"path": "runc"}, "crun": {"path": "/usr/bin/crun"}},
+            "DefaultRuntime": "runc",
+            "SecurityOptions": ["name=seccomp,profile=default", "name=userns"],
+        }))
+        .unwrap();
+        let security = engine_security(&info);
+        assert_eq!(security.runtimes, ["crun", "runc", "runsc"]);
+        assert_eq!(security.default_runtime, "runc");
+        assert!(security.user_namespaces_remapped && security.seccomp);
+
+        let bare: bollard::models::SystemInfo =
+            serde_json::from_value(serde_json::json!({"SecurityOptions": ["name=apparmor"]})).unwrap();
+        let security = engine_security(&bare);
+        assert!(security.runtimes.is_empty());
+        assert!(!security.user_namespaces_remapped && !security.seccomp);
     }
 }

@@ -9,6 +9,9 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
 /// Options berth sets on every container, whatever the request.
 pub(crate) const SECURITY_OPT: &str = "no-new-privileges";
 pub(crate) const CAP_DROP: &str = "NET_RAW";
+/// The writable scratch space of a sandbox whose root filesystem is read-only. A tmpfs counts
+/// against the sandbox's memory limit, so it needs no size of its own.
+pub(crate) const READ_ONLY_SCRATCH: (&str, &str) = ("/tmp", "rw,nosuid,nodev,mode=1777");
 
 /// The container name for a sandbox: `berth-<sandbox id>`.
 pub(crate) fn container_name(request: &ContainerRequest) -> String {
@@ -51,7 +54,19 @@ pub(crate) fn container_body(
         pids_limit: Some(resources.pids_limit),
         security_opt: Some(vec![SECURITY_OPT.to_owned()]),
         privileged: Some(false),
-        cap_drop: Some(vec![CAP_DROP.to_owned()]),
+        cap_drop: Some(vec![if spec.hardening.drop_all_capabilities {
+            "ALL".to_owned()
+        } else {
+            CAP_DROP.to_owned()
+        }]),
+        readonly_rootfs: spec.hardening.read_only_rootfs.then_some(true),
+        tmpfs: spec.hardening.read_only_rootfs.then(|| {
+            let (path, options) = READ_ONLY_SCRATCH;
+            HashMap::from([(path.to_owned(), options.to_owned())])
+        }),
+        // The engine's default when unset; whether the engine offers the name was checked
+        // before the create.
+        runtime: spec.runtime.clone(),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         // A minimal init as PID 1 reaps the processes berth kills (exec timeouts, signals), so
         // they never linger as zombies counting against the pids limit.
@@ -127,6 +142,8 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 readiness: None,
                 stack: None,
+                runtime: None,
+                hardening: berth_core::Hardening::default(),
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }
@@ -163,10 +180,41 @@ mod tests {
         assert_eq!(host.network_mode, None);
         assert_eq!(host.binds, None);
         assert_eq!(host.mounts, None);
+        assert_eq!(host.runtime, None, "the engine's default runtime");
+        assert_eq!((host.readonly_rootfs, host.tmpfs), (None, None));
         let bindings = host.port_bindings.expect("bindings");
         let binding = &bindings["8080/tcp"].as_ref().expect("one binding")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_chosen_runtime_and_hardening_reach_the_engine_and_seccomp_stays_confined() {
+        let mut request = request();
+        request.spec.runtime = Some("runsc".into());
+        request.spec.hardening = berth_core::Hardening {
+            read_only_rootfs: true,
+            drop_all_capabilities: true,
+        };
+        let host = container_body(&request, "127.0.0.1")
+            .expect("valid")
+            .host_config
+            .expect("host config");
+        assert_eq!(host.runtime.as_deref(), Some("runsc"));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(
+            host.tmpfs,
+            Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,nosuid,nodev,mode=1777".to_string()
+            )]))
+        );
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        // Whatever a sandbox asks for, it keeps the engine's seccomp profile and cannot gain
+        // privileges.
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.cap_add, None);
     }
 
     #[test]

@@ -226,6 +226,8 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 readiness: None,
                 stack: Some(plan.clone()),
+                runtime: None,
+                hardening: berth_core::Hardening::default(),
             },
             labels: BTreeMap::from([
                 (label_keys::MANAGED.into(), "true".into()),

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
-use berth_api::{Health, HealthChecks, Readiness};
+use berth_api::{EngineConfinement, Health, HealthChecks, Readiness};
 
 use berth_control::service::SandboxService;
 use berth_core::Caller;
@@ -80,6 +80,24 @@ pub async fn health(
                 dependencies.engine_name.clone(),
                 describe(&dependencies.engine, detailed),
             )]),
+        },
+        confinement: match (detailed, &dependencies.engine) {
+            (true, Ok(())) => service
+                .engine_security()
+                .await
+                .map(|security| {
+                    BTreeMap::from([(
+                        dependencies.engine_name.clone(),
+                        EngineConfinement {
+                            runtimes: security.runtimes,
+                            default_runtime: security.default_runtime,
+                            user_namespaces_remapped: security.user_namespaces_remapped,
+                            seccomp: security.seccomp,
+                        },
+                    )])
+                })
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
         },
         store: if detailed {
             dependencies.store_description

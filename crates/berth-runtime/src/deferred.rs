@@ -12,9 +12,9 @@ use berth_core::SandboxId;
 use futures::stream::BoxStream;
 
 use crate::{
-    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, ExecSession,
-    ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime, RuntimeError, RuntimeEvent,
-    StackObjects,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
+    EngineSecurity, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime,
+    RuntimeError, RuntimeEvent, StackObjects,
 };
 
 /// First wait between two connect attempts; it doubles up to [`MAX_RETRY`].
@@ -92,6 +92,10 @@ impl Runtime for DeferredRuntime {
 
     async fn info(&self) -> Result<EngineInfo, RuntimeError> {
         self.engine()?.info().await
+    }
+
+    async fn security(&self) -> Result<EngineSecurity, RuntimeError> {
+        self.engine()?.security().await
     }
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {

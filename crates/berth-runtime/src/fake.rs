@@ -12,9 +12,9 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use crate::{
-    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo, EventKind,
-    ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState, Runtime,
-    RuntimeError, RuntimeEvent, StackObjects,
+    BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
+    EngineSecurity, EventKind, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats,
+    RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects,
 };
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
@@ -33,6 +33,8 @@ pub struct FakeRuntime {
     stacks: Mutex<BTreeMap<SandboxId, StackObjects>>,
     /// When set, `start` fails with this message.
     start_failure: Mutex<Option<String>>,
+    /// The OCI runtimes the fake engine offers (`runc` alone unless a test registers more).
+    runtimes: Mutex<Vec<String>>,
 }
 
 impl Default for FakeRuntime {
@@ -47,6 +49,7 @@ impl Default for FakeRuntime {
             build_failure: Mutex::default(),
             stacks: Mutex::default(),
             start_failure: Mutex::default(),
+            runtimes: Mutex::new(vec!["runc".to_owned()]),
         }
     }
 }
@@ -125,6 +128,13 @@ impl FakeRuntime {
         *lock(&self.start_failure) = message.map(str::to_owned);
     }
 
+    /// Registers one more OCI runtime, as an operator reloading the engine's configuration would.
+    pub fn register_runtime(&self, name: &str) {
+        let mut runtimes = lock(&self.runtimes);
+        runtimes.push(name.to_owned());
+        runtimes.sort();
+    }
+
     /// Simulates `docker rm -f` behind berth's back.
     pub fn remove_behind_back(&self, container_id: &str) {
         let removed = lock(&self.containers).remove(container_id);
@@ -200,6 +210,16 @@ impl Runtime for FakeRuntime {
             endpoint: "memory://fake".into(),
             version: "0".into(),
             api_version: "1.41".into(),
+        })
+    }
+
+    async fn security(&self) -> Result<EngineSecurity, RuntimeError> {
+        self.check_available()?;
+        Ok(EngineSecurity {
+            runtimes: lock(&self.runtimes).clone(),
+            default_runtime: "runc".to_owned(),
+            user_namespaces_remapped: false,
+            seccomp: true,
         })
     }
 

@@ -102,6 +102,20 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
+/// What the engine offers to confine a sandbox, read from it (Docker: `GET /info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSecurity {
+    /// The OCI runtimes a sandbox may ask for (`runc`, `runsc` for gVisor, `crun`, ...), sorted.
+    pub runtimes: Vec<String>,
+    /// The one a sandbox that names none runs under.
+    pub default_runtime: String,
+    /// Whether the engine maps container root to an unprivileged host user (`userns-remap`).
+    pub user_namespaces_remapped: bool,
+    /// Whether the engine applies a seccomp profile (its default one, as berth never asks for
+    /// `unconfined`).
+    pub seccomp: bool,
+}
+
 /// Engine failures, classified so that the API can answer each kind correctly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
@@ -144,6 +158,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Reaches the engine and reports what it is.
     async fn info(&self) -> Result<EngineInfo, RuntimeError>;
+
+    /// The runtimes and confinement the engine offers now (a runtime registered after berth
+    /// started shows up here).
+    async fn security(&self) -> Result<EngineSecurity, RuntimeError>;
 
     /// Creates and starts the sandbox's container (pulling the image when it is missing and a
     /// registry answers). On any failure nothing of it is left on the engine.

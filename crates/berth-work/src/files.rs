@@ -601,6 +601,7 @@ pub async fn upload_file(
         return Err(BodyFault::TooLarge(limit).into_service());
     }
     let sandbox = service.running_container(id)?;
+    refuse_read_only_root(service, id)?;
     let runtime = &sandbox.engine;
     let (base, mut dirs) = existing_ancestor(runtime, &sandbox, parent).await?;
     if dirs.is_empty() {
@@ -646,6 +647,19 @@ pub async fn upload_file(
     }
 }
 
+/// The engine's archive API writes into no container whose root is read-only, not even into its
+/// writable `/tmp`: say so, and the way that works, before any byte is read.
+fn refuse_read_only_root(service: &SandboxService, id: &str) -> Result<(), ServiceError> {
+    if service.get(id)?.spec.hardening.read_only_rootfs {
+        return Err(ServiceError::InvalidState(format!(
+            "sandbox {id} has a read-only root filesystem (hardening.read_only_rootfs), and the engine writes no \
+             files into such a container: write them from inside, into /tmp, with exec (for example \
+             `berth exec -i {id} -- sh -c 'cat > /tmp/FILE' < FILE`)"
+        )));
+    }
+    Ok(())
+}
+
 /// Spools a body of unknown length to an anonymous temporary file; answers a stream of it and its size.
 async fn spool(body: ByteStream, slot: &FaultSlot) -> Result<(ByteStream, u64), ServiceError> {
     let io_error = |error: io::Error| ServiceError::Engine {
@@ -683,6 +697,7 @@ pub async fn upload_archive(
 ) -> Result<u64, ServiceError> {
     let dir = validate_path(dir)?;
     let sandbox = service.running_container(id)?;
+    refuse_read_only_root(service, id)?;
     let runtime = &sandbox.engine;
     let slot = FaultSlot::default();
     let body = guard_body(body, service.config().max_file_size, None, Arc::clone(&slot));

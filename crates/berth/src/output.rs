@@ -199,6 +199,8 @@ pub(crate) mod tests {
             expires_at,
             ended_at: None,
             template: None,
+            runtime: None,
+            hardening: Default::default(),
         }
     }
 

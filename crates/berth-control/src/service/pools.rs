@@ -83,6 +83,9 @@ pub fn claimable(template: &Template, request: &SandboxRequest) -> bool {
         && request.memory.is_none()
         // A pooled sandbox passed the template's probe, not the one this create asks for.
         && request.readiness.is_none()
+        // ... and runs under the template's runtime and confinement.
+        && request.runtime.is_none()
+        && request.hardening.is_none()
 }
 
 /// The template's spec with the request's fields laid over it (env and labels merged, the rest
@@ -123,6 +126,8 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             .readiness
             .clone()
             .or_else(|| spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request)),
+        runtime: request.runtime.clone().or_else(|| spec.runtime.clone()),
+        hardening: request.hardening.or(Some(spec.hardening)),
     }
 }
 
@@ -216,6 +221,7 @@ impl SandboxService {
         let template = request
             .validate(&self.config.policy, None, Utc::now())
             .map_err(ServiceError::Validation)?;
+        self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
         match self.insert_template(&template).await {
             Ok(()) => {}
             Err(ServiceError::Store(StoreError::TemplateExists { name, tag })) => {
@@ -270,6 +276,7 @@ impl SandboxService {
         let mut template = request
             .validate(&self.config.policy, Some(&parsed.name), Utc::now())
             .map_err(ServiceError::Validation)?;
+        self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
         match self.find_template(&template.name, &template.tag).await? {
             Some(existing) => {
                 template.created_at = existing.created_at;

@@ -99,6 +99,8 @@ pub fn request(command: &[&str]) -> ContainerRequest {
             ttl: Duration::from_secs(300),
             readiness: None,
             stack: None,
+            runtime: None,
+            hardening: berth_core::Hardening::default(),
         },
         labels,
     }

@@ -53,6 +53,8 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             ttl,
             readiness: None,
             stack: None,
+            runtime: None,
+            hardening: berth_core::Hardening::default(),
         },
         container_id: None,
         ip: None,
@@ -166,6 +168,11 @@ pub fn fully_populated() -> Sandbox {
                 cpu_millis: 2500,
                 memory_bytes: 3 << 30,
                 pids_limit: 77,
+            },
+            runtime: Some("runsc".into()),
+            hardening: berth_core::Hardening {
+                read_only_rootfs: true,
+                drop_all_capabilities: true,
             },
             ttl: Duration::from_millis(90_500),
             readiness: Some(berth_core::ReadinessProbe {

@@ -1,6 +1,6 @@
 //! `berth run`: creates a sandbox from an image or a template and prints its id.
 
-use berth_api::{NumberOrString, SandboxRequest};
+use berth_api::{Hardening, NumberOrString, SandboxRequest};
 use berth_client::{BerthClient, CreateOptions};
 use clap::{ArgGroup, Args};
 
@@ -35,6 +35,15 @@ pub struct RunArgs {
     /// User to run as: name, uid, name:group or uid:gid
     #[arg(short = 'u', long, value_name = "USER")]
     pub user: Option<String>,
+    /// OCI runtime to run under: runc, runsc (gVisor), crun... [default: the engine's]
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+    /// Mount the root filesystem read-only (/tmp stays writable, as a tmpfs)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Drop capabilities: only ALL is taken (NET_RAW is dropped from every sandbox already)
+    #[arg(long, value_name = "ALL", value_parser = parse_cap_drop)]
+    pub cap_drop: Option<CapDrop>,
     /// Who the sandbox belongs to [default: anonymous]
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
@@ -53,6 +62,20 @@ pub struct RunArgs {
     /// Command to run instead of the image's default (after `--` if it has flags of its own)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// What `--cap-drop` can say: berth drops every capability or keeps its baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapDrop;
+
+fn parse_cap_drop(value: &str) -> Result<CapDrop, String> {
+    if value.eq_ignore_ascii_case("all") {
+        Ok(CapDrop)
+    } else {
+        Err(format!(
+            "`{value}`: berth drops all capabilities or none beyond NET_RAW: use --cap-drop ALL"
+        ))
+    }
 }
 
 /// The image and command the positionals stand for: `IMAGE [CMD...]`, or only `CMD...` with a
@@ -82,6 +105,11 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         owner: args.owner.clone(),
         template: args.template.clone(),
         readiness: None,
+        runtime: args.runtime.clone(),
+        hardening: (args.read_only || args.cap_drop.is_some()).then_some(Hardening {
+            read_only_rootfs: args.read_only,
+            drop_all_capabilities: args.cap_drop.is_some(),
+        }),
     }
 }
 
@@ -138,6 +166,11 @@ mod tests {
             "1000:1000",
             "--owner",
             "alice",
+            "--runtime",
+            "runsc",
+            "--read-only",
+            "--cap-drop",
+            "all",
             "-d",
             "--idempotency-key",
             "k1",
@@ -167,6 +200,11 @@ mod tests {
                 owner: Some("alice".into()),
                 template: None,
                 readiness: None,
+                runtime: Some("runsc".into()),
+                hardening: Some(Hardening {
+                    read_only_rootfs: true,
+                    drop_all_capabilities: true,
+                }),
             }
         );
         // Numbers go as written, in JSON strings.

@@ -42,7 +42,7 @@ pub struct CreateArgs {
         value_name = "FILE",
         conflicts_with_all = [
             "name", "image", "tag", "env", "labels", "cpu", "memory", "ttl", "ports", "workdir", "user",
-            "pool_min_ready", "pool_max_idle_age", "command",
+            "runtime", "pool_min_ready", "pool_max_idle_age", "command",
         ]
     )]
     pub file: Option<PathBuf>,
@@ -82,6 +82,9 @@ pub struct CreateArgs {
     /// User to run as: name, uid, name:group or uid:gid
     #[arg(short = 'u', long, value_name = "USER")]
     pub user: Option<String>,
+    /// OCI runtime its sandboxes run under: runc, runsc (gVisor), crun... [default: the engine's]
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
     /// Keep this many sandboxes started and ready to claim (a warm pool)
     #[arg(long, value_name = "N")]
     pub pool_min_ready: Option<u32>,
@@ -155,8 +158,10 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         memory: args.memory.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         pool,
-        // Probes come from a template file (`-f`), not from flags.
+        // Probes and hardening come from a template file (`-f`), not from flags.
         readiness: None,
+        runtime: args.runtime.clone(),
+        hardening: None,
     }
 }
 
@@ -327,6 +332,8 @@ mod tests {
             },
             ttl: "30m".to_owned(),
             readiness: None,
+            runtime: None,
+            hardening: Default::default(),
             pool,
             error: None,
             created_at: at("2026-01-01T11:57:00Z"),
@@ -389,6 +396,8 @@ mod tests {
                     max_idle_age: Some(NumberOrString::String("2h".into())),
                 }),
                 readiness: None,
+                runtime: None,
+                hardening: None,
             }
         );
     }
