@@ -682,6 +682,52 @@ pub fn io_uses(text: &str) -> Vec<(usize, String)> {
     found
 }
 
+/// Where `text` takes hold of the engine or the store itself, as `(line, what)`: a
+/// `dyn Runtime` or `dyn Store`, or the `Runtime` / `Store` trait named through its crate
+/// (`berth_runtime::Runtime`, also inside a `use berth_runtime::{..}` group). Their data types
+/// (`RuntimeError`, `SandboxFilter`, ...) are other identifiers and pass. Comments and string
+/// literals are ignored.
+pub fn engine_or_store_handles(text: &str) -> Vec<(usize, String)> {
+    const HANDLES: [(&str, &str); 2] = [("berth_runtime", "Runtime"), ("berth_store", "Store")];
+    let tokens = tokenize(text);
+    let at = |i: usize| tokens.get(i).map_or("", |t| t.text.as_str());
+    let mut found = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let word = token.text.as_str();
+        if word == "dyn" && HANDLES.iter().any(|(_, name)| at(i + 1) == *name) {
+            found.push((token.line, format!("dyn {}", at(i + 1))));
+            continue;
+        }
+        let Some((krate, name)) = HANDLES.iter().find(|(krate, _)| *krate == word) else {
+            continue;
+        };
+        if at(i + 1) != "::" {
+            continue;
+        }
+        if at(i + 2) == *name {
+            found.push((token.line, format!("{krate}::{name}")));
+        } else if at(i + 2) == "{" {
+            let mut depth = 0;
+            for inner in &tokens[i + 2..] {
+                match inner.text.as_str() {
+                    "{" => depth += 1,
+                    "}" => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    inner_name if inner_name == *name && depth == 1 => {
+                        found.push((inner.line, format!("{krate}::{{..{name}..}}")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -881,6 +927,26 @@ mod tests {
             assert!(offender.starts_with(expected), "{offender}");
             assert!(offender.contains("berth-core does no IO"), "{offender}");
         }
+    }
+
+    #[test]
+    fn engine_and_store_handles_are_found_but_their_data_types_pass() {
+        let text = r#"
+use berth_runtime::{OutputChunk, Runtime};
+use berth_store::{SandboxFilter, StoreError};
+use berth_runtime::RuntimeError;
+// a dyn Runtime in a comment
+fn f(store: Arc<dyn Store>) -> &'static str { "dyn Runtime" }
+use berth_store::Store;
+"#;
+        let found: Vec<String> = engine_or_store_handles(text)
+            .into_iter()
+            .map(|(line, what)| format!("{line}:{what}"))
+            .collect();
+        assert_eq!(
+            found,
+            ["2:berth_runtime::{..Runtime..}", "6:dyn Store", "7:berth_store::Store"]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The tidy checks on the real tree, run by `cargo test`: module docs, who may name bollard
 //! and sqlx, a pure berth-core, the dependency directions of ARCHITECTURE.md without circles,
-//! no circle among a crate's modules, and no crate over a fifth of the workspace.
+//! no circle among a crate's modules, surfaces that reach neither the engine nor the store, and no
+//! crate over a fifth of the workspace.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,7 +14,8 @@ use xtask::modules::{check_module_circles, module_graph};
 use xtask::size::{CrateSize, check_crate_sizes, crate_production_lines, figures};
 use xtask::{
     Manifest, SOURCE_DIRS, SourceFile, check_core_is_pure, check_crate_circles, check_dependency_directions,
-    check_exclusive_dependency, check_module_docs, member_manifests, rust_files, workspace_root,
+    check_exclusive_dependency, check_module_docs, engine_or_store_handles, member_manifests, rust_files,
+    workspace_root,
 };
 
 /// The allowed internal dependency edges: each workspace crate and the workspace crates it
@@ -239,6 +241,31 @@ fn crate_sources(manifest: &Manifest) -> Vec<SourceFile> {
             SourceFile::new(relative, file.text)
         })
         .collect()
+}
+
+/// The HTTP surfaces and forwarding: they call the control plane's and the data path's
+/// operations, never the engine or the store behind them.
+const SURFACES: [&str; 3] = ["berth-http", "berth-aenv", "berth-gateway"];
+
+#[test]
+fn surfaces_reach_neither_the_engine_nor_the_store() {
+    let manifests = manifests();
+    let mut offenders = Vec::new();
+    for name in SURFACES {
+        let manifest = manifests
+            .iter()
+            .find(|manifest| manifest.name == name)
+            .unwrap_or_else(|| panic!("{name} is no workspace crate: update SURFACES in xtask/tests/tidy.rs"));
+        for file in crate_sources(manifest) {
+            for (line, what) in engine_or_store_handles(&file.text) {
+                offenders.push(format!(
+                    "{name} src/{}:{line}: takes hold of `{what}`; a surface calls an operation of berth-control or berth-work instead (add one there)",
+                    file.path
+                ));
+            }
+        }
+    }
+    assert_clean("surfaces reach neither the engine nor the store", offenders);
 }
 
 #[test]

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -15,12 +14,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use berth_api::work::StdinEof;
 use berth_api::{
-    ExecExit, ExecRequest, ExecResult, Problem, ProblemKind, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
+    ExecRequest, ExecResult, Problem, ProblemKind, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
 };
-use berth_runtime::{OutputChunk, Runtime};
+use berth_runtime::OutputChunk;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::debug;
 
@@ -29,7 +27,7 @@ use crate::json::ApiJson;
 use crate::sandboxes::{QueryParams, parse_bool};
 use berth_control::output::Utf8Decoder;
 use berth_control::service::{NotFoundKind, SandboxService, ServiceError};
-use berth_work::exec::{self, ExecEvent, StartError, Started};
+use berth_work::exec::{self, ExecEvent, Interactive};
 
 const EXEC_DESCRIPTION: &str = "Runs a command in a `Running` sandbox (409 when it is paused or has ended) and \
 answers its exit code and output (each stream capped at the server's `--exec-output-limit`, `truncated` when cut). \
@@ -206,30 +204,12 @@ pub async fn exec_ws(
             format!("this route speaks WebSocket only: {rejection}"),
         )
     })?;
-    let sandbox = service.running_container(&id)?;
-    let runtime = Arc::clone(&sandbox.engine);
-    let started = match exec::start_sized(&runtime, &sandbox.container_id, &spec, true, initial_size).await {
-        Ok(started) => started,
-        // No `/bin/sh`: run the command as it is; a hang-up then only closes its stdin.
-        Err(StartError::NoShell(_)) => exec::start(&runtime, &sandbox.container_id, &spec, false)
-            .await
-            .map_err(|error| ApiError::from(error.into_service(&sandbox)))?,
-        Err(error) => return Err(error.into_service(&sandbox).into()),
-    };
-    // Sized before the client's first frame can arrive, so a program that reads its terminal
-    // size at once sees the right one.
-    if let Some((cols, rows)) = initial_size
-        && tty
-        && let Err(error) = runtime.exec_resize(&started.exec_id, cols, rows).await
-    {
-        debug!(exec = %started.exec_id, %error, "initial resize failed");
-    }
-    let container_id = sandbox.container_id.clone();
+    let session = exec::interactive(&service, &id, &spec, initial_size).await?;
     // A browser that sent its key as a `berth.bearer.<key>` subprotocol offers `berth` beside it
     // and needs it chosen, or it drops the connection.
     Ok(upgrade
         .protocols(["berth"])
-        .on_upgrade(move |socket| ws_session(socket, runtime, container_id, started))
+        .on_upgrade(move |socket| ws_session(socket, session))
         .into_response())
 }
 
@@ -241,52 +221,32 @@ enum ClientFrame {
     Eof(StdinEof),
 }
 
-async fn ws_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id: String, started: Started) {
+async fn ws_session(socket: WebSocket, session: Interactive) {
     let (mut to_client, mut from_client) = socket.split();
-    let Started {
-        exec_id,
-        pid,
+    let Interactive {
         mut output,
-        stdin,
-        began,
-    } = started;
+        input,
+        control,
+    } = session;
     let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     // Client → process, in its own task so a process that does not read its stdin never stalls
     // its output.
-    let input = tokio::spawn({
-        let runtime = Arc::clone(&runtime);
-        let exec_id = exec_id.clone();
-        async move {
-            let mut stdin = stdin;
-            while let Some(message) = from_client.next().await {
-                match message {
-                    Ok(Message::Binary(bytes)) => {
-                        if let Some(writer) = stdin.as_mut()
-                            && (writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err())
-                        {
-                            stdin = None;
-                        }
-                    }
-                    Ok(Message::Text(text)) => match serde_json::from_str::<ClientFrame>(text.as_str()) {
-                        Ok(ClientFrame::Resize(ResizeMessage { resize })) => {
-                            if let Err(error) = runtime.exec_resize(&exec_id, resize.cols, resize.rows).await {
-                                debug!(exec = %exec_id, %error, "resize failed");
-                            }
-                        }
-                        Ok(ClientFrame::Eof(StdinEof { eof: true })) => {
-                            if let Some(mut writer) = stdin.take() {
-                                let _ = writer.shutdown().await;
-                            }
-                        }
-                        Ok(ClientFrame::Eof(_)) => {}
-                        Err(error) => debug!(exec = %exec_id, %error, "ignored an unknown text frame"),
-                    },
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => {}
-                }
+    let input = tokio::spawn(async move {
+        let mut input = input;
+        while let Some(message) = from_client.next().await {
+            match message {
+                Ok(Message::Binary(bytes)) => input.write(&bytes).await,
+                Ok(Message::Text(text)) => match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                    Ok(ClientFrame::Resize(ResizeMessage { resize })) => input.resize(resize.cols, resize.rows).await,
+                    Ok(ClientFrame::Eof(StdinEof { eof: true })) => input.close_stdin().await,
+                    Ok(ClientFrame::Eof(_)) => {}
+                    Err(error) => debug!(exec = %input.exec_id(), %error, "ignored an unknown text frame"),
+                },
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
             }
-            let _ = gone_tx.send(());
         }
+        let _ = gone_tx.send(());
     });
 
     let mut client_gone = false;
@@ -300,7 +260,7 @@ async fn ws_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id: 
                     }
                 }
                 Some(Err(error)) => {
-                    debug!(exec = %exec_id, %error, "exec output ended with an error");
+                    debug!(exec = %control.exec_id(), %error, "exec output ended with an error");
                     break;
                 }
                 None => break,
@@ -314,20 +274,10 @@ async fn ws_session(socket: WebSocket, runtime: Arc<dyn Runtime>, container_id: 
     drop(output);
     if client_gone {
         input.abort();
-        match pid {
-            Some(pid) => exec::kill(&runtime, &container_id, pid).await,
-            None => debug!(exec = %exec_id, "client left; the process's stdin is closed"),
-        }
+        control.abandon().await;
         return;
     }
-    let exit_code = exec::wait_exit(&runtime, &exec_id, Some(Duration::from_secs(30)))
-        .await
-        .unwrap_or(exec::UNKNOWN_EXIT_CODE);
-    let exit = ExecExit {
-        exit_code,
-        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-        timed_out: false,
-    };
+    let exit = control.finish().await;
     let _ = to_client
         .send(Message::Text(serde_json::to_string(&exit).unwrap_or_default().into()))
         .await;

@@ -440,107 +440,29 @@ async fn run_driver(
         stdin: writer,
         began,
     } = started;
-    if let Some(mut writer) = writer {
-        tokio::spawn(async move {
-            if let Some(data) = stdin
-                && let Err(error) = writer.write_all(&data).await
-            {
-                debug!(%error, "the process did not read all of its stdin");
-            }
-            let _ = writer.shutdown().await;
-        });
+    if let Some(writer) = writer {
+        feed_stdin(writer, stdin);
     }
-
+    let target = Target {
+        runtime,
+        container_id,
+        exec_id,
+        pid,
+    };
     let timed_out = Arc::new(AtomicBool::new(false));
     let (gave_up_tx, mut gave_up) = oneshot::channel::<()>();
-    let killer = timeout.map(|timeout| {
-        let runtime = Arc::clone(&runtime);
-        let container_id = container_id.clone();
-        let timed_out = Arc::clone(&timed_out);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(began + timeout).await;
-            timed_out.store(true, Ordering::SeqCst);
-            if let Some(pid) = pid {
-                kill(&runtime, &container_id, pid).await;
-            }
-            tokio::time::sleep(KILL_GRACE).await;
-            let _ = gave_up_tx.send(());
-        })
-    });
+    let killer = timeout.map(|timeout| target.kill_at(began + timeout, Arc::clone(&timed_out), gave_up_tx));
     let has_deadline = killer.is_some();
 
-    // A consumer that hangs up is noticed at once, not at the process's next output.
-    let hung_up = async {
-        match &sink {
-            Sink::Channel(events) => events.closed().await,
-            Sink::Process(_) => std::future::pending().await,
-        }
-    };
-    let mut hung_up = Box::pin(hung_up);
-    let mut consumer_gone = false;
-    loop {
-        tokio::select! {
-            _ = &mut gave_up, if has_deadline => break,
-            () = &mut hung_up => {
-                consumer_gone = true;
-                break;
-            }
-            item = output.next() => match item {
-                Some(Ok(chunk)) => match &sink {
-                    Sink::Process(process) => process.push(&chunk),
-                    Sink::Channel(events) => {
-                        let sent = tokio::select! {
-                            sent = events.send(ExecEvent::Output(chunk)) => sent.is_ok(),
-                            _ = &mut gave_up, if has_deadline => break,
-                        };
-                        if !sent {
-                            consumer_gone = true;
-                            break;
-                        }
-                    }
-                },
-                Some(Err(error)) => {
-                    debug!(exec = %exec_id, %error, "exec output ended with an error");
-                    break;
-                }
-                None => break,
-            },
-        }
-    }
+    let consumer_gone = pump(&mut output, &sink, &mut gave_up, has_deadline, &target.exec_id).await;
     drop(output);
-    drop(hung_up);
-
     if consumer_gone {
-        if let Some(pid) = pid {
-            kill(&runtime, &container_id, pid).await;
-        }
-        if let Some(killer) = killer {
-            killer.abort();
-        }
+        target.abandon(killer).await;
         return;
     }
-    let code = if timed_out.load(Ordering::SeqCst) {
-        Some(
-            wait_exit(&runtime, &exec_id, Some(Duration::from_secs(2)))
-                .await
-                .unwrap_or(KILLED_EXIT_CODE),
-        )
-    } else {
-        match &sink {
-            Sink::Process(_) => wait_exit(&runtime, &exec_id, None).await,
-            Sink::Channel(events) => tokio::select! {
-                code = wait_exit(&runtime, &exec_id, None) => code,
-                () = events.closed() => {
-                    if let Some(pid) = pid {
-                        kill(&runtime, &container_id, pid).await;
-                    }
-                    if let Some(killer) = killer {
-                        killer.abort();
-                    }
-                    return;
-                }
-            },
-        }
+    let Some(code) = target.exit_code(timed_out.load(Ordering::SeqCst), &sink).await else {
+        target.abandon(killer).await;
+        return;
     };
     if let Some(killer) = killer {
         killer.abort();
@@ -555,6 +477,261 @@ async fn run_driver(
             let _ = events.send(ExecEvent::Exit(exit)).await;
         }
         Sink::Process(process) => process.finish(exit),
+    }
+}
+
+/// Writes `stdin` to the process, then EOF, in a task of its own: a process that reads its
+/// input slowly (or never) must not hold its output back.
+fn feed_stdin(mut writer: Pin<Box<dyn AsyncWrite + Send>>, stdin: Option<Bytes>) {
+    tokio::spawn(async move {
+        if let Some(data) = stdin
+            && let Err(error) = writer.write_all(&data).await
+        {
+            debug!(%error, "the process did not read all of its stdin");
+        }
+        let _ = writer.shutdown().await;
+    });
+}
+
+/// Moves the output into `sink` until it ends, the deadline's grace has run out, or the
+/// consumer goes away; answers whether the consumer went away.
+async fn pump(
+    output: &mut BoxStream<'static, Result<OutputChunk, RuntimeError>>,
+    sink: &Sink,
+    gave_up: &mut oneshot::Receiver<()>,
+    has_deadline: bool,
+    exec_id: &str,
+) -> bool {
+    // A consumer that hangs up is noticed at once, not at the process's next output.
+    let hung_up = async {
+        match sink {
+            Sink::Channel(events) => events.closed().await,
+            Sink::Process(_) => std::future::pending().await,
+        }
+    };
+    let mut hung_up = Box::pin(hung_up);
+    loop {
+        tokio::select! {
+            _ = &mut *gave_up, if has_deadline => return false,
+            () = &mut hung_up => return true,
+            item = output.next() => match item {
+                Some(Ok(chunk)) => match sink {
+                    Sink::Process(process) => process.push(&chunk),
+                    Sink::Channel(events) => {
+                        let sent = tokio::select! {
+                            sent = events.send(ExecEvent::Output(chunk)) => sent.is_ok(),
+                            _ = &mut *gave_up, if has_deadline => return false,
+                        };
+                        if !sent {
+                            return true;
+                        }
+                    }
+                },
+                Some(Err(error)) => {
+                    debug!(exec = %exec_id, %error, "exec output ended with an error");
+                    return false;
+                }
+                None => return false,
+            },
+        }
+    }
+}
+
+/// The process a driver is responsible for.
+struct Target {
+    runtime: Arc<dyn Runtime>,
+    container_id: String,
+    exec_id: String,
+    /// Set when it was started through the wrapper, so it can be killed.
+    pid: Option<u32>,
+}
+
+impl Target {
+    /// A task that kills the process at `deadline`, marks `timed_out`, and after the grace
+    /// tells the driver through `gave_up` to stop waiting for the output's end.
+    fn kill_at(
+        &self,
+        deadline: Instant,
+        timed_out: Arc<AtomicBool>,
+        gave_up: oneshot::Sender<()>,
+    ) -> tokio::task::JoinHandle<()> {
+        let runtime = Arc::clone(&self.runtime);
+        let container_id = self.container_id.clone();
+        let pid = self.pid;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            timed_out.store(true, Ordering::SeqCst);
+            if let Some(pid) = pid {
+                kill(&runtime, &container_id, pid).await;
+            }
+            tokio::time::sleep(KILL_GRACE).await;
+            let _ = gave_up.send(());
+        })
+    }
+
+    /// The exit code once the process has ended (`Some(None)` when the engine cannot tell);
+    /// `None` when a channel consumer went away first.
+    async fn exit_code(&self, timed_out: bool, sink: &Sink) -> Option<Option<i64>> {
+        if timed_out {
+            return Some(Some(
+                wait_exit(&self.runtime, &self.exec_id, Some(Duration::from_secs(2)))
+                    .await
+                    .unwrap_or(KILLED_EXIT_CODE),
+            ));
+        }
+        match sink {
+            Sink::Process(_) => Some(wait_exit(&self.runtime, &self.exec_id, None).await),
+            Sink::Channel(events) => tokio::select! {
+                code = wait_exit(&self.runtime, &self.exec_id, None) => Some(code),
+                () = events.closed() => None,
+            },
+        }
+    }
+
+    /// Nobody reads the process any more: it is killed (when it can be) and the timeout
+    /// disarmed.
+    async fn abandon(&self, killer: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(pid) = self.pid {
+            kill(&self.runtime, &self.container_id, pid).await;
+        }
+        if let Some(killer) = killer {
+            killer.abort();
+        }
+    }
+}
+
+/// An interactive exec (a terminal over a WebSocket, or any transport that carries input and
+/// output both ways): its output, and the two handles that steer it, which may live in
+/// different tasks.
+pub struct Interactive {
+    pub output: BoxStream<'static, Result<OutputChunk, RuntimeError>>,
+    pub input: InteractiveInput,
+    pub control: InteractiveControl,
+}
+
+/// Starts `spec` interactively in a running sandbox: through the wrapper so that a client that
+/// hangs up ends the process; without it when the image has no `/bin/sh` (a hang-up then only
+/// closes the process's stdin). A terminal is sized to `initial_size` before the client's
+/// first input can arrive, so a program that reads its size at once sees the right one.
+pub async fn interactive(
+    service: &SandboxService,
+    id: &str,
+    spec: &ExecSpec,
+    initial_size: Option<(u16, u16)>,
+) -> Result<Interactive, ServiceError> {
+    let sandbox = service.running_container(id)?;
+    let runtime = Arc::clone(&sandbox.engine);
+    let started = match start_sized(&runtime, &sandbox.container_id, spec, true, initial_size).await {
+        Ok(started) => started,
+        Err(StartError::NoShell(_)) => start(&runtime, &sandbox.container_id, spec, false)
+            .await
+            .map_err(|error| error.into_service(&sandbox))?,
+        Err(error) => return Err(error.into_service(&sandbox)),
+    };
+    let Started {
+        exec_id,
+        pid,
+        output,
+        stdin,
+        began,
+    } = started;
+    let mut input = InteractiveInput {
+        runtime: Arc::clone(&runtime),
+        exec_id: exec_id.clone(),
+        stdin,
+    };
+    if let Some((cols, rows)) = initial_size
+        && spec.tty
+    {
+        input.resize(cols, rows).await;
+    }
+    Ok(Interactive {
+        output,
+        input,
+        control: InteractiveControl {
+            target: Target {
+                runtime,
+                container_id: sandbox.container_id,
+                exec_id,
+                pid,
+            },
+            began,
+        },
+    })
+}
+
+/// What goes into an interactive process: its stdin and its terminal's size.
+pub struct InteractiveInput {
+    runtime: Arc<dyn Runtime>,
+    exec_id: String,
+    stdin: Option<Pin<Box<dyn AsyncWrite + Send>>>,
+}
+
+impl InteractiveInput {
+    /// Writes to the process's stdin; once a write fails (the process closed it), the rest is
+    /// dropped.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        if let Some(writer) = self.stdin.as_mut()
+            && (writer.write_all(bytes).await.is_err() || writer.flush().await.is_err())
+        {
+            self.stdin = None;
+        }
+    }
+
+    /// Ends the process's stdin (the client's end of input, like Ctrl-D on a pipe).
+    pub async fn close_stdin(&mut self) {
+        if let Some(mut writer) = self.stdin.take() {
+            let _ = writer.shutdown().await;
+        }
+    }
+
+    /// Resizes the terminal, best effort (a process that has just ended cannot be resized).
+    /// `&mut` only so that the future is `Send`: the stdin writer beside it is not `Sync`.
+    pub async fn resize(&mut self, cols: u16, rows: u16) {
+        if let Err(error) = self.runtime.exec_resize(&self.exec_id, cols, rows).await {
+            debug!(exec = %self.exec_id, %error, "resize failed");
+        }
+    }
+
+    pub fn exec_id(&self) -> &str {
+        &self.exec_id
+    }
+}
+
+/// How an interactive process ends: abandoned by its client, or waited for.
+pub struct InteractiveControl {
+    target: Target,
+    began: Instant,
+}
+
+impl InteractiveControl {
+    /// The client went away: the process is killed when it was started through the wrapper;
+    /// otherwise its stdin is already closed and it ends on its own terms.
+    pub async fn abandon(self) {
+        if self.target.pid.is_none() {
+            debug!(exec = %self.target.exec_id, "client left; the process's stdin is closed");
+        }
+        self.target.abandon(None).await;
+    }
+
+    /// The output has ended: waits (30 s at most) for the engine's exit code.
+    pub async fn finish(self) -> ExecExit {
+        let exit_code = wait_exit(
+            &self.target.runtime,
+            &self.target.exec_id,
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap_or(UNKNOWN_EXIT_CODE);
+        ExecExit {
+            exit_code,
+            duration_ms: u64::try_from(self.began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            timed_out: false,
+        }
+    }
+
+    pub fn exec_id(&self) -> &str {
+        &self.target.exec_id
     }
 }
 
