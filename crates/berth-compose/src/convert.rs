@@ -72,35 +72,88 @@ fn service_plan(
     declared_volumes: &[String],
     variables: &BTreeMap<String, String>,
 ) -> Result<ServicePlan, ComposeError> {
-    let path = |field: &str| format!("services.{name}.{field}");
-    let invalid = |field: &str, message: String| ComposeError::Invalid {
-        path: path(field),
-        message,
-    };
-
     let image = service
         .image
         .filter(|image| !image.trim().is_empty())
         .ok_or_else(|| ComposeError::MissingImage {
             service: name.to_string(),
         })?;
+    // The fields are converted in this order so that the first error reported stays the same.
+    let command = command_words(name, service.command)?;
+    let entrypoint = entrypoint_words(name, service.entrypoint)?;
+    let environment = environment(service.environment, variables);
+    let ports = distinct_container_ports(name, service.ports)?;
+    let volumes = volume_mounts(name, service.volumes, declared_volumes)?;
+    let depends_on = dependencies(name, service.depends_on)?;
+    let healthcheck = service
+        .healthcheck
+        .map(|check| healthcheck(check, &field_path(name, "healthcheck")))
+        .transpose()?;
+    let labels = labels(service.labels);
+    let (cpu_millis, memory_bytes) = resource_limits(name, service.deploy)?;
+    let restart = service
+        .restart
+        .map(|text| restart_policy(&text))
+        .transpose()
+        .map_err(|message| invalid(name, "restart", message))?;
 
-    let split_words = |field: &str, text: &str| {
-        words::split(text).ok_or_else(|| invalid(field, format!("`{text}` leaves a quote open; close it")))
-    };
-    let command = match service.command {
+    Ok(ServicePlan {
+        name: name.to_string(),
+        image,
+        command,
+        entrypoint,
+        environment,
+        ports,
+        volumes,
+        depends_on,
+        healthcheck,
+        labels,
+        cpu_millis,
+        memory_bytes,
+        restart,
+        working_dir: service.working_dir,
+        user: service.user,
+    })
+}
+
+/// Where `field` of service `service` sits in the document, as errors name it.
+fn field_path(service: &str, field: &str) -> String {
+    format!("services.{service}.{field}")
+}
+
+fn invalid(service: &str, field: &str, message: String) -> ComposeError {
+    ComposeError::Invalid {
+        path: field_path(service, field),
+        message,
+    }
+}
+
+fn split_words(service: &str, field: &str, text: &str) -> Result<Vec<String>, ComposeError> {
+    words::split(text).ok_or_else(|| invalid(service, field, format!("`{text}` leaves a quote open; close it")))
+}
+
+fn command_words(service: &str, command: Option<compose::Command>) -> Result<Option<Vec<String>>, ComposeError> {
+    Ok(match command {
         None => None,
-        Some(compose::Command::Simple(text)) => Some(split_words("command", &text)?),
+        Some(compose::Command::Simple(text)) => Some(split_words(service, "command", &text)?),
         Some(compose::Command::Args(args)) => Some(args),
-    };
-    let entrypoint = match service.entrypoint {
-        None => None,
-        Some(compose::Entrypoint::Simple(text)) => Some(split_words("entrypoint", &text)?),
-        Some(compose::Entrypoint::List(args)) => Some(args),
-    };
+    })
+}
 
+fn entrypoint_words(
+    service: &str,
+    entrypoint: Option<compose::Entrypoint>,
+) -> Result<Option<Vec<String>>, ComposeError> {
+    Ok(match entrypoint {
+        None => None,
+        Some(compose::Entrypoint::Simple(text)) => Some(split_words(service, "entrypoint", &text)?),
+        Some(compose::Entrypoint::List(args)) => Some(args),
+    })
+}
+
+fn environment(entries: compose::Environment, variables: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut environment = BTreeMap::new();
-    match service.environment {
+    match entries {
         compose::Environment::List(entries) => {
             for entry in entries {
                 match entry.split_once('=') {
@@ -122,16 +175,28 @@ fn service_plan(
             }
         }
     }
+    environment
+}
 
+/// A value-less environment entry takes the caller's variable, or is left out (compose's rule,
+/// with the caller's variables in place of the shell's).
+fn inherit(environment: &mut BTreeMap<String, String>, key: &str, variables: &BTreeMap<String, String>) {
+    if let Some(value) = variables.get(key) {
+        environment.insert(key.to_string(), value.clone());
+    }
+}
+
+fn distinct_container_ports(service: &str, entries: compose::Ports) -> Result<Vec<u16>, ComposeError> {
     let mut ports = Vec::new();
-    let container_ports: Vec<(usize, Result<u16, String>)> = match service.ports {
+    let container_ports: Vec<(usize, Result<u16, String>)> = match entries {
         compose::Ports::Short(entries) => entries.iter().map(|e| container_port(e)).enumerate().collect(),
         compose::Ports::Long(entries) => entries.iter().map(|p| Ok(p.target)).enumerate().collect(),
     };
     for (index, port) in container_ports {
-        let port = port.map_err(|message| invalid(&format!("ports[{index}]"), message))?;
+        let port = port.map_err(|message| invalid(service, &format!("ports[{index}]"), message))?;
         if port == 0 {
             return Err(invalid(
+                service,
                 &format!("ports[{index}]"),
                 "port 0 is not a port; use 1-65535".into(),
             ));
@@ -140,30 +205,21 @@ fn service_plan(
             ports.push(port);
         }
     }
+    Ok(ports)
+}
 
-    let mut volumes = Vec::with_capacity(service.volumes.len());
-    for (index, volume) in service.volumes.into_iter().enumerate() {
+fn volume_mounts(
+    service: &str,
+    entries: Vec<compose::Volumes>,
+    declared_volumes: &[String],
+) -> Result<Vec<VolumeMount>, ComposeError> {
+    let mut volumes = Vec::with_capacity(entries.len());
+    for (index, volume) in entries.into_iter().enumerate() {
         let field = format!("volumes[{index}]");
-        let mount = match volume {
-            compose::Volumes::Simple(text) => {
-                let mut parts = text.splitn(3, ':');
-                let volume = parts.next().unwrap_or_default().to_string();
-                let container_path = parts.next().unwrap_or_default().to_string();
-                let read_only = parts.next() == Some("ro");
-                VolumeMount {
-                    volume,
-                    container_path,
-                    read_only,
-                }
-            }
-            compose::Volumes::Advanced(advanced) => VolumeMount {
-                volume: advanced.source.unwrap_or_default(),
-                container_path: advanced.target,
-                read_only: advanced.read_only,
-            },
-        };
+        let mount = volume_mount(volume);
         if !declared_volumes.contains(&mount.volume) {
             return Err(invalid(
+                service,
                 &field,
                 format!(
                     "volume `{}` is not declared; add it under the top-level `volumes:` section",
@@ -173,6 +229,7 @@ fn service_plan(
         }
         if !mount.container_path.starts_with('/') {
             return Err(invalid(
+                service,
                 &field,
                 format!(
                     "`{}` is not an absolute container path; mount the volume at /…",
@@ -182,8 +239,33 @@ fn service_plan(
         }
         volumes.push(mount);
     }
+    Ok(volumes)
+}
 
-    let depends_on = match service.depends_on {
+/// The mount as written, short (`VOLUME:PATH[:ro]`) or long form; [`volume_mounts`] checks it.
+fn volume_mount(volume: compose::Volumes) -> VolumeMount {
+    match volume {
+        compose::Volumes::Simple(text) => {
+            let mut parts = text.splitn(3, ':');
+            let volume = parts.next().unwrap_or_default().to_string();
+            let container_path = parts.next().unwrap_or_default().to_string();
+            let read_only = parts.next() == Some("ro");
+            VolumeMount {
+                volume,
+                container_path,
+                read_only,
+            }
+        }
+        compose::Volumes::Advanced(advanced) => VolumeMount {
+            volume: advanced.source.unwrap_or_default(),
+            container_path: advanced.target,
+            read_only: advanced.read_only,
+        },
+    }
+}
+
+fn dependencies(service: &str, depends_on: compose::DependsOnOptions) -> Result<Vec<Dependency>, ComposeError> {
+    Ok(match depends_on {
         compose::DependsOnOptions::Simple(names) => names
             .into_iter()
             .map(|service| Dependency {
@@ -193,32 +275,33 @@ fn service_plan(
             .collect(),
         compose::DependsOnOptions::Conditional(map) => {
             let mut dependencies = Vec::with_capacity(map.len());
-            for (service, options) in map {
+            for (dependency, options) in map {
                 let condition = match options.condition.as_str() {
                     "" | "service_started" => Condition::Started,
                     "service_healthy" => Condition::Healthy,
                     "service_completed_successfully" => Condition::CompletedSuccessfully,
                     other => {
                         return Err(invalid(
-                            &format!("depends_on.{service}.condition"),
+                            service,
+                            &format!("depends_on.{dependency}.condition"),
                             format!(
                                 "`{other}` is not a condition; use service_started, service_healthy or service_completed_successfully"
                             ),
                         ));
                     }
                 };
-                dependencies.push(Dependency { service, condition });
+                dependencies.push(Dependency {
+                    service: dependency,
+                    condition,
+                });
             }
             dependencies
         }
-    };
+    })
+}
 
-    let healthcheck = service
-        .healthcheck
-        .map(|check| healthcheck(check, &path("healthcheck")))
-        .transpose()?;
-
-    let labels: BTreeMap<String, String> = match service.labels {
+fn labels(labels: compose::Labels) -> BTreeMap<String, String> {
+    match labels {
         compose::Labels::List(entries) => entries
             .into_iter()
             .map(|entry| match entry.split_once('=') {
@@ -227,53 +310,24 @@ fn service_plan(
             })
             .collect(),
         compose::Labels::Map(map) => map.into_iter().collect(),
-    };
+    }
+}
 
-    let limits = service
-        .deploy
+/// `deploy.resources.limits` as thousandths of a CPU and bytes of memory.
+fn resource_limits(service: &str, deploy: Option<compose::Deploy>) -> Result<(Option<u64>, Option<u64>), ComposeError> {
+    let limits = deploy
         .and_then(|deploy| deploy.resources)
         .and_then(|resources| resources.limits);
     let (cpus, memory) = limits.map(|limits| (limits.cpus, limits.memory)).unwrap_or_default();
     let cpu_millis = cpus
         .map(|cpus| parse_cpu_millis(&NumberOrString::String(cpus)))
         .transpose()
-        .map_err(|message| invalid("deploy.resources.limits.cpus", message))?;
+        .map_err(|message| invalid(service, "deploy.resources.limits.cpus", message))?;
     let memory_bytes = memory
         .map(|memory| parse_memory_bytes(&NumberOrString::String(memory)))
         .transpose()
-        .map_err(|message| invalid("deploy.resources.limits.memory", message))?;
-
-    let restart = service
-        .restart
-        .map(|text| restart_policy(&text))
-        .transpose()
-        .map_err(|message| invalid("restart", message))?;
-
-    Ok(ServicePlan {
-        name: name.to_string(),
-        image,
-        command,
-        entrypoint,
-        environment,
-        ports,
-        volumes,
-        depends_on,
-        healthcheck,
-        labels,
-        cpu_millis,
-        memory_bytes,
-        restart,
-        working_dir: service.working_dir,
-        user: service.user,
-    })
-}
-
-/// A value-less environment entry takes the caller's variable, or is left out (compose's rule,
-/// with the caller's variables in place of the shell's).
-fn inherit(environment: &mut BTreeMap<String, String>, key: &str, variables: &BTreeMap<String, String>) {
-    if let Some(value) = variables.get(key) {
-        environment.insert(key.to_string(), value.clone());
-    }
+        .map_err(|message| invalid(service, "deploy.resources.limits.memory", message))?;
+    Ok((cpu_millis, memory_bytes))
 }
 
 /// The container port of a short-form port: `"8080"`, `"8080/tcp"`, `"HOST:CONTAINER"`,

@@ -378,3 +378,28 @@ fn a_healthcheck_without_test_keeps_the_images_test() {
     assert_eq!(check.interval, Some(Duration::from_secs(10)));
     assert_eq!(check.retries, None);
 }
+
+#[test]
+fn the_first_bad_field_in_declaration_order_is_the_one_reported() {
+    let fields = [
+        ("command", "    command: \"echo 'open\"\n"),
+        ("ports[0]", "    ports: [\"0\"]\n"),
+        ("volumes[0]", "    volumes: [\"undeclared:/data\"]\n"),
+        (
+            "depends_on.db.condition",
+            "    depends_on: {db: {condition: sometimes}}\n",
+        ),
+        (
+            "deploy.resources.limits.cpus",
+            "    deploy: {resources: {limits: {cpus: \"lots\"}}}\n",
+        ),
+        ("restart", "    restart: sometimes\n"),
+    ];
+    for first in 0..fields.len() {
+        let bad: String = fields[first..].iter().map(|(_, line)| *line).collect();
+        let yaml = format!("services:\n  app:\n    image: busybox\n{bad}  db:\n    image: busybox\n");
+        let message = plan(&yaml, &BTreeMap::new()).unwrap_err().to_string();
+        let expected = format!("services.app.{}", fields[first].0);
+        assert!(message.contains(&expected), "expected {expected}, got: {message}");
+    }
+}

@@ -132,189 +132,20 @@ impl SandboxRequest {
     /// Parses, defaults and checks every field against `policy`, collecting all errors.
     pub fn validate(&self, policy: &SpecPolicy) -> Result<SandboxSpec, ValidationErrors> {
         let mut errors = Vec::new();
-        let mut reject = |field: &str, message: String| {
-            errors.push(FieldError {
-                field: field.to_owned(),
-                message,
-            })
-        };
-
-        let image = match self.image.as_deref().map(str::trim) {
-            None | Some("") => {
-                reject(
-                    "image",
-                    "is required: name the image to run, e.g. \"busybox:latest\"".into(),
-                );
-                String::new()
-            }
-            Some(image) => {
-                if let Err(message) = validate_image_reference(image) {
-                    reject("image", message);
-                }
-                image.to_owned()
-            }
-        };
-
-        if let Some(command) = &self.command {
-            if command.is_empty() {
-                reject(
-                    "command",
-                    "must not be an empty list: omit it to run the image's default command".into(),
-                );
-            } else if command[0].is_empty() {
-                reject("command[0]", "the program to run must not be empty".into());
-            }
-            if command.iter().any(|arg| arg.contains('\0')) {
-                reject("command", "arguments must not contain NUL bytes".into());
-            }
-        }
-
-        for (key, value) in &self.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                reject(
-                    &format!("env.{key}"),
-                    format!(
-                        "`{key}` is not a valid variable name: it must be non-empty and contain neither `=` nor NUL"
-                    ),
-                );
-            }
-            if value.contains('\0') {
-                reject(&format!("env.{key}"), "values must not contain NUL bytes".into());
-            }
-        }
-
-        if let Some(workdir) = &self.workdir
-            && (!workdir.starts_with('/') || workdir.contains('\0'))
-        {
-            reject("workdir", format!("`{workdir}` must be an absolute path such as /work"));
-        }
-
-        if let Some(user) = &self.user
-            && let Err(message) = validate_user(user)
-        {
-            reject("user", message);
-        }
-
-        for (key, value) in &self.labels {
-            if let Err(message) = labels::validate_label(key, value) {
-                reject(&format!("labels.{key}"), message);
-            }
-        }
-        if self.labels.len() > policy.max_labels {
-            reject(
-                "labels",
-                format!(
-                    "has {} labels; this server allows at most {} (its max_labels setting): drop some, or keep such data inside the sandbox",
-                    self.labels.len(),
-                    policy.max_labels
-                ),
-            );
-        }
-        let pairs_bytes =
-            |map: &BTreeMap<String, String>| map.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>();
-        let sizes = [
-            ("labels", pairs_bytes(&self.labels)),
-            ("env", pairs_bytes(&self.env)),
-            ("command", self.command.iter().flatten().map(String::len).sum()),
-        ];
-        let total: usize = sizes.iter().map(|(_, size)| size).sum();
-        if total as u64 > policy.max_spec_bytes
-            && let Some((largest, _)) = sizes.iter().max_by_key(|(_, size)| *size)
-        {
-            reject(
-                largest,
-                format!(
-                    "labels, env and command hold {total} bytes together; this server allows at most {} (its max_spec_size setting): pass large data as a file instead",
-                    policy.max_spec_bytes
-                ),
-            );
-        }
-
-        let mut seen_ports = std::collections::BTreeSet::new();
-        for (index, port) in self.ports.iter().enumerate() {
-            if *port == 0 {
-                reject(&format!("ports[{index}]"), "0 is not a port: use 1-65535".into());
-            } else if !seen_ports.insert(*port) {
-                reject(&format!("ports[{index}]"), format!("port {port} is listed twice"));
-            }
-        }
-
-        let cpu_millis = match &self.cpu {
-            None => policy.default_cpu_millis,
-            Some(input) => match units::parse_cpu_millis(input) {
-                Ok(millis) if millis > policy.max_cpu_millis => {
-                    reject(
-                        "cpu",
-                        format!(
-                            "`{input}` is more than this server's maximum of {} CPUs",
-                            units::format_cpu(policy.max_cpu_millis)
-                        ),
-                    );
-                    0
-                }
-                Ok(millis) => millis,
-                Err(message) => {
-                    reject("cpu", message);
-                    0
-                }
-            },
-        };
-
-        let memory_bytes = match &self.memory {
-            None => policy.default_memory_bytes,
-            Some(input) => match units::parse_memory_bytes(input) {
-                Ok(bytes) if bytes > policy.max_memory_bytes => {
-                    reject(
-                        "memory",
-                        format!(
-                            "`{input}` is more than this server's maximum of {}",
-                            units::format_memory(policy.max_memory_bytes)
-                        ),
-                    );
-                    0
-                }
-                Ok(bytes) => bytes,
-                Err(message) => {
-                    reject("memory", message);
-                    0
-                }
-            },
-        };
-
-        let ttl = match &self.ttl {
-            None => policy.default_ttl,
-            Some(input) => match units::parse_duration(input) {
-                Ok(ttl) if ttl > policy.max_ttl => {
-                    reject(
-                        "ttl",
-                        format!(
-                            "`{input}` is longer than this server's maximum of {}",
-                            units::format_duration(policy.max_ttl)
-                        ),
-                    );
-                    Duration::ZERO
-                }
-                Ok(ttl) => ttl,
-                Err(message) => {
-                    reject("ttl", message);
-                    Duration::ZERO
-                }
-            },
-        };
-
-        let readiness = match self.readiness.as_ref().map(ReadinessRequest::validate) {
-            None => None,
-            Some(Ok(probe)) => Some(probe),
-            Some(Err(probe_errors)) => {
-                for error in probe_errors {
-                    reject(&error.field, error.message);
-                }
-                None
-            }
-        };
-        if let Some(Err(error)) = self.runtime.as_deref().map(check_runtime_name) {
-            reject(&error.field, error.message);
-        }
+        // The checks run in this order so that the errors a client reads follow the fields.
+        let image = self.validated_image(&mut errors);
+        self.check_command(&mut errors);
+        self.check_env(&mut errors);
+        self.check_workdir_and_user(&mut errors);
+        self.check_labels(policy, &mut errors);
+        self.check_spec_size(policy, &mut errors);
+        self.check_ports(&mut errors);
+        // A refused quantity comes back as zero, never used: no spec is built once anything is refused.
+        let cpu_millis = self.validated_cpu_millis(policy, &mut errors);
+        let memory_bytes = self.validated_memory_bytes(policy, &mut errors);
+        let ttl = self.validated_ttl(policy, &mut errors);
+        let readiness = self.validated_readiness(&mut errors);
+        self.check_runtime(&mut errors);
 
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
@@ -339,6 +170,243 @@ impl SandboxRequest {
             hardening: self.hardening.unwrap_or_default(),
         })
     }
+
+    fn validated_image(&self, errors: &mut Vec<FieldError>) -> String {
+        match self.image.as_deref().map(str::trim) {
+            None | Some("") => {
+                reject(
+                    errors,
+                    "image",
+                    "is required: name the image to run, e.g. \"busybox:latest\"".into(),
+                );
+                String::new()
+            }
+            Some(image) => {
+                if let Err(message) = validate_image_reference(image) {
+                    reject(errors, "image", message);
+                }
+                image.to_owned()
+            }
+        }
+    }
+
+    fn check_command(&self, errors: &mut Vec<FieldError>) {
+        if let Some(command) = &self.command {
+            if command.is_empty() {
+                reject(
+                    errors,
+                    "command",
+                    "must not be an empty list: omit it to run the image's default command".into(),
+                );
+            } else if command[0].is_empty() {
+                reject(errors, "command[0]", "the program to run must not be empty".into());
+            }
+            if command.iter().any(|arg| arg.contains('\0')) {
+                reject(errors, "command", "arguments must not contain NUL bytes".into());
+            }
+        }
+    }
+
+    fn check_env(&self, errors: &mut Vec<FieldError>) {
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                reject(
+                    errors,
+                    &format!("env.{key}"),
+                    format!(
+                        "`{key}` is not a valid variable name: it must be non-empty and contain neither `=` nor NUL"
+                    ),
+                );
+            }
+            if value.contains('\0') {
+                reject(
+                    errors,
+                    &format!("env.{key}"),
+                    "values must not contain NUL bytes".into(),
+                );
+            }
+        }
+    }
+
+    fn check_workdir_and_user(&self, errors: &mut Vec<FieldError>) {
+        if let Some(workdir) = &self.workdir
+            && (!workdir.starts_with('/') || workdir.contains('\0'))
+        {
+            reject(
+                errors,
+                "workdir",
+                format!("`{workdir}` must be an absolute path such as /work"),
+            );
+        }
+
+        if let Some(user) = &self.user
+            && let Err(message) = validate_user(user)
+        {
+            reject(errors, "user", message);
+        }
+    }
+
+    fn check_labels(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) {
+        for (key, value) in &self.labels {
+            if let Err(message) = labels::validate_label(key, value) {
+                reject(errors, &format!("labels.{key}"), message);
+            }
+        }
+        if self.labels.len() > policy.max_labels {
+            reject(
+                errors,
+                "labels",
+                format!(
+                    "has {} labels; this server allows at most {} (its max_labels setting): drop some, or keep such data inside the sandbox",
+                    self.labels.len(),
+                    policy.max_labels
+                ),
+            );
+        }
+    }
+
+    /// Bounds labels, env and command together, blaming the largest of them: that is the one
+    /// worth shrinking.
+    fn check_spec_size(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) {
+        let pairs_bytes =
+            |map: &BTreeMap<String, String>| map.iter().map(|(key, value)| key.len() + value.len()).sum::<usize>();
+        let sizes = [
+            ("labels", pairs_bytes(&self.labels)),
+            ("env", pairs_bytes(&self.env)),
+            ("command", self.command.iter().flatten().map(String::len).sum()),
+        ];
+        let total: usize = sizes.iter().map(|(_, size)| size).sum();
+        if total as u64 > policy.max_spec_bytes
+            && let Some((largest, _)) = sizes.iter().max_by_key(|(_, size)| *size)
+        {
+            reject(
+                errors,
+                largest,
+                format!(
+                    "labels, env and command hold {total} bytes together; this server allows at most {} (its max_spec_size setting): pass large data as a file instead",
+                    policy.max_spec_bytes
+                ),
+            );
+        }
+    }
+
+    fn check_ports(&self, errors: &mut Vec<FieldError>) {
+        let mut seen_ports = std::collections::BTreeSet::new();
+        for (index, port) in self.ports.iter().enumerate() {
+            if *port == 0 {
+                reject(
+                    errors,
+                    &format!("ports[{index}]"),
+                    "0 is not a port: use 1-65535".into(),
+                );
+            } else if !seen_ports.insert(*port) {
+                reject(
+                    errors,
+                    &format!("ports[{index}]"),
+                    format!("port {port} is listed twice"),
+                );
+            }
+        }
+    }
+
+    fn validated_cpu_millis(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) -> u64 {
+        match &self.cpu {
+            None => policy.default_cpu_millis,
+            Some(input) => match units::parse_cpu_millis(input) {
+                Ok(millis) if millis > policy.max_cpu_millis => {
+                    reject(
+                        errors,
+                        "cpu",
+                        format!(
+                            "`{input}` is more than this server's maximum of {} CPUs",
+                            units::format_cpu(policy.max_cpu_millis)
+                        ),
+                    );
+                    0
+                }
+                Ok(millis) => millis,
+                Err(message) => {
+                    reject(errors, "cpu", message);
+                    0
+                }
+            },
+        }
+    }
+
+    fn validated_memory_bytes(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) -> u64 {
+        match &self.memory {
+            None => policy.default_memory_bytes,
+            Some(input) => match units::parse_memory_bytes(input) {
+                Ok(bytes) if bytes > policy.max_memory_bytes => {
+                    reject(
+                        errors,
+                        "memory",
+                        format!(
+                            "`{input}` is more than this server's maximum of {}",
+                            units::format_memory(policy.max_memory_bytes)
+                        ),
+                    );
+                    0
+                }
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    reject(errors, "memory", message);
+                    0
+                }
+            },
+        }
+    }
+
+    fn validated_ttl(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) -> Duration {
+        match &self.ttl {
+            None => policy.default_ttl,
+            Some(input) => match units::parse_duration(input) {
+                Ok(ttl) if ttl > policy.max_ttl => {
+                    reject(
+                        errors,
+                        "ttl",
+                        format!(
+                            "`{input}` is longer than this server's maximum of {}",
+                            units::format_duration(policy.max_ttl)
+                        ),
+                    );
+                    Duration::ZERO
+                }
+                Ok(ttl) => ttl,
+                Err(message) => {
+                    reject(errors, "ttl", message);
+                    Duration::ZERO
+                }
+            },
+        }
+    }
+
+    fn validated_readiness(&self, errors: &mut Vec<FieldError>) -> Option<ReadinessProbe> {
+        match self.readiness.as_ref().map(ReadinessRequest::validate) {
+            None => None,
+            Some(Ok(probe)) => Some(probe),
+            Some(Err(probe_errors)) => {
+                for error in probe_errors {
+                    reject(errors, &error.field, error.message);
+                }
+                None
+            }
+        }
+    }
+
+    fn check_runtime(&self, errors: &mut Vec<FieldError>) {
+        if let Some(Err(error)) = self.runtime.as_deref().map(check_runtime_name) {
+            reject(errors, &error.field, error.message);
+        }
+    }
+}
+
+/// Records one refusal; the checks go on after it so that one answer lists every problem.
+fn reject(errors: &mut Vec<FieldError>, field: &str, message: String) {
+    errors.push(FieldError {
+        field: field.to_owned(),
+        message,
+    });
 }
 
 /// A loose check of a Docker image reference: `[registry/]path[:tag][@digest]`, with the
@@ -633,6 +701,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_policy_bounds_readiness_and_runtime_are_reported_after_the_fields_before_them() {
+        let policy = SpecPolicy {
+            max_labels: 1,
+            max_spec_bytes: 10,
+            ..SpecPolicy::default()
+        };
+        let found = request(serde_json::json!({
+            "image": "busybox",
+            "labels": {"a": "1", "b": "2"},
+            "env": {"PAYLOAD": "xxxxxxxxxx"},
+            "ports": [0],
+            "ttl": "-1s",
+            "readiness": {},
+            "runtime": "",
+        }))
+        .validate(&policy)
+        .unwrap_err()
+        .0;
+        let found = fields(&found);
+        assert_eq!(found[..4], ["labels", "env", "ports[0]", "ttl"], "{found:?}");
+        assert!(
+            found[4..found.len() - 1]
+                .iter()
+                .all(|field| field.starts_with("readiness")),
+            "{found:?}"
+        );
+        assert!(found.len() > 5, "{found:?}");
+        assert_eq!(found.last(), Some(&"runtime"), "{found:?}");
     }
 
     #[test]
