@@ -27,6 +27,7 @@ use crate::error::{EngineRef, Subject, classify, image_not_found};
 use crate::{spec, state};
 
 mod build_calls;
+mod network_calls;
 mod stack_calls;
 mod work_calls;
 
@@ -42,6 +43,8 @@ pub struct DockerRuntime {
     docker: Docker,
     config: DockerConfig,
     info: EngineInfo,
+    /// The id of the network sandboxes join, once found or made (shared by the clones).
+    sandbox_network: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -70,6 +73,7 @@ impl DockerRuntime {
             docker: connected.docker,
             config,
             info,
+            sandbox_network: std::sync::Arc::default(),
         })
     }
 
@@ -116,6 +120,41 @@ impl DockerRuntime {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(classify(&err, self.engine(), subject)),
             Err(_) => Err(self.timed_out(what, deadline)),
+        }
+    }
+
+    /// Creates the container of a single-container sandbox, joined to the sandbox network.
+    async fn create_on_sandbox_network(
+        &self,
+        request: &ContainerRequest,
+        name: &str,
+    ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
+        let network = self.sandbox_network().await?;
+        let body = spec::container_body(request, &self.config.publish_host_ip, &network)?;
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        // A 404 here means the image (or the network) vanished since the check; a 409 means a
+        // container of this name exists already: it is not ours to remove.
+        self.call(
+            "container create",
+            Subject::Image(&request.spec.image),
+            self.docker.create_container(Some(options), body),
+        )
+        .await
+    }
+
+    /// After a create answered "not found": whether it was the sandbox network that is gone
+    /// (then forgotten, so that the next call makes it again).
+    async fn sandbox_network_went_away(&self) -> bool {
+        let Some(id) = self.sandbox_network.lock().await.clone() else {
+            return false;
+        };
+        match self.sandbox_network_exists(&id).await {
+            Ok(true) | Err(_) => false,
+            Ok(false) => {
+                tracing::warn!(network = %id, "the sandbox network was removed behind berth's back; making it again");
+                self.forget_sandbox_network().await;
+                true
+            }
         }
     }
 
@@ -284,21 +323,19 @@ impl Runtime for DockerRuntime {
         if let Some(plan) = &request.spec.stack {
             return self.create_stack(request, plan).await;
         }
-        let body = spec::container_body(request, &self.config.publish_host_ip)?;
         let image = request.spec.image.as_str();
         self.ensure_image(image).await?;
-
         let name = spec::container_name(request);
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        // A 404 here means the image vanished since the check; a 409 means a container of this
-        // name exists already: it is not ours to remove.
-        let created = self
-            .call(
-                "container create",
-                Subject::Image(image),
-                self.docker.create_container(Some(options), body),
-            )
-            .await?;
+        let created = match self.create_on_sandbox_network(request, &name).await {
+            // The network went away behind berth's back (the engine answers as for a missing
+            // image): made again, and the create tried once more.
+            Err(RuntimeError::ImageNotFound { .. } | RuntimeError::NotFound(_))
+                if self.sandbox_network_went_away().await =>
+            {
+                self.create_on_sandbox_network(request, &name).await?
+            }
+            created => created?,
+        };
         for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
             tracing::warn!(container = %name, %warning, "engine warning on create");
         }

@@ -18,10 +18,12 @@ pub(crate) fn container_name(request: &ContainerRequest) -> String {
     format!("berth-{}", request.sandbox_id)
 }
 
-/// The create body for `request`, publishing its ports on `publish_host_ip`.
+/// The create body for `request`, joined to `network`, publishing its ports on
+/// `publish_host_ip`.
 pub(crate) fn container_body(
     request: &ContainerRequest,
     publish_host_ip: &str,
+    network: &str,
 ) -> Result<ContainerCreateBody, RuntimeError> {
     let spec = &request.spec;
     let resources = &spec.resources;
@@ -71,8 +73,9 @@ pub(crate) fn container_body(
         // A minimal init as PID 1 reaps the processes berth kills (exec timeouts, signals), so
         // they never linger as zombies counting against the pids limit.
         init: Some(true),
-        // Network, PID, IPC and UTS modes stay unset: the engine's default bridge and private
-        // namespaces. No binds, mounts or devices.
+        // The sandbox network, where no sandbox reaches another. PID, IPC and UTS modes stay
+        // unset: private namespaces. No binds, mounts or devices.
+        network_mode: Some(network.to_owned()),
         ..Default::default()
     };
 
@@ -151,7 +154,7 @@ mod tests {
 
     #[test]
     fn body_carries_resources_hardening_and_ports() {
-        let body = container_body(&request(), "127.0.0.1").expect("valid");
+        let body = container_body(&request(), "127.0.0.1", "net-id").expect("valid");
         assert_eq!(container_name(&request()), "berth-0123456789abcdef");
         assert_eq!(body.image.as_deref(), Some("busybox:latest"));
         assert_eq!(body.cmd, Some(vec!["sleep".to_string(), "60".to_string()]));
@@ -177,7 +180,7 @@ mod tests {
         assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_string()]));
         assert_eq!(host.cap_drop, Some(vec!["NET_RAW".to_string()]));
         assert_eq!(host.privileged, Some(false));
-        assert_eq!(host.network_mode, None);
+        assert_eq!(host.network_mode.as_deref(), Some("net-id"));
         assert_eq!(host.binds, None);
         assert_eq!(host.mounts, None);
         assert_eq!(host.runtime, None, "the engine's default runtime");
@@ -196,7 +199,7 @@ mod tests {
             read_only_rootfs: true,
             drop_all_capabilities: true,
         };
-        let host = container_body(&request, "127.0.0.1")
+        let host = container_body(&request, "127.0.0.1", "net-id")
             .expect("valid")
             .host_config
             .expect("host config");
@@ -222,7 +225,7 @@ mod tests {
         let mut request = request();
         request.spec.command = None;
         request.spec.ports.clear();
-        let body = container_body(&request, "127.0.0.1").expect("valid");
+        let body = container_body(&request, "127.0.0.1", "net-id").expect("valid");
         assert_eq!(body.cmd, None);
         assert_eq!(body.exposed_ports, None);
         assert_eq!(body.host_config.and_then(|h| h.port_bindings), None);
@@ -233,13 +236,13 @@ mod tests {
         let mut request = request();
         request.spec.resources.memory_bytes = u64::MAX;
         assert!(matches!(
-            container_body(&request, "127.0.0.1"),
+            container_body(&request, "127.0.0.1", "net-id"),
             Err(RuntimeError::Invalid(_))
         ));
         let mut request = self::request();
         request.spec.resources.cpu_millis = u64::MAX / 2;
         assert!(matches!(
-            container_body(&request, "127.0.0.1"),
+            container_body(&request, "127.0.0.1", "net-id"),
             Err(RuntimeError::Invalid(_))
         ));
     }

@@ -86,11 +86,11 @@ pub(crate) fn service_body(
     base.resources.cpu_millis = service.cpu_millis.unwrap_or(base.resources.cpu_millis);
     base.resources.memory_bytes = service.memory_bytes.unwrap_or(base.resources.memory_bytes);
     as_sandbox.labels = labels;
-    let mut body = spec::container_body(&as_sandbox, publish_host_ip)?;
+    let network = network_name(&request.sandbox_id);
+    let mut body = spec::container_body(&as_sandbox, publish_host_ip, &network)?;
 
     body.entrypoint = service.entrypoint.clone();
     body.healthcheck = service.healthcheck.as_ref().map(health_config);
-    let network = network_name(&request.sandbox_id);
     body.networking_config = Some(NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             network.clone(),

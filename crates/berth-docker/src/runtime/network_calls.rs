@@ -1,0 +1,147 @@
+//! The network every single-container sandbox joins: one bridge per engine with inter-container
+//! traffic switched off, so that no sandbox can open a connection to another, whatever it tries.
+//!
+//! The engine enforces it (its own firewall rules for the bridge), so it holds on a remote engine
+//! as on a local one, and code in a sandbox cannot undo it (no sandbox gets `NET_ADMIN`). berth,
+//! on the host side, still reaches every sandbox: the proxy, the gateway, readiness probes and the
+//! env-service balancers connect from the host, which the rule does not cover. A compose stack
+//! keeps a network of its own, so its services talk to each other and to nothing else.
+
+use std::collections::HashMap;
+
+use bollard::models::{Network, NetworkCreateRequest};
+use bollard::query_parameters::ListNetworksOptionsBuilder;
+
+use super::DockerRuntime;
+use crate::error::Subject;
+use berth_runtime::RuntimeError;
+
+/// The network's name on the engine.
+pub const SANDBOX_NETWORK: &str = "berth-sandboxes";
+/// The label that marks it as berth's, whichever berth process created it.
+pub const SANDBOX_NETWORK_LABEL: &str = "berth.sandbox-network";
+/// The bridge driver's option that stops traffic between its containers.
+const INTER_CONTAINER_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
+impl DockerRuntime {
+    /// The id of the sandbox network, creating it when the engine has none. Kept once found; a
+    /// network removed behind berth's back is found missing by the create that needs it
+    /// ([`Self::forget_sandbox_network`]).
+    pub(super) async fn sandbox_network(&self) -> Result<String, RuntimeError> {
+        let mut cached = self.sandbox_network.lock().await;
+        if let Some(id) = cached.as_ref() {
+            return Ok(id.clone());
+        }
+        let id = match self.find_sandbox_network().await? {
+            Some(id) => id,
+            None => {
+                self.create_sandbox_network().await?;
+                // Two berth processes may have created one each at the same moment (engines of
+                // API 1.41 accept a duplicate name): all of them settle on the same one.
+                self.find_sandbox_network().await?.ok_or_else(|| {
+                    RuntimeError::Other(format!(
+                        "the network `{SANDBOX_NETWORK}` was created but the engine does not list it"
+                    ))
+                })?
+            }
+        };
+        *cached = Some(id.clone());
+        Ok(id)
+    }
+
+    pub(super) async fn forget_sandbox_network(&self) {
+        *self.sandbox_network.lock().await = None;
+    }
+
+    /// Whether the network berth has been using is still there.
+    pub(super) async fn sandbox_network_exists(&self, id: &str) -> Result<bool, RuntimeError> {
+        let filters = HashMap::from([("id", vec![id.to_owned()])]);
+        Ok(self
+            .sandbox_networks(&filters)
+            .await?
+            .iter()
+            .any(|network| network.id.as_deref() == Some(id)))
+    }
+
+    async fn find_sandbox_network(&self) -> Result<Option<String>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![SANDBOX_NETWORK_LABEL.to_owned()])]);
+        Ok(canonical(self.sandbox_networks(&filters).await?))
+    }
+
+    async fn sandbox_networks(&self, filters: &HashMap<&str, Vec<String>>) -> Result<Vec<Network>, RuntimeError> {
+        let options = ListNetworksOptionsBuilder::new().filters(filters).build();
+        self.call(
+            "network list",
+            Subject::Engine,
+            self.docker.list_networks(Some(options)),
+        )
+        .await
+    }
+
+    async fn create_sandbox_network(&self) -> Result<(), RuntimeError> {
+        let request = NetworkCreateRequest {
+            name: SANDBOX_NETWORK.to_owned(),
+            driver: Some("bridge".into()),
+            // No IPv6: the isolation rules the engine writes are IPv4 ones.
+            enable_ipv6: Some(false),
+            options: Some(HashMap::from([(INTER_CONTAINER_OPTION.to_owned(), "false".to_owned())])),
+            labels: Some(HashMap::from([(SANDBOX_NETWORK_LABEL.to_owned(), "true".to_owned())])),
+            ..Default::default()
+        };
+        match self
+            .call("network create", Subject::Engine, self.docker.create_network(request))
+            .await
+        {
+            // A newer engine refuses the duplicate another process just created.
+            Ok(_) | Err(RuntimeError::Conflict(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Of the networks listed, the one every berth process picks: named [`SANDBOX_NETWORK`], with
+/// inter-container traffic off, the oldest first and the smallest id between equals.
+fn canonical(networks: Vec<Network>) -> Option<String> {
+    networks
+        .into_iter()
+        .filter(|network| network.name.as_deref() == Some(SANDBOX_NETWORK))
+        .filter(|network| {
+            network
+                .options
+                .as_ref()
+                .and_then(|options| options.get(INTER_CONTAINER_OPTION))
+                .is_some_and(|value| value == "false")
+        })
+        .filter_map(|network| Some((network.created, network.id?)))
+        .min()
+        .map(|(_, id)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(id: &str, name: &str, icc: Option<&str>, created_secs: i64) -> Network {
+        Network {
+            id: Some(id.into()),
+            name: Some(name.into()),
+            created: chrono::DateTime::from_timestamp(created_secs, 0),
+            options: icc.map(|value| HashMap::from([(INTER_CONTAINER_OPTION.to_owned(), value.to_owned())])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_process_settles_on_the_oldest_isolated_network_of_the_name() {
+        let listed = vec![
+            network("bbb", SANDBOX_NETWORK, Some("false"), 20),
+            network("aaa", "berth-sandboxes-other", Some("false"), 1),
+            network("ccc", SANDBOX_NETWORK, Some("true"), 5),
+            network("ddd", SANDBOX_NETWORK, None, 5),
+            network("eee", SANDBOX_NETWORK, Some("false"), 10),
+            network("abc", SANDBOX_NETWORK, Some("false"), 10),
+        ];
+        assert_eq!(canonical(listed).as_deref(), Some("abc"));
+        assert_eq!(canonical(vec![network("ccc", SANDBOX_NETWORK, Some("true"), 5)]), None);
+    }
+}
