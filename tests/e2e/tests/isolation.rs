@@ -53,7 +53,10 @@ async fn answered_from(server: &TestServer, id: &str, ip: &str) -> bool {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{result}");
-    result["stdout"].as_str().unwrap_or_default().starts_with("HTTP/1.1 200")
+    result["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("HTTP/1.1 200")
 }
 
 #[tokio::test]
@@ -75,8 +78,14 @@ async fn sandboxes_cannot_reach_each_other_and_berth_still_reaches_them() {
     // Each reaches its own server (so the probe and the server work), neither the other's.
     assert!(answered_from(&server, first_id, first_ip).await);
     assert!(answered_from(&server, second_id, second_ip).await);
-    assert!(!answered_from(&server, first_id, second_ip).await, "the first sandbox reached the second");
-    assert!(!answered_from(&server, second_id, first_ip).await, "the second sandbox reached the first");
+    assert!(
+        !answered_from(&server, first_id, second_ip).await,
+        "the first sandbox reached the second"
+    );
+    assert!(
+        !answered_from(&server, second_id, first_ip).await,
+        "the second sandbox reached the first"
+    );
 
     // berth, from the host side, still reaches both through its proxy.
     for id in [first_id, second_id] {
