@@ -68,11 +68,23 @@ async fn sandboxes_cannot_reach_each_other_and_berth_still_reaches_them() {
     let first_ip = first["ip"].as_str().expect("a sandbox has an address");
     let second_ip = second["ip"].as_str().expect("a sandbox has an address");
 
-    // Both joined berth's network, which keeps its members apart.
+    // Both joined one network that keeps its members apart: berth's own, or the engine's default
+    // bridge when the engine runs with inter-container traffic off.
     for sandbox in [&first, &second] {
         let container = docker_inspect(sandbox["container_id"].as_str().unwrap()).unwrap();
-        let networks = container["NetworkSettings"]["Networks"].as_object().unwrap();
-        assert_eq!(networks.keys().collect::<Vec<_>>(), ["berth-sandboxes"], "{networks:?}");
+        let networks: Vec<String> = container["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(networks.len(), 1, "{networks:?}");
+        let network = berth_e2e::docker(&["network", "inspect", &networks[0]]).unwrap();
+        let network: Value = serde_json::from_str(&network).unwrap();
+        assert_eq!(
+            network[0]["Options"]["com.docker.network.bridge.enable_icc"], "false",
+            "{network}"
+        );
     }
 
     // Each reaches its own server (so the probe and the server work), neither the other's.
