@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_core::Reason;
 use berth_core::sandbox::label_keys;
 use berth_core::spec::NumberOrString;
-use berth_core::{Sandbox, SandboxId, SandboxRequest, Status, ValidationErrors, units};
+use berth_core::{Sandbox, SandboxId, SandboxRequest, SandboxSpec, Status, Template, ValidationErrors, units};
 use berth_runtime::{ContainerRequest, LogOptions, OutputChunk, ResourceStats, Runtime, RuntimeError};
 use berth_store::{Cursor, Page, SandboxFilter, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -460,36 +460,14 @@ impl SandboxService {
         idempotency_key: Option<String>,
         wait: bool,
     ) -> Result<Created, ServiceError> {
-        let CreateExtras { system_labels, stack } = extras;
         let requested_at = Utc::now();
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
-        let (mut spec, template) = match &request.template {
-            None => (
-                request
-                    .validate(&self.config.policy)
-                    .map_err(ServiceError::Validation)?,
-                None,
-            ),
-            Some(reference) => {
-                let template = self.template_for_create(reference).await?;
-                let spec = pools::merged_request(&template, &request)
-                    .validate(&self.config.policy)
-                    .map_err(ServiceError::Validation)?;
-                (spec, Some(template))
-            }
-        };
-        self.check_runtime_offered(spec.runtime.as_deref()).await?;
-        spec.labels.extend(system_labels);
-        spec.stack = stack;
+        let (spec, template) = self.spec_for_create(&request, extras).await?;
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
-            if let Some(existing) = self.store.find_by_idempotency_key(&owner, key).await? {
-                return Ok(Created {
-                    sandbox: self.current(existing),
-                    replayed: true,
-                    claimed: false,
-                });
+            if let Some(replayed) = self.replay(&owner, key).await? {
+                return Ok(replayed);
             }
         }
         if let Some(template) = &template
@@ -514,45 +492,11 @@ impl SandboxService {
             requested_at,
         );
         sandbox.template = template.as_ref().map(|template| template.reference().to_string());
-        let id = sandbox.id.clone();
-        let quota = self.identity.quota_of(&owner).await?;
-        match retry_store(|| self.store.insert_within(&sandbox, &quota)).await {
-            Ok(()) => {}
-            Err(StoreError::QuotaExceeded(exceeded)) => {
-                return Err(ServiceError::QuotaExceeded {
-                    owner: owner.clone(),
-                    exceeded,
-                });
-            }
-            Err(StoreError::DuplicateIdempotencyKey { .. }) => {
-                // A concurrent retry with the same key won the race: answer with its sandbox.
-                let key = idempotency_key.unwrap_or_default();
-                if let Some(existing) = self.store.find_by_idempotency_key(&owner, &key).await? {
-                    return Ok(Created {
-                        sandbox: self.current(existing),
-                        replayed: true,
-                        claimed: false,
-                    });
-                }
-                return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
-            }
-            Err(error) => return Err(error.into()),
+        if let Some(replayed) = self.record_new(&sandbox, idempotency_key).await? {
+            return Ok(replayed);
         }
-        self.index.put(sandbox.clone());
-        self.timers.schedule(id.clone(), sandbox.expires_at);
-        info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
-        self.metrics.count_operation(Operation::Create);
-
-        self.lock_provisioning().insert(id.clone());
-        let service = Arc::clone(self);
-        let provision = tokio::spawn({
-            let id = id.clone();
-            async move {
-                let outcome = service.provision(&id).await;
-                service.lock_provisioning().remove(&id);
-                outcome
-            }
-        });
+        let id = sandbox.id.clone();
+        let provision = self.start_provisioning(&id);
         if !wait {
             return Ok(Created {
                 sandbox,
@@ -572,6 +516,96 @@ impl SandboxService {
                 "create of {id} was interrupted: {join_error}"
             ))),
         }
+    }
+
+    /// The validated spec a create asks for (merged over its template's, when it names one),
+    /// with berth's labels and the stack added, and the template.
+    async fn spec_for_create(
+        &self,
+        request: &SandboxRequest,
+        extras: CreateExtras,
+    ) -> Result<(SandboxSpec, Option<Template>), ServiceError> {
+        let CreateExtras { system_labels, stack } = extras;
+        let (mut spec, template) = match &request.template {
+            None => (
+                request
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?,
+                None,
+            ),
+            Some(reference) => {
+                let template = self.template_for_create(reference).await?;
+                let spec = pools::merged_request(&template, request)
+                    .validate(&self.config.policy)
+                    .map_err(ServiceError::Validation)?;
+                (spec, Some(template))
+            }
+        };
+        self.check_runtime_offered(spec.runtime.as_deref()).await?;
+        spec.labels.extend(system_labels);
+        spec.stack = stack;
+        Ok((spec, template))
+    }
+
+    /// The sandbox an earlier create of `owner` with this idempotency key made, if any.
+    async fn replay(&self, owner: &str, key: &str) -> Result<Option<Created>, ServiceError> {
+        Ok(self
+            .store
+            .find_by_idempotency_key(owner, key)
+            .await?
+            .map(|existing| Created {
+                sandbox: self.current(existing),
+                replayed: true,
+                claimed: false,
+            }))
+    }
+
+    /// Records a new sandbox within its owner's quota, then mirrors it to the index and arms
+    /// its expiry. `Some` when a concurrent create with the same idempotency key won the race:
+    /// the answer is that one's sandbox.
+    async fn record_new(
+        &self,
+        sandbox: &Sandbox,
+        idempotency_key: Option<String>,
+    ) -> Result<Option<Created>, ServiceError> {
+        let owner = &sandbox.owner;
+        let quota = self.identity.quota_of(owner).await?;
+        match retry_store(|| self.store.insert_within(sandbox, &quota)).await {
+            Ok(()) => {}
+            Err(StoreError::QuotaExceeded(exceeded)) => {
+                return Err(ServiceError::QuotaExceeded {
+                    owner: owner.clone(),
+                    exceeded,
+                });
+            }
+            Err(StoreError::DuplicateIdempotencyKey { .. }) => {
+                let key = idempotency_key.unwrap_or_default();
+                if let Some(replayed) = self.replay(owner, &key).await? {
+                    return Ok(Some(replayed));
+                }
+                return Err(ServiceError::InvalidState(format!("idempotency key `{key}` is in use")));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        let id = &sandbox.id;
+        self.index.put(sandbox.clone());
+        self.timers.schedule(id.clone(), sandbox.expires_at);
+        info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
+        self.metrics.count_operation(Operation::Create);
+        Ok(None)
+    }
+
+    /// Makes the recorded sandbox's container in a task of its own (the resync leaves it alone
+    /// meanwhile); the task answers the sandbox as provisioned.
+    fn start_provisioning(self: &Arc<Self>, id: &SandboxId) -> tokio::task::JoinHandle<Result<Sandbox, ServiceError>> {
+        self.lock_provisioning().insert(id.clone());
+        let service = Arc::clone(self);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let outcome = service.provision(&id).await;
+            service.lock_provisioning().remove(&id);
+            outcome
+        })
     }
 
     /// The index's copy of a record when it has one (it may be newer than the store's answer).

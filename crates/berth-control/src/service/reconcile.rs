@@ -165,13 +165,7 @@ impl SandboxService {
     /// collects orphans and purges old records. The safety net under events and timers.
     pub async fn resync(self: &Arc<Self>) -> Result<ResyncReport, RuntimeError> {
         let snapshot_at = Utc::now();
-        let containers: Vec<ContainerState> = self
-            .runtime
-            .list_managed()
-            .await?
-            .into_iter()
-            .filter(|container| container.labels.get(label_keys::CLUSTER) == Some(&self.config.cluster))
-            .collect();
+        let containers = self.cluster_containers().await?;
         let mut by_sandbox: HashMap<SandboxId, &ContainerState> = HashMap::new();
         for container in &containers {
             if let Some(id) = &container.sandbox_id {
@@ -180,111 +174,163 @@ impl SandboxService {
         }
         let mut report = ResyncReport::default();
         let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
-        let mut reprobe = Vec::new();
-
+        let mut pass = ResyncPass {
+            by_sandbox,
+            snapshot_at,
+            grace,
+            report: &mut report,
+            reprobe: Vec::new(),
+        };
         for record in self.index.snapshot() {
-            if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
-                continue;
-            }
-            let _guard = self.locks.lock(&record.id).await;
-            let Some(current) = self.fresh(&record.id).await else {
-                continue;
-            };
-            if current.status.is_ended() || current.updated_at > snapshot_at {
-                continue; // changed since the container list was taken
-            }
-            let mut sandbox = Sandbox::clone(&current);
-            let mut container = by_sandbox.get(&sandbox.id).copied();
-            let now = Utc::now();
-            let started;
-            if let Some(unstarted) = container.filter(|container| container.state == RunState::Created)
-                && sandbox.status != Status::Stopping
-            {
-                let creating = matches!(sandbox.status, Status::Pending | Status::Creating);
-                if creating && self.store.is_shared() && sandbox.updated_at + grace > now {
-                    continue; // another process sharing the store may be between its create and start
-                }
-                match self.start_interrupted(&mut sandbox, unstarted).await {
-                    Some(facts) => {
-                        started = facts;
-                        container = Some(&started);
-                    }
-                    None => {
-                        self.finish_correction(sandbox).await;
-                        continue;
-                    }
-                }
-            }
-            match (sandbox.status, container) {
-                (Status::Stopping, container) => {
-                    if (container.is_some() || sandbox.spec.stack.is_some())
-                        && let Err(error) = self.remove_engine_objects(&sandbox).await
-                    {
-                        warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
-                        continue;
-                    }
-                    let reason = sandbox.status_reason.clone().unwrap_or(Reason::Deleted);
-                    sandbox.end(Status::Terminated, reason, now);
-                }
-                (Status::Pending | Status::Creating, Some(container)) => {
-                    self.adopt_container(&mut sandbox, container).await;
-                    self.metrics.count_correction(Correction::Adopted);
-                    report.adopted += 1;
-                    if let Some(probe) = &sandbox.spec.readiness
-                        && sandbox.status == Status::Running
-                    {
-                        // Its probe never passed here (the process probing it died, or another
-                        // process sharing the store probes it now): it stays `Creating`, and if
-                        // nobody else can be probing it any more, it is probed again.
-                        sandbox.status = Status::Creating;
-                        let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
-                        let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
-                        if !elsewhere {
-                            reprobe.push(sandbox.id.clone());
-                        }
-                        if sandbox == current.as_ref().clone() {
-                            continue;
-                        }
-                    }
-                }
-                (Status::Pending | Status::Creating, None) => {
-                    // With a shared store, another process may be creating it right now.
-                    if self.store.is_shared() && sandbox.updated_at + grace > now {
-                        continue;
-                    }
-                    sandbox.end(Status::Failed, Reason::CreateInterrupted, now);
-                    self.metrics.count_correction(Correction::CreateInterrupted);
-                }
-                (_, None) => {
-                    sandbox.end(Status::Failed, Reason::ContainerLost, now);
-                    self.metrics.count_correction(Correction::ContainerLost);
-                    report.lost += 1;
-                }
-                (_, Some(container)) => {
-                    if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none()
-                    {
-                        report.adopted += 1;
-                    }
-                    let before = sandbox.clone();
-                    self.adopt_container(&mut sandbox, container).await;
-                    if before == sandbox {
-                        continue;
-                    }
-                    if before.status != sandbox.status {
-                        info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
-                            "resync corrected a status the engine contradicts");
-                        self.metrics.count_correction(Correction::Status);
-                    }
-                }
-            }
-            self.finish_correction(sandbox).await;
+            self.resync_record(&record, &mut pass).await;
         }
-
-        for id in reprobe {
+        for id in std::mem::take(&mut pass.reprobe) {
             self.probe_again(id);
         }
+        drop(pass);
 
-        for container in &containers {
+        report.collected += self.collect_orphan_containers(&containers, snapshot_at, grace).await;
+        report.collected += self.collect_stacks(snapshot_at, grace).await;
+        report.purged = self.purge(snapshot_at).await;
+        Ok(report)
+    }
+
+    /// The engine's containers of this cluster, as the resync's snapshot.
+    async fn cluster_containers(&self) -> Result<Vec<ContainerState>, RuntimeError> {
+        Ok(self
+            .runtime
+            .list_managed()
+            .await?
+            .into_iter()
+            .filter(|container| container.labels.get(label_keys::CLUSTER) == Some(&self.config.cluster))
+            .collect())
+    }
+
+    /// Converges one live record with its container in the snapshot, under the sandbox's lock.
+    async fn resync_record(self: &Arc<Self>, record: &Sandbox, pass: &mut ResyncPass<'_, '_>) {
+        let (snapshot_at, grace) = (pass.snapshot_at, pass.grace);
+        if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
+            return;
+        }
+        let _guard = self.locks.lock(&record.id).await;
+        let Some(current) = self.fresh(&record.id).await else {
+            return;
+        };
+        if current.status.is_ended() || current.updated_at > snapshot_at {
+            return; // changed since the container list was taken
+        }
+        let mut sandbox = Sandbox::clone(&current);
+        let mut container = pass.by_sandbox.get(&sandbox.id).copied();
+        let now = Utc::now();
+        let started;
+        if let Some(unstarted) = container.filter(|container| container.state == RunState::Created)
+            && sandbox.status != Status::Stopping
+        {
+            let creating = matches!(sandbox.status, Status::Pending | Status::Creating);
+            if creating && self.store.is_shared() && sandbox.updated_at + grace > now {
+                return; // another process sharing the store may be between its create and start
+            }
+            match self.start_interrupted(&mut sandbox, unstarted).await {
+                Some(facts) => {
+                    started = facts;
+                    container = Some(&started);
+                }
+                None => {
+                    self.finish_correction(sandbox).await;
+                    return;
+                }
+            }
+        }
+        if self.correct(&mut sandbox, &current, container, now, pass).await {
+            self.finish_correction(sandbox).await;
+        }
+    }
+
+    /// The correction one live record needs, given its container in the snapshot (`None`: the
+    /// engine has none), applied to `sandbox`; `false` when there is nothing to record now.
+    async fn correct(
+        &self,
+        sandbox: &mut Sandbox,
+        current: &Sandbox,
+        container: Option<&ContainerState>,
+        now: DateTime<Utc>,
+        pass: &mut ResyncPass<'_, '_>,
+    ) -> bool {
+        let grace = pass.grace;
+        match (sandbox.status, container) {
+            (Status::Stopping, container) => {
+                if (container.is_some() || sandbox.spec.stack.is_some())
+                    && let Err(error) = self.remove_engine_objects(sandbox).await
+                {
+                    warn!(sandbox = %sandbox.id, %error, "could not finish a stop");
+                    return false;
+                }
+                let reason = sandbox.status_reason.clone().unwrap_or(Reason::Deleted);
+                sandbox.end(Status::Terminated, reason, now);
+            }
+            (Status::Pending | Status::Creating, Some(container)) => {
+                self.adopt_container(sandbox, container).await;
+                self.metrics.count_correction(Correction::Adopted);
+                pass.report.adopted += 1;
+                if let Some(probe) = &sandbox.spec.readiness
+                    && sandbox.status == Status::Running
+                {
+                    // Its probe never passed here (the process probing it died, or another
+                    // process sharing the store probes it now): it stays `Creating`, and if
+                    // nobody else can be probing it any more, it is probed again.
+                    sandbox.status = Status::Creating;
+                    let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
+                    let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
+                    if !elsewhere {
+                        pass.reprobe.push(sandbox.id.clone());
+                    }
+                    if *sandbox == *current {
+                        return false;
+                    }
+                }
+            }
+            (Status::Pending | Status::Creating, None) => {
+                // With a shared store, another process may be creating it right now.
+                if self.store.is_shared() && sandbox.updated_at + grace > now {
+                    return false;
+                }
+                sandbox.end(Status::Failed, Reason::CreateInterrupted, now);
+                self.metrics.count_correction(Correction::CreateInterrupted);
+            }
+            (_, None) => {
+                sandbox.end(Status::Failed, Reason::ContainerLost, now);
+                self.metrics.count_correction(Correction::ContainerLost);
+                pass.report.lost += 1;
+            }
+            (_, Some(container)) => {
+                if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
+                    pass.report.adopted += 1;
+                }
+                let before = sandbox.clone();
+                self.adopt_container(sandbox, container).await;
+                if before == *sandbox {
+                    return false;
+                }
+                if before.status != sandbox.status {
+                    info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
+                        "resync corrected a status the engine contradicts");
+                    self.metrics.count_correction(Correction::Status);
+                }
+            }
+        }
+        true
+    }
+
+    /// Removes the containers of the snapshot that no live record owns (ended, replaced, or
+    /// unknown for longer than the grace); answers how many went.
+    async fn collect_orphan_containers(
+        &self,
+        containers: &[ContainerState],
+        snapshot_at: DateTime<Utc>,
+        grace: chrono::Duration,
+    ) -> usize {
+        let mut collected = 0;
+        for container in containers {
             let record = container.sandbox_id.as_ref().and_then(|id| self.index.get(id));
             let collect = match &record {
                 Some(record) if record.status.is_ended() => true,
@@ -303,16 +349,13 @@ impl SandboxService {
                     Ok(()) => {
                         info!(container = %container.container_id, sandbox = ?container.sandbox_id, "collected a container with no live record");
                         self.metrics.count_correction(Correction::Collected);
-                        report.collected += 1;
+                        collected += 1;
                     }
                     Err(error) => warn!(container = %container.container_id, %error, "could not collect a container"),
                 }
             }
         }
-
-        report.collected += self.collect_stacks(snapshot_at, grace).await;
-        report.purged = self.purge(snapshot_at).await;
-        Ok(report)
+        collected
     }
 
     /// Starts the container of a live record that was made but never started (the server stopped
@@ -420,4 +463,16 @@ impl SandboxService {
             }
         }
     }
+}
+
+/// What one resync carries from record to record.
+struct ResyncPass<'snapshot, 'report> {
+    /// The snapshot's container of each sandbox (the first listed when there are several).
+    by_sandbox: HashMap<SandboxId, &'snapshot ContainerState>,
+    /// When the snapshot was taken: a record changed after it is left for the next resync.
+    snapshot_at: DateTime<Utc>,
+    grace: chrono::Duration,
+    report: &'report mut ResyncReport,
+    /// Adopted sandboxes whose readiness probe must run again.
+    reprobe: Vec<SandboxId>,
 }
