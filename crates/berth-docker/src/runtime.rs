@@ -69,12 +69,18 @@ impl DockerRuntime {
         };
         tracing::info!(engine = %info.name, endpoint = %info.endpoint, version = %info.version,
             api_version = %info.api_version, "connected to Docker Engine");
-        Ok(DockerRuntime {
+        let runtime = DockerRuntime {
             docker: connected.docker,
             config,
             info,
             sandbox_network: std::sync::Arc::default(),
-        })
+        };
+        // Found (or made) now, so that no create waits for it; a failure here is retried by the
+        // first create that needs the network.
+        if let Err(error) = runtime.sandbox_network().await {
+            tracing::warn!(engine = %runtime.info.name, %error, "could not prepare the sandbox network yet");
+        }
+        Ok(runtime)
     }
 
     /// What the engine reported when berth connected.
