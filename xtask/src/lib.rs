@@ -661,25 +661,35 @@ pub fn io_uses(text: &str) -> Vec<(usize, String)> {
         } else if module == "{" || (module == "io" && at(i + 3) == "::" && at(i + 4) == "{") {
             // A use group: look at every name inside the braces.
             let open = if module == "{" { i + 2 } else { i + 4 };
-            let mut depth = 0;
-            for inner in &tokens[open..] {
-                match inner.text.as_str() {
-                    "{" => depth += 1,
-                    "}" => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    name if STD_IO_MODULES.contains(&name) || STD_IO_HANDLES.contains(&name) => {
-                        found.push((inner.line, format!("std::{{..{name}..}}")));
-                    }
-                    _ => {}
+            for (inner, _) in group_tokens(&tokens, open) {
+                let name = inner.text.as_str();
+                if STD_IO_MODULES.contains(&name) || STD_IO_HANDLES.contains(&name) {
+                    found.push((inner.line, format!("std::{{..{name}..}}")));
                 }
             }
         }
     }
     found
+}
+
+/// The tokens inside the brace group that opens at `tokens[open]` (a `use` group), each with
+/// its depth (1 directly inside the group), braces left out.
+fn group_tokens(tokens: &[Token], open: usize) -> Vec<(&Token, usize)> {
+    let mut depth = 0;
+    let mut inside = Vec::new();
+    for token in tokens.get(open..).unwrap_or_default() {
+        match token.text.as_str() {
+            "{" => depth += 1,
+            "}" => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => inside.push((token, depth)),
+        }
+    }
+    inside
 }
 
 /// Where `text` takes hold of the engine or the store itself, as `(line, what)`: a
@@ -707,20 +717,9 @@ pub fn engine_or_store_handles(text: &str) -> Vec<(usize, String)> {
         if at(i + 2) == *name {
             found.push((token.line, format!("{krate}::{name}")));
         } else if at(i + 2) == "{" {
-            let mut depth = 0;
-            for inner in &tokens[i + 2..] {
-                match inner.text.as_str() {
-                    "{" => depth += 1,
-                    "}" => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
-                    }
-                    inner_name if inner_name == *name && depth == 1 => {
-                        found.push((inner.line, format!("{krate}::{{..{name}..}}")));
-                    }
-                    _ => {}
+            for (inner, depth) in group_tokens(&tokens, i + 2) {
+                if depth == 1 && inner.text == *name {
+                    found.push((inner.line, format!("{krate}::{{..{name}..}}")));
                 }
             }
         }

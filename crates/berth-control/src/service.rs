@@ -495,6 +495,12 @@ impl SandboxService {
         if let Some(replayed) = self.record_new(&sandbox, idempotency_key).await? {
             return Ok(replayed);
         }
+        self.provision_new(sandbox, wait).await
+    }
+
+    /// Starts making a newly recorded sandbox's container; with `wait`, answers once that is
+    /// done (or failed), otherwise at once with the `Pending` record.
+    async fn provision_new(self: &Arc<Self>, sandbox: Sandbox, wait: bool) -> Result<Created, ServiceError> {
         let id = sandbox.id.clone();
         let provision = self.start_provisioning(&id);
         if !wait {

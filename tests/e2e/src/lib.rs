@@ -175,6 +175,20 @@ impl TestServer {
         http_as(self.admin_key.as_deref())
     }
 
+    /// POSTs `body` as JSON to `path` as the admin; the status and the JSON answer (`Null` when
+    /// the answer is not JSON).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .http()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// `url` carrying the admin key as the `access_token` query parameter, the way a browser
     /// client, which cannot set headers on a WebSocket, sends it.
     pub fn with_key(&self, url: &str) -> String {

@@ -11,32 +11,20 @@ use berth_e2e::{TestServer, docker_inspect};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = server
-        .http()
-        .post(format!("{}{path}", server.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// A running sandbox serving HTTP on 8080, ready only once berth's probe has reached it.
 async fn web_server(server: &TestServer) -> Value {
-    let (status, sandbox) = post(
-        server,
-        "/v1/sandboxes",
-        json!({
-            "image": berth_e2e::TEST_IMAGE,
-            "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-            "ports": [8080],
-            "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
-            "ttl": "10m",
-        }),
-    )
-    .await;
+    let (status, sandbox) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({
+                "image": berth_e2e::TEST_IMAGE,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                "ports": [8080],
+                "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
+                "ttl": "10m",
+            }),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{sandbox}\n{}", server.log());
     assert_eq!(sandbox["status"], "Running", "{sandbox}");
     sandbox
@@ -46,12 +34,12 @@ async fn web_server(server: &TestServer) -> Value {
 /// within 3 s (busybox's `nc`: the image's static `wget` cannot run).
 async fn answered_from(server: &TestServer, id: &str, ip: &str) -> bool {
     let line = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8080");
-    let (status, result) = post(
-        server,
-        &format!("/v1/sandboxes/{id}/exec"),
-        json!({ "cmd": ["sh", "-c", line], "timeout": "10s" }),
-    )
-    .await;
+    let (status, result) = server
+        .post_json(
+            &format!("/v1/sandboxes/{id}/exec"),
+            &json!({ "cmd": ["sh", "-c", line], "timeout": "10s" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{result}");
     result["stdout"]
         .as_str()

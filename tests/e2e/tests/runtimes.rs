@@ -13,23 +13,11 @@ use berth_e2e::{TestServer, docker_inspect, field_named};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn post(server: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = server
-        .http()
-        .post(format!("{}{path}", server.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates a running sandbox of the test image with `extra` fields; its view.
 async fn running(server: &TestServer, command: &[&str], extra: Value) -> Value {
     let mut body = json!({ "image": berth_e2e::TEST_IMAGE, "command": command, "ttl": "10m" });
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let (status, sandbox) = post(server, "/v1/sandboxes", body).await;
+    let (status, sandbox) = server.post_json("/v1/sandboxes", &body).await;
     assert_eq!(status, StatusCode::CREATED, "{sandbox}");
     assert_eq!(sandbox["status"], "Running", "{sandbox}\n{}", server.log());
     sandbox
@@ -37,12 +25,12 @@ async fn running(server: &TestServer, command: &[&str], extra: Value) -> Value {
 
 /// Runs a shell line in the sandbox; its exit code and stdout.
 async fn sh(server: &TestServer, id: &str, line: &str) -> (i64, String) {
-    let (status, result) = post(
-        server,
-        &format!("/v1/sandboxes/{id}/exec"),
-        json!({ "cmd": ["sh", "-c", line] }),
-    )
-    .await;
+    let (status, result) = server
+        .post_json(
+            &format!("/v1/sandboxes/{id}/exec"),
+            &json!({ "cmd": ["sh", "-c", line] }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{line}: {result}");
     (
         result["exit_code"].as_i64().unwrap(),
@@ -121,24 +109,24 @@ async fn a_sandbox_under_gvisor_works_as_any_other() {
 #[tokio::test]
 async fn runtimes_are_chosen_from_what_the_engine_offers() {
     let server = TestServer::start().await.unwrap();
-    let (status, problem) = post(
-        &server,
-        "/v1/sandboxes",
-        json!({"image": berth_e2e::TEST_IMAGE, "runtime": "no-such-runtime"}),
-    )
-    .await;
+    let (status, problem) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "no-such-runtime"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(field_named(&problem, "runtime"), "{problem}");
     let text = problem.to_string();
     for offered in ["runc", "runsc", "crun"] {
         assert!(text.contains(offered), "lists `{offered}`: {problem}");
     }
-    let (status, problem) = post(
-        &server,
-        "/v1/sandboxes",
-        json!({"image": berth_e2e::TEST_IMAGE, "runtime": "../runc"}),
-    )
-    .await;
+    let (status, problem) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "../runc"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert!(field_named(&problem, "runtime"), "{problem}");
 
@@ -230,12 +218,12 @@ async fn hardening_makes_the_root_read_only_and_drops_every_capability() {
         "{problem}"
     );
 
-    let (status, problem) = post(
-        &server,
-        "/v1/sandboxes",
-        json!({"image": berth_e2e::TEST_IMAGE, "hardening": {"read_only": true}}),
-    )
-    .await;
+    let (status, problem) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({"image": berth_e2e::TEST_IMAGE, "hardening": {"read_only": true}}),
+        )
+        .await;
     assert!(status.is_client_error(), "{problem}");
     assert!(problem.to_string().contains("read_only"), "{problem}");
 }

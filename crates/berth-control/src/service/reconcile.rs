@@ -267,27 +267,10 @@ impl SandboxService {
                 }
                 let reason = sandbox.status_reason.clone().unwrap_or(Reason::Deleted);
                 sandbox.end(Status::Terminated, reason, now);
+                true
             }
             (Status::Pending | Status::Creating, Some(container)) => {
-                self.adopt_container(sandbox, container).await;
-                self.metrics.count_correction(Correction::Adopted);
-                pass.report.adopted += 1;
-                if let Some(probe) = &sandbox.spec.readiness
-                    && sandbox.status == Status::Running
-                {
-                    // Its probe never passed here (the process probing it died, or another
-                    // process sharing the store probes it now): it stays `Creating`, and if
-                    // nobody else can be probing it any more, it is probed again.
-                    sandbox.status = Status::Creating;
-                    let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
-                    let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
-                    if !elsewhere {
-                        pass.reprobe.push(sandbox.id.clone());
-                    }
-                    if *sandbox == *current {
-                        return false;
-                    }
-                }
+                self.adopt_creating(sandbox, current, container, now, pass).await
             }
             (Status::Pending | Status::Creating, None) => {
                 // With a shared store, another process may be creating it right now.
@@ -296,27 +279,67 @@ impl SandboxService {
                 }
                 sandbox.end(Status::Failed, Reason::CreateInterrupted, now);
                 self.metrics.count_correction(Correction::CreateInterrupted);
+                true
             }
             (_, None) => {
                 sandbox.end(Status::Failed, Reason::ContainerLost, now);
                 self.metrics.count_correction(Correction::ContainerLost);
                 pass.report.lost += 1;
+                true
             }
-            (_, Some(container)) => {
-                if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
-                    pass.report.adopted += 1;
-                }
-                let before = sandbox.clone();
-                self.adopt_container(sandbox, container).await;
-                if before == *sandbox {
-                    return false;
-                }
-                if before.status != sandbox.status {
-                    info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
-                        "resync corrected a status the engine contradicts");
-                    self.metrics.count_correction(Correction::Status);
-                }
+            (_, Some(container)) => self.readopt(sandbox, container, pass).await,
+        }
+    }
+
+    /// Adopts the container of a record still being created (its create stopped before it
+    /// recorded the container, or another process is still at it); `false` when there is
+    /// nothing to record now.
+    async fn adopt_creating(
+        &self,
+        sandbox: &mut Sandbox,
+        current: &Sandbox,
+        container: &ContainerState,
+        now: DateTime<Utc>,
+        pass: &mut ResyncPass<'_, '_>,
+    ) -> bool {
+        let grace = pass.grace;
+        self.adopt_container(sandbox, container).await;
+        self.metrics.count_correction(Correction::Adopted);
+        pass.report.adopted += 1;
+        if let Some(probe) = &sandbox.spec.readiness
+            && sandbox.status == Status::Running
+        {
+            // Its probe never passed here (the process probing it died, or another
+            // process sharing the store probes it now): it stays `Creating`, and if
+            // nobody else can be probing it any more, it is probed again.
+            sandbox.status = Status::Creating;
+            let probe_window = chrono::Duration::from_std(probe.timeout).unwrap_or(chrono::Duration::MAX);
+            let elsewhere = self.store.is_shared() && sandbox.updated_at + grace.max(probe_window) > now;
+            if !elsewhere {
+                pass.reprobe.push(sandbox.id.clone());
             }
+            if *sandbox == *current {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Takes the container's facts into a running or paused record again, counting the status
+    /// corrections the engine forces; `false` when nothing changed.
+    async fn readopt(&self, sandbox: &mut Sandbox, container: &ContainerState, pass: &mut ResyncPass<'_, '_>) -> bool {
+        if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
+            pass.report.adopted += 1;
+        }
+        let before = sandbox.clone();
+        self.adopt_container(sandbox, container).await;
+        if before == *sandbox {
+            return false;
+        }
+        if before.status != sandbox.status {
+            info!(sandbox = %sandbox.id, was = %before.status, now = %sandbox.status, container = %container.container_id,
+                "resync corrected a status the engine contradicts");
+            self.metrics.count_correction(Correction::Status);
         }
         true
     }

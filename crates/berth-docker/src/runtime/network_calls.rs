@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 
 use bollard::models::{Network, NetworkCreateRequest};
-use bollard::query_parameters::ListNetworksOptionsBuilder;
 
 use super::DockerRuntime;
 use crate::error::Subject;
@@ -70,7 +69,7 @@ impl DockerRuntime {
         }
         let filters = HashMap::from([("id", vec![id.to_owned()])]);
         Ok(self
-            .sandbox_networks(&filters)
+            .networks_matching(&filters)
             .await?
             .iter()
             .any(|network| network.id.as_deref() == Some(id)))
@@ -80,7 +79,7 @@ impl DockerRuntime {
     async fn default_bridge_isolates(&self) -> Result<bool, RuntimeError> {
         let filters = HashMap::from([("name", vec![DEFAULT_BRIDGE.to_owned()])]);
         Ok(self
-            .sandbox_networks(&filters)
+            .networks_matching(&filters)
             .await?
             .iter()
             .any(|network| network.name.as_deref() == Some(DEFAULT_BRIDGE) && keeps_containers_apart(network)))
@@ -88,17 +87,7 @@ impl DockerRuntime {
 
     async fn find_sandbox_network(&self) -> Result<Option<String>, RuntimeError> {
         let filters = HashMap::from([("label", vec![SANDBOX_NETWORK_LABEL.to_owned()])]);
-        Ok(canonical(self.sandbox_networks(&filters).await?))
-    }
-
-    async fn sandbox_networks(&self, filters: &HashMap<&str, Vec<String>>) -> Result<Vec<Network>, RuntimeError> {
-        let options = ListNetworksOptionsBuilder::new().filters(filters).build();
-        self.call(
-            "network list",
-            Subject::Engine,
-            self.docker.list_networks(Some(options)),
-        )
-        .await
+        Ok(canonical(self.networks_matching(&filters).await?))
     }
 
     async fn create_sandbox_network(&self) -> Result<(), RuntimeError> {

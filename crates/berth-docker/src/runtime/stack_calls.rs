@@ -240,7 +240,10 @@ impl DockerRuntime {
         }
     }
 
-    async fn networks_matching(&self, filters: &HashMap<&str, Vec<String>>) -> Result<Vec<Network>, RuntimeError> {
+    pub(super) async fn networks_matching(
+        &self,
+        filters: &HashMap<&str, Vec<String>>,
+    ) -> Result<Vec<Network>, RuntimeError> {
         let options = ListNetworksOptionsBuilder::new().filters(filters).build();
         self.call(
             "network list",
