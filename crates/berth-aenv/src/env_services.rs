@@ -141,6 +141,10 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         ports,
         cpu: Some(NumberOrString::String(format!("{cpu_millis}m"))),
         memory: Some(NumberOrString::String(memory_bytes.to_string())),
+        disk: spec
+            .resources
+            .disk_bytes
+            .map(|bytes| NumberOrString::String(bytes.to_string())),
         ttl: Some(NumberOrString::String(units::format_duration(max_ttl))),
         owner: Some(replica_owner(service)),
         template: None,

@@ -278,6 +278,10 @@ fn request_from_spec(
         memory: Some(berth_api::NumberOrString::String(
             spec.resources.memory_bytes.to_string(),
         )),
+        disk: spec
+            .resources
+            .disk_bytes
+            .map(|bytes| berth_api::NumberOrString::String(bytes.to_string())),
         ttl: Some(berth_api::NumberOrString::String(
             ttl.cloned().unwrap_or_else(|| units::format_duration(spec.ttl)),
         )),

@@ -38,6 +38,9 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 pub struct ResourcesView {
     pub cpu: String,
     pub memory: String,
+    /// The writable layer's size limit; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
 }
 
 /// A published port.
@@ -111,6 +114,7 @@ impl From<&Sandbox> for SandboxView {
             resources: ResourcesView {
                 cpu: format_cpu(sandbox.spec.resources.cpu_millis),
                 memory: format_memory(sandbox.spec.resources.memory_bytes),
+                disk: sandbox.spec.resources.disk_bytes.map(format_memory),
             },
             ports: sandbox
                 .ports
@@ -206,6 +210,9 @@ pub struct EngineConfinement {
     pub user_namespaces_remapped: bool,
     /// Whether the engine applies its seccomp profile (berth never asks for `unconfined`).
     pub seccomp: bool,
+    /// Why a sandbox may not ask for `disk` on this engine; absent when it may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_limit_unavailable: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

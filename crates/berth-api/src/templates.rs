@@ -81,6 +81,7 @@ impl TemplateView {
             resources: ResourcesView {
                 cpu: format_cpu(template.spec.resources.cpu_millis),
                 memory: format_memory(template.spec.resources.memory_bytes),
+                disk: template.spec.resources.disk_bytes.map(format_memory),
             },
             ttl: format_duration(template.spec.ttl),
             readiness: template

@@ -548,6 +548,7 @@ impl SandboxService {
             }
         };
         self.check_runtime_offered(spec.runtime.as_deref()).await?;
+        self.check_disk_limit_offered(spec.resources.disk_bytes).await?;
         spec.labels.extend(system_labels);
         spec.stack = stack;
         Ok((spec, template))

@@ -37,6 +37,11 @@ pub struct SandboxRequest {
     pub cpu: Option<NumberOrString>,
     /// Memory: `"512Mi"`, `"1Gi"`, `"512M"`, `"256m"`, `"256mb"` (binary units) or bytes.
     pub memory: Option<NumberOrString>,
+    /// Most the sandbox may write to its root filesystem, in the units of `memory` (`"10Gi"`);
+    /// unlimited when omitted. Only where the engine's storage driver can enforce it: elsewhere a
+    /// 422 that says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<NumberOrString>,
     /// Time to live: `"90s"`, `"30m"`, `"1h30m"` or integer seconds.
     pub ttl: Option<NumberOrString>,
     /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
@@ -61,6 +66,9 @@ pub struct Resources {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub pids_limit: i64,
+    /// The writable layer's size limit; `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
 
 /// A validated sandbox spec: every value parsed, defaulted and within the server's maxima.
@@ -143,6 +151,7 @@ impl SandboxRequest {
         // A refused quantity comes back as zero, never used: no spec is built once anything is refused.
         let cpu_millis = self.validated_cpu_millis(policy, &mut errors);
         let memory_bytes = self.validated_memory_bytes(policy, &mut errors);
+        let disk_bytes = self.validated_disk_bytes(&mut errors);
         let ttl = self.validated_ttl(policy, &mut errors);
         let readiness = self.validated_readiness(&mut errors);
         self.check_runtime(&mut errors);
@@ -162,6 +171,7 @@ impl SandboxRequest {
                 cpu_millis,
                 memory_bytes,
                 pids_limit: policy.pids_limit,
+                disk_bytes,
             },
             ttl,
             readiness,
@@ -357,6 +367,17 @@ impl SandboxRequest {
         }
     }
 
+    fn validated_disk_bytes(&self, errors: &mut Vec<FieldError>) -> Option<u64> {
+        let input = self.disk.as_ref()?;
+        match units::parse_memory_bytes(input) {
+            Ok(bytes) => Some(bytes),
+            Err(message) => {
+                reject(errors, "disk", message);
+                None
+            }
+        }
+    }
+
     fn validated_ttl(&self, policy: &SpecPolicy, errors: &mut Vec<FieldError>) -> Duration {
         match &self.ttl {
             None => policy.default_ttl,
@@ -490,7 +511,8 @@ mod tests {
             Resources {
                 cpu_millis: 1000,
                 memory_bytes: 512 * units::MIB,
-                pids_limit: 1024
+                pids_limit: 1024,
+                disk_bytes: None,
             }
         );
         assert_eq!(spec.ttl, Duration::from_secs(1800));
@@ -521,6 +543,23 @@ mod tests {
             .unwrap();
         assert_eq!(spec.resources.cpu_millis, 500);
         assert_eq!(spec.ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_disk_limit_is_parsed_like_memory_and_absent_means_unlimited() {
+        let policy = SpecPolicy::default();
+        let spec = request(serde_json::json!({"image": "busybox", "disk": "10Gi"}))
+            .validate(&policy)
+            .unwrap();
+        assert_eq!(spec.resources.disk_bytes, Some(10 * units::GIB));
+        let spec = request(serde_json::json!({"image": "busybox"}))
+            .validate(&policy)
+            .unwrap();
+        assert_eq!(spec.resources.disk_bytes, None);
+        for bad in [serde_json::json!("lots"), serde_json::json!("0"), serde_json::json!(-1)] {
+            let found = errors(&request(serde_json::json!({"image": "busybox", "disk": bad})));
+            assert_eq!(fields(&found), ["disk"], "{bad}");
+        }
     }
 
     #[test]

@@ -105,6 +105,9 @@ pub struct TemplateRequest {
     pub ports: Vec<u16>,
     pub cpu: Option<NumberOrString>,
     pub memory: Option<NumberOrString>,
+    /// Most a sandbox of the template may write to its filesystem (as a sandbox's `disk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<NumberOrString>,
     /// Default time to live of a sandbox created from it (counted from its create or claim).
     pub ttl: Option<NumberOrString>,
     pub pool: Option<PoolRequest>,
@@ -141,6 +144,7 @@ impl TemplateRequest {
             ports: self.ports.clone(),
             cpu: self.cpu.clone(),
             memory: self.memory.clone(),
+            disk: self.disk.clone(),
             ttl: self.ttl.clone(),
             readiness: self.readiness.clone(),
             runtime: self.runtime.clone(),

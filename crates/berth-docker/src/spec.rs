@@ -69,6 +69,10 @@ pub(crate) fn container_body(
         // The engine's default when unset; whether the engine offers the name was checked
         // before the create.
         runtime: spec.runtime.clone(),
+        // Checked against the engine's storage driver before the create.
+        storage_opt: resources
+            .disk_bytes
+            .map(|bytes| HashMap::from([("size".to_owned(), bytes.to_string())])),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         // A minimal init as PID 1 reaps the processes berth kills (exec timeouts, signals), so
         // they never linger as zombies counting against the pids limit.
@@ -141,6 +145,7 @@ mod tests {
                     cpu_millis: 500,
                     memory_bytes: 64 << 20,
                     pids_limit: 128,
+                    disk_bytes: None,
                 },
                 ttl: Duration::from_secs(60),
                 readiness: None,
@@ -189,6 +194,25 @@ mod tests {
         let binding = &bindings["8080/tcp"].as_ref().expect("one binding")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_disk_limit_becomes_the_size_storage_option_and_none_asks_for_nothing() {
+        let mut request = request();
+        let host = container_body(&request, "127.0.0.1", "net-id")
+            .expect("valid")
+            .host_config
+            .expect("host");
+        assert_eq!(host.storage_opt, None);
+        request.spec.resources.disk_bytes = Some(10 << 30);
+        let host = container_body(&request, "127.0.0.1", "net-id")
+            .expect("valid")
+            .host_config
+            .expect("host");
+        assert_eq!(
+            host.storage_opt,
+            Some(HashMap::from([("size".to_string(), (10u64 << 30).to_string())]))
+        );
     }
 
     #[test]

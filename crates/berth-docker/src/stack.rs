@@ -222,6 +222,7 @@ mod tests {
                     cpu_millis: 1000,
                     memory_bytes: 256 << 20,
                     pids_limit: 512,
+                    disk_bytes: None,
                 },
                 ttl: Duration::from_secs(60),
                 readiness: None,

@@ -93,6 +93,7 @@ pub async fn health(
                             default_runtime: security.default_runtime,
                             user_namespaces_remapped: security.user_namespaces_remapped,
                             seccomp: security.seccomp,
+                            disk_limit_unavailable: security.disk_limit.err(),
                         },
                     )])
                 })

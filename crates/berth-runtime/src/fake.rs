@@ -220,6 +220,7 @@ impl Runtime for FakeRuntime {
             default_runtime: "runc".to_owned(),
             user_namespaces_remapped: false,
             seccomp: true,
+            disk_limit: Err("the fake runtime's storage limits nothing".to_owned()),
         })
     }
 

@@ -114,6 +114,9 @@ pub struct EngineSecurity {
     /// Whether the engine applies a seccomp profile (its default one, as berth never asks for
     /// `unconfined`).
     pub seccomp: bool,
+    /// Whether a sandbox's writable layer can be given a size limit: `Err` says why not (the
+    /// storage driver and what it would need).
+    pub disk_limit: Result<(), String>,
 }
 
 /// Engine failures, classified so that the API can answer each kind correctly.

@@ -54,7 +54,7 @@ enum Command {
     /// Run the berth server
     Serve(Box<berth_server::settings::ServeArgs>),
     /// Create a sandbox and print its id
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List sandboxes
     #[command(visible_alias = "ps")]
     Ls(ls::LsArgs),

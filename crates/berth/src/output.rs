@@ -189,6 +189,7 @@ pub(crate) mod tests {
             resources: ResourcesView {
                 cpu: "1".to_owned(),
                 memory: "512Mi".to_owned(),
+                disk: None,
             },
             ports: Vec::new(),
             ip: None,

@@ -81,6 +81,7 @@ pub fn claimable(template: &Template, request: &SandboxRequest) -> bool {
         && request.ports.is_empty()
         && request.cpu.is_none()
         && request.memory.is_none()
+        && request.disk.is_none()
         // A pooled sandbox passed the template's probe, not the one this create asks for.
         && request.readiness.is_none()
         // ... and runs under the template's runtime and confinement.
@@ -116,6 +117,11 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             .memory
             .clone()
             .or_else(|| Some(NumberOrString::String(spec.resources.memory_bytes.to_string()))),
+        disk: request.disk.clone().or_else(|| {
+            spec.resources
+                .disk_bytes
+                .map(|bytes| NumberOrString::String(bytes.to_string()))
+        }),
         ttl: request
             .ttl
             .clone()
@@ -222,6 +228,8 @@ impl SandboxService {
             .validate(&self.config.policy, None, Utc::now())
             .map_err(ServiceError::Validation)?;
         self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
+        self.check_disk_limit_offered(template.spec.resources.disk_bytes)
+            .await?;
         match self.insert_template(&template).await {
             Ok(()) => {}
             Err(ServiceError::Store(StoreError::TemplateExists { name, tag })) => {
@@ -277,6 +285,8 @@ impl SandboxService {
             .validate(&self.config.policy, Some(&parsed.name), Utc::now())
             .map_err(ServiceError::Validation)?;
         self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
+        self.check_disk_limit_offered(template.spec.resources.disk_bytes)
+            .await?;
         match self.find_template(&template.name, &template.tag).await? {
             Some(existing) => {
                 template.created_at = existing.created_at;

@@ -1,6 +1,6 @@
-//! Whether the engine offers the OCI runtime a sandbox or template asks for, checked before
-//! anything is recorded so that a wrong name is a 422 listing the right ones, not a sandbox
-//! that fails on the engine.
+//! Whether the engine offers the OCI runtime a sandbox or template asks for, and a disk limit
+//! when one is asked for, checked before anything is recorded so that a wrong ask is a 422
+//! saying what the engine offers, not a sandbox that fails on the engine.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -64,5 +64,23 @@ impl SandboxService {
                 security.default_runtime
             ),
         }])))
+    }
+
+    /// `Ok` when no disk limit is asked for, or the engine's storage driver enforces one.
+    pub(crate) async fn check_disk_limit_offered(&self, disk_bytes: Option<u64>) -> Result<(), ServiceError> {
+        if disk_bytes.is_none() {
+            return Ok(());
+        }
+        match self.engine_security().await?.disk_limit {
+            Ok(()) => Ok(()),
+            Err(why) => Err(ServiceError::Validation(ValidationErrors(vec![FieldError {
+                field: "disk".to_owned(),
+                message: format!(
+                    "engine `{}` cannot limit a sandbox's disk: {why}; omit `disk`, or run berth on an engine whose \
+                     storage can",
+                    self.runtime.name()
+                ),
+            }]))),
+        }
     }
 }

@@ -95,6 +95,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
                 cpu_millis: 500,
                 memory_bytes: 64 << 20,
                 pids_limit: 64,
+                disk_bytes: None,
             },
             ttl: Duration::from_secs(300),
             readiness: None,

@@ -49,6 +49,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
                 cpu_millis: 1000,
                 memory_bytes: 512 << 20,
                 pids_limit: 1024,
+                disk_bytes: None,
             },
             ttl,
             readiness: None,
@@ -168,6 +169,7 @@ pub fn fully_populated() -> Sandbox {
                 cpu_millis: 2500,
                 memory_bytes: 3 << 30,
                 pids_limit: 77,
+                disk_bytes: Some(10 << 30),
             },
             runtime: Some("runsc".into()),
             hardening: berth_core::Hardening {

@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Memory: 512Mi, 1Gi [default: the server's]
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
+    /// Most the sandbox may write to its filesystem: 10Gi, 512Mi... [default: unlimited; needs a
+    /// storage driver that can enforce it]
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
     /// Time to live: 90s, 30m, 1h30m [default: the server's]
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -101,6 +105,7 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         ports: args.ports.clone(),
         cpu: args.cpu.clone().map(NumberOrString::String),
         memory: args.memory.clone().map(NumberOrString::String),
+        disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         owner: args.owner.clone(),
         template: args.template.clone(),
@@ -154,6 +159,8 @@ mod tests {
             "0.5",
             "--memory",
             "1Gi",
+            "--disk",
+            "10Gi",
             "--ttl",
             "90",
             "-p",
@@ -196,6 +203,7 @@ mod tests {
                 ports: vec![80, 8080],
                 cpu: Some(NumberOrString::String("0.5".into())),
                 memory: Some(NumberOrString::String("1Gi".into())),
+                disk: Some(NumberOrString::String("10Gi".into())),
                 ttl: Some(NumberOrString::String("90".into())),
                 owner: Some("alice".into()),
                 template: None,

@@ -70,6 +70,9 @@ pub struct CreateArgs {
     /// Memory: 512Mi, 1Gi [default: the server's]
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
+    /// Most each sandbox may write to its filesystem: 10Gi [default: unlimited]
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
     /// Default time to live of its sandboxes: 90s, 30m, 1h30m [default: the server's]
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -156,6 +159,7 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         ports: args.ports.clone(),
         cpu: args.cpu.clone().map(NumberOrString::String),
         memory: args.memory.clone().map(NumberOrString::String),
+        disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         pool,
         // Probes and hardening come from a template file (`-f`), not from flags.
@@ -329,6 +333,7 @@ mod tests {
             resources: ResourcesView {
                 cpu: "1".to_owned(),
                 memory: "512Mi".to_owned(),
+                disk: None,
             },
             ttl: "30m".to_owned(),
             readiness: None,
@@ -390,6 +395,7 @@ mod tests {
                 ports: vec![8080],
                 cpu: Some(NumberOrString::String("0.5".into())),
                 memory: Some(NumberOrString::String("1Gi".into())),
+                disk: None,
                 ttl: Some(NumberOrString::String("30m".into())),
                 pool: Some(PoolRequest {
                     min_ready: Some(3),
