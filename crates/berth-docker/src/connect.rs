@@ -37,6 +37,9 @@ pub struct DockerConfig {
     pub tls: Option<TlsPaths>,
     /// The host address container ports are published on.
     pub publish_host_ip: String,
+    /// Sandboxes join berth's own bridge with inter-container traffic off, unless the engine's
+    /// default bridge already has it off; `false`: the engine's default bridge as it is.
+    pub isolate_sandboxes: bool,
     /// Deadline of each engine call (inspect, create, start, remove, list...).
     pub call_timeout: Duration,
     /// Deadline of an image pull, which may legitimately take minutes.
@@ -50,6 +53,7 @@ impl Default for DockerConfig {
             endpoint: None,
             tls: None,
             publish_host_ip: "127.0.0.1".into(),
+            isolate_sandboxes: false,
             call_timeout: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(600),
         }

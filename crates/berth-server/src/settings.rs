@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// `open`: /metrics answers without a key; `key`: it needs an admin key [default: open]
     #[arg(long, env = "BERTH_METRICS_AUTH", value_name = "MODE")]
     pub metrics_auth: Option<String>,
+    /// `engine`: sandboxes join the engine's default bridge (kept apart only when the engine runs
+    /// with --icc=false); `isolated`: berth's own bridge, where no sandbox reaches another
+    /// [default: engine]
+    #[arg(long, env = "BERTH_SANDBOX_NETWORK", value_name = "MODE")]
+    pub sandbox_network: Option<String>,
     /// PEM certificate chain: with --tls-key, the API and the gateway serve HTTPS only
     #[arg(long, env = "BERTH_TLS_CERT", value_name = "PATH")]
     pub tls_cert: Option<String>,
@@ -186,6 +191,8 @@ pub struct ServeConfig {
     pub auth: AuthSetting,
     pub audit_log: Option<PathBuf>,
     pub open_metrics: bool,
+    /// Sandboxes join berth's own bridge, where none reaches another.
+    pub isolate_sandboxes: bool,
     pub rate_limit: Option<u32>,
     /// `None`: only while the gateway listens on loopback.
     pub gateway_anonymous: Option<bool>,
@@ -281,6 +288,7 @@ pub struct FileSettings {
     pub auth: Option<String>,
     pub audit_log: Option<String>,
     pub metrics_auth: Option<String>,
+    pub sandbox_network: Option<String>,
     pub gateway_anonymous: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
@@ -323,6 +331,7 @@ impl FileSettings {
             "auth" => text(&self.auth),
             "audit_log" => text(&self.audit_log),
             "metrics_auth" => text(&self.metrics_auth),
+            "sandbox_network" => text(&self.sandbox_network),
             "gateway_anonymous" => text(&self.gateway_anonymous),
             "tls_cert" => text(&self.tls_cert),
             "tls_key" => text(&self.tls_key),
@@ -431,6 +440,7 @@ impl CliLayer {
             ("auth", &args.auth),
             ("audit_log", &args.audit_log),
             ("metrics_auth", &args.metrics_auth),
+            ("sandbox_network", &args.sandbox_network),
             ("gateway_anonymous", &args.gateway_anonymous),
             ("tls_cert", &args.tls_cert),
             ("tls_key", &args.tls_key),
@@ -584,6 +594,7 @@ pub fn resolve(
         .filter(|path| !path.trim().is_empty())
         .map(PathBuf::from);
     let open_metrics = resolve_open_metrics(&layers)?;
+    let isolate_sandboxes = resolve_isolate_sandboxes(&layers)?;
     let rate_limit = resolve_rate_limit(&layers)?;
     let gateway_anonymous = resolve_gateway_anonymous(&layers)?;
     let tls = resolve_tls(&layers)?;
@@ -611,6 +622,7 @@ pub fn resolve(
         auth,
         audit_log,
         open_metrics,
+        isolate_sandboxes,
         rate_limit,
         gateway_anonymous,
         tls,
@@ -791,6 +803,15 @@ fn resolve_open_metrics(layers: &Layers<'_>) -> Result<bool, ConfigError> {
         "open" => Ok(true),
         "key" => Ok(false),
         _ => Err(raw.invalid("must be `open` or `key`")),
+    }
+}
+
+fn resolve_isolate_sandboxes(layers: &Layers<'_>) -> Result<bool, ConfigError> {
+    let raw = layers.get("sandbox_network", "engine");
+    match raw.text()?.as_str() {
+        "engine" => Ok(false),
+        "isolated" => Ok(true),
+        _ => Err(raw.invalid("must be `engine` or `isolated`")),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Network isolation through the real server and engine: two sandboxes cannot open connections to
-//! each other, whichever of them listens, while berth itself still reaches both from the host
+//! Network isolation through the real server and engine (`--sandbox-network isolated`): two
+//! sandboxes cannot open connections to each other, whichever of them listens, while berth itself still reaches both from the host
 //! (readiness probe, proxy, exec). Traffic goes only between the containers this test created.
 #![allow(
     clippy::unwrap_used,
@@ -49,7 +49,12 @@ async fn answered_from(server: &TestServer, id: &str, ip: &str) -> bool {
 
 #[tokio::test]
 async fn sandboxes_cannot_reach_each_other_and_berth_still_reaches_them() {
-    let server = TestServer::start().await.unwrap();
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        args: vec!["--sandbox-network".into(), "isolated".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let first = web_server(&server).await;
     let second = web_server(&server).await;
     let (first_id, second_id) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());

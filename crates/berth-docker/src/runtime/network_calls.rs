@@ -1,5 +1,7 @@
-//! The network every single-container sandbox joins: one bridge per engine with inter-container
-//! traffic switched off, so that no sandbox can open a connection to another, whatever it tries.
+//! The network sandboxes join. By default the engine's default bridge, as a plain `docker run`
+//! uses it; with `isolate_sandboxes` (`berth serve --sandbox-network isolated`) one bridge per
+//! engine with inter-container traffic off, so that no sandbox can open a connection to another,
+//! whatever it tries.
 //!
 //! The engine enforces it (its own firewall rules for the bridge), so it holds on a remote engine
 //! as on a local one, and code in a sandbox cannot undo it (no sandbox gets `NET_ADMIN`). berth,
@@ -8,8 +10,9 @@
 //! keeps a network of its own, so its services talk to each other and to nothing else.
 //!
 //! An engine whose default bridge already has inter-container traffic off (`dockerd --icc=false`)
-//! needs no network of berth's: sandboxes join that bridge, which costs nothing, where joining a
-//! user-defined bridge costs every container start about 25 ms on Docker 20.10 (docs/benchmarks.md).
+//! needs no network of berth's: sandboxes join that bridge, which costs nothing. Joining a
+//! user-defined bridge costs every container start about 25 ms on Docker 20.10, and under heavy
+//! parallel load its container removals lag (docs/benchmarks.md): why it is not the default yet.
 
 use std::collections::HashMap;
 
@@ -37,7 +40,7 @@ impl DockerRuntime {
         if let Some(id) = cached.as_ref() {
             return Ok(id.clone());
         }
-        if self.default_bridge_isolates().await? {
+        if !self.config.isolate_sandboxes || self.default_bridge_isolates().await? {
             *cached = Some(DEFAULT_BRIDGE.to_owned());
             return Ok(DEFAULT_BRIDGE.to_owned());
         }

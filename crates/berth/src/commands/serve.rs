@@ -188,6 +188,7 @@ fn docker_config(config: &ServeConfig) -> DockerConfig {
         endpoint: config.docker_host.clone(),
         tls: None,
         publish_host_ip: config.publish_host_ip.clone(),
+        isolate_sandboxes: config.isolate_sandboxes,
         call_timeout: ENGINE_CALL_TIMEOUT,
         ..DockerConfig::default()
     }
