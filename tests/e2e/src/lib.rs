@@ -189,6 +189,18 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs `path` as the admin; the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("the server answers")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     /// `url` carrying the admin key as the `access_token` query parameter, the way a browser
     /// client, which cannot set headers on a WebSocket, sends it.
     pub fn with_key(&self, url: &str) -> String {

@@ -38,6 +38,14 @@ async fn sh(server: &TestServer, id: &str, line: &str) -> (i64, String) {
     )
 }
 
+/// POSTs `body` to `path`, which must answer 422 naming `field`; the problem.
+async fn refused_on(server: &TestServer, path: &str, body: &Value, field: &str) -> Value {
+    let (status, problem) = server.post_json(path, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(field_named(&problem, field), "{problem}");
+    problem
+}
+
 fn engine_runtime(sandbox: &Value) -> String {
     let container = sandbox["container_id"].as_str().unwrap();
     docker_inspect(container).expect("the container exists")["HostConfig"]["Runtime"]
@@ -109,26 +117,24 @@ async fn a_sandbox_under_gvisor_works_as_any_other() {
 #[tokio::test]
 async fn runtimes_are_chosen_from_what_the_engine_offers() {
     let server = TestServer::start().await.unwrap();
-    let (status, problem) = server
-        .post_json(
-            "/v1/sandboxes",
-            &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "no-such-runtime"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert!(field_named(&problem, "runtime"), "{problem}");
+    let problem = refused_on(
+        &server,
+        "/v1/sandboxes",
+        &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "no-such-runtime"}),
+        "runtime",
+    )
+    .await;
     let text = problem.to_string();
     for offered in ["runc", "runsc", "crun"] {
         assert!(text.contains(offered), "lists `{offered}`: {problem}");
     }
-    let (status, problem) = server
-        .post_json(
-            "/v1/sandboxes",
-            &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "../runc"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert!(field_named(&problem, "runtime"), "{problem}");
+    refused_on(
+        &server,
+        "/v1/sandboxes",
+        &json!({"image": berth_e2e::TEST_IMAGE, "runtime": "../runc"}),
+        "runtime",
+    )
+    .await;
 
     let crun = running(&server, &["sleep", "3600"], json!({"runtime": "crun"})).await;
     assert_eq!(engine_runtime(&crun), "crun");
@@ -140,15 +146,7 @@ async fn runtimes_are_chosen_from_what_the_engine_offers() {
     assert_eq!(engine_runtime(&default), "runc", "the engine's default");
 
     // What the engine can confine is the admin's to read; strangers learn nothing of it.
-    let health: Value = server
-        .http()
-        .get(format!("{}/health", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.get_json("/health").await;
     let confinement = &health["confinement"]["local"];
     assert!(
         confinement["runtimes"].as_array().unwrap().contains(&json!("runsc")),
@@ -234,24 +232,15 @@ async fn hardening_makes_the_root_read_only_and_drops_every_capability() {
 #[tokio::test]
 async fn a_disk_limit_is_applied_where_the_storage_can_and_refused_with_the_reason_where_not() {
     let server = TestServer::start().await.unwrap();
-    let (status, problem) = server
-        .post_json(
-            "/v1/sandboxes",
-            &json!({"image": berth_e2e::TEST_IMAGE, "disk": "lots"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-    assert!(field_named(&problem, "disk"), "{problem}");
+    refused_on(
+        &server,
+        "/v1/sandboxes",
+        &json!({"image": berth_e2e::TEST_IMAGE, "disk": "lots"}),
+        "disk",
+    )
+    .await;
 
-    let health: Value = server
-        .http()
-        .get(format!("{}/health", server.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.get_json("/health").await;
     let unavailable = health["confinement"]["local"]["disk_limit_unavailable"].as_str();
     let request = json!({"image": berth_e2e::TEST_IMAGE, "command": ["sleep", "600"], "disk": "1Gi"});
     let template = json!({
@@ -259,13 +248,9 @@ async fn a_disk_limit_is_applied_where_the_storage_can_and_refused_with_the_reas
     });
     match unavailable {
         Some(why) => {
-            let (status, problem) = server.post_json("/v1/sandboxes", &request).await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-            assert!(field_named(&problem, "disk"), "{problem}");
+            let problem = refused_on(&server, "/v1/sandboxes", &request, "disk").await;
             assert!(problem.to_string().contains(why), "the reason /health gives: {problem}");
-            let (status, problem) = server.post_json("/v1/templates", &template).await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
-            assert!(field_named(&problem, "disk"), "{problem}");
+            refused_on(&server, "/v1/templates", &template, "disk").await;
             // Nothing was recorded by the refused create.
             let listed = server.client().list(&Default::default()).await.unwrap();
             assert!(listed.items.is_empty(), "{:?}", listed.items);

@@ -172,22 +172,23 @@ impl SandboxService {
                 by_sandbox.entry(id.clone()).or_insert(container);
             }
         }
-        let mut report = ResyncReport::default();
         let grace = chrono::Duration::from_std(self.config.orphan_grace).unwrap_or(chrono::Duration::MAX);
         let mut pass = ResyncPass {
             by_sandbox,
             snapshot_at,
             grace,
-            report: &mut report,
+            report: ResyncReport::default(),
             reprobe: Vec::new(),
         };
         for record in self.index.snapshot() {
             self.resync_record(&record, &mut pass).await;
         }
-        for id in std::mem::take(&mut pass.reprobe) {
+        let ResyncPass {
+            mut report, reprobe, ..
+        } = pass;
+        for id in reprobe {
             self.probe_again(id);
         }
-        drop(pass);
 
         report.collected += self.collect_orphan_containers(&containers, snapshot_at, grace).await;
         report.collected += self.collect_stacks(snapshot_at, grace).await;
@@ -207,7 +208,7 @@ impl SandboxService {
     }
 
     /// Converges one live record with its container in the snapshot, under the sandbox's lock.
-    async fn resync_record(self: &Arc<Self>, record: &Sandbox, pass: &mut ResyncPass<'_, '_>) {
+    async fn resync_record(self: &Arc<Self>, record: &Sandbox, pass: &mut ResyncPass<'_>) {
         let (snapshot_at, grace) = (pass.snapshot_at, pass.grace);
         if record.status.is_ended() || self.lock_provisioning().contains(&record.id) {
             return;
@@ -254,7 +255,7 @@ impl SandboxService {
         current: &Sandbox,
         container: Option<&ContainerState>,
         now: DateTime<Utc>,
-        pass: &mut ResyncPass<'_, '_>,
+        pass: &mut ResyncPass<'_>,
     ) -> bool {
         let grace = pass.grace;
         match (sandbox.status, container) {
@@ -300,7 +301,7 @@ impl SandboxService {
         current: &Sandbox,
         container: &ContainerState,
         now: DateTime<Utc>,
-        pass: &mut ResyncPass<'_, '_>,
+        pass: &mut ResyncPass<'_>,
     ) -> bool {
         let grace = pass.grace;
         self.adopt_container(sandbox, container).await;
@@ -327,7 +328,7 @@ impl SandboxService {
 
     /// Takes the container's facts into a running or paused record again, counting the status
     /// corrections the engine forces; `false` when nothing changed.
-    async fn readopt(&self, sandbox: &mut Sandbox, container: &ContainerState, pass: &mut ResyncPass<'_, '_>) -> bool {
+    async fn readopt(&self, sandbox: &mut Sandbox, container: &ContainerState, pass: &mut ResyncPass<'_>) -> bool {
         if sandbox.container_id.as_deref() != Some(container.container_id.as_str()) || sandbox.ip.is_none() {
             pass.report.adopted += 1;
         }
@@ -489,13 +490,13 @@ impl SandboxService {
 }
 
 /// What one resync carries from record to record.
-struct ResyncPass<'snapshot, 'report> {
+struct ResyncPass<'snapshot> {
     /// The snapshot's container of each sandbox (the first listed when there are several).
     by_sandbox: HashMap<SandboxId, &'snapshot ContainerState>,
     /// When the snapshot was taken: a record changed after it is left for the next resync.
     snapshot_at: DateTime<Utc>,
     grace: chrono::Duration,
-    report: &'report mut ResyncReport,
+    report: ResyncReport,
     /// Adopted sandboxes whose readiness probe must run again.
     reprobe: Vec<SandboxId>,
 }
