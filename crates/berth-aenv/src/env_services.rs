@@ -151,6 +151,7 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         readiness: spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request),
         runtime: spec.runtime.clone(),
         hardening: Some(spec.hardening),
+        network: Some(spec.network.to_request()),
     }
 }
 

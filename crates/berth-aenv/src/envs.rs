@@ -13,7 +13,7 @@ use berth_api::aenv::{AENV_PORT, Artifact, ENV_STATUS_READY, ENV_STATUS_RELEASED
 use berth_api::{FieldError, NumberOrString};
 use berth_core::spec::SandboxSpec;
 use berth_core::template::{validate_name, validate_tag};
-use berth_core::{SpecPolicy, Template, TemplateRequest, ValidationErrors, units};
+use berth_core::{NetworkRequest, SpecPolicy, Template, TemplateRequest, ValidationErrors, units};
 use berth_store::StoreError;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -273,6 +273,19 @@ pub fn template_request(env: &Env) -> Result<TemplateRequest, Vec<FieldError>> {
         },
     };
     let ports = ports(deploy, &mut errors);
+    let network = match deploy.get("network") {
+        None | Some(Value::Null) => None,
+        Some(value) => match serde_json::from_value::<NetworkRequest>(value.clone()) {
+            Ok(network) => Some(network),
+            Err(_) => {
+                errors.push(field_error(
+                    "deployConfig.network",
+                    "must be an object like {\"egress\": \"deny\"}",
+                ));
+                None
+            }
+        },
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -287,6 +300,7 @@ pub fn template_request(env: &Env) -> Result<TemplateRequest, Vec<FieldError>> {
         cpu,
         memory,
         ttl,
+        network,
         ..TemplateRequest::default()
     })
 }
@@ -373,6 +387,9 @@ pub fn synthesized_env(name: &str, version: &str, spec: &SandboxSpec) -> Env {
     deploy_config.insert("ports".into(), json!(spec.ports));
     if let Some(command) = &spec.command {
         deploy_config.insert("command".into(), json!(command));
+    }
+    if !spec.network.is_open() {
+        deploy_config.insert("network".into(), json!(spec.network.to_request()));
     }
     Env {
         id: env_id(name, version),
@@ -658,6 +675,26 @@ mod tests {
         .unwrap();
         assert_eq!(numeric.spec.resources.cpu_millis, 2000);
         assert_eq!(numeric.spec.resources.memory_bytes, 512 * MIB);
+    }
+
+    #[test]
+    fn an_envs_network_policy_becomes_its_templates_and_a_bad_one_names_the_field() {
+        let sealed = registered(
+            json!({"name": "a", "version": "1", "deployConfig": {"imageName": "x", "network": {"egress": "deny"}}}),
+        )
+        .unwrap();
+        assert_eq!(sealed.spec.network.egress, berth_core::Egress::Deny);
+        let open = registered(json!({"name": "a", "version": "1", "deployConfig": {"imageName": "x"}})).unwrap();
+        assert_eq!(open.spec.network.egress, berth_core::Egress::Allow);
+        for (bad, field) in [
+            (json!({"egress": "nope"}), "deployConfig.network.egress"),
+            (json!("deny"), "deployConfig.network"),
+        ] {
+            let refused =
+                registered(json!({"name": "a", "version": "1", "deployConfig": {"imageName": "x", "network": bad}}))
+                    .unwrap_err();
+            assert!(refused.message.contains(field), "{bad}: {}", refused.message);
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use berth_core::hardening::Hardening;
+pub use berth_core::network::{Egress, NetworkPolicy, NetworkRequest};
 pub use berth_core::spec::{FieldError, NumberOrString, SandboxRequest};
 pub use berth_core::template::{PoolRequest, TemplateRequest};
 
@@ -96,6 +97,9 @@ pub struct SandboxView {
     /// Confinement it asked for beyond berth's baseline; absent: none.
     #[serde(default, skip_serializing_if = "Hardening::is_baseline")]
     pub hardening: Hardening,
+    /// The egress policy in force.
+    #[serde(default)]
+    pub network: NetworkPolicy,
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -135,6 +139,7 @@ impl From<&Sandbox> for SandboxView {
             template: sandbox.template.clone(),
             runtime: sandbox.spec.runtime.clone(),
             hardening: sandbox.spec.hardening,
+            network: sandbox.spec.network,
         }
     }
 }

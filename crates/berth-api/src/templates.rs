@@ -53,6 +53,9 @@ pub struct TemplateView {
     /// Confinement of its sandboxes beyond berth's baseline; absent: none.
     #[serde(default, skip_serializing_if = "berth_core::Hardening::is_baseline")]
     pub hardening: berth_core::Hardening,
+    /// The egress policy of its sandboxes.
+    #[serde(default)]
+    pub network: berth_core::NetworkPolicy,
     /// The warm pool, when the template has one.
     pub pool: Option<PoolView>,
     /// Why the template cannot provide sandboxes right now, if it cannot.
@@ -91,6 +94,7 @@ impl TemplateView {
                 .map(berth_core::ReadinessProbe::to_request),
             runtime: template.spec.runtime.clone(),
             hardening: template.spec.hardening,
+            network: template.spec.network,
             pool,
             error: template.error.clone(),
             created_at: template.created_at,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 // Re-exported here too: other crates name them `berth_core::spec::…`.
 pub use crate::field::{FieldError, NumberOrString, ValidationErrors};
 use crate::hardening::{Hardening, check_runtime_name};
+use crate::network::{Egress, NetworkPolicy, NetworkRequest};
 use crate::readiness::{ReadinessProbe, ReadinessRequest};
 use crate::{labels, units};
 
@@ -57,6 +58,10 @@ pub struct SandboxRequest {
     pub runtime: Option<String>,
     /// Opt-in confinement beyond berth's baseline: a read-only root filesystem, no capabilities.
     pub hardening: Option<Hardening>,
+    /// What the sandbox may reach beyond itself (`{"egress": "deny"}`); the server's default
+    /// policy when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRequest>,
 }
 
 /// Resource limits, resolved to engine units.
@@ -97,6 +102,9 @@ pub struct SandboxSpec {
     pub runtime: Option<String>,
     #[serde(default, skip_serializing_if = "Hardening::is_baseline")]
     pub hardening: Hardening,
+    /// The egress policy in force; records without the field are open (`allow`).
+    #[serde(default, skip_serializing_if = "NetworkPolicy::is_open")]
+    pub network: NetworkPolicy,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -113,6 +121,8 @@ pub struct SpecPolicy {
     pub max_labels: usize,
     /// Most bytes the labels, env and command of one sandbox may hold together.
     pub max_spec_bytes: u64,
+    /// The egress policy of a sandbox whose request names none.
+    pub default_egress: Egress,
 }
 
 /// Default of [`SpecPolicy::max_labels`].
@@ -132,6 +142,7 @@ impl Default for SpecPolicy {
             pids_limit: 1024,
             max_labels: DEFAULT_MAX_LABELS,
             max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
+            default_egress: Egress::Allow,
         }
     }
 }
@@ -155,6 +166,9 @@ impl SandboxRequest {
         let ttl = self.validated_ttl(policy, &mut errors);
         let readiness = self.validated_readiness(&mut errors);
         self.check_runtime(&mut errors);
+        let network = NetworkRequest::validate(self.network.as_ref(), policy.default_egress)
+            .map_err(|error| errors.push(error))
+            .unwrap_or_default();
 
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
@@ -178,6 +192,7 @@ impl SandboxRequest {
             stack: None,
             runtime: self.runtime.clone(),
             hardening: self.hardening.unwrap_or_default(),
+            network,
         })
     }
 

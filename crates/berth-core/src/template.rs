@@ -118,6 +118,9 @@ pub struct TemplateRequest {
     pub runtime: Option<String>,
     /// Opt-in confinement of its sandboxes: a read-only root filesystem, no capabilities.
     pub hardening: Option<crate::hardening::Hardening>,
+    /// The egress policy of its sandboxes (pooled ones too), as a sandbox's `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::network::NetworkRequest>,
 }
 
 /// The `pool` of a template request.
@@ -149,6 +152,7 @@ impl TemplateRequest {
             readiness: self.readiness.clone(),
             runtime: self.runtime.clone(),
             hardening: self.hardening,
+            network: self.network.clone(),
             ..SandboxRequest::default()
         }
     }

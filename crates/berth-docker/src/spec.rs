@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use berth_core::Egress;
 use berth_runtime::{ContainerRequest, RuntimeError};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
 
@@ -11,6 +12,8 @@ pub(crate) const SECURITY_OPT: &str = "no-new-privileges";
 pub(crate) const CAP_DROP: &str = "NET_RAW";
 /// The writable scratch space of a sandbox whose root filesystem is read-only. A tmpfs counts
 /// against the sandbox's memory limit, so it needs no size of its own.
+/// The upstream of a sealed sandbox's name lookups: its own loopback.
+const SEALED_RESOLVER: &str = "127.0.0.1";
 pub(crate) const READ_ONLY_SCRATCH: (&str, &str) = ("/tmp", "rw,nosuid,nodev,mode=1777");
 
 /// The container name for a sandbox: `berth-<sandbox id>`.
@@ -80,6 +83,10 @@ pub(crate) fn container_body(
         // The sandbox network, where no sandbox reaches another. PID, IPC and UTS modes stay
         // unset: private namespaces. No binds, mounts or devices.
         network_mode: Some(network.to_owned()),
+        // Egress `deny`: the engine's resolver forwards what it cannot answer to the sandbox's
+        // own loopback, where nothing of the outside listens, instead of to the host's
+        // resolvers (a host-side resolver would otherwise carry names out of a sealed network).
+        dns: (spec.network.egress == Egress::Deny).then(|| vec![SEALED_RESOLVER.to_owned()]),
         ..Default::default()
     };
 
@@ -152,6 +159,7 @@ mod tests {
                 stack: None,
                 runtime: None,
                 hardening: berth_core::Hardening::default(),
+                network: berth_core::NetworkPolicy::default(),
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }
@@ -194,6 +202,23 @@ mod tests {
         let binding = &bindings["8080/tcp"].as_ref().expect("one binding")[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_denied_sandbox_resolves_through_its_own_loopback_and_an_open_one_as_the_engine_says() {
+        let mut request = request();
+        let host = container_body(&request, "127.0.0.1", "net-id")
+            .expect("valid")
+            .host_config
+            .expect("host");
+        assert_eq!(host.dns, None);
+        request.spec.network.egress = Egress::Deny;
+        let host = container_body(&request, "127.0.0.1", "sealed-id")
+            .expect("valid")
+            .host_config
+            .expect("host");
+        assert_eq!(host.dns, Some(vec!["127.0.0.1".to_owned()]));
+        assert_eq!(host.network_mode.as_deref(), Some("sealed-id"));
     }
 
     #[test]

@@ -229,6 +229,7 @@ mod tests {
                 stack: Some(plan.clone()),
                 runtime: None,
                 hardening: berth_core::Hardening::default(),
+                network: berth_core::NetworkPolicy::default(),
             },
             labels: BTreeMap::from([
                 (label_keys::MANAGED.into(), "true".into()),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_core::spec::NumberOrString;
-use berth_core::{SpecPolicy, units};
+use berth_core::{Egress, SpecPolicy, units};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use serde::Deserialize;
@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// [default: engine]
     #[arg(long, env = "BERTH_SANDBOX_NETWORK", value_name = "MODE")]
     pub sandbox_network: Option<String>,
+    /// The egress policy of a sandbox (or template) that names none: `allow` or `deny` (no way
+    /// out; only what berth initiates reaches it) [default: allow]
+    #[arg(long, env = "BERTH_DEFAULT_EGRESS", value_name = "POLICY")]
+    pub default_egress: Option<String>,
     /// PEM certificate chain: with --tls-key, the API and the gateway serve HTTPS only
     #[arg(long, env = "BERTH_TLS_CERT", value_name = "PATH")]
     pub tls_cert: Option<String>,
@@ -289,6 +293,7 @@ pub struct FileSettings {
     pub audit_log: Option<String>,
     pub metrics_auth: Option<String>,
     pub sandbox_network: Option<String>,
+    pub default_egress: Option<String>,
     pub gateway_anonymous: Option<String>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
@@ -332,6 +337,7 @@ impl FileSettings {
             "audit_log" => text(&self.audit_log),
             "metrics_auth" => text(&self.metrics_auth),
             "sandbox_network" => text(&self.sandbox_network),
+            "default_egress" => text(&self.default_egress),
             "gateway_anonymous" => text(&self.gateway_anonymous),
             "tls_cert" => text(&self.tls_cert),
             "tls_key" => text(&self.tls_key),
@@ -441,6 +447,7 @@ impl CliLayer {
             ("audit_log", &args.audit_log),
             ("metrics_auth", &args.metrics_auth),
             ("sandbox_network", &args.sandbox_network),
+            ("default_egress", &args.default_egress),
             ("gateway_anonymous", &args.gateway_anonymous),
             ("tls_cert", &args.tls_cert),
             ("tls_key", &args.tls_key),
@@ -740,6 +747,7 @@ fn resolve_policy(layers: &Layers<'_>) -> Result<SpecPolicy, ConfigError> {
         pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
         max_labels: layers.get("max_labels", "64").parse(parse_max_labels)?,
         max_spec_bytes: layers.get("max_spec_size", "256Ki").parse(units::parse_memory_bytes)?,
+        default_egress: resolve_default_egress(layers)?,
     };
     check_within_maximum(policy.default_cpu_millis, policy.max_cpu_millis, &default_cpu, &max_cpu)?;
     check_within_maximum(
@@ -813,6 +821,13 @@ fn resolve_isolate_sandboxes(layers: &Layers<'_>) -> Result<bool, ConfigError> {
         "isolated" => Ok(true),
         _ => Err(raw.invalid("must be `engine` or `isolated`")),
     }
+}
+
+fn resolve_default_egress(layers: &Layers<'_>) -> Result<Egress, ConfigError> {
+    let raw = layers.get("default_egress", "allow");
+    raw.text()?
+        .parse()
+        .map_err(|_| raw.invalid("must be `allow` or `deny`"))
 }
 
 /// Both files or neither: one without the other is a mistake, not plain HTTP.
@@ -1128,6 +1143,23 @@ mod tests {
             resolve(&empty, None, &no_env).unwrap().database_url,
             None,
             "empty means SQLite"
+        );
+    }
+
+    #[test]
+    fn the_default_egress_is_allow_unless_set_and_a_bad_one_names_the_setting() {
+        let config = resolve(&CliLayer::default(), None, &no_env).unwrap();
+        assert_eq!(config.policy.default_egress, Egress::Allow);
+        let sealed = CliLayer::default().with("default_egress", "deny", Origin::Flag);
+        assert_eq!(
+            resolve(&sealed, None, &no_env).unwrap().policy.default_egress,
+            Egress::Deny
+        );
+        let bad = CliLayer::default().with("default_egress", "closed", Origin::Env);
+        let error = resolve(&bad, None, &no_env).unwrap_err().to_string();
+        assert!(
+            error.contains("BERTH_DEFAULT_EGRESS") && error.contains("`deny`"),
+            "{error}"
         );
     }
 

@@ -202,6 +202,7 @@ pub(crate) mod tests {
             template: None,
             runtime: None,
             hardening: Default::default(),
+            network: Default::default(),
         }
     }
 

@@ -87,6 +87,7 @@ pub fn claimable(template: &Template, request: &SandboxRequest) -> bool {
         // ... and runs under the template's runtime and confinement.
         && request.runtime.is_none()
         && request.hardening.is_none()
+        && request.network.is_none()
 }
 
 /// The template's spec with the request's fields laid over it (env and labels merged, the rest
@@ -134,6 +135,7 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             .or_else(|| spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request)),
         runtime: request.runtime.clone().or_else(|| spec.runtime.clone()),
         hardening: request.hardening.or(Some(spec.hardening)),
+        network: request.network.clone().or_else(|| Some(spec.network.to_request())),
     }
 }
 
@@ -593,9 +595,31 @@ mod tests {
                 ports: vec![80],
                 ..SandboxRequest::default()
             },
+            // A pooled sandbox sits on the network of the template's policy.
+            SandboxRequest {
+                network: Some(berth_core::NetworkPolicy::default().to_request()),
+                ..SandboxRequest::default()
+            },
         ];
         for request in cold {
             assert!(!claimable(&pooled, &request), "{request:?}");
         }
+    }
+
+    #[test]
+    fn a_templates_egress_policy_carries_into_its_sandboxes_unless_the_create_names_one() {
+        let mut sealed = template(1);
+        sealed.spec.network.egress = berth_core::Egress::Deny;
+        let policy = berth_core::SpecPolicy::default();
+        let inherited = merged_request(&sealed, &SandboxRequest::default())
+            .validate(&policy)
+            .unwrap();
+        assert_eq!(inherited.network.egress, berth_core::Egress::Deny);
+        let opened = SandboxRequest {
+            network: Some(berth_core::NetworkPolicy::default().to_request()),
+            ..SandboxRequest::default()
+        };
+        let overridden = merged_request(&sealed, &opened).validate(&policy).unwrap();
+        assert_eq!(overridden.network.egress, berth_core::Egress::Allow);
     }
 }

@@ -63,6 +63,8 @@ impl DockerRuntime {
         let network = NetworkCreateRequest {
             name: stack::network_name(&request.sandbox_id),
             driver: Some("bridge".into()),
+            // Egress `deny`: the services still reach each other, and nothing else.
+            internal: Some(request.spec.network.egress == berth_core::Egress::Deny),
             labels: Some(labels.clone()),
             ..Default::default()
         };

@@ -102,6 +102,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
             stack: None,
             runtime: None,
             hardening: berth_core::Hardening::default(),
+            network: berth_core::NetworkPolicy::default(),
         },
         labels,
     }

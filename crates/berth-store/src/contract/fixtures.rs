@@ -56,6 +56,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             stack: None,
             runtime: None,
             hardening: berth_core::Hardening::default(),
+            network: berth_core::NetworkPolicy::default(),
         },
         container_id: None,
         ip: None,
@@ -175,6 +176,9 @@ pub fn fully_populated() -> Sandbox {
             hardening: berth_core::Hardening {
                 read_only_rootfs: true,
                 drop_all_capabilities: true,
+            },
+            network: berth_core::NetworkPolicy {
+                egress: berth_core::Egress::Deny,
             },
             ttl: Duration::from_millis(90_500),
             readiness: Some(berth_core::ReadinessProbe {

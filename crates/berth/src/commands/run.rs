@@ -1,6 +1,6 @@
 //! `berth run`: creates a sandbox from an image or a template and prints its id.
 
-use berth_api::{Hardening, NumberOrString, SandboxRequest};
+use berth_api::{Egress, Hardening, NetworkPolicy, NumberOrString, SandboxRequest};
 use berth_client::{BerthClient, CreateOptions};
 use clap::{ArgGroup, Args};
 
@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Drop capabilities: only ALL is taken (NET_RAW is dropped from every sandbox already)
     #[arg(long, value_name = "ALL", value_parser = parse_cap_drop)]
     pub cap_drop: Option<CapDrop>,
+    /// What the sandbox may reach beyond itself: allow, or deny (no way out; berth's proxy,
+    /// gateway, probes and exec still reach it) [default: the server's]
+    #[arg(long, value_name = "POLICY", value_parser = parse_egress)]
+    pub egress: Option<Egress>,
     /// Who the sandbox belongs to [default: anonymous]
     #[arg(long, value_name = "OWNER")]
     pub owner: Option<String>,
@@ -115,7 +119,12 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
             read_only_rootfs: args.read_only,
             drop_all_capabilities: args.cap_drop.is_some(),
         }),
+        network: args.egress.map(|egress| NetworkPolicy { egress }.to_request()),
     }
+}
+
+fn parse_egress(value: &str) -> Result<Egress, String> {
+    value.parse()
 }
 
 pub async fn run(client: &BerthClient, args: &RunArgs) -> anyhow::Result<()> {
@@ -178,6 +187,8 @@ mod tests {
             "--read-only",
             "--cap-drop",
             "all",
+            "--egress",
+            "deny",
             "-d",
             "--idempotency-key",
             "k1",
@@ -212,6 +223,9 @@ mod tests {
                 hardening: Some(Hardening {
                     read_only_rootfs: true,
                     drop_all_capabilities: true,
+                }),
+                network: Some(berth_api::NetworkRequest {
+                    egress: Some(serde_json::json!("deny")),
                 }),
             }
         );

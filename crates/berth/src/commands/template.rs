@@ -73,6 +73,9 @@ pub struct CreateArgs {
     /// Most each sandbox may write to its filesystem: 10Gi [default: unlimited]
     #[arg(long, value_name = "SIZE")]
     pub disk: Option<String>,
+    /// What its sandboxes may reach: allow, or deny (no way out) [default: the server's]
+    #[arg(long, value_name = "POLICY", value_parser = |value: &str| value.parse::<berth_api::Egress>())]
+    pub egress: Option<berth_api::Egress>,
     /// Default time to live of its sandboxes: 90s, 30m, 1h30m [default: the server's]
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
@@ -166,6 +169,9 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         readiness: None,
         runtime: args.runtime.clone(),
         hardening: None,
+        network: args
+            .egress
+            .map(|egress| berth_api::NetworkPolicy { egress }.to_request()),
     }
 }
 
@@ -339,6 +345,7 @@ mod tests {
             readiness: None,
             runtime: None,
             hardening: Default::default(),
+            network: Default::default(),
             pool,
             error: None,
             created_at: at("2026-01-01T11:57:00Z"),
@@ -404,6 +411,7 @@ mod tests {
                 readiness: None,
                 runtime: None,
                 hardening: None,
+                network: None,
             }
         );
     }

@@ -1,0 +1,199 @@
+//! Egress policy through the real server and engine: a sandbox with `network.egress: deny`
+//! reaches no outside host and no other sealed sandbox, while berth still reaches it (readiness
+//! probe, proxy, exec) and an `allow` sandbox reaches the same outside host. "The outside" is a
+//! container this test starts on the engine's default bridge; traffic goes only to containers
+//! this test created.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test: a panic is a failed test with its message"
+)]
+
+use berth_e2e::{TestServer, docker, docker_inspect, field_named};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A container standing for a host outside berth, removed when dropped.
+struct OutsideHost {
+    container: String,
+    ip: String,
+}
+
+impl OutsideHost {
+    /// Serves HTTP on port 80 from the engine's default bridge, where open sandboxes live too.
+    fn start() -> Self {
+        let label = format!("berth.test.egress={}", berth_e2e::unique("outside"));
+        let container = docker(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "--network",
+            "bridge",
+            berth_e2e::TEST_IMAGE,
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ])
+        .unwrap()
+        .trim()
+        .to_owned();
+        let inspected = docker_inspect(&container).unwrap();
+        let ip = inspected["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        OutsideHost { container, ip }
+    }
+}
+
+impl Drop for OutsideHost {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.container]);
+    }
+}
+
+/// A running sandbox serving HTTP on 8080 under `egress`, ready only once berth's probe reached it.
+async fn web_server(server: &TestServer, egress: &str) -> Value {
+    let (status, sandbox) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({
+                "image": berth_e2e::TEST_IMAGE,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                "ports": [8080],
+                "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
+                "ttl": "10m",
+                "network": {"egress": egress},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sandbox}\n{}", server.log());
+    assert_eq!(sandbox["status"], "Running", "{sandbox}");
+    assert_eq!(sandbox["network"]["egress"], egress, "{sandbox}");
+    sandbox
+}
+
+/// What `sh -c line` prints inside sandbox `id`.
+async fn run_in(server: &TestServer, id: &str, line: &str) -> String {
+    let (status, result) = server
+        .post_json(
+            &format!("/v1/sandboxes/{id}/exec"),
+            &json!({ "cmd": ["sh", "-c", line], "timeout": "20s" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    result["stdout"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Whether an HTTP GET of `/hostname` on `ip:port` from inside sandbox `id` is answered 200
+/// within 3 s (busybox's `nc`).
+async fn answered_from(server: &TestServer, id: &str, ip: &str, port: u16) -> bool {
+    let line = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}");
+    run_in(server, id, &line).await.starts_with("HTTP/1.1 200")
+}
+
+#[tokio::test]
+async fn a_denied_sandbox_reaches_nothing_outside_and_berth_still_reaches_it() {
+    let outside = OutsideHost::start();
+    let server = TestServer::start().await.unwrap();
+    let open = web_server(&server, "allow").await;
+    let sealed = web_server(&server, "deny").await;
+    let other_sealed = web_server(&server, "deny").await;
+    let open_id = open["id"].as_str().unwrap();
+    let sealed_id = sealed["id"].as_str().unwrap();
+    let sealed_ip = sealed["ip"].as_str().expect("a sealed sandbox has an address");
+    let other_sealed_ip = other_sealed["ip"].as_str().unwrap();
+
+    // The outside host answers an open sandbox (so it is there to be reached; an engine running
+    // with --icc=false would fail this, not berth)...
+    assert!(
+        answered_from(&server, open_id, &outside.ip, 80).await,
+        "an open sandbox could not reach the outside host at {}",
+        outside.ip
+    );
+    // ... and not the sealed one, which reaches neither the other sealed sandbox nor the open
+    // one, while its own server answers it.
+    assert!(
+        !answered_from(&server, sealed_id, &outside.ip, 80).await,
+        "the sealed sandbox reached the outside host"
+    );
+    assert!(
+        !answered_from(&server, sealed_id, other_sealed_ip, 8080).await,
+        "one sealed sandbox reached another"
+    );
+    assert!(
+        !answered_from(&server, sealed_id, open["ip"].as_str().unwrap(), 8080).await,
+        "the sealed sandbox reached an open one"
+    );
+    assert!(answered_from(&server, sealed_id, sealed_ip, 8080).await);
+
+    // It sits on berth's internal network, and its name lookups go to its own loopback, not to
+    // the host's resolvers.
+    let container = docker_inspect(sealed["container_id"].as_str().unwrap()).unwrap();
+    assert_eq!(container["HostConfig"]["Dns"], json!(["127.0.0.1"]), "{container}");
+    let networks: Vec<&String> = container["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(networks, ["berth-sealed"]);
+    let network: Value = serde_json::from_str(&docker(&["network", "inspect", "berth-sealed"]).unwrap()).unwrap();
+    assert_eq!(network[0]["Internal"], true, "{network}");
+    assert_eq!(network[0]["Options"]["com.docker.network.bridge.enable_icc"], "false");
+
+    // berth reaches it from its side: the probe passed (it is Running), the proxy and exec work.
+    let response = server
+        .http()
+        .get(format!("{}/v1/sandboxes/{sealed_id}/proxy/8080/hostname", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(run_in(&server, sealed_id, "echo still here").await, "still here\n");
+    let read_back = server.get_json(&format!("/v1/sandboxes/{sealed_id}")).await;
+    assert_eq!(read_back["network"], json!({"egress": "deny"}));
+}
+
+#[tokio::test]
+async fn the_servers_default_applies_to_a_sandbox_that_names_none_and_bad_policies_are_named() {
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        args: vec!["--default-egress".into(), "deny".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (status, sandbox) = server
+        .post_json(
+            "/v1/sandboxes",
+            &json!({"image": berth_e2e::TEST_IMAGE, "command": ["sleep", "600"], "ttl": "5m"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sandbox}");
+    assert_eq!(sandbox["network"]["egress"], "deny");
+    let container = docker_inspect(sandbox["container_id"].as_str().unwrap()).unwrap();
+    assert!(
+        container["NetworkSettings"]["Networks"]["berth-sealed"].is_object(),
+        "{container}"
+    );
+
+    for bad in [json!("open"), json!({"allow": ["allowed.test"]}), json!(7)] {
+        let (status, problem) = server
+            .post_json(
+                "/v1/sandboxes",
+                &json!({"image": berth_e2e::TEST_IMAGE, "network": {"egress": bad}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert!(field_named(&problem, "network.egress"), "{bad}: {problem}");
+    }
+    let listed = server.get_json("/v1/sandboxes").await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "nothing half-created: {listed}"
+    );
+}
