@@ -30,7 +30,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `binary serve` and waits for its first stdout line, `berth listening on URL`.
-    pub async fn start(binary: &Path, docker_socket: &Path, cluster: &str) -> Result<Self> {
+    pub async fn start(binary: &Path, docker_socket: &Path, cluster: &str, extra_args: &[String]) -> Result<Self> {
         if !binary.exists() {
             bail!(
                 "{} does not exist: build it with `cargo build --release -p berth` (scripts/bench does)",
@@ -56,6 +56,7 @@ impl Server {
             .arg(data_dir.path().join("data"))
             .arg("--docker-host")
             .arg(format!("unix://{}", docker_socket.display()))
+            .args(extra_args)
             // Not the caller's directory: a `./berth.toml` there would be read.
             .current_dir(data_dir.path())
             .stdin(Stdio::null())

@@ -103,6 +103,10 @@ struct Args {
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// An extra argument of `berth serve` (repeatable), e.g. `--serve-arg=--default-egress
+    /// --serve-arg=deny` to measure sealed sandboxes.
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
 }
 
 #[tokio::main]
@@ -136,7 +140,7 @@ async fn main() -> Result<()> {
 
     let engine = Engine::new(&args.docker_socket)?;
     let engine_version = engine.check(&args.image).await?;
-    let server = Server::start(&args.berth_bin, &args.docker_socket, &cluster).await?;
+    let server = Server::start(&args.berth_bin, &args.docker_socket, &cluster, &args.serve_args).await?;
     eprintln!("berth-bench {run_id}: berth at {}, {engine_version}", server.url);
 
     let outcome = tokio::select! {
