@@ -286,6 +286,7 @@ fn request_from_spec(
             ttl.cloned().unwrap_or_else(|| units::format_duration(spec.ttl)),
         )),
         owner,
+        network: Some(spec.network.to_request()),
         ..SandboxRequest::default()
     }
 }

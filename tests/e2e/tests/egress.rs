@@ -197,3 +197,58 @@ async fn the_servers_default_applies_to_a_sandbox_that_names_none_and_bad_polici
         "nothing half-created: {listed}"
     );
 }
+
+#[tokio::test]
+async fn a_denied_stack_keeps_its_services_talking_and_reaches_nothing_else() {
+    use berth_e2e::api::{data, get, post};
+    let outside = OutsideHost::start();
+    let server = TestServer::start().await.unwrap();
+    let name = berth_e2e::unique("sealed-stack");
+    let compose = format!(
+        r#"
+services:
+  web:
+    image: {image}
+    command: ["httpd", "-f", "-p", "5000", "-h", "/etc"]
+  app:
+    image: {image}
+    labels:
+      aenv.main: "true"
+    depends_on: [web]
+    command: ["sleep", "3600"]
+"#,
+        image = berth_e2e::TEST_IMAGE
+    );
+    let env = json!({
+        "name": name,
+        "version": "1",
+        "artifacts": [],
+        "deployConfig": {"composeFile": compose, "ttl": "10m", "network": {"egress": "deny"}},
+    });
+    assert_eq!(data(post(&server, "/env/", env).await), true);
+    let instance = data(post(&server, "/env-instance", json!({"envName": format!("{name}@1")})).await);
+    let id = instance["id"].as_str().unwrap().to_owned();
+    let sandbox = berth_e2e::eventually(std::time::Duration::from_secs(90), || async {
+        let (_, sandbox) = get(&server, &format!("/v1/sandboxes/{id}")).await;
+        assert_ne!(sandbox["status"], "Failed", "{sandbox}");
+        (sandbox["status"] == "Running").then_some(sandbox)
+    })
+    .await
+    .unwrap_or_else(|| panic!("stack {id} never ran"));
+    assert_eq!(sandbox["network"]["egress"], "deny", "{sandbox}");
+
+    let network: Value =
+        serde_json::from_str(&docker(&["network", "inspect", &format!("berth-{id}")]).unwrap()).unwrap();
+    assert_eq!(network[0]["Internal"], true, "{network}");
+    // The other service answers by its name; the outside host does not.
+    assert!(
+        answered_from(&server, &id, "web", 5000).await,
+        "the stack's own service did not answer"
+    );
+    assert!(
+        !answered_from(&server, &id, &outside.ip, 80).await,
+        "the sealed stack reached the outside host"
+    );
+    let (status, _) = berth_e2e::api::delete(&server, &format!("/env-instance/{id}")).await;
+    assert_eq!(status, 200);
+}
