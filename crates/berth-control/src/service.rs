@@ -1066,9 +1066,10 @@ pub struct CreateExtras {
     pub stack: Option<berth_core::stack::StackPlan>,
 }
 
-/// Removes what `sandbox` has on the engine: its container, or its whole compose stack.
+/// Removes what `sandbox` has on the engine: its container, or its whole compose stack (a
+/// sandbox whose egress is `deny` has a network of its own, and goes the way of a stack).
 async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Result<(), RuntimeError> {
-    if sandbox.spec.stack.is_some() {
+    if sandbox.spec.stack.is_some() || sandbox.spec.network.egress == berth_core::Egress::Deny {
         return runtime.remove_stack(&sandbox.id).await;
     }
     match &sandbox.container_id {

@@ -28,13 +28,6 @@ use crate::{spec, state};
 
 mod build_calls;
 mod network_calls;
-
-use network_calls::SandboxNetwork;
-
-/// The network `request`'s sandbox joins, by its egress policy.
-fn network_of(request: &ContainerRequest) -> SandboxNetwork {
-    SandboxNetwork::for_egress(request.spec.network.egress)
-}
 mod stack_calls;
 mod work_calls;
 
@@ -52,8 +45,6 @@ pub struct DockerRuntime {
     info: EngineInfo,
     /// The id of the network sandboxes join, once found or made (shared by the clones).
     sandbox_network: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
-    /// The id of the network sandboxes with egress `deny` join, once found or made.
-    sealed_network: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -83,14 +74,11 @@ impl DockerRuntime {
             config,
             info,
             sandbox_network: std::sync::Arc::default(),
-            sealed_network: std::sync::Arc::default(),
         };
         // Found (or made) now, so that no create waits for it; a failure here is retried by the
         // first create that needs the network.
-        for kind in [SandboxNetwork::Shared, SandboxNetwork::Sealed] {
-            if let Err(error) = runtime.sandbox_network(kind).await {
-                tracing::warn!(engine = %runtime.info.name, ?kind, %error, "could not prepare the sandbox network yet");
-            }
+        if let Err(error) = runtime.sandbox_network().await {
+            tracing::warn!(engine = %runtime.info.name, %error, "could not prepare the sandbox network yet");
         }
         Ok(runtime)
     }
@@ -147,7 +135,7 @@ impl DockerRuntime {
         request: &ContainerRequest,
         name: &str,
     ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
-        let network = self.sandbox_network(network_of(request)).await?;
+        let network = self.sandbox_network().await?;
         let body = spec::container_body(request, &self.config.publish_host_ip, &network)?;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         // A 404 here means the image (or the network) vanished since the check; a 409 means a
@@ -162,15 +150,15 @@ impl DockerRuntime {
 
     /// After a create answered "not found": whether it was the sandbox network that is gone
     /// (then forgotten, so that the next call makes it again).
-    async fn sandbox_network_went_away(&self, kind: SandboxNetwork) -> bool {
-        let Some(id) = self.cached_sandbox_network(kind).await else {
+    async fn sandbox_network_went_away(&self) -> bool {
+        let Some(id) = self.sandbox_network.lock().await.clone() else {
             return false;
         };
         match self.sandbox_network_exists(&id).await {
             Ok(true) | Err(_) => false,
             Ok(false) => {
                 tracing::warn!(network = %id, "the sandbox network was removed behind berth's back; making it again");
-                self.forget_sandbox_network(kind).await;
+                self.forget_sandbox_network().await;
                 true
             }
         }
@@ -368,6 +356,9 @@ impl Runtime for DockerRuntime {
         if let Some(plan) = &request.spec.stack {
             return self.create_stack(request, plan).await;
         }
+        if request.spec.network.egress == berth_core::Egress::Deny {
+            return self.create_sealed(request).await;
+        }
         let image = request.spec.image.as_str();
         self.ensure_image(image).await?;
         let name = spec::container_name(request);
@@ -375,7 +366,7 @@ impl Runtime for DockerRuntime {
             // The network went away behind berth's back (the engine answers as for a missing
             // image): made again, and the create tried once more.
             Err(RuntimeError::ImageNotFound { .. } | RuntimeError::NotFound(_))
-                if self.sandbox_network_went_away(network_of(request)).await =>
+                if self.sandbox_network_went_away().await =>
             {
                 self.create_on_sandbox_network(request, &name).await?
             }

@@ -4,16 +4,17 @@
 use std::collections::HashMap;
 
 use berth_core::Egress;
+use berth_core::sandbox::label_keys;
 use berth_runtime::{ContainerRequest, RuntimeError};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
 
 /// Options berth sets on every container, whatever the request.
 pub(crate) const SECURITY_OPT: &str = "no-new-privileges";
 pub(crate) const CAP_DROP: &str = "NET_RAW";
-/// The writable scratch space of a sandbox whose root filesystem is read-only. A tmpfs counts
-/// against the sandbox's memory limit, so it needs no size of its own.
 /// The upstream of a sealed sandbox's name lookups: its own loopback.
 const SEALED_RESOLVER: &str = "127.0.0.1";
+/// The writable scratch space of a sandbox whose root filesystem is read-only. A tmpfs counts
+/// against the sandbox's memory limit, so it needs no size of its own.
 pub(crate) const READ_ONLY_SCRATCH: (&str, &str) = ("/tmp", "rw,nosuid,nodev,mode=1777");
 
 /// The container name for a sandbox: `berth-<sandbox id>`.
@@ -96,19 +97,23 @@ pub(crate) fn container_body(
         env: (!spec.env.is_empty()).then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: spec.workdir.clone(),
         user: spec.user.clone(),
-        labels: Some(
-            request
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>(),
-        ),
+        labels: Some(container_labels(request)),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         tty: Some(false),
         open_stdin: Some(false),
         host_config: Some(host_config),
         ..Default::default()
     })
+}
+
+/// The request's labels; a sealed sandbox's container also carries `berth.stack`, as its
+/// network does, so that the two are removed (and collected) together.
+fn container_labels(request: &ContainerRequest) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = request.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if request.spec.network.egress == Egress::Deny {
+        labels.insert(label_keys::STACK.to_owned(), request.sandbox_id.to_string());
+    }
+    labels
 }
 
 /// How to ask the engine to pull `image`: `(fromImage, tag)`. Without a tag the API would pull
@@ -219,6 +224,23 @@ mod tests {
             .expect("host");
         assert_eq!(host.dns, Some(vec!["127.0.0.1".to_owned()]));
         assert_eq!(host.network_mode.as_deref(), Some("sealed-id"));
+    }
+
+    #[test]
+    fn a_denied_sandboxs_container_is_labelled_with_its_network_and_an_open_one_is_not() {
+        let mut request = request();
+        let labels = container_body(&request, "127.0.0.1", "net-id")
+            .expect("valid")
+            .labels
+            .expect("labels");
+        assert!(!labels.contains_key(label_keys::STACK), "{labels:?}");
+        request.spec.network.egress = Egress::Deny;
+        let labels = container_body(&request, "127.0.0.1", "sealed-id")
+            .expect("valid")
+            .labels
+            .expect("labels");
+        assert_eq!(labels[label_keys::STACK], request.sandbox_id.to_string());
+        assert_eq!(labels[label_keys::MANAGED], "true");
     }
 
     #[test]

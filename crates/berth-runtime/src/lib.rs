@@ -176,7 +176,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError>;
 
     /// Removes every object of the compose stack of `sandbox_id`: containers, then volumes,
-    /// then the network. Nothing left is `Ok`.
+    /// then the network (a sandbox with egress `deny` has such objects too: its container and
+    /// its own network). Nothing left is `Ok`.
     async fn remove_stack(&self, sandbox_id: &SandboxId) -> Result<(), RuntimeError>;
 
     /// The compose stacks with objects on the engine.

@@ -140,10 +140,16 @@ async fn a_denied_sandbox_reaches_nothing_outside_and_berth_still_reaches_it() {
         .unwrap()
         .keys()
         .collect();
-    assert_eq!(networks, ["berth-sealed"]);
-    let network: Value = serde_json::from_str(&docker(&["network", "inspect", "berth-sealed"]).unwrap()).unwrap();
+    // A network of its own, internal, with nobody else on it.
+    let own_network = format!("berth-{sealed_id}");
+    assert_eq!(networks, [&own_network]);
+    let network: Value = serde_json::from_str(&docker(&["network", "inspect", &own_network]).unwrap()).unwrap();
     assert_eq!(network[0]["Internal"], true, "{network}");
-    assert_eq!(network[0]["Options"]["com.docker.network.bridge.enable_icc"], "false");
+    assert_eq!(
+        network[0]["Containers"].as_object().map(|c| c.len()),
+        Some(1),
+        "{network}"
+    );
 
     // berth reaches it from its side: the probe passed (it is Running), the proxy and exec work.
     let response = server
@@ -156,6 +162,20 @@ async fn a_denied_sandbox_reaches_nothing_outside_and_berth_still_reaches_it() {
     assert_eq!(run_in(&server, sealed_id, "echo still here").await, "still here\n");
     let read_back = server.get_json(&format!("/v1/sandboxes/{sealed_id}")).await;
     assert_eq!(read_back["network"], json!({"egress": "deny"}));
+
+    // Deleting the sandbox removes its network with it.
+    let response = server
+        .http()
+        .delete(format!("{}/v1/sandboxes/{sealed_id}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let gone = berth_e2e::eventually(std::time::Duration::from_secs(30), || async {
+        docker(&["network", "inspect", &own_network]).is_err().then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the sealed sandbox's network outlived it");
 }
 
 #[tokio::test]
@@ -175,8 +195,9 @@ async fn the_servers_default_applies_to_a_sandbox_that_names_none_and_bad_polici
     assert_eq!(status, StatusCode::CREATED, "{sandbox}");
     assert_eq!(sandbox["network"]["egress"], "deny");
     let container = docker_inspect(sandbox["container_id"].as_str().unwrap()).unwrap();
+    let sandbox_id = sandbox["id"].as_str().unwrap();
     assert!(
-        container["NetworkSettings"]["Networks"]["berth-sealed"].is_object(),
+        container["NetworkSettings"]["Networks"][format!("berth-{sandbox_id}")].is_object(),
         "{container}"
     );
 

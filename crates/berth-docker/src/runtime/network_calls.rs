@@ -1,4 +1,4 @@
-//! The network sandboxes join. By default the engine's default bridge, as a plain `docker run`
+//! The networks sandboxes join. By default the engine's default bridge, as a plain `docker run`
 //! uses it; with `isolate_sandboxes` (`berth serve --sandbox-network isolated`) one bridge per
 //! engine with inter-container traffic off, so that no sandbox can open a connection to another,
 //! whatever it tries.
@@ -9,11 +9,15 @@
 //! env-service balancers connect from the host, which the rule does not cover. A compose stack
 //! keeps a network of its own, so its services talk to each other and to nothing else.
 //!
-//! A sandbox whose egress policy is `deny` joins another network of berth's, `berth-sealed`:
-//! an internal bridge (the engine routes nothing from it to anywhere else) with
-//! inter-container traffic off, so its sandboxes reach neither the outside nor each other; the
-//! host still reaches them, as above. Its name lookups are pointed at the sandbox's own
-//! loopback (see `spec::container_body`), so no query leaves it either.
+//! A sandbox whose egress policy is `deny` gets a network of its own, as a stack does: an
+//! internal bridge (the engine routes nothing from it to anywhere else) with no IPv6 and nobody
+//! else on it, labelled as a stack's objects are, so that it is removed with the sandbox and
+//! collected like a stack when a create was cut short. The host still reaches it, as above. Its
+//! name lookups are pointed at the sandbox's own loopback (see `spec::container_body`), so no
+//! query leaves it either. One network per sandbox rather than one shared by every sealed
+//! sandbox: on Docker 20.10 (before 20.10.27) a container joining a network while the network's
+//! last other container leaves can deadlock the engine's network controller (moby/moby#46661),
+//! and a network nobody else joins cannot meet that race.
 //!
 //! An engine whose default bridge already has inter-container traffic off (`dockerd --icc=false`)
 //! needs no network of berth's: sandboxes join that bridge, which costs nothing. Joining a
@@ -22,78 +26,45 @@
 
 use std::collections::HashMap;
 
-use berth_core::Egress;
+use berth_runtime::{ContainerRequest, ContainerState, RuntimeError};
 use bollard::models::{Network, NetworkCreateRequest};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use super::DockerRuntime;
 use crate::error::Subject;
-use berth_runtime::RuntimeError;
+use crate::spec;
 
-/// The shared network's name on the engine.
+/// The network's name on the engine.
 pub const SANDBOX_NETWORK: &str = "berth-sandboxes";
-/// The sealed network's name: where sandboxes whose egress is `deny` live.
-pub const SEALED_NETWORK: &str = "berth-sealed";
-/// The label that marks them as berth's, whichever berth process created them; its value is
-/// the network's name.
+/// The label that marks it as berth's, whichever berth process created it.
 pub const SANDBOX_NETWORK_LABEL: &str = "berth.sandbox-network";
 /// The bridge driver's option that stops traffic between its containers.
 const INTER_CONTAINER_OPTION: &str = "com.docker.network.bridge.enable_icc";
 /// The engine's default bridge, as a container's network mode names it.
 const DEFAULT_BRIDGE: &str = "bridge";
 
-/// Which of berth's networks a sandbox joins, by its egress policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SandboxNetwork {
-    /// Egress `allow`: the engine's default bridge, or `berth-sandboxes` when isolated.
-    Shared,
-    /// Egress `deny`: `berth-sealed`, internal.
-    Sealed,
-}
-
-impl SandboxNetwork {
-    pub(crate) fn for_egress(egress: Egress) -> Self {
-        match egress {
-            Egress::Allow => SandboxNetwork::Shared,
-            Egress::Deny => SandboxNetwork::Sealed,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            SandboxNetwork::Shared => SANDBOX_NETWORK,
-            SandboxNetwork::Sealed => SEALED_NETWORK,
-        }
-    }
-
-    /// Whether the engine routes nothing out of it.
-    fn internal(self) -> bool {
-        self == SandboxNetwork::Sealed
-    }
-}
-
 impl DockerRuntime {
-    /// The id of the network `kind` names, creating it when the engine has none. Kept once
-    /// found; a network removed behind berth's back is found missing by the create that needs it
+    /// The id of the sandbox network, creating it when the engine has none. Kept once found; a
+    /// network removed behind berth's back is found missing by the create that needs it
     /// ([`Self::forget_sandbox_network`]).
-    pub(super) async fn sandbox_network(&self, kind: SandboxNetwork) -> Result<String, RuntimeError> {
-        let mut cached = self.network_cache(kind).lock().await;
+    pub(super) async fn sandbox_network(&self) -> Result<String, RuntimeError> {
+        let mut cached = self.sandbox_network.lock().await;
         if let Some(id) = cached.as_ref() {
             return Ok(id.clone());
         }
-        if kind == SandboxNetwork::Shared && (!self.config.isolate_sandboxes || self.default_bridge_isolates().await?) {
+        if !self.config.isolate_sandboxes || self.default_bridge_isolates().await? {
             *cached = Some(DEFAULT_BRIDGE.to_owned());
             return Ok(DEFAULT_BRIDGE.to_owned());
         }
-        let id = match self.find_sandbox_network(kind).await? {
+        let id = match self.find_sandbox_network().await? {
             Some(id) => id,
             None => {
-                self.create_sandbox_network(kind).await?;
+                self.create_sandbox_network().await?;
                 // Two berth processes may have created one each at the same moment (engines of
                 // API 1.41 accept a duplicate name): all of them settle on the same one.
-                self.find_sandbox_network(kind).await?.ok_or_else(|| {
+                self.find_sandbox_network().await?.ok_or_else(|| {
                     RuntimeError::Other(format!(
-                        "the network `{}` was created but the engine does not list it",
-                        kind.name()
+                        "the network `{SANDBOX_NETWORK}` was created but the engine does not list it"
                     ))
                 })?
             }
@@ -102,20 +73,8 @@ impl DockerRuntime {
         Ok(id)
     }
 
-    fn network_cache(&self, kind: SandboxNetwork) -> &tokio::sync::Mutex<Option<String>> {
-        match kind {
-            SandboxNetwork::Shared => &self.sandbox_network,
-            SandboxNetwork::Sealed => &self.sealed_network,
-        }
-    }
-
-    /// The id berth has been using for `kind`, if it has one.
-    pub(super) async fn cached_sandbox_network(&self, kind: SandboxNetwork) -> Option<String> {
-        self.network_cache(kind).lock().await.clone()
-    }
-
-    pub(super) async fn forget_sandbox_network(&self, kind: SandboxNetwork) {
-        *self.network_cache(kind).lock().await = None;
+    pub(super) async fn forget_sandbox_network(&self) {
+        *self.sandbox_network.lock().await = None;
     }
 
     /// Whether the network berth has been using is still there.
@@ -141,23 +100,52 @@ impl DockerRuntime {
             .any(|network| network.name.as_deref() == Some(DEFAULT_BRIDGE) && keeps_containers_apart(network)))
     }
 
-    async fn find_sandbox_network(&self, kind: SandboxNetwork) -> Result<Option<String>, RuntimeError> {
+    async fn find_sandbox_network(&self) -> Result<Option<String>, RuntimeError> {
         let filters = HashMap::from([("label", vec![SANDBOX_NETWORK_LABEL.to_owned()])]);
-        Ok(canonical(kind, self.networks_matching(&filters).await?))
+        Ok(canonical(self.networks_matching(&filters).await?))
     }
 
-    async fn create_sandbox_network(&self, kind: SandboxNetwork) -> Result<(), RuntimeError> {
+    /// Creates a sandbox whose egress is `deny`: its own internal network, then its container
+    /// on it, both labelled `berth.stack`; on any failure both are removed (and a create cut short
+    /// is collected like a stack's).
+    pub(super) async fn create_sealed(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
+        self.ensure_image(&request.spec.image).await?;
+        let created = self.create_sealed_objects(request).await;
+        if let Err(error) = &created {
+            tracing::warn!(sandbox = %request.sandbox_id, %error, "sealed create failed; removing what was made");
+            if let Err(cleanup) = self.remove_stack_objects(&request.sandbox_id).await {
+                tracing::warn!(sandbox = %request.sandbox_id, error = %cleanup, "could not remove a half-created sealed sandbox; the resync will");
+            }
+        }
+        created
+    }
+
+    async fn create_sealed_objects(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
+        let network = self.create_stack_network(request).await?;
+        let body = spec::container_body(request, &self.config.publish_host_ip, &network)?;
+        let name = spec::container_name(request);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .call(
+                "container create",
+                Subject::Image(&request.spec.image),
+                self.docker.create_container(Some(options), body),
+            )
+            .await?;
+        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
+            tracing::warn!(container = %name, %warning, "engine warning on create");
+        }
+        self.start_and_inspect(&created.id).await
+    }
+
+    async fn create_sandbox_network(&self) -> Result<(), RuntimeError> {
         let request = NetworkCreateRequest {
-            name: kind.name().to_owned(),
+            name: SANDBOX_NETWORK.to_owned(),
             driver: Some("bridge".into()),
-            internal: Some(kind.internal()),
             // No IPv6: the isolation rules the engine writes are IPv4 ones.
             enable_ipv6: Some(false),
             options: Some(HashMap::from([(INTER_CONTAINER_OPTION.to_owned(), "false".to_owned())])),
-            labels: Some(HashMap::from([(
-                SANDBOX_NETWORK_LABEL.to_owned(),
-                kind.name().to_owned(),
-            )])),
+            labels: Some(HashMap::from([(SANDBOX_NETWORK_LABEL.to_owned(), "true".to_owned())])),
             ..Default::default()
         };
         match self
@@ -171,15 +159,13 @@ impl DockerRuntime {
     }
 }
 
-/// Of the networks listed, the one every berth process picks for `kind`: of its name, with
-/// inter-container traffic off and internal exactly when `kind` is, the oldest first and the
-/// smallest id between equals.
-fn canonical(kind: SandboxNetwork, networks: Vec<Network>) -> Option<String> {
+/// Of the networks listed, the one every berth process picks: named [`SANDBOX_NETWORK`], with
+/// inter-container traffic off, the oldest first and the smallest id between equals.
+fn canonical(networks: Vec<Network>) -> Option<String> {
     networks
         .into_iter()
-        .filter(|network| network.name.as_deref() == Some(kind.name()))
+        .filter(|network| network.name.as_deref() == Some(SANDBOX_NETWORK))
         .filter(keeps_containers_apart)
-        .filter(|network| network.internal.unwrap_or(false) == kind.internal())
         .filter_map(|network| Some((network.created, network.id?)))
         .min()
         .map(|(_, id)| id)
@@ -218,27 +204,7 @@ mod tests {
             network("eee", SANDBOX_NETWORK, Some("false"), 10),
             network("abc", SANDBOX_NETWORK, Some("false"), 10),
         ];
-        assert_eq!(canonical(SandboxNetwork::Shared, listed).as_deref(), Some("abc"));
-        assert_eq!(
-            canonical(
-                SandboxNetwork::Shared,
-                vec![network("ccc", SANDBOX_NETWORK, Some("true"), 5)]
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn the_sealed_network_must_be_internal_and_the_shared_one_must_not() {
-        let mut sealed = network("sss", SEALED_NETWORK, Some("false"), 1);
-        assert_eq!(canonical(SandboxNetwork::Sealed, vec![sealed.clone()]), None);
-        sealed.internal = Some(true);
-        assert_eq!(
-            canonical(SandboxNetwork::Sealed, vec![sealed.clone()]).as_deref(),
-            Some("sss")
-        );
-        let mut shared = network("aaa", SANDBOX_NETWORK, Some("false"), 1);
-        shared.internal = Some(true);
-        assert_eq!(canonical(SandboxNetwork::Shared, vec![shared, sealed]), None);
+        assert_eq!(canonical(listed).as_deref(), Some("abc"));
+        assert_eq!(canonical(vec![network("ccc", SANDBOX_NETWORK, Some("true"), 5)]), None);
     }
 }

@@ -60,16 +60,7 @@ impl DockerRuntime {
         plan: &StackPlan,
     ) -> Result<ContainerState, RuntimeError> {
         let labels = stack::object_labels(request);
-        let network = NetworkCreateRequest {
-            name: stack::network_name(&request.sandbox_id),
-            driver: Some("bridge".into()),
-            // Egress `deny`: the services still reach each other, and nothing else.
-            internal: Some(request.spec.network.egress == berth_core::Egress::Deny),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        };
-        self.call("network create", Subject::Engine, self.docker.create_network(network))
-            .await?;
+        self.create_stack_network(request).await?;
         for volume in &plan.volumes {
             let volume = VolumeCreateRequest {
                 name: Some(stack::volume_name(&request.sandbox_id, volume)),
@@ -114,6 +105,25 @@ impl DockerRuntime {
             RuntimeError::Invalid(format!("the stack has no service `{}` to report", plan.main_service))
         })?;
         self.inspect(main).await
+    }
+
+    /// The network of the stack (or of the sealed sandbox) of `request`, labelled as its other
+    /// objects are; returns its name. Internal under egress `deny`: its containers still reach
+    /// each other, and nothing else.
+    pub(super) async fn create_stack_network(&self, request: &ContainerRequest) -> Result<String, RuntimeError> {
+        let name = stack::network_name(&request.sandbox_id);
+        let network = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            internal: Some(request.spec.network.egress == berth_core::Egress::Deny),
+            // No IPv6: the engine's rules for an internal bridge are IPv4 ones.
+            enable_ipv6: Some(false),
+            labels: Some(stack::object_labels(request)),
+            ..Default::default()
+        };
+        self.call("network create", Subject::Engine, self.docker.create_network(network))
+            .await?;
+        Ok(name)
     }
 
     /// Waits until the container of `dependency` reached its condition; fails at once when it
