@@ -1076,12 +1076,13 @@ async fn pause_blocks_exec_and_resume_allows_it() {
 async fn a_paused_sandbox_still_expires_on_time() {
     let server = TestServer::start().await.unwrap();
     let api = Api::new(&server);
-    let id = api.sandbox_running(&["sleep", "3600"], "3s").await;
+    // Long enough that a loaded engine's create and readiness still leave it running to pause.
+    let id = api.sandbox_running(&["sleep", "3600"], "8s").await;
     let (status, paused) = api.post(&format!("/v1/sandboxes/{id}/pause"), Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     let container = paused["container_id"].as_str().unwrap().to_owned();
     let expires_at: chrono::DateTime<chrono::Utc> = paused["expires_at"].as_str().unwrap().parse().unwrap();
-    let ended = eventually(Duration::from_secs(10), || async {
+    let ended = eventually(Duration::from_secs(20), || async {
         let (_, sandbox) = api.get(&format!("/v1/sandboxes/{id}")).await;
         (sandbox["status"] == "Terminated").then_some(sandbox)
     })
