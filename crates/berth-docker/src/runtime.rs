@@ -136,16 +136,32 @@ impl DockerRuntime {
         name: &str,
     ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
         let network = self.sandbox_network().await?;
-        let body = spec::container_body(request, &self.config.publish_host_ip, &network)?;
+        self.create_container_on(request, name, &network).await
+    }
+
+    /// Creates (not starts) the container of a single-container sandbox named `name`, joined to
+    /// `network`, logging what the engine warned of.
+    async fn create_container_on(
+        &self,
+        request: &ContainerRequest,
+        name: &str,
+        network: &str,
+    ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
+        let body = spec::container_body(request, &self.config.publish_host_ip, network)?;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         // A 404 here means the image (or the network) vanished since the check; a 409 means a
         // container of this name exists already: it is not ours to remove.
-        self.call(
-            "container create",
-            Subject::Image(&request.spec.image),
-            self.docker.create_container(Some(options), body),
-        )
-        .await
+        let created = self
+            .call(
+                "container create",
+                Subject::Image(&request.spec.image),
+                self.docker.create_container(Some(options), body),
+            )
+            .await?;
+        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
+            tracing::warn!(container = %name, %warning, "engine warning on create");
+        }
+        Ok(created)
     }
 
     /// After a create answered "not found": whether it was the sandbox network that is gone
@@ -372,9 +388,6 @@ impl Runtime for DockerRuntime {
             }
             created => created?,
         };
-        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
-            tracing::warn!(container = %name, %warning, "engine warning on create");
-        }
 
         let guard = RemoveOnDrop {
             runtime: Some(self.clone()),

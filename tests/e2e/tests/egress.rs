@@ -164,13 +164,8 @@ async fn a_denied_sandbox_reaches_nothing_outside_and_berth_still_reaches_it() {
     assert_eq!(read_back["network"], json!({"egress": "deny"}));
 
     // Deleting the sandbox removes its network with it.
-    let response = server
-        .http()
-        .delete(format!("{}/v1/sandboxes/{sealed_id}", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
+    let (status, _) = berth_e2e::api::delete(&server, &format!("/v1/sandboxes/{sealed_id}")).await;
+    assert!((200..300).contains(&status), "{status}");
     let gone = berth_e2e::eventually(std::time::Duration::from_secs(30), || async {
         docker(&["network", "inspect", &own_network]).is_err().then_some(())
     })

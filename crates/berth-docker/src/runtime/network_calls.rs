@@ -28,7 +28,6 @@ use std::collections::HashMap;
 
 use berth_runtime::{ContainerRequest, ContainerState, RuntimeError};
 use bollard::models::{Network, NetworkCreateRequest};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use super::DockerRuntime;
 use crate::error::Subject;
@@ -122,19 +121,9 @@ impl DockerRuntime {
 
     async fn create_sealed_objects(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
         let network = self.create_stack_network(request).await?;
-        let body = spec::container_body(request, &self.config.publish_host_ip, &network)?;
-        let name = spec::container_name(request);
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = self
-            .call(
-                "container create",
-                Subject::Image(&request.spec.image),
-                self.docker.create_container(Some(options), body),
-            )
+            .create_container_on(request, &spec::container_name(request), &network)
             .await?;
-        for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
-            tracing::warn!(container = %name, %warning, "engine warning on create");
-        }
         self.start_and_inspect(&created.id).await
     }
 
