@@ -396,13 +396,13 @@ pub(crate) fn instance_not_found(id: &str) -> AenvError {
 }
 
 /// The sandbox of an instance id, unless it is unknown or gone.
-fn live_instance(service: &SandboxService, id: &str) -> Result<Sandbox, AenvError> {
+async fn live_instance(service: &SandboxService, id: &str) -> Result<Sandbox, AenvError> {
     if id == "list" {
         return Err(AenvError::not_found(
             "no instance `list`: list instances with GET /env-instance/*/list (or /env-instance/{name[@version]}/list)",
         ));
     }
-    match service.get(id) {
+    match service.get_latest(id).await {
         Ok(sandbox) if !is_gone(&sandbox) => Ok(sandbox),
         Ok(_)
         | Err(ServiceError::NotFound {
@@ -418,7 +418,7 @@ pub async fn get_instance(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
 ) -> AenvResult<EnvInstance> {
-    let sandbox = live_instance(&service, &id)?;
+    let sandbox = live_instance(&service, &id).await?;
     let templates = templates_of(&service, std::slice::from_ref(&sandbox)).await?;
     let env = env_of_sandbox(&sandbox, &templates);
     Ok(Success(instance_view(&sandbox, env)))
@@ -429,7 +429,7 @@ pub async fn delete_instance(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
 ) -> AenvResult<&'static str> {
-    live_instance(&service, &id)?;
+    live_instance(&service, &id).await?;
     match service.delete_in_background(&id).await {
         Ok(_) => Ok(Success(DELETED)),
         Err(ServiceError::NotFound {

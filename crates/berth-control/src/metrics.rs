@@ -657,6 +657,10 @@ impl Store for MeteredStore {
         self.inner.is_shared()
     }
 
+    async fn sandbox_changes(&self) -> Option<tokio::sync::mpsc::Receiver<berth_store::SandboxChange>> {
+        self.inner.sandbox_changes().await
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -102,13 +102,37 @@ async fn lead_when_elected(service: Arc<SandboxService>, leader_loops: Vec<Leade
     }
 }
 
-/// Reads other processes' writes into the index. Needless for the leader of a store only it
-/// writes (SQLite), so it skips those polls.
+/// Reads other processes' writes into the index: each as it commits where the store announces
+/// writes (PostgreSQL), and in a poll under that, which also catches what an announcement
+/// missed. Needless for the leader of a store only it writes (SQLite), so it skips those polls.
 async fn follow_store(service: Arc<SandboxService>) {
     let mut since = Utc::now() - STORE_POLL_OVERLAP;
     let mut polls: u32 = 0;
+    let mut changes = service.store().sandbox_changes().await;
     loop {
-        tokio::time::sleep(STORE_POLL).await;
+        let poll = tokio::time::sleep(STORE_POLL);
+        tokio::pin!(poll);
+        loop {
+            let announced = match &mut changes {
+                Some(feed) => tokio::select! {
+                    () = &mut poll => break,
+                    change = feed.recv() => change,
+                },
+                None => {
+                    poll.as_mut().await;
+                    break;
+                }
+            };
+            let Some(first) = announced else {
+                changes = None; // the feed ended; the polls carry on alone
+                continue;
+            };
+            let mut batch = vec![first];
+            while let Some(Ok(change)) = changes.as_mut().map(|feed| feed.try_recv()) {
+                batch.push(change);
+            }
+            service.take_announced(batch).await;
+        }
         if !service.store().is_shared() && service.is_leading() {
             continue;
         }

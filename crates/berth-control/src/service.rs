@@ -316,6 +316,25 @@ impl SandboxService {
         Ok(records.into_iter().filter(|record| self.merge(record.clone())).count())
     }
 
+    /// Takes the writes the store announced: each record the index holds an older copy of (or
+    /// none) is read again. This process's own writes are announced too and cost nothing here.
+    pub async fn take_announced(&self, changes: Vec<berth_store::SandboxChange>) {
+        let mut seen = HashSet::new();
+        for change in changes {
+            let current = self.index.get(&change.id);
+            if current.is_some_and(|record| record.updated_at >= change.updated_at) || !seen.insert(change.id.clone()) {
+                continue;
+            }
+            match self.store.get(&change.id).await {
+                Ok(Some(record)) => {
+                    self.merge(record);
+                }
+                Ok(None) => {}
+                Err(error) => debug!(sandbox = %change.id, %error, "cannot read an announced write; the poll will"),
+            }
+        }
+    }
+
     /// Puts a record read from the store into the index unless the index already holds the
     /// same or a newer write of it; keeps its timer and processes in step. Returns whether it changed.
     fn merge(&self, record: Sandbox) -> bool {
@@ -364,6 +383,17 @@ impl SandboxService {
     pub fn get(&self, id: &str) -> Result<Sandbox, ServiceError> {
         SandboxId::parse(id)
             .and_then(|id| self.index.get(&id))
+            .map(|sandbox| Sandbox::clone(&sandbox))
+            .ok_or_else(|| ServiceError::sandbox_not_found(id))
+    }
+
+    /// The record of sandbox `id` as it is now: on a shared store, read again from it, so a
+    /// sandbox another process created, changed or ended a moment ago is seen as it is (reads
+    /// follow writes across processes); from the index otherwise.
+    pub async fn get_latest(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
+        self.fresh(&sandbox_id)
+            .await
             .map(|sandbox| Sandbox::clone(&sandbox))
             .ok_or_else(|| ServiceError::sandbox_not_found(id))
     }
@@ -883,8 +913,13 @@ impl SandboxService {
 
     /// The rule for working inside a sandbox (exec, files, logs, stats, signals): it must be
     /// `Running`. Anything else is a 409 that says why and what to do.
-    pub fn running_container(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
-        let sandbox = self.get(id)?;
+    pub async fn running_container(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
+        let mut sandbox = self.get(id);
+        if self.store.is_shared() && !sandbox.as_ref().is_ok_and(|sandbox| sandbox.status == Status::Running) {
+            // Perhaps created or resumed through another process a moment ago.
+            sandbox = self.get_latest(id).await;
+        }
+        let sandbox = sandbox?;
         let container_id = match (sandbox.status, &sandbox.container_id) {
             (Status::Running, Some(container_id)) => container_id.clone(),
             (Status::Paused, _) => {
@@ -924,7 +959,7 @@ impl SandboxService {
         id: &str,
         options: &LogOptions,
     ) -> Result<BoxStream<'static, Result<OutputChunk, RuntimeError>>, ServiceError> {
-        let sandbox = self.running_container(id)?;
+        let sandbox = self.running_container(id).await?;
         self.runtime
             .logs(&sandbox.container_id, options)
             .await
@@ -940,7 +975,7 @@ impl SandboxService {
         id: &str,
         stream: bool,
     ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, ServiceError> {
-        let sandbox = self.running_container(id)?;
+        let sandbox = self.running_container(id).await?;
         self.runtime
             .stats(&sandbox.container_id, stream)
             .await

@@ -510,7 +510,7 @@ async fn pause_and_resume_follow_the_status_machine_and_are_persisted() {
     );
 
     // Work inside needs `Running`: a clear 409 that says what to do.
-    let error = h.service.running_container(id).unwrap_err();
+    let error = h.service.running_container(id).await.unwrap_err();
     assert!(
         matches!(&error, ServiceError::InvalidState(message) if message.contains("is paused: resume it first")),
         "{error}"
@@ -523,7 +523,7 @@ async fn pause_and_resume_follow_the_status_machine_and_are_persisted() {
         Status::Running,
         "resuming again is a no-op"
     );
-    assert_eq!(h.service.running_container(id).unwrap().container_id, container);
+    assert_eq!(h.service.running_container(id).await.unwrap().container_id, container);
 
     h.service.delete(id).await.unwrap();
     for outcome in [h.service.pause(id).await, h.service.resume(id).await] {

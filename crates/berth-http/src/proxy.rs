@@ -73,7 +73,7 @@ pub async fn proxy(
             ));
         }
     };
-    let running = service.running_container(&target.id)?;
+    let running = service.running_container(&target.id).await?;
     let sandbox = service.get(running.id.as_str())?;
     let address = sandbox_address(&sandbox, port).ok_or_else(|| {
         ApiError::new(

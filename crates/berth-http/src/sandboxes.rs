@@ -119,7 +119,7 @@ pub async fn get_sandbox(
     State(service): State<Arc<SandboxService>>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    Ok(Json(SandboxView::from(&service.get(&id)?)))
+    Ok(Json(SandboxView::from(&service.get_latest(&id).await?)))
 }
 
 /// Sandboxes in creation order, filtered, a page at a time.

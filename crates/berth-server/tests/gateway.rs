@@ -230,7 +230,7 @@ async fn a_sandbox_being_probed_is_creating_and_can_be_deleted_at_once() {
     }
     let creating = creating.expect("Creating with its container while the probe waits");
     assert!(
-        h.service.running_container(&id).is_err(),
+        h.service.running_container(&id).await.is_err(),
         "not Running before it is ready"
     );
 

@@ -31,6 +31,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// One attempt, without waiting, at leadership of deployment `cluster`, for [`Store::try_lead`].
     async fn take_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// For [`Store::sandbox_changes`]: nothing, unless the backend announces writes.
+    async fn change_feed(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SandboxChange>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -264,6 +269,10 @@ where
 
     fn describe(&self) -> String {
         self.description()
+    }
+
+    async fn sandbox_changes(&self) -> Option<tokio::sync::mpsc::Receiver<crate::SandboxChange>> {
+        self.change_feed().await
     }
 
     async fn try_lead(&self, cluster: &str) -> Result<Option<Lease>, StoreError> {

@@ -159,6 +159,14 @@ impl fmt::Debug for Lease {
     }
 }
 
+/// One committed write of a sandbox record, as another process's store announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxChange {
+    pub id: SandboxId,
+    /// The written record's `updated_at`: a copy at least this new needs no re-read.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Durable sandbox records. Every method is one atomic transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -288,6 +296,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether other processes may write this store at the same time (PostgreSQL: true;
     /// SQLite: false).
     fn is_shared(&self) -> bool;
+
+    /// The sandbox writes of every process sharing this store (this one's included), as they
+    /// commit, so a process can take them at once instead of at its next poll. `None` for a
+    /// store that announces nothing (SQLite, which no other process writes). Best effort: a
+    /// change can be missed (a lost connection, a full buffer), so followers keep polling
+    /// [`updated_since`](Store::updated_since) too. The feed ends when the receiver is dropped.
+    async fn sandbox_changes(&self) -> Option<tokio::sync::mpsc::Receiver<SandboxChange>>;
 
     /// Where the records live, for logs and /health, without secrets:
     /// `sqlite /path/berth.db` or `postgres host:port/db`.

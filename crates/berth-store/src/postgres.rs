@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgNotification, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Backend;
 use crate::sql::{self, Dialect};
-use crate::{Lease, StoreError};
+use crate::{Lease, SandboxChange, StoreError};
 
 /// Connections per process; several processes share one server, whose default limit is 100.
 const MAX_CONNECTIONS: u32 = 10;
@@ -31,6 +31,14 @@ pub const LEADER_APPLICATION_NAME: &str = "berth-leader";
 const LEASE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a check may take before the connection counts as lost.
 const LEASE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The channel migration 0005 announces every sandbox write on.
+const CHANGE_CHANNEL: &str = "berth_sandbox_changes";
+/// Announcements held for a follower that has not taken them yet; past this, they are dropped
+/// (its poll catches up) rather than held without bound.
+const CHANGE_BUFFER: usize = 4096;
+/// The pause before listening again after the listening connection failed.
+const CHANGE_RELISTEN_DELAY: Duration = Duration::from_secs(1);
 
 /// Takes the advisory lock of a deployment. The key is a 64-bit hash of a namespaced name, so
 /// it cannot meet another application's small integer keys by accident.
@@ -167,6 +175,14 @@ impl Backend for PostgresStore {
         format!("postgres {}", self.location)
     }
 
+    /// One connection of the pool listens for the announcements of migration 0005's trigger
+    /// and forwards them until the receiver is dropped.
+    async fn change_feed(&self) -> Option<mpsc::Receiver<SandboxChange>> {
+        let (sender, receiver) = mpsc::channel(CHANGE_BUFFER);
+        tokio::spawn(forward_changes(self.pool.clone(), sender));
+        Some(receiver)
+    }
+
     /// The advisory lock belongs to a session, so it lives on a connection of its own, never a
     /// pooled one (which would hand the lock to whichever query borrowed it next). The server
     /// releases it when that session ends, however it ends: the lease dropped, the process
@@ -243,6 +259,56 @@ async fn keep_lease(mut conn: PgConnection, mut stop: oneshot::Receiver<()>, los
 /// Ends a session politely, or, when the server does not answer within [`CONNECT_TIMEOUT`],
 /// by dropping the socket; either way the server ends the session. A failure means it already
 /// let go of it.
+/// Listens on [`CHANGE_CHANNEL`] and forwards each announcement, listening again (on a fresh
+/// connection) whenever the connection is lost; stops when `sender`'s receiver is gone or the
+/// pool is closed.
+async fn forward_changes(pool: PgPool, sender: mpsc::Sender<SandboxChange>) {
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANGE_CHANNEL).await?;
+            loop {
+                // `None`: the connection was lost (and announcements with it); the listener
+                // connects again on the next call.
+                let Some(notification) = listener.try_recv().await? else {
+                    continue;
+                };
+                let Some(change) = parse_change(&notification) else {
+                    tracing::debug!(
+                        payload = notification.payload(),
+                        "ignored a malformed change announcement"
+                    );
+                    continue;
+                };
+                match sender.try_send(change) {
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok::<_, sqlx::Error>(()),
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = listening => outcome,
+            () = sender.closed() => return,
+        };
+        match outcome {
+            Ok(()) | Err(sqlx::Error::PoolClosed) => return,
+            Err(error) => {
+                tracing::debug!(%error, "cannot listen for other processes' writes; listening again");
+                tokio::time::sleep(CHANGE_RELISTEN_DELAY).await;
+            }
+        }
+    }
+}
+
+/// `<id> <updated_at nanos>`, as the trigger writes it.
+fn parse_change(notification: &PgNotification) -> Option<SandboxChange> {
+    let (id, nanos) = notification.payload().split_once(' ')?;
+    Some(SandboxChange {
+        id: berth_core::SandboxId::parse(id)?,
+        updated_at: chrono::DateTime::from_timestamp_nanos(nanos.parse().ok()?),
+    })
+}
+
 async fn close_quietly(conn: PgConnection) {
     match tokio::time::timeout(CONNECT_TIMEOUT, conn.close()).await {
         Ok(Ok(())) => {}

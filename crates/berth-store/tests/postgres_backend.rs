@@ -1,7 +1,7 @@
 //! What only the PostgreSQL backend promises: migrations re-applied harmlessly (also by
 //! processes starting at once), no password in any message, a fast failure on an unreachable
-//! server, racing writers on separate handles, and leadership lost with its connection, whether
-//! the server ends the session or the leader vanishes.
+//! server, racing writers on separate handles, leadership lost with its connection (whether
+//! the server ends the session or the leader vanishes), and writes announced to other handles.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -259,4 +259,76 @@ async fn the_test_server_url_names_a_superuser() {
         .await
         .expect("role");
     assert!(superuser, "the tests create and drop databases");
+}
+
+/// The next announcement on `changes` for sandbox `id`, skipping others; `None` after `patience`.
+async fn announced(
+    changes: &mut tokio::sync::mpsc::Receiver<berth_store::SandboxChange>,
+    id: &berth_core::SandboxId,
+    patience: Duration,
+) -> Option<berth_store::SandboxChange> {
+    tokio::time::timeout(patience, async {
+        loop {
+            let change = changes.recv().await?;
+            if change.id == *id {
+                return Some(change);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Writes through one handle (one process) are announced to another as they commit, with the
+/// record's `updated_at`; after the listening session is cut by the server, announcements resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_announced_to_other_handles_also_after_a_cut_session() {
+    let database = TestDatabase::create().await;
+    let writer = PostgresStore::connect(database.url()).await.expect("connect");
+    let follower = PostgresStore::connect(database.url()).await.expect("connect");
+    let mut changes = follower.sandbox_changes().await.expect("postgres announces changes");
+    // The listener connects in the background; a write before it listens is simply not
+    // announced (followers poll as well), so write until one is.
+    let mut sandbox = sample("alice", at(1));
+    writer.insert(&sandbox).await.expect("insert");
+    let mut written = vec![sandbox.updated_at];
+    let mut first = None;
+    for round in 0..50_i64 {
+        sandbox.updated_at = at(10 + round);
+        writer.update(&sandbox).await.expect("update");
+        written.push(sandbox.updated_at);
+        first = announced(&mut changes, &sandbox.id, Duration::from_millis(200)).await;
+        if first.is_some() {
+            break;
+        }
+    }
+    let first = first.expect("a write was announced within 10 s");
+    // One of the writes (an announcement may arrive after its round gave up on it).
+    assert!(
+        written.contains(&first.updated_at),
+        "the announcement carries the write's updated_at: {first:?}"
+    );
+
+    let mut admin = database.admin().await;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND query LIKE 'LISTEN %') AS cut",
+    )
+    .bind(database.name())
+    .fetch_one(&mut admin)
+    .await
+    .expect("cut the listening session");
+    assert_eq!(cut, 1, "one session listened");
+
+    let mut resumed = None;
+    for round in 0..50_i64 {
+        sandbox.updated_at = at(100 + round);
+        writer.update(&sandbox).await.expect("update");
+        resumed = announced(&mut changes, &sandbox.id, Duration::from_millis(200)).await;
+        if resumed.is_some() {
+            break;
+        }
+    }
+    assert!(resumed.is_some(), "announcements resumed after the session was cut");
 }

@@ -619,7 +619,7 @@ pub async fn interactive(
     spec: &ExecSpec,
     initial_size: Option<(u16, u16)>,
 ) -> Result<Interactive, ServiceError> {
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let runtime = Arc::clone(&sandbox.engine);
     let started = match start_sized(&runtime, &sandbox.container_id, spec, true, initial_size).await {
         Ok(started) => started,
@@ -742,7 +742,7 @@ pub async fn stream(
     id: &str,
     request: &ExecRequest,
 ) -> Result<mpsc::Receiver<ExecEvent>, ServiceError> {
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let plan = plan(request)?;
     let started = start(
         &sandbox.engine,
@@ -793,7 +793,7 @@ pub async fn run(service: &SandboxService, id: &str, request: &ExecRequest) -> R
 
 /// Starts a background process and answers at once.
 pub async fn detach(service: &SandboxService, id: &str, request: &ExecRequest) -> Result<ProcessView, ServiceError> {
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let plan = plan(request)?;
     if !service.processes().has_room(&sandbox.id) {
         return Err(ServiceError::InvalidState(format!(
@@ -835,7 +835,7 @@ pub async fn signal_process(
     signal_name: &str,
 ) -> Result<ProcessView, ServiceError> {
     let name = parse_signal(signal_name)?;
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let process = service.processes().get(&sandbox.id, process_id).ok_or_else(|| {
         ServiceError::not_found(
             NotFoundKind::Process,

@@ -574,7 +574,7 @@ fn now_secs() -> u64 {
 /// Facts about `path` (a symlink is reported as one, not followed).
 pub async fn stat(service: &SandboxService, id: &str, path: &str) -> Result<FileStat, ServiceError> {
     let path = validate_path(path)?;
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let stat = stat_of(&sandbox.engine, &sandbox, &path).await?;
     Ok(file_stat(&path, &stat))
 }
@@ -600,7 +600,7 @@ pub async fn upload_file(
     {
         return Err(BodyFault::TooLarge(limit).into_service());
     }
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     refuse_read_only_root(service, id)?;
     let runtime = &sandbox.engine;
     let (base, mut dirs) = existing_ancestor(runtime, &sandbox, parent).await?;
@@ -696,7 +696,7 @@ pub async fn upload_archive(
     body: ByteStream,
 ) -> Result<u64, ServiceError> {
     let dir = validate_path(dir)?;
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     refuse_read_only_root(service, id)?;
     let runtime = &sandbox.engine;
     let slot = FaultSlot::default();
@@ -761,7 +761,7 @@ pub enum Download {
 /// A file's bytes (extracted from the engine's tar on the fly), or a directory's tar stream.
 pub async fn download(service: &SandboxService, id: &str, path: &str) -> Result<Download, ServiceError> {
     let path = validate_path(path)?;
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let runtime = &sandbox.engine;
     let (resolved, stat) = resolve(runtime, &sandbox, &path).await?;
     let tar = runtime
@@ -783,7 +783,7 @@ pub async fn download(service: &SandboxService, id: &str, path: &str) -> Result<
 /// The direct children of a directory, read from the headers of the engine's tar stream.
 pub async fn list(service: &SandboxService, id: &str, path: &str) -> Result<DirListing, ServiceError> {
     let path = validate_path(path)?;
-    let sandbox = service.running_container(id)?;
+    let sandbox = service.running_container(id).await?;
     let runtime = &sandbox.engine;
     let (resolved, stat) = resolve(runtime, &sandbox, &path).await?;
     if !stat.is_dir {

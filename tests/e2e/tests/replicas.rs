@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_client::CreateOptions;
 use berth_e2e::{ServerOptions, TestServer, docker_inspect, eventually, sleeper, unique};
+use futures::StreamExt;
 use serde_json::Value;
 
 /// A throwaway database on the test PostgreSQL, dropped with the guard.
@@ -282,5 +283,144 @@ async fn keys_and_quotas_hold_across_two_processes_sharing_postgres() {
         statuses.iter().filter(|status| **status == 429).count(),
         90,
         "{statuses:?}"
+    );
+}
+
+/// Sandboxes each test of read-your-writes makes, and how many go at once.
+const FOLLOWED_WRITES: usize = 200;
+const FOLLOWED_WRITES_AT_ONCE: usize = 4;
+
+/// What one process answered for a sandbox the other had just created (or deleted): the gets
+/// of B right after A's answers, and, for every tenth, an exec and a renewal through B.
+async fn read_right_after(
+    writer: &berth_client::BerthClient,
+    reader_server: &TestServer,
+    index: usize,
+) -> Result<String, String> {
+    let reader = reader_server.client();
+    let created = writer
+        .create(&short_lived("10m"), CreateOptions::default())
+        .await
+        .map_err(|error| format!("create {index}: {error}"))?;
+    let seen = reader
+        .get(&created.id)
+        .await
+        .map_err(|error| format!("get of {} right after its create: {error}", created.id))?;
+    if seen.status != "Running" {
+        return Err(format!(
+            "{} was {} on the other process right after its create",
+            created.id, seen.status
+        ));
+    }
+    if index.is_multiple_of(10) {
+        let (status, body) = berth_e2e::api::post(
+            reader_server,
+            &format!("/v1/sandboxes/{}/exec", created.id),
+            serde_json::json!({ "cmd": ["echo", "here"] }),
+        )
+        .await;
+        if status != 200 || body["stdout"] != "here\n" {
+            return Err(format!(
+                "exec on {} right after its create: {status} {body}",
+                created.id
+            ));
+        }
+        let (status, body) = berth_e2e::api::post(
+            reader_server,
+            &format!("/v1/sandboxes/{}/ttl", created.id),
+            serde_json::json!({ "ttl": "20m" }),
+        )
+        .await;
+        if status != 200 {
+            return Err(format!(
+                "renewal of {} right after its create: {status} {body}",
+                created.id
+            ));
+        }
+    }
+    Ok(created.id)
+}
+
+/// Through two processes sharing PostgreSQL: every sandbox created through one is found by the
+/// other the moment the create has answered (get, exec, renew), and none is `Running` there once
+/// its delete has answered; lists follow soon after.
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_on_one_process_follow_writes_answered_by_another() {
+    let database = Database::create();
+    let cluster = unique("ryw");
+    let writer_server = replica(&database, &cluster).await;
+    let mut reader_server = replica(&database, &cluster).await;
+    reader_server.admin_key = writer_server.admin_key.clone();
+    let writer = writer_server.client();
+
+    let mut ids = Vec::new();
+    let mut failures = Vec::new();
+    let outcomes: Vec<_> = futures::stream::iter(0..FOLLOWED_WRITES)
+        .map(|index| read_right_after(&writer, &reader_server, index))
+        .buffer_unordered(FOLLOWED_WRITES_AT_ONCE)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        match outcome {
+            Ok(id) => ids.push(id),
+            Err(failure) => failures.push(failure),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {FOLLOWED_WRITES} reads missed a write answered a moment before:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // The reader's lists take the writes promptly (announced by the store, not only polled).
+    let listed = eventually(Duration::from_secs(5), || async {
+        let query = berth_client::ListQuery::default();
+        let listed = reader_server.client().list_all(&query).await.ok()?;
+        (listed.iter().filter(|sandbox| ids.contains(&sandbox.id)).count() == ids.len()).then_some(())
+    })
+    .await;
+    assert!(listed.is_some(), "the reader's list does not show every sandbox");
+
+    let reader = reader_server.client();
+    let deletes: Vec<_> = futures::stream::iter(ids.iter().enumerate())
+        .map(|(index, id)| {
+            let (writer, reader) = (&writer, &reader);
+            async move {
+                // Half wait for the removal, half are answered as soon as they are marked.
+                if index.is_multiple_of(2) {
+                    writer
+                        .delete(id)
+                        .await
+                        .map_err(|error| format!("delete {id}: {error}"))?;
+                } else {
+                    writer
+                        .delete_in_background(id)
+                        .await
+                        .map_err(|error| format!("delete {id}: {error}"))?;
+                }
+                let seen = reader
+                    .get(id)
+                    .await
+                    .map_err(|error| format!("get {id} after its delete: {error}"))?;
+                match seen.status.as_str() {
+                    "Running" | "Paused" | "Creating" | "Pending" => Err(format!(
+                        "{id} was {} on the other process after its delete",
+                        seen.status
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .buffer_unordered(FOLLOWED_WRITES_AT_ONCE)
+        .collect()
+        .await;
+    let failures: Vec<String> = deletes.into_iter().filter_map(Result::err).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} reads missed a delete answered a moment before:\n{}",
+        failures.len(),
+        ids.len(),
+        failures.join("\n")
     );
 }
