@@ -621,6 +621,11 @@ impl Store for MeteredStore {
         self.timed("update", self.inner.update(sandbox)).await
     }
 
+    async fn update_if_unchanged(&self, sandbox: &Sandbox, read_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.timed("update_if_unchanged", self.inner.update_if_unchanged(sandbox, read_at))
+            .await
+    }
+
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
         self.timed("get", self.inner.get(id)).await
     }

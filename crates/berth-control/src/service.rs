@@ -115,6 +115,9 @@ fn one_field_error(field: &str, message: String) -> ValidationErrors {
 
 /// Removals of deleted sandboxes running at once; more wait their turn.
 pub const REMOVAL_CONCURRENCY: usize = 16;
+/// Decisions on one record a compare-and-set write may lose to other processes in a row
+/// before the caller is told to retry.
+const MAX_WRITE_ATTEMPTS: u32 = 8;
 
 /// What a create produced; `replayed` when an idempotency key matched an earlier create.
 #[derive(Debug)]
@@ -843,16 +846,27 @@ impl SandboxService {
             Some(sandbox) => Sandbox::clone(&sandbox),
             None => return Err(ServiceError::sandbox_not_found(id)),
         };
-        if sandbox.status.is_ended() {
-            return Ok(sandbox);
-        }
-        if reason == Reason::Expired && sandbox.expires_at > Utc::now() {
-            return Ok(sandbox);
-        }
-        if sandbox.status != Status::Stopping {
+        let mut attempts = 0;
+        while sandbox.status != Status::Stopping {
+            if sandbox.status.is_ended() {
+                return Ok(sandbox);
+            }
+            if reason == Reason::Expired && sandbox.expires_at > Utc::now() {
+                return Ok(sandbox);
+            }
+            let read_at = sandbox.updated_at;
             sandbox.status = Status::Stopping;
             sandbox.status_reason = Some(reason.clone());
-            self.persist(&mut sandbox).await?;
+            if self.persist_if_unchanged(&mut sandbox, read_at, &mut attempts).await? {
+                break;
+            }
+            // Another process wrote it since it was read (a renewal, perhaps): decide again on
+            // that write, so a renewal that answered is never undone by an expiry of the old
+            // deadline.
+            sandbox = match self.fresh(id).await {
+                Some(sandbox) => Sandbox::clone(&sandbox),
+                None => return Err(ServiceError::sandbox_not_found(id)),
+            };
         }
         let reason = sandbox.status_reason.clone().unwrap_or(reason);
         self.remove_engine_objects(&sandbox)
@@ -889,17 +903,24 @@ impl SandboxService {
         }
         let sandbox_id = SandboxId::parse(id).ok_or_else(|| ServiceError::sandbox_not_found(id))?;
         let _guard = self.locks.lock(&sandbox_id).await;
-        self.fresh(&sandbox_id).await;
-        let mut sandbox = self.live_record(&sandbox_id)?;
-        if sandbox.status == Status::Stopping {
-            return Err(ServiceError::InvalidState(format!(
-                "sandbox {id} is stopping and cannot be renewed"
-            )));
+        let mut attempts = 0;
+        loop {
+            self.fresh(&sandbox_id).await;
+            let mut sandbox = self.live_record(&sandbox_id)?;
+            if sandbox.status == Status::Stopping {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is stopping and cannot be renewed"
+                )));
+            }
+            let read_at = sandbox.updated_at;
+            sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            // Set against the copy read: an expiry that another process decided in between
+            // wins, and this renewal answers what that left instead of reviving it.
+            if self.persist_if_unchanged(&mut sandbox, read_at, &mut attempts).await? {
+                self.timers.schedule(sandbox_id, sandbox.expires_at);
+                return Ok(sandbox);
+            }
         }
-        sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-        self.persist(&mut sandbox).await?;
-        self.timers.schedule(sandbox_id, sandbox.expires_at);
-        Ok(sandbox)
     }
 
     /// A record that exists and has not ended.
@@ -1063,6 +1084,38 @@ impl SandboxService {
         Ok(())
     }
 
+    /// [`Self::persist`] as a compare-and-set on a shared store: written only if the stored
+    /// record is still the copy of `read_at`; `false` when another process wrote it in between
+    /// (read it again and decide again). Where no other process writes (SQLite), the sandbox's
+    /// lock already orders every write, and this is `persist`. A record that keeps changing
+    /// under `MAX_WRITE_ATTEMPTS` decisions in a row is reported rather than chased.
+    async fn persist_if_unchanged(
+        &self,
+        sandbox: &mut Sandbox,
+        read_at: DateTime<Utc>,
+        attempts: &mut u32,
+    ) -> Result<bool, ServiceError> {
+        if !self.store.is_shared() {
+            self.persist(sandbox).await?;
+            return Ok(true);
+        }
+        *attempts += 1;
+        if *attempts > MAX_WRITE_ATTEMPTS {
+            return Err(ServiceError::Store(StoreError::Unavailable(format!(
+                "sandbox {} kept changing through other processes while this one decided on it; retry",
+                sandbox.id
+            ))));
+        }
+        sandbox.updated_at = Utc::now().max(read_at + chrono::Duration::nanoseconds(1));
+        let written = retry_store(|| self.store.update_if_unchanged(sandbox, read_at)).await?;
+        if written {
+            self.index.put(sandbox.clone());
+        } else {
+            debug!(sandbox = %sandbox.id, "another process wrote the record since it was read; deciding again");
+        }
+        Ok(written)
+    }
+
     fn lock_provisioning(&self) -> std::sync::MutexGuard<'_, HashSet<SandboxId>> {
         self.provisioning
             .lock()
@@ -1146,10 +1199,10 @@ fn ended(sandbox: &Sandbox) -> ServiceError {
 }
 
 /// Retries a store write that failed because the store was briefly unavailable.
-async fn retry_store<F, Fut>(mut write: F) -> Result<(), StoreError>
+async fn retry_store<F, Fut, T>(mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let mut delay = Duration::from_millis(50);
     for _ in 0..3 {

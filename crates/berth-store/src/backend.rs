@@ -66,6 +66,10 @@ where
         writes(self).await?.update(sandbox).await
     }
 
+    async fn update_if_unchanged(&self, sandbox: &Sandbox, read_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        writes(self).await?.update_if_unchanged(sandbox, read_at).await
+    }
+
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError> {
         fetch_one_record(self.read_pool(), sql::GET_SANDBOX, &[id.as_str()]).await
     }

@@ -176,6 +176,12 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces an existing record whole. Fails with `NotFound`.
     async fn update(&self, sandbox: &Sandbox) -> Result<(), StoreError>;
 
+    /// Replaces the record whole if the stored one is still the write whose `updated_at` is
+    /// `read_at` (the copy the caller decided on); `false`, writing nothing, when another write
+    /// came between, from any process, or the record is gone. Exact under concurrency: of two
+    /// writers that read the same copy, one wins.
+    async fn update_if_unchanged(&self, sandbox: &Sandbox, read_at: DateTime<Utc>) -> Result<bool, StoreError>;
+
     async fn get(&self, id: &SandboxId) -> Result<Option<Sandbox>, StoreError>;
 
     async fn find_by_idempotency_key(&self, owner: &str, key: &str) -> Result<Option<Sandbox>, StoreError>;

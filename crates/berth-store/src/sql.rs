@@ -37,6 +37,13 @@ pub(crate) const UPDATE_SANDBOX: &str = "UPDATE sandboxes SET \
      expires_at = $7, ended_at = $8, record = $9, pool = $10 \
      WHERE id = $1";
 
+/// [`UPDATE_SANDBOX`] only while the stored record is still the write the caller read (`$11`:
+/// its `updated_at`): a compare-and-set on the record's version.
+pub(crate) const UPDATE_SANDBOX_IF_UNCHANGED: &str = "UPDATE sandboxes SET \
+     status = $2, owner = $3, idempotency_key = $4, created_at = $5, updated_at = $6, \
+     expires_at = $7, ended_at = $8, record = $9, pool = $10 \
+     WHERE id = $1 AND updated_at = $11";
+
 pub(crate) const INSERT_LABEL: &str = "INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)";
 
 pub(crate) const DELETE_LABELS: &str = "DELETE FROM sandbox_labels WHERE sandbox_id = $1";

@@ -67,6 +67,29 @@ where
         self.tx.commit().await.map_err(DB::map_error)
     }
 
+    /// Replaces the record if the stored one is still the write of `read_at`; `false`, writing
+    /// nothing, when another write came between (or the record is gone).
+    pub async fn update_if_unchanged(mut self, sandbox: &Sandbox, read_at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let row = Row::of(sandbox)?;
+        let updated = sql::bind_row(sqlx::query(sql::UPDATE_SANDBOX_IF_UNCHANGED), row)
+            .bind(sql::nanos(read_at))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| sql::write_error(sandbox, e, DB::map_error))?;
+        if DB::rows_affected(&updated) == 0 {
+            self.tx.rollback().await.map_err(DB::map_error)?;
+            return Ok(false);
+        }
+        sqlx::query(sql::DELETE_LABELS)
+            .bind(sandbox.id.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(DB::map_error)?;
+        self.insert_labels(sandbox).await?;
+        self.tx.commit().await.map_err(DB::map_error)?;
+        Ok(true)
+    }
+
     /// Takes the oldest claimable sandbox of `pool` and writes what `claim` makes of it. Ended
     /// here on every path, not by the drop: a dropped transaction only ends when its connection
     /// is next used, and until then it holds its locks (SQLite's write lock; on PostgreSQL a row

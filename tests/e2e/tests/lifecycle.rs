@@ -309,8 +309,9 @@ async fn renewing_moves_the_deadline() {
     let server = TestServer::start().await.unwrap();
     let client = server.client();
     let mut request = sleeper();
-    // Long enough that a create slowed by a busy machine still leaves time to renew.
-    request.ttl = Some(NumberOrString::Number(6.0));
+    // Long enough that a create slowed by a busy machine still leaves time to renew (under the
+    // full parallel suite one took over 6 s).
+    request.ttl = Some(NumberOrString::Number(15.0));
     let sandbox = client.create(&request, CreateOptions::default()).await.unwrap();
     let renewed = client
         .renew_ttl(&sandbox.id, NumberOrString::String("1m".into()))
@@ -327,9 +328,10 @@ async fn renewing_moves_the_deadline() {
         .renew_ttl(&sandbox.id, NumberOrString::String("1s".into()))
         .await
         .unwrap();
-    let ended = eventually(Duration::from_secs(4), || async {
-        client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated")
-    })
+    let ended = eventually(
+        Duration::from_secs(1) + berth_e2e::EXPIRY_SLACK.to_std().unwrap(),
+        || async { client.get(&sandbox.id).await.ok().filter(|s| s.status == "Terminated") },
+    )
     .await;
     assert_eq!(ended.and_then(|s| s.status_reason).as_deref(), Some("expired"));
 }

@@ -1,5 +1,7 @@
 //! Several berth processes sharing one PostgreSQL store: all serve the API, one leads, and when
-//! the leader is killed another takes over and every sandbox still expires exactly once.
+//! the leader is killed another takes over and every sandbox still expires exactly once; reads
+//! follow writes from one process to another, and a renewal racing the expiry either wins or is
+//! refused.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -423,4 +425,122 @@ async fn reads_on_one_process_follow_writes_answered_by_another() {
         ids.len(),
         failures.join("\n")
     );
+}
+
+/// Sandboxes of the renewal race; when each one's stream of renewals starts, relative to its
+/// deadline (spread over the range, so that some streams meet the leader's decision); how long
+/// a stream lasts.
+const RACED_SANDBOXES: i64 = 24;
+const RACE_START_MS: (i64, i64) = (-80, 60);
+const RACE_STREAM: Duration = Duration::from_millis(400);
+
+/// What one stream of back-to-back renewals of one sandbox was answered, in order.
+async fn renew_back_to_back(http: &reqwest::Client, url: &str, start_at: chrono::DateTime<chrono::Utc>) -> Vec<u16> {
+    tokio::time::sleep((start_at - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    while started.elapsed() < RACE_STREAM {
+        let response = http
+            .post(url)
+            .json(&serde_json::json!({ "ttl": "60s" }))
+            .send()
+            .await
+            .expect("the server answers");
+        answers.push(response.status().as_u16());
+        if answers.last() != Some(&200) {
+            break;
+        }
+    }
+    answers
+}
+
+/// Renewals through one process streamed across the instant the leader (another process)
+/// expires the sandbox: one of the two wins, whole. Once a renewal has answered 200, the sandbox
+/// is never removed for its old deadline (every later renewal answers 200 and it keeps running);
+/// a renewal that lost says so (409) and the sandbox ends by expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn renewals_racing_the_expiry_on_another_process_either_win_or_are_refused() {
+    let database = Database::create();
+    let cluster = unique("race");
+    let leader = replica(&database, &cluster).await;
+    eventually(Duration::from_secs(10), || async {
+        is_leader(&leader).await.then_some(())
+    })
+    .await
+    .expect("the first process leads");
+    let mut follower = replica(&database, &cluster).await;
+    follower.admin_key = leader.admin_key.clone();
+
+    let writer = leader.client();
+    let created: Vec<_> = futures::stream::iter(0..RACED_SANDBOXES)
+        .map(|_| {
+            let writer = &writer;
+            async move {
+                writer
+                    .create(&short_lived("5s"), CreateOptions::default())
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+
+    let http = berth_e2e::http_as(follower.admin_key.as_deref());
+    let streams: Vec<_> = created
+        .iter()
+        .enumerate()
+        .map(|(index, sandbox)| {
+            let (from, to) = RACE_START_MS;
+            let offset_ms = from + ((to - from) * index as i64) / (RACED_SANDBOXES - 1);
+            let start_at = sandbox.expires_at + chrono::Duration::milliseconds(offset_ms);
+            let url = format!("{}/v1/sandboxes/{}/ttl", follower.url, sandbox.id);
+            let (http, id) = (&http, sandbox.id.clone());
+            async move { (id, offset_ms, renew_back_to_back(http, &url, start_at).await) }
+        })
+        .collect();
+    let outcomes = futures::future::join_all(streams).await;
+
+    // Let the leader act on whatever it decided (removals take a moment on a busy engine).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let reader = leader.client();
+    let (mut renewed, mut refused, mut failures) = (0, 0, Vec::new());
+    for (id, offset_ms, answers) in outcomes {
+        let won = answers.iter().take_while(|&&status| status == 200).count();
+        let view = reader.get(&id).await.unwrap();
+        if won == answers.len() {
+            renewed += 1;
+            let container = view.container_id.as_deref().unwrap_or_default();
+            let running = docker_inspect(container).is_some_and(|c| c["State"]["Running"] == true);
+            if view.status != "Running" || !running {
+                failures.push(format!(
+                    "{id}: {won} renewals from {offset_ms:+} ms answered 200, yet it is {} ({:?}; container running: {running})",
+                    view.status, view.status_reason
+                ));
+            }
+        } else if won > 0 {
+            failures.push(format!(
+                "{id}: {won} renewals from {offset_ms:+} ms answered 200, then {:?}: a renewal was undone",
+                &answers[won..]
+            ));
+        } else if answers[0] == 409 {
+            refused += 1;
+            let ended = eventually(Duration::from_secs(20), || async {
+                reader.get(&id).await.ok().filter(|view| view.status == "Terminated")
+            })
+            .await;
+            if ended.as_ref().and_then(|view| view.status_reason.as_deref()) != Some("expired") {
+                failures.push(format!(
+                    "{id}: its renewal was refused, yet it did not end by expiry: {ended:?}"
+                ));
+            }
+        } else {
+            failures.push(format!("{id}: renewal from {offset_ms:+} ms answered {answers:?}"));
+        }
+    }
+    eprintln!("renewal streams at the deadline: {renewed} kept the sandbox, {refused} lost to the expiry");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for sandbox in &created {
+        let _ = reader.delete(&sandbox.id).await;
+    }
 }

@@ -101,6 +101,7 @@ macro_rules! store_contract_tests {
             concurrent_claims_through_two_handles_hand_out_each_sandbox_once,
             a_revocation_is_seen_by_every_handle_and_kept_once,
             concurrent_inserts_through_two_handles_admit_exactly_the_quota,
+            updates_if_unchanged_through_two_handles_let_one_writer_win,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {

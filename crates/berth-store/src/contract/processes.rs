@@ -1,5 +1,6 @@
 //! The contract between processes sharing one database: one leader per cluster, a dropped lease
-//! freeing leadership, and each handle seeing the others' writes.
+//! freeing leadership, each handle seeing the others' writes, and compare-and-set writes that
+//! let one of several racing writers win.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,4 +98,53 @@ pub async fn handles_on_one_database_see_each_others_writes(store: Arc<dyn Store
         store.updated_since(at_secs(9)).await.expect("updated_since"),
         vec![sandbox]
     );
+}
+
+/// A compare-and-set write replaces only the copy it read: of many writers (through two handles,
+/// as two processes) that read one copy, exactly one wins, the others write nothing and are
+/// told; a writer that read a copy since replaced, or a record that is gone, is refused too.
+pub async fn updates_if_unchanged_through_two_handles_let_one_writer_win(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let original = labelled(sample("alice", at(0)), &[("team", "red")]);
+    store.insert(&original).await.expect("insert");
+    let read_at = original.updated_at;
+    let writers: Vec<_> = (0..16_i64)
+        .map(|writer| {
+            let handle = if writer % 2 == 0 {
+                Arc::clone(&store)
+            } else {
+                Arc::clone(&other)
+            };
+            let mut sandbox = labelled(original.clone(), &[("writer", &writer.to_string())]);
+            sandbox.updated_at = at_secs(100 + writer);
+            tokio::spawn(async move { (handle.update_if_unchanged(&sandbox, read_at).await, sandbox) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for writer in writers {
+        let (outcome, sandbox) = writer.await.expect("writer");
+        if outcome.expect("a compare-and-set write") {
+            winners.push(sandbox);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer of the same copy wins");
+    let stored = other.get(&original.id).await.expect("get").expect("the record");
+    assert_eq!(stored, winners[0], "the winner's write, whole (labels included)");
+
+    let mut stale = original.clone();
+    stale.status = Status::Stopping;
+    stale.updated_at = at_secs(200);
+    assert!(
+        !store.update_if_unchanged(&stale, read_at).await.expect("a stale write"),
+        "a copy replaced since is refused"
+    );
+    assert_eq!(store.get(&original.id).await.expect("get"), Some(stored.clone()));
+
+    let unknown = sample("bob", at(5));
+    assert!(
+        !store
+            .update_if_unchanged(&unknown, unknown.updated_at)
+            .await
+            .expect("a write of nothing")
+    );
+    assert_eq!(store.get(&unknown.id).await.expect("get"), None);
 }
