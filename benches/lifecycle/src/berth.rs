@@ -158,11 +158,23 @@ impl Berth {
         let labels: serde_json::Map<String, Value> =
             labels.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect();
         let body = json!({ "image": image, "command": ["sleep", "3600"], "labels": labels });
+        self.create_sandbox(&body, wait).await
+    }
+
+    /// `POST /v1/sandboxes` running `sleep 3600` in `image` with `"ttl": ttl` (e.g. `"3s"`);
+    /// answered 201 once it runs; the sandbox id.
+    pub async fn create_expiring(&self, image: &str, ttl: &str) -> Result<String> {
+        let body = json!({ "image": image, "command": ["sleep", "3600"], "ttl": ttl });
+        self.create_sandbox(&body, true).await
+    }
+
+    /// `POST /v1/sandboxes` with `body`; the sandbox id. `wait` = 201 once it runs, else 202.
+    async fn create_sandbox(&self, body: &Value, wait: bool) -> Result<String> {
         let request = self
             .http
             .post(format!("{}/v1/sandboxes", self.url))
             .query(&[("wait", wait)])
-            .json(&body);
+            .json(body);
         let expect = if wait {
             StatusCode::CREATED
         } else {

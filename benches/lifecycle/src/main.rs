@@ -1,11 +1,13 @@
 //! `berth-bench`: berth's benchmarks. Starts `berth serve`, then times create, get, delete and
 //! list (F1) and exec (F3) through berth's v1 API and through the raw Docker Engine API,
 //! interleaved, same image; file uploads and downloads (F3) through berth against `docker cp`;
-//! creates from a template's warm pool; get throughput under `wrk`; and the server's memory with
-//! many sandboxes. Prints the figures against the targets and removes everything it created.
+//! creates from a template's warm pool; get throughput under `wrk`; how late after their deadline
+//! sandboxes with a short TTL end by expiry; and the server's memory with many sandboxes. Prints
+//! the figures against the targets and removes everything it created.
 
 mod berth;
 mod engine;
+mod expiry;
 mod pools;
 mod report;
 mod rss;
@@ -25,7 +27,8 @@ use crate::engine::{BENCH_LABEL, Engine};
 use crate::report::{Figure, Row, Target, Transfer};
 use crate::timing::{interleaved, timed};
 
-/// Parallel creates and removes while filling or emptying the list population.
+/// Parallel creates and removes while filling or emptying the list population, and parallel
+/// creates of the expiry part.
 const FILL_CONCURRENCY: usize = 4;
 /// Parallel removes in the final cleanup, which may face the RSS part's 1,000 containers.
 const CLEANUP_CONCURRENCY: usize = 8;
@@ -47,6 +50,8 @@ enum Part {
     Pools,
     /// Gets per second of one sandbox under `wrk` at concurrency 16.
     Throughput,
+    /// How late sandboxes with a 3 s TTL end by expiry: `ended_at - expires_at`.
+    Expiry,
     /// The server's RSS with many sandboxes (1,000 containers: heavy).
     Rss,
 }
@@ -88,6 +93,9 @@ struct Args {
     /// The pool size (`min_ready`) of the pools part's template.
     #[arg(long, default_value_t = 8)]
     pool_min_ready: usize,
+    /// Sandboxes created with a 3 s TTL in the expiry part.
+    #[arg(long, default_value_t = 20)]
+    expiry_sandboxes: usize,
     /// Sandboxes present when the rss part reads the server's memory.
     #[arg(long, default_value_t = 1000)]
     rss_sandboxes: usize,
@@ -122,11 +130,14 @@ async fn main() -> Result<()> {
         args.pool_claims,
         args.pool_concurrency,
         args.pool_min_ready,
+        args.expiry_sandboxes,
         args.rss_sandboxes,
     ]
     .contains(&0)
     {
-        bail!("--pool-claims, --pool-concurrency, --pool-min-ready and --rss-sandboxes must be at least 1");
+        bail!(
+            "--pool-claims, --pool-concurrency, --pool-min-ready, --expiry-sandboxes and --rss-sandboxes must be at least 1"
+        );
     }
     if args.runs(Part::Throughput) {
         // Before anything starts: finding out after the lifecycle part would waste minutes.
@@ -176,6 +187,7 @@ async fn main() -> Result<()> {
             "pool_claims": args.pool_claims,
             "pool_concurrency": args.pool_concurrency,
             "pool_min_ready": args.pool_min_ready,
+            "expiry_sandboxes": args.expiry_sandboxes,
             "rss_sandboxes": args.rss_sandboxes,
         });
         println!("{:#}", report::json(&rows, &transfers, &figures, context));
@@ -199,7 +211,8 @@ impl Args {
     }
 }
 
-/// Latency rows (F1, F3's exec, the pools), F3's transfers, and single figures (throughput, RSS).
+/// Latency rows (F1, F3's exec, the pools), F3's transfers, and single figures (throughput,
+/// expiry lateness, RSS).
 #[derive(Default)]
 struct Results {
     rows: Vec<Row>,
@@ -246,6 +259,12 @@ async fn run(args: &Args, engine: &Engine, server: &Server, run_id: &str, cluste
     }
     if args.runs(Part::Throughput) {
         results.figures.push(throughput::run(berth, &args.image).await?);
+    }
+    // Before rss: the figure is the promise on an engine with little else to do.
+    if args.runs(Part::Expiry) {
+        results
+            .figures
+            .extend(expiry::run(berth, engine, &args.image, args.expiry_sandboxes).await?);
     }
     if args.runs(Part::Rss) {
         let pid = server.pid().context("berth serve has exited")?;
