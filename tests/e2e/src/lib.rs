@@ -23,8 +23,8 @@ pub const TEST_IMAGE: &str = "berth-test/busybox:latest";
 /// How late after its deadline an e2e test lets an expiry end a sandbox. Only the timers end a
 /// sandbox at its deadline (the resync never does), so a test that sees the expiry at all has
 /// seen the timer fire; how late it ended is the engine's removal under whatever else the shared
-/// machine runs (up to 6.7 s seen under the full suite), and is a benchmark's figure, not a
-/// test's.
+/// machine runs (up to 6.7 s seen under the full suite), and is a benchmark's figure
+/// (`berth-bench --only expiry`, docs/benchmarks.md), not a test's.
 pub const EXPIRY_SLACK: chrono::Duration = chrono::Duration::seconds(10);
 
 /// The `berth` binary under test: `$BERTH_BIN`, else the one beside this test's build.
