@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
-use crate::FILL_CONCURRENCY;
 use crate::berth::Berth;
 use crate::engine::Engine;
 use crate::report::{Bound, Figure, percentile_ms};
@@ -16,6 +15,8 @@ use crate::report::{Bound, Figure, percentile_ms};
 /// Long enough that a create answered once running (a few hundred ms here) is done well before
 /// its deadline, short enough that the part takes seconds.
 const TTL: &str = "3s";
+/// Creates in flight at once.
+const CREATE_CONCURRENCY: usize = 4;
 /// How long after the last create answered the sandboxes may take to end before the part fails.
 const GIVE_UP: Duration = Duration::from_secs(60);
 /// Between two rounds of gets. The figure does not depend on it: both instants are berth's own.
@@ -27,10 +28,10 @@ const PROMISE_MS: f64 = 1000.0;
 /// to end by expiry, checks their containers are gone; the lateness figures. What a failure
 /// leaves running is the final cleanup's (every container of the bench's cluster).
 pub async fn run(berth: &Berth, engine: &Engine, image: &str, count: usize) -> Result<Vec<Figure>> {
-    eprintln!("expiry: creating {count} sandboxes with ttl {TTL}, {FILL_CONCURRENCY} at a time");
+    eprintln!("expiry: creating {count} sandboxes with ttl {TTL}, {CREATE_CONCURRENCY} at a time");
     let ids: Vec<String> = stream::iter(0..count)
         .map(|_| berth.create_expiring(image, TTL))
-        .buffer_unordered(FILL_CONCURRENCY)
+        .buffer_unordered(CREATE_CONCURRENCY)
         .try_collect()
         .await?;
     eprintln!(
@@ -80,7 +81,7 @@ pub async fn run(berth: &Berth, engine: &Engine, image: &str, count: usize) -> R
             unit: "ms",
             bound: Bound::AtMost(PROMISE_MS),
             details: format!(
-                "p99 {p99:.1} ms, min {earliest:.1} ms: ended_at - expires_at of {count} sandboxes (ttl {TTL}, created {FILL_CONCURRENCY} at a time)"
+                "p99 {p99:.1} ms, min {earliest:.1} ms: ended_at - expires_at of {count} sandboxes (ttl {TTL}, created {CREATE_CONCURRENCY} at a time)"
             ),
         },
         Figure {

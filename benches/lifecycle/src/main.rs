@@ -27,8 +27,7 @@ use crate::engine::{BENCH_LABEL, Engine};
 use crate::report::{Figure, Row, Target, Transfer};
 use crate::timing::{interleaved, timed};
 
-/// Parallel creates and removes while filling or emptying the list population, and parallel
-/// creates of the expiry part.
+/// Parallel creates and removes while filling or emptying the list population.
 const FILL_CONCURRENCY: usize = 4;
 /// Parallel removes in the final cleanup, which may face the RSS part's 1,000 containers.
 const CLEANUP_CONCURRENCY: usize = 8;
