@@ -88,6 +88,11 @@ pub struct SandboxView {
     #[serde(with = "rfc3339_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<DateTime<Utc>>,
+    /// The deadline no renewal can pass: `max_lifetime` after its creation (or claim from a
+    /// pool); absent: no limit.
+    #[serde(default, with = "rfc3339_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lifetime_ends_at: Option<DateTime<Utc>>,
     /// The template it was made from (`name:tag`), if any.
     #[serde(default)]
     pub template: Option<String>,
@@ -136,6 +141,7 @@ impl From<&Sandbox> for SandboxView {
             started_at: sandbox.started_at,
             expires_at: sandbox.expires_at,
             ended_at: sandbox.ended_at,
+            lifetime_ends_at: sandbox.lifetime_ends_at(),
             template: sandbox.template.clone(),
             runtime: sandbox.spec.runtime.clone(),
             hardening: sandbox.spec.hardening,

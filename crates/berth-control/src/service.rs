@@ -913,7 +913,23 @@ impl SandboxService {
                 )));
             }
             let read_at = sandbox.updated_at;
-            sandbox.expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            let now = Utc::now();
+            sandbox.expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            if let Some(ends_at) = sandbox.lifetime_ends_at()
+                && sandbox.expires_at > ends_at
+            {
+                let left = (ends_at - now).to_std().unwrap_or_default();
+                return Err(ServiceError::field(
+                    "ttl",
+                    format!(
+                        "renewing for {} would pass the sandbox's max_lifetime of {} (it ends by {}): renew for at most {}",
+                        units::format_duration(ttl),
+                        units::format_duration(sandbox.spec.max_lifetime.unwrap_or_default()),
+                        ends_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        units::format_duration(Duration::from_secs(left.as_secs()))
+                    ),
+                ));
+            }
             // Set against the copy read: an expiry that another process decided in between
             // wins, and this renewal answers what that left instead of reviving it.
             if self.persist_if_unchanged(&mut sandbox, read_at, &mut attempts).await? {

@@ -242,6 +242,38 @@ async fn expiry_stops_the_sandbox_at_its_deadline_and_renewal_moves_it() {
 }
 
 #[tokio::test]
+async fn a_renewal_can_never_pass_the_max_lifetime() {
+    let h = harness().await;
+    let mut bounded = request();
+    bounded.ttl = Some(NumberOrString::String("10m".into()));
+    bounded.max_lifetime = Some(NumberOrString::String("1h".into()));
+    let sandbox = h.service.create(bounded, None, true).await.unwrap().sandbox;
+    let ends_at = sandbox.lifetime_ends_at().unwrap();
+    assert_eq!(ends_at, sandbox.created_at + chrono::Duration::hours(1));
+    let renewed = h
+        .service
+        .renew(sandbox.id.as_str(), &NumberOrString::String("50m".into()))
+        .await
+        .unwrap();
+    assert!(renewed.expires_at <= ends_at);
+    let refused = h
+        .service
+        .renew(sandbox.id.as_str(), &NumberOrString::String("61m".into()))
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("ttl") && message.contains("max_lifetime of 1h") && message.contains("renew for at most"),
+        "{message}"
+    );
+    assert_eq!(
+        h.service.get(sandbox.id.as_str()).unwrap().expires_at,
+        renewed.expires_at,
+        "a refused renewal changes nothing"
+    );
+}
+
+#[tokio::test]
 async fn delete_is_idempotent_and_unknown_ids_are_not_found() {
     let h = harness().await;
     let sandbox = h.service.create(request(), None, true).await.unwrap().sandbox;

@@ -147,6 +147,13 @@ impl Sandbox {
         labels
     }
 
+    /// The deadline no renewal may pass (`max_lifetime` after `created_at`, which a claim from a
+    /// pool resets); `None` without a limit.
+    pub fn lifetime_ends_at(&self) -> Option<DateTime<Utc>> {
+        let limit = chrono::Duration::from_std(self.spec.max_lifetime?).ok()?;
+        self.created_at.checked_add_signed(limit)
+    }
+
     /// Moves to an ended status with a reason, stamping `ended_at`. Returns false (and changes
     /// nothing) when the sandbox had already ended.
     pub fn end(&mut self, status: Status, reason: Reason, now: DateTime<Utc>) -> bool {

@@ -45,6 +45,11 @@ pub struct SandboxRequest {
     pub disk: Option<NumberOrString>,
     /// Time to live: `"90s"`, `"30m"`, `"1h30m"` or integer seconds.
     pub ttl: Option<NumberOrString>,
+    /// The longest the sandbox may live from its creation (or its claim from a pool), renewals
+    /// included: a renewal past it is refused. At most the server's `--max-lifetime`, which
+    /// applies when this is omitted; no limit when neither is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<NumberOrString>,
     /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
     pub owner: Option<String>,
     /// Create from this template (`name` or `name:tag`): its spec is the base, and the fields
@@ -89,6 +94,13 @@ pub struct SandboxSpec {
     pub resources: Resources,
     #[serde(with = "crate::units::duration_secs")]
     pub ttl: Duration,
+    /// How long it may live from its creation (or claim), renewals included; `None`: no limit.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::optional_duration_secs"
+    )]
+    pub max_lifetime: Option<Duration>,
     /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessProbe>,
@@ -116,6 +128,8 @@ pub struct SpecPolicy {
     pub max_cpu_millis: u64,
     pub max_memory_bytes: u64,
     pub max_ttl: Duration,
+    /// The longest any sandbox may live, renewals included (`--max-lifetime`); `None`: no limit.
+    pub max_lifetime: Option<Duration>,
     pub pids_limit: i64,
     /// Most labels one sandbox may carry (each becomes an engine label).
     pub max_labels: usize,
@@ -139,6 +153,7 @@ impl Default for SpecPolicy {
             max_cpu_millis: 16_000,
             max_memory_bytes: 64 * units::GIB,
             max_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_lifetime: None,
             pids_limit: 1024,
             max_labels: DEFAULT_MAX_LABELS,
             max_spec_bytes: DEFAULT_MAX_SPEC_BYTES,
@@ -164,6 +179,7 @@ impl SandboxRequest {
         let memory_bytes = self.validated_memory_bytes(policy, &mut errors);
         let disk_bytes = self.validated_disk_bytes(&mut errors);
         let ttl = self.validated_ttl(policy, &mut errors);
+        let max_lifetime = self.validated_max_lifetime(policy, ttl, &mut errors);
         let readiness = self.validated_readiness(&mut errors);
         self.check_runtime(&mut errors);
         let network = NetworkRequest::validate(self.network.as_ref(), policy.default_egress)
@@ -188,6 +204,7 @@ impl SandboxRequest {
                 disk_bytes,
             },
             ttl,
+            max_lifetime,
             readiness,
             stack: None,
             runtime: self.runtime.clone(),
@@ -417,6 +434,65 @@ impl SandboxRequest {
         }
     }
 
+    /// The limit asked for (at most the server's), else the server's; a `ttl` longer than it is
+    /// refused too, since the first deadline would already pass it.
+    fn validated_max_lifetime(
+        &self,
+        policy: &SpecPolicy,
+        ttl: Duration,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Duration> {
+        let limit = match &self.max_lifetime {
+            None => policy.max_lifetime,
+            Some(input) => match units::parse_duration(input) {
+                Ok(limit) if policy.max_lifetime.is_some_and(|max| limit > max) => {
+                    let max = policy.max_lifetime.unwrap_or(limit);
+                    reject(
+                        errors,
+                        "max_lifetime",
+                        format!(
+                            "`{input}` is longer than this server's maximum of {}",
+                            units::format_duration(max)
+                        ),
+                    );
+                    return None;
+                }
+                Ok(limit) if limit.is_zero() => {
+                    reject(
+                        errors,
+                        "max_lifetime",
+                        "must be longer than zero: omit it for no limit".into(),
+                    );
+                    return None;
+                }
+                Ok(limit) => Some(limit),
+                Err(message) => {
+                    reject(errors, "max_lifetime", message);
+                    return None;
+                }
+            },
+        };
+        if let Some(limit) = limit
+            && ttl > limit
+        {
+            let origin = if self.max_lifetime.is_some() {
+                "its max_lifetime"
+            } else {
+                "this server's max_lifetime"
+            };
+            reject(
+                errors,
+                "ttl",
+                format!(
+                    "{} is longer than {origin} of {}: ask for at most that",
+                    units::format_duration(ttl),
+                    units::format_duration(limit)
+                ),
+            );
+        }
+        limit
+    }
+
     fn validated_readiness(&self, errors: &mut Vec<FieldError>) -> Option<ReadinessProbe> {
         match self.readiness.as_ref().map(ReadinessRequest::validate) {
             None => None,
@@ -533,6 +609,69 @@ mod tests {
         assert_eq!(spec.ttl, Duration::from_secs(1800));
         assert_eq!(spec.command, None);
         assert!(spec.labels.is_empty() && spec.env.is_empty() && spec.ports.is_empty());
+    }
+
+    #[test]
+    fn max_lifetime_is_the_sandboxs_or_the_servers_and_bounds_the_ttl() {
+        let unlimited = SpecPolicy::default();
+        let spec = request(serde_json::json!({"image": "busybox"}))
+            .validate(&unlimited)
+            .unwrap();
+        assert_eq!(spec.max_lifetime, None, "no limit unless asked for");
+        let spec = request(serde_json::json!({"image": "busybox", "ttl": "10m", "max_lifetime": "2h"}))
+            .validate(&unlimited)
+            .unwrap();
+        assert_eq!(spec.max_lifetime, Some(Duration::from_secs(7200)));
+
+        let limited = SpecPolicy {
+            max_lifetime: Some(Duration::from_secs(3600)),
+            ..SpecPolicy::default()
+        };
+        let spec = request(serde_json::json!({"image": "busybox"}))
+            .validate(&limited)
+            .unwrap();
+        assert_eq!(
+            spec.max_lifetime,
+            Some(Duration::from_secs(3600)),
+            "the server's applies"
+        );
+        let spec = request(serde_json::json!({"image": "busybox", "max_lifetime": "45m"}))
+            .validate(&limited)
+            .unwrap();
+        assert_eq!(
+            spec.max_lifetime,
+            Some(Duration::from_secs(2700)),
+            "less may be asked for"
+        );
+
+        let refused = request(serde_json::json!({"image": "busybox", "max_lifetime": "2h"}))
+            .validate(&limited)
+            .unwrap_err()
+            .0;
+        assert_eq!(fields(&refused), ["max_lifetime"]);
+        assert!(refused[0].message.contains("maximum of 1h"), "{}", refused[0].message);
+        let refused = request(serde_json::json!({"image": "busybox", "ttl": "2h", "max_lifetime": "1h"}))
+            .validate(&unlimited)
+            .unwrap_err()
+            .0;
+        assert_eq!(fields(&refused), ["ttl"]);
+        assert!(
+            refused[0].message.contains("max_lifetime of 1h"),
+            "{}",
+            refused[0].message
+        );
+        assert_eq!(
+            fields(&errors(&request(
+                serde_json::json!({"image": "busybox", "max_lifetime": "soon"})
+            ))),
+            ["max_lifetime"]
+        );
+        assert_eq!(
+            fields(&errors(&request(
+                serde_json::json!({"image": "busybox", "max_lifetime": 0})
+            ))),
+            ["max_lifetime"]
+        );
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct TemplateRequest {
     pub disk: Option<NumberOrString>,
     /// Default time to live of a sandbox created from it (counted from its create or claim).
     pub ttl: Option<NumberOrString>,
+    /// The longest a sandbox made from it may live, renewals included (as a sandbox's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<NumberOrString>,
     pub pool: Option<PoolRequest>,
     /// A check every sandbox made from it must pass before it is `Running` (pooled ones too).
     pub readiness: Option<crate::readiness::ReadinessRequest>,
@@ -149,6 +152,7 @@ impl TemplateRequest {
             memory: self.memory.clone(),
             disk: self.disk.clone(),
             ttl: self.ttl.clone(),
+            max_lifetime: self.max_lifetime.clone(),
             readiness: self.readiness.clone(),
             runtime: self.runtime.clone(),
             hardening: self.hardening,

@@ -160,6 +160,7 @@ mod tests {
                     disk_bytes: None,
                 },
                 ttl: Duration::from_secs(60),
+                max_lifetime: None,
                 readiness: None,
                 stack: None,
                 runtime: None,

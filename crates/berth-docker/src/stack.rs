@@ -225,6 +225,7 @@ mod tests {
                     disk_bytes: None,
                 },
                 ttl: Duration::from_secs(60),
+                max_lifetime: None,
                 readiness: None,
                 stack: Some(plan.clone()),
                 runtime: None,

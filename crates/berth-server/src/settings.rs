@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Longest time to live a sandbox may ask for [default: 168h]
     #[arg(long, env = "BERTH_MAX_TTL", value_name = "DURATION")]
     pub max_ttl: Option<String>,
+    /// Longest a sandbox may live from its creation, renewals included; a sandbox may ask for
+    /// less with `max_lifetime` [default: no limit]
+    #[arg(long, env = "BERTH_MAX_LIFETIME", value_name = "DURATION")]
+    pub max_lifetime: Option<String>,
     /// Most processes in one sandbox [default: 1024]
     #[arg(long, env = "BERTH_PIDS_LIMIT", value_name = "N")]
     pub pids_limit: Option<String>,
@@ -278,6 +282,7 @@ pub struct FileSettings {
     pub max_cpu: Option<NumberOrString>,
     pub max_memory: Option<NumberOrString>,
     pub max_ttl: Option<NumberOrString>,
+    pub max_lifetime: Option<NumberOrString>,
     pub pids_limit: Option<NumberOrString>,
     pub max_labels: Option<NumberOrString>,
     pub max_spec_size: Option<NumberOrString>,
@@ -322,6 +327,7 @@ impl FileSettings {
             "max_cpu" => self.max_cpu.clone(),
             "max_memory" => self.max_memory.clone(),
             "max_ttl" => self.max_ttl.clone(),
+            "max_lifetime" => self.max_lifetime.clone(),
             "pids_limit" => self.pids_limit.clone(),
             "max_labels" => self.max_labels.clone(),
             "max_spec_size" => self.max_spec_size.clone(),
@@ -432,6 +438,7 @@ impl CliLayer {
             ("max_cpu", &args.max_cpu),
             ("max_memory", &args.max_memory),
             ("max_ttl", &args.max_ttl),
+            ("max_lifetime", &args.max_lifetime),
             ("pids_limit", &args.pids_limit),
             ("max_labels", &args.max_labels),
             ("max_spec_size", &args.max_spec_size),
@@ -744,6 +751,10 @@ fn resolve_policy(layers: &Layers<'_>) -> Result<SpecPolicy, ConfigError> {
         max_cpu_millis: max_cpu.parse(units::parse_cpu_millis)?,
         max_memory_bytes: max_memory.parse(units::parse_memory_bytes)?,
         max_ttl: max_ttl.parse(units::parse_duration)?,
+        max_lifetime: layers
+            .given("max_lifetime")
+            .map(|raw| raw.parse(parse_lifetime))
+            .transpose()?,
         pids_limit: layers.get("pids_limit", "1024").parse(parse_pids_limit)?,
         max_labels: layers.get("max_labels", "64").parse(parse_max_labels)?,
         max_spec_bytes: layers.get("max_spec_size", "256Ki").parse(units::parse_memory_bytes)?,
@@ -774,6 +785,13 @@ fn check_within_maximum<T: PartialOrd>(
         )));
     }
     Ok(())
+}
+
+fn parse_lifetime(value: &NumberOrString) -> Result<Duration, String> {
+    match units::parse_duration(value)? {
+        limit if limit.is_zero() => Err("must be longer than zero: leave it unset for no limit".into()),
+        limit => Ok(limit),
+    }
 }
 
 fn parse_max_labels(value: &NumberOrString) -> Result<usize, String> {

@@ -199,6 +199,7 @@ pub(crate) mod tests {
             started_at: None,
             expires_at,
             ended_at: None,
+            lifetime_ends_at: None,
             template: None,
             runtime: None,
             hardening: Default::default(),

@@ -127,6 +127,10 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             .ttl
             .clone()
             .or_else(|| Some(NumberOrString::String(units::format_duration(spec.ttl)))),
+        max_lifetime: request.max_lifetime.clone().or_else(|| {
+            spec.max_lifetime
+                .map(|limit| NumberOrString::String(units::format_duration(limit)))
+        }),
         owner: request.owner.clone(),
         template: None,
         readiness: request

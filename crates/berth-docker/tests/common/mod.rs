@@ -98,6 +98,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
                 disk_bytes: None,
             },
             ttl: Duration::from_secs(300),
+            max_lifetime: None,
             readiness: None,
             stack: None,
             runtime: None,

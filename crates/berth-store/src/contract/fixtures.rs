@@ -52,6 +52,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
                 disk_bytes: None,
             },
             ttl,
+            max_lifetime: None,
             readiness: None,
             stack: None,
             runtime: None,
@@ -181,6 +182,7 @@ pub fn fully_populated() -> Sandbox {
                 egress: berth_core::Egress::Deny,
             },
             ttl: Duration::from_millis(90_500),
+            max_lifetime: Some(std::time::Duration::from_secs(7200)),
             readiness: Some(berth_core::ReadinessProbe {
                 check: berth_core::ProbeCheck::Http {
                     port: 8081,

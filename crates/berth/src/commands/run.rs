@@ -30,6 +30,9 @@ pub struct RunArgs {
     /// Time to live: 90s, 30m, 1h30m [default: the server's]
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
+    /// Longest it may live, renewals included: 8h [default: the server's --max-lifetime, if any]
+    #[arg(long, value_name = "DURATION")]
+    pub max_lifetime: Option<String>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -111,6 +114,7 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         memory: args.memory.clone().map(NumberOrString::String),
         disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
+        max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
         owner: args.owner.clone(),
         template: args.template.clone(),
         readiness: None,
@@ -216,6 +220,7 @@ mod tests {
                 memory: Some(NumberOrString::String("1Gi".into())),
                 disk: Some(NumberOrString::String("10Gi".into())),
                 ttl: Some(NumberOrString::String("90".into())),
+                max_lifetime: None,
                 owner: Some("alice".into()),
                 template: None,
                 readiness: None,

@@ -79,6 +79,9 @@ pub struct CreateArgs {
     /// Default time to live of its sandboxes: 90s, 30m, 1h30m [default: the server's]
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
+    /// Longest its sandboxes may live, renewals included: 8h [default: the server's limit, if any]
+    #[arg(long, value_name = "DURATION")]
+    pub max_lifetime: Option<String>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -164,6 +167,7 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         memory: args.memory.clone().map(NumberOrString::String),
         disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
+        max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
         pool,
         // Probes and hardening come from a template file (`-f`), not from flags.
         readiness: None,
@@ -404,6 +408,7 @@ mod tests {
                 memory: Some(NumberOrString::String("1Gi".into())),
                 disk: None,
                 ttl: Some(NumberOrString::String("30m".into())),
+                max_lifetime: None,
                 pool: Some(PoolRequest {
                     min_ready: Some(3),
                     max_idle_age: Some(NumberOrString::String("2h".into())),
