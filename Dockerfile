@@ -22,6 +22,8 @@ RUN deploy/docker/cargo-skeleton.sh /src /skeleton
 # ---- builder: dependencies in their own cached layer, then the sources
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
+# nft for the host guard's image, which berth builds on each engine (assemble-rootfs.sh).
+RUN apt-get update && apt-get install -y --no-install-recommends nftables && rm -rf /var/lib/apt/lists/*
 ENV CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0
 COPY --from=skeleton /skeleton/ ./

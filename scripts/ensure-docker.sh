@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure a Docker Engine answers on this machine. Does nothing when `docker info` works;
-# on Debian as root installs docker.io + busybox-static and starts dockerd in the background
-# (logs: $DOCKERD_LOG, default /var/log/dockerd.log); elsewhere says what to install.
+# on Debian as root installs docker.io + busybox-static (+ nftables for the host guard, iproute2 for
+# its tests) and starts dockerd in the background (logs: $DOCKERD_LOG, default
+# /var/log/dockerd.log); elsewhere says what to install.
 set -euo pipefail
 
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
@@ -30,11 +31,11 @@ MSG
     exit 1
 fi
 
-if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x /bin/busybox ]]; then
-    echo "installing docker.io and busybox-static..." >&2
+if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x /bin/busybox ]] || ! command -v nft >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+    echo "installing docker.io, busybox-static, nftables and iproute2..." >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y docker.io busybox-static
+    apt-get install -y docker.io busybox-static nftables iproute2
 fi
 
 if ! dockerd_running; then

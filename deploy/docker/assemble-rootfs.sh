@@ -6,7 +6,10 @@
 #                 ld-linux; since glibc 2.34 the files/dns name services live in libc itself);
 #                 /etc/ssl/certs/ca-certificates.crt; /etc/passwd, /etc/group (root and
 #                 berth 65532:65532); /etc/nsswitch.conf (hosts: files dns); /tmp (1777)
-#                 and an empty /var/lib
+#                 and an empty /var/lib; /usr/sbin/nft and the libraries it loads, listed in
+#                 /usr/lib/berth/host-guard.files, from which berth builds its host guard's
+#                 image on each engine (README, "Security model"); NFT overrides where nft is
+#                 read (default: the first on PATH), NFT=none leaves it out
 #   OUT/datadir/berth/  empty: copied into /var/lib, so /var/lib/berth is owned by 65532:65532
 # CA_BUNDLE overrides where the CA certificates are read (default /etc/ssl/certs/ca-certificates.crt).
 set -euo pipefail
@@ -53,6 +56,26 @@ while read -r lib; do
     cp -L "$lib" "$root$lib"
     libs=$((libs + 1))
 done < <(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' <<<"$ldd_out" | sort -u)
+
+# The host guard's files: nft and what it loads, at their paths (libc and the loader are shared
+# with berth's), listed for berth, which has no ldd to ask inside the image.
+nft="${NFT:-$(command -v nft || echo /usr/sbin/nft)}"
+if [[ "$nft" != none ]]; then
+    if [[ ! -x "$nft" ]]; then
+        echo "error: no nft at $nft for the host guard (Debian: apt-get install -y nftables; NFT=none leaves it out)" >&2
+        exit 1
+    fi
+    mkdir -p "$root/usr/sbin" "$root/usr/lib/berth"
+    install -m 0755 "$(readlink -f "$nft")" "$root/usr/sbin/nft"
+    echo /usr/sbin/nft >"$root/usr/lib/berth/host-guard.files"
+    while read -r lib; do
+        [[ -n "$lib" ]] || continue
+        mkdir -p "$root$(dirname "$lib")"
+        [[ -e "$root$lib" ]] || cp -L "$lib" "$root$lib"
+        echo "$lib" >>"$root/usr/lib/berth/host-guard.files"
+    done < <(LC_ALL=C ldd "$nft" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' | sort -u)
+    chmod 0644 "$root/usr/lib/berth/host-guard.files"
+fi
 
 cat >"$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin

@@ -224,6 +224,10 @@ pub struct EngineConfinement {
     /// Why a sandbox may not ask for `disk` on this engine; absent when it may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_limit_unavailable: Option<String>,
+    /// Whether the engine host's firewall keeps sandboxes on berth's networks from the host and
+    /// from link-local and private ranges: `active`, `off`, or `unavailable: <why>`.
+    #[serde(default)]
+    pub host_guard: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -20,7 +20,7 @@ pub use env_service::{EnvService, EnvServiceId, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
 pub use hardening::Hardening;
 pub use identity::{ApiKey, AuditEntry, Caller, KeyId, Quota, QuotaExceeded, Role, Usage};
-pub use network::{Egress, NetworkPolicy, NetworkRequest};
+pub use network::{Cidr, Egress, NetworkPolicy, NetworkRequest};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use reason::Reason;
 pub use sandbox::{PortBinding, Sandbox, SandboxId};

@@ -97,9 +97,117 @@ impl NetworkRequest {
     }
 }
 
+/// An address range, `10.0.0.0/8` or `fc00::/7`: the host bits of the address must be zero, so
+/// that what is written is what is matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub address: core::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// The ranges a sandbox on a guarded network does not reach unless the server says otherwise:
+    /// RFC 1918, the carrier-grade NAT range and IPv6 unique local addresses.
+    pub const DEFAULT_PRIVATE: [&'static str; 5] = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+    ];
+    /// The ranges no guarded sandbox ever reaches: link-local, where cloud metadata services
+    /// answer.
+    pub const LINK_LOCAL: [&'static str; 2] = ["169.254.0.0/16", "fe80::/10"];
+
+    pub fn is_ipv4(&self) -> bool {
+        self.address.is_ipv4()
+    }
+
+    /// Whether `address` is in the range.
+    pub fn contains(&self, address: core::net::IpAddr) -> bool {
+        match (self.address, address) {
+            (core::net::IpAddr::V4(range), core::net::IpAddr::V4(address)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(range) & mask == u32::from(address) & mask
+            }
+            (core::net::IpAddr::V6(range), core::net::IpAddr::V6(address)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(range) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (address, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not a CIDR range: write it as 10.0.0.0/8 or fc00::/7"))?;
+        let address: core::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("`{text}`: `{address}` is not an IP address"))?;
+        let most = if address.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|prefix| *prefix <= most)
+            .ok_or_else(|| format!("`{text}`: the prefix length must be a number from 0 to {most}"))?;
+        let cidr = Cidr { address, prefix };
+        let network = match address {
+            core::net::IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                core::net::IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            core::net::IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                core::net::IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        if network != address {
+            return Err(format!("`{text}` has host bits set: the range is {network}/{prefix}"));
+        }
+        Ok(cidr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_parse_match_and_refuse_what_is_not_one() {
+        let private: Cidr = "172.16.0.0/12".parse().unwrap();
+        assert!(private.contains("172.31.255.1".parse().unwrap()));
+        assert!(!private.contains("172.32.0.1".parse().unwrap()));
+        assert!(!private.contains("fc00::1".parse().unwrap()));
+        let unique_local: Cidr = "fc00::/7".parse().unwrap();
+        assert!(unique_local.contains("fd12::1".parse().unwrap()));
+        assert_eq!(unique_local.to_string(), "fc00::/7");
+        let everything: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(everything.contains("203.0.113.9".parse().unwrap()));
+        for range in Cidr::DEFAULT_PRIVATE.iter().chain(&Cidr::LINK_LOCAL) {
+            assert!(range.parse::<Cidr>().is_ok(), "{range}");
+        }
+        for (bad, says) in [
+            ("10.0.0.0", "not a CIDR range"),
+            ("10.0.0.1/8", "the range is 10.0.0.0/8"),
+            ("10.0.0.0/33", "from 0 to 32"),
+            ("example.test/8", "not an IP address"),
+        ] {
+            let error = bad.parse::<Cidr>().unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
 
     fn request(egress: serde_json::Value) -> NetworkRequest {
         NetworkRequest { egress: Some(egress) }

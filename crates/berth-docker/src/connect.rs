@@ -40,6 +40,9 @@ pub struct DockerConfig {
     /// Sandboxes join berth's own bridge with inter-container traffic off, unless the engine's
     /// default bridge already has it off; `false`: the engine's default bridge as it is.
     pub isolate_sandboxes: bool,
+    /// The firewall rules that keep sandboxes on berth's networks from the engine host and from
+    /// link-local and private ranges.
+    pub host_guard: crate::guard::HostGuardConfig,
     /// Deadline of each engine call (inspect, create, start, remove, list...).
     pub call_timeout: Duration,
     /// Deadline of an image pull, which may legitimately take minutes.
@@ -54,6 +57,7 @@ impl Default for DockerConfig {
             tls: None,
             publish_host_ip: "127.0.0.1".into(),
             isolate_sandboxes: false,
+            host_guard: crate::guard::HostGuardConfig::default(),
             call_timeout: Duration::from_secs(30),
             pull_timeout: Duration::from_secs(600),
         }

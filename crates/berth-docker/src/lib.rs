@@ -12,6 +12,7 @@
 mod build;
 mod connect;
 mod error;
+mod guard;
 mod runtime;
 mod spec;
 mod stack;
@@ -19,4 +20,5 @@ mod state;
 mod work;
 
 pub use connect::{DEFAULT_ENDPOINT, DockerConfig, TlsPaths};
+pub use guard::{GuardMode, HostGuardConfig, default_private_ranges};
 pub use runtime::DockerRuntime;

@@ -10,8 +10,8 @@ use berth_core::SandboxId;
 use berth_core::sandbox::label_keys;
 use berth_runtime::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
-    EngineSecurity, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, RunState,
-    Runtime, RuntimeError, RuntimeEvent, StackObjects,
+    EngineSecurity, ExecSession, ExecSpec, ExecState, GuardState, LogOptions, OutputChunk, PathStat, ResourceStats,
+    RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects,
 };
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -27,6 +27,7 @@ use crate::error::{EngineRef, Subject, classify, image_not_found};
 use crate::{spec, state};
 
 mod build_calls;
+mod guard_calls;
 mod network_calls;
 mod stack_calls;
 mod work_calls;
@@ -45,6 +46,13 @@ pub struct DockerRuntime {
     info: EngineInfo,
     /// The id of the network sandboxes join, once found or made (shared by the clones).
     sandbox_network: std::sync::Arc<tokio::sync::Mutex<Option<String>>>,
+    /// The host guard's scope in bridge and table names (see `crate::guard`).
+    guard_tag: String,
+    /// Whether the host guard's rules are written (shared by the clones).
+    guard: std::sync::Arc<std::sync::Mutex<GuardState>>,
+    /// How many times the engine's events were subscribed to: every one after the first follows
+    /// a broken stream, maybe a restarted engine host, whose firewall starts empty.
+    event_subscriptions: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -69,12 +77,18 @@ impl DockerRuntime {
         };
         tracing::info!(engine = %info.name, endpoint = %info.endpoint, version = %info.version,
             api_version = %info.api_version, "connected to Docker Engine");
+        let guard_tag = crate::guard::scope_tag(&config.host_guard.scope);
         let runtime = DockerRuntime {
             docker: connected.docker,
             config,
             info,
             sandbox_network: std::sync::Arc::default(),
+            guard_tag,
+            guard: std::sync::Arc::new(std::sync::Mutex::new(GuardState::Off)),
+            event_subscriptions: std::sync::Arc::default(),
         };
+        // Before the sandbox network: whether the guard is in force decides which network that is.
+        runtime.apply_host_guard().await?;
         // Found (or made) now, so that no create waits for it; a failure here is retried by the
         // first create that needs the network.
         if let Err(error) = runtime.sandbox_network().await {
@@ -290,6 +304,7 @@ fn engine_security(info: &bollard::models::SystemInfo) -> EngineSecurity {
         user_namespaces_remapped: has("userns"),
         seccomp: has("seccomp"),
         disk_limit: disk_limit(info),
+        host_guard: GuardState::Off,
     }
 }
 
@@ -365,7 +380,9 @@ impl Runtime for DockerRuntime {
 
     async fn security(&self) -> Result<EngineSecurity, RuntimeError> {
         let info = self.call("system info", Subject::Engine, self.docker.info()).await?;
-        Ok(engine_security(&info))
+        let mut security = engine_security(&info);
+        security.host_guard = self.guard_state();
+        Ok(security)
     }
 
     async fn create(&self, request: &ContainerRequest) -> Result<ContainerState, RuntimeError> {
@@ -472,6 +489,17 @@ impl Runtime for DockerRuntime {
 
     async fn events(&self) -> Result<BoxStream<'static, Result<RuntimeEvent, RuntimeError>>, RuntimeError> {
         let since = self.engine_now().await?;
+        if self
+            .event_subscriptions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
+            // A `Required` guard that cannot be rewritten is reported on /health; the events
+            // still flow, since stopping them would leave sandboxes unwatched.
+            if let Err(error) = self.apply_host_guard().await {
+                tracing::error!(engine = %self.info.name, %error, "the host guard could not be rewritten after the engine's events broke");
+            }
+        }
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("label", vec![format!("{}=true", label_keys::MANAGED)]),

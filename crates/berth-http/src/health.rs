@@ -94,6 +94,7 @@ pub async fn health(
                             user_namespaces_remapped: security.user_namespaces_remapped,
                             seccomp: security.seccomp,
                             disk_limit_unavailable: security.disk_limit.err(),
+                            host_guard: security.host_guard.describe(),
                         },
                     )])
                 })

@@ -13,8 +13,8 @@ use tokio::sync::broadcast;
 
 use crate::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
-    EngineSecurity, EventKind, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats,
-    RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects,
+    EngineSecurity, EventKind, ExecSession, ExecSpec, ExecState, GuardState, LogOptions, OutputChunk, PathStat,
+    ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects,
 };
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
@@ -221,6 +221,7 @@ impl Runtime for FakeRuntime {
             user_namespaces_remapped: false,
             seccomp: true,
             disk_limit: Err("the fake runtime's storage limits nothing".to_owned()),
+            host_guard: GuardState::Off,
         })
     }
 

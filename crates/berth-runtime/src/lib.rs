@@ -117,6 +117,31 @@ pub struct EngineSecurity {
     /// Whether a sandbox's writable layer can be given a size limit: `Err` says why not (the
     /// storage driver and what it would need).
     pub disk_limit: Result<(), String>,
+    /// Whether the engine host's firewall keeps sandboxes on berth's networks from the host and
+    /// from link-local and private ranges.
+    pub host_guard: GuardState,
+}
+
+/// The host guard's state on one engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardState {
+    /// Not asked for (`--host-guard off`).
+    Off,
+    /// The rules are written.
+    Active,
+    /// Asked for, but the rules could not be written: why.
+    Unavailable(String),
+}
+
+impl GuardState {
+    /// `active`, `off`, or the reason it is unavailable.
+    pub fn describe(&self) -> String {
+        match self {
+            GuardState::Off => "off".to_owned(),
+            GuardState::Active => "active".to_owned(),
+            GuardState::Unavailable(reason) => format!("unavailable: {reason}"),
+        }
+    }
 }
 
 /// Engine failures, classified so that the API can answer each kind correctly.

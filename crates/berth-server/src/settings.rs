@@ -124,6 +124,19 @@ pub struct ServeArgs {
     /// [default: engine]
     #[arg(long, env = "BERTH_SANDBOX_NETWORK", value_name = "MODE")]
     pub sandbox_network: Option<String>,
+    /// `auto`: the engine host's firewall keeps sandboxes on berth's networks from the host
+    /// itself and from link-local and private ranges, where the engine lets berth write it;
+    /// `required`: the same, and berth does not start where it cannot; `off` [default: auto]
+    #[arg(long, env = "BERTH_HOST_GUARD", value_name = "MODE")]
+    pub host_guard: Option<String>,
+    /// The ranges a guarded sandbox does not reach, comma-separated CIDRs, or `none`
+    /// (link-local ranges are closed whatever this says)
+    /// [default: 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7]
+    #[arg(long, env = "BERTH_PRIVATE_RANGES", value_name = "CIDRS")]
+    pub private_ranges: Option<String>,
+    /// The `nft` program the host guard's image is built from [default: `nft` on PATH]
+    #[arg(long, env = "BERTH_HOST_GUARD_NFT", value_name = "PATH")]
+    pub host_guard_nft: Option<String>,
     /// The egress policy of a sandbox (or template) that names none: `allow` or `deny` (no way
     /// out; only what berth initiates reaches it) [default: allow]
     #[arg(long, env = "BERTH_DEFAULT_EGRESS", value_name = "POLICY")]
@@ -201,6 +214,7 @@ pub struct ServeConfig {
     pub open_metrics: bool,
     /// Sandboxes join berth's own bridge, where none reaches another.
     pub isolate_sandboxes: bool,
+    pub host_guard: HostGuardSetting,
     pub rate_limit: Option<u32>,
     /// `None`: only while the gateway listens on loopback.
     pub gateway_anonymous: Option<bool>,
@@ -298,6 +312,9 @@ pub struct FileSettings {
     pub audit_log: Option<String>,
     pub metrics_auth: Option<String>,
     pub sandbox_network: Option<String>,
+    pub host_guard: Option<String>,
+    pub private_ranges: Option<String>,
+    pub host_guard_nft: Option<String>,
     pub default_egress: Option<String>,
     pub gateway_anonymous: Option<String>,
     pub tls_cert: Option<String>,
@@ -343,6 +360,9 @@ impl FileSettings {
             "audit_log" => text(&self.audit_log),
             "metrics_auth" => text(&self.metrics_auth),
             "sandbox_network" => text(&self.sandbox_network),
+            "host_guard" => text(&self.host_guard),
+            "private_ranges" => text(&self.private_ranges),
+            "host_guard_nft" => text(&self.host_guard_nft),
             "default_egress" => text(&self.default_egress),
             "gateway_anonymous" => text(&self.gateway_anonymous),
             "tls_cert" => text(&self.tls_cert),
@@ -454,6 +474,9 @@ impl CliLayer {
             ("audit_log", &args.audit_log),
             ("metrics_auth", &args.metrics_auth),
             ("sandbox_network", &args.sandbox_network),
+            ("host_guard", &args.host_guard),
+            ("private_ranges", &args.private_ranges),
+            ("host_guard_nft", &args.host_guard_nft),
             ("default_egress", &args.default_egress),
             ("gateway_anonymous", &args.gateway_anonymous),
             ("tls_cert", &args.tls_cert),
@@ -609,6 +632,7 @@ pub fn resolve(
         .map(PathBuf::from);
     let open_metrics = resolve_open_metrics(&layers)?;
     let isolate_sandboxes = resolve_isolate_sandboxes(&layers)?;
+    let host_guard = resolve_host_guard(&layers)?;
     let rate_limit = resolve_rate_limit(&layers)?;
     let gateway_anonymous = resolve_gateway_anonymous(&layers)?;
     let tls = resolve_tls(&layers)?;
@@ -637,6 +661,7 @@ pub fn resolve(
         audit_log,
         open_metrics,
         isolate_sandboxes,
+        host_guard,
         rate_limit,
         gateway_anonymous,
         tls,
@@ -839,6 +864,54 @@ fn resolve_isolate_sandboxes(layers: &Layers<'_>) -> Result<bool, ConfigError> {
         "isolated" => Ok(true),
         _ => Err(raw.invalid("must be `engine` or `isolated`")),
     }
+}
+
+/// `--host-guard`, `--private-ranges` and `--host-guard-nft`, as the engine runtime takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostGuardSetting {
+    pub mode: GuardModeSetting,
+    pub private_ranges: Vec<berth_core::Cidr>,
+    pub nft: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardModeSetting {
+    Off,
+    Auto,
+    Required,
+}
+
+fn resolve_host_guard(layers: &Layers<'_>) -> Result<HostGuardSetting, ConfigError> {
+    let raw = layers.get("host_guard", "auto");
+    let mode = match raw.text()?.as_str() {
+        "auto" => GuardModeSetting::Auto,
+        "required" => GuardModeSetting::Required,
+        "off" => GuardModeSetting::Off,
+        _ => return Err(raw.invalid("must be `auto`, `required` or `off`")),
+    };
+    let default_ranges = berth_core::Cidr::DEFAULT_PRIVATE.join(",");
+    let raw = layers.get("private_ranges", &default_ranges);
+    let text = raw.text()?;
+    let private_ranges = if text.trim() == "none" {
+        Vec::new()
+    } else {
+        text.split(',')
+            .filter(|range| !range.trim().is_empty())
+            .map(|range| range.parse::<berth_core::Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| raw.invalid(format!("{message} (or `none` for no private range)")))?
+    };
+    let nft = layers
+        .given("host_guard_nft")
+        .map(|raw| raw.text())
+        .transpose()?
+        .filter(|path| !path.trim().is_empty())
+        .map(PathBuf::from);
+    Ok(HostGuardSetting {
+        mode,
+        private_ranges,
+        nft,
+    })
 }
 
 fn resolve_default_egress(layers: &Layers<'_>) -> Result<Egress, ConfigError> {

@@ -290,6 +290,7 @@ impl Drop for TestServer {
             return;
         }
         remove_cluster_containers(&self.cluster);
+        remove_host_guard_table(&self.cluster);
         // A create the killed server had already sent still completes on the engine after the
         // first sweep (a test that ends right after `wait: false` creates, a pool refill): sweep
         // again once such a call has had time to land.
@@ -319,6 +320,21 @@ pub fn remove_cluster_containers(cluster: &str) {
             let _ = docker(&args);
         }
     }
+}
+
+/// Removes the host guard's table the server wrote into this machine's netfilter for its cluster
+/// (`inet berth_<first six hex digits of sha256(cluster)>`), where it wrote one.
+pub fn remove_host_guard_table(cluster: &str) {
+    use sha2::Digest;
+    let tag: String = sha2::Sha256::digest(cluster.as_bytes())
+        .iter()
+        .take(3)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &format!("berth_{tag}")])
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Runs the docker CLI; returns stdout, or an error with stderr.

@@ -19,8 +19,12 @@
 //! last other container leaves can deadlock the engine's network controller (moby/moby#46661),
 //! and a network nobody else joins cannot meet that race.
 //!
-//! An engine whose default bridge already has inter-container traffic off (`dockerd --icc=false`)
-//! needs no network of berth's: sandboxes join that bridge, which costs nothing. Joining a
+//! Every network berth makes carries a bridge name of its host guard's scope (`crate::guard`), so
+//! that the guard's rules keep its sandboxes from the engine host and from link-local and private
+//! ranges. The shared network is one per scope (`berth-sandboxes-<tag>`), labelled with the
+//! cluster. An engine whose default bridge already has inter-container traffic off
+//! (`dockerd --icc=false`) needs no network of berth's while the guard is off: sandboxes join that
+//! bridge, which costs nothing; with the guard in force they join berth's, which it covers. Joining a
 //! user-defined bridge costs every container start about 25 ms on Docker 20.10, and under heavy
 //! parallel load its container removals lag (docs/benchmarks.md): why it is not the default yet.
 
@@ -33,8 +37,10 @@ use super::DockerRuntime;
 use crate::error::Subject;
 use crate::spec;
 
-/// The network's name on the engine.
+/// The network's name on the engine, before the scope's tag.
 pub const SANDBOX_NETWORK: &str = "berth-sandboxes";
+/// The bridge driver's option naming the bridge on the host.
+pub(crate) const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 /// The label that marks it as berth's, whichever berth process created it.
 pub const SANDBOX_NETWORK_LABEL: &str = "berth.sandbox-network";
 /// The bridge driver's option that stops traffic between its containers.
@@ -51,7 +57,7 @@ impl DockerRuntime {
         if let Some(id) = cached.as_ref() {
             return Ok(id.clone());
         }
-        if !self.config.isolate_sandboxes || self.default_bridge_isolates().await? {
+        if !self.config.isolate_sandboxes || (!self.guard_active() && self.default_bridge_isolates().await?) {
             *cached = Some(DEFAULT_BRIDGE.to_owned());
             return Ok(DEFAULT_BRIDGE.to_owned());
         }
@@ -63,7 +69,8 @@ impl DockerRuntime {
                 // API 1.41 accept a duplicate name): all of them settle on the same one.
                 self.find_sandbox_network().await?.ok_or_else(|| {
                     RuntimeError::Other(format!(
-                        "the network `{SANDBOX_NETWORK}` was created but the engine does not list it"
+                        "the network `{}` was created but the engine does not list it",
+                        self.sandbox_network_name()
                     ))
                 })?
             }
@@ -101,7 +108,20 @@ impl DockerRuntime {
 
     async fn find_sandbox_network(&self) -> Result<Option<String>, RuntimeError> {
         let filters = HashMap::from([("label", vec![SANDBOX_NETWORK_LABEL.to_owned()])]);
-        Ok(canonical(self.networks_matching(&filters).await?))
+        Ok(canonical(
+            self.networks_matching(&filters).await?,
+            &self.sandbox_network_name(),
+            &self.bridge_name("sandboxes"),
+        ))
+    }
+
+    fn sandbox_network_name(&self) -> String {
+        format!("{SANDBOX_NETWORK}-{}", self.guard_tag)
+    }
+
+    /// The name of one of berth's bridges on the host, within the guard's scope.
+    pub(super) fn bridge_name(&self, key: &str) -> String {
+        crate::guard::bridge_name(&self.guard_tag, key)
     }
 
     /// Creates a sandbox whose egress is `deny`: its own internal network, then its container
@@ -129,12 +149,21 @@ impl DockerRuntime {
 
     async fn create_sandbox_network(&self) -> Result<(), RuntimeError> {
         let request = NetworkCreateRequest {
-            name: SANDBOX_NETWORK.to_owned(),
+            name: self.sandbox_network_name(),
             driver: Some("bridge".into()),
             // No IPv6: the isolation rules the engine writes are IPv4 ones.
             enable_ipv6: Some(false),
-            options: Some(HashMap::from([(INTER_CONTAINER_OPTION.to_owned(), "false".to_owned())])),
-            labels: Some(HashMap::from([(SANDBOX_NETWORK_LABEL.to_owned(), "true".to_owned())])),
+            options: Some(HashMap::from([
+                (INTER_CONTAINER_OPTION.to_owned(), "false".to_owned()),
+                (BRIDGE_NAME_OPTION.to_owned(), self.bridge_name("sandboxes")),
+            ])),
+            labels: Some(HashMap::from([
+                (SANDBOX_NETWORK_LABEL.to_owned(), "true".to_owned()),
+                (
+                    berth_core::sandbox::label_keys::CLUSTER.to_owned(),
+                    self.config.host_guard.scope.clone(),
+                ),
+            ])),
             ..Default::default()
         };
         match self
@@ -148,13 +177,15 @@ impl DockerRuntime {
     }
 }
 
-/// Of the networks listed, the one every berth process picks: named [`SANDBOX_NETWORK`], with
-/// inter-container traffic off, the oldest first and the smallest id between equals.
-fn canonical(networks: Vec<Network>) -> Option<String> {
+/// Of the networks listed, the one every berth process of the scope picks: named `name`, on the
+/// bridge `bridge`, with inter-container traffic off, the oldest first and the smallest id
+/// between equals.
+fn canonical(networks: Vec<Network>, name: &str, bridge: &str) -> Option<String> {
     networks
         .into_iter()
-        .filter(|network| network.name.as_deref() == Some(SANDBOX_NETWORK))
+        .filter(|network| network.name.as_deref() == Some(name))
         .filter(keeps_containers_apart)
+        .filter(|network| option(network, BRIDGE_NAME_OPTION) == Some(bridge))
         .filter_map(|network| Some((network.created, network.id?)))
         .min()
         .map(|(_, id)| id)
@@ -162,38 +193,53 @@ fn canonical(networks: Vec<Network>) -> Option<String> {
 
 /// Whether `network` has inter-container traffic off.
 fn keeps_containers_apart(network: &Network) -> bool {
+    option(network, INTER_CONTAINER_OPTION) == Some("false")
+}
+
+fn option<'a>(network: &'a Network, key: &str) -> Option<&'a str> {
     network
         .options
         .as_ref()
-        .and_then(|options| options.get(INTER_CONTAINER_OPTION))
-        .is_some_and(|value| value == "false")
+        .and_then(|options| options.get(key))
+        .map(String::as_str)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn network(id: &str, name: &str, icc: Option<&str>, created_secs: i64) -> Network {
+    const NAME: &str = "berth-sandboxes-abcdef";
+    const BRIDGE: &str = "babcdefsandboxe";
+
+    fn network(id: &str, name: &str, icc: Option<&str>, bridge: &str, created_secs: i64) -> Network {
+        let mut options = HashMap::from([(BRIDGE_NAME_OPTION.to_owned(), bridge.to_owned())]);
+        if let Some(value) = icc {
+            options.insert(INTER_CONTAINER_OPTION.to_owned(), value.to_owned());
+        }
         Network {
             id: Some(id.into()),
             name: Some(name.into()),
             created: chrono::DateTime::from_timestamp(created_secs, 0),
-            options: icc.map(|value| HashMap::from([(INTER_CONTAINER_OPTION.to_owned(), value.to_owned())])),
+            options: Some(options),
             ..Default::default()
         }
     }
 
     #[test]
-    fn every_process_settles_on_the_oldest_isolated_network_of_the_name() {
+    fn every_process_settles_on_the_oldest_isolated_network_of_the_name_and_bridge() {
         let listed = vec![
-            network("bbb", SANDBOX_NETWORK, Some("false"), 20),
-            network("aaa", "berth-sandboxes-other", Some("false"), 1),
-            network("ccc", SANDBOX_NETWORK, Some("true"), 5),
-            network("ddd", SANDBOX_NETWORK, None, 5),
-            network("eee", SANDBOX_NETWORK, Some("false"), 10),
-            network("abc", SANDBOX_NETWORK, Some("false"), 10),
+            network("bbb", NAME, Some("false"), BRIDGE, 20),
+            network("aaa", "berth-sandboxes-other", Some("false"), BRIDGE, 1),
+            network("ccc", NAME, Some("true"), BRIDGE, 5),
+            network("ddd", NAME, None, BRIDGE, 5),
+            network("fff", NAME, Some("false"), "br-0123456789", 1),
+            network("eee", NAME, Some("false"), BRIDGE, 10),
+            network("abc", NAME, Some("false"), BRIDGE, 10),
         ];
-        assert_eq!(canonical(listed).as_deref(), Some("abc"));
-        assert_eq!(canonical(vec![network("ccc", SANDBOX_NETWORK, Some("true"), 5)]), None);
+        assert_eq!(canonical(listed, NAME, BRIDGE).as_deref(), Some("abc"));
+        assert_eq!(
+            canonical(vec![network("ccc", NAME, Some("true"), BRIDGE, 5)], NAME, BRIDGE),
+            None
+        );
     }
 }

@@ -118,6 +118,11 @@ impl DockerRuntime {
             internal: Some(request.spec.network.egress == berth_core::Egress::Deny),
             // No IPv6: the engine's rules for an internal bridge are IPv4 ones.
             enable_ipv6: Some(false),
+            // Within the host guard's scope: its rules cover the stack too.
+            options: Some(HashMap::from([(
+                super::network_calls::BRIDGE_NAME_OPTION.to_owned(),
+                self.bridge_name(request.sandbox_id.as_str()),
+            )])),
             labels: Some(stack::object_labels(request)),
             ..Default::default()
         };

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime};
+use berth_docker::{DEFAULT_ENDPOINT, DockerConfig, DockerRuntime, GuardMode, HostGuardConfig};
 use berth_runtime::{DeferredRuntime, EngineInfo, Runtime, RuntimeError};
-use berth_server::settings::{self, AuthSetting, CliLayer, LogFormat, ServeArgs, ServeConfig};
+use berth_server::settings::{self, AuthSetting, CliLayer, GuardModeSetting, LogFormat, ServeArgs, ServeConfig};
 use berth_server::{AuthMode, ServerConfig};
 use berth_store::{PostgresStore, SqliteStore, Store};
 use clap::ArgMatches;
@@ -42,12 +42,12 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
 
     create_data_dir(&config.data_dir)?;
 
-    let (runtime, engine_line) = connect_engine(&config).await?;
-
     let cluster = match &config.cluster {
         Some(cluster) => cluster.clone(),
         None => cluster_id(&config.data_dir)?,
     };
+    let (runtime, engine_line) = connect_engine(&config, &cluster).await?;
+
     let store = open_store(&config).await?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(berth_server::tls::server_config(cert, key)?),
@@ -130,9 +130,9 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
 /// after berth, or restarts) does not keep berth down: berth serves, reports the engine in
 /// `/readyz` and answers engine calls with 503 while it connects in the background. An engine
 /// that answers but cannot be used (too old, refused TLS) is an error at once.
-async fn connect_engine(config: &ServeConfig) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
+async fn connect_engine(config: &ServeConfig, cluster: &str) -> anyhow::Result<(Arc<dyn Runtime>, String)> {
     let first_attempt = async {
-        let runtime = DockerRuntime::connect(docker_config(config)).await?;
+        let runtime = DockerRuntime::connect(docker_config(config, cluster)).await?;
         let info = runtime.info().await?;
         Ok::<_, RuntimeError>((runtime, info))
     };
@@ -142,7 +142,7 @@ async fn connect_engine(config: &ServeConfig) -> anyhow::Result<(Arc<dyn Runtime
             let endpoint = expected_endpoint(config);
             let described = describe_engine_error(&config.engine_name, &endpoint, &error);
             tracing::warn!(error = %described, "the engine does not answer yet; serving and retrying in the background");
-            let docker = docker_config(config);
+            let docker = docker_config(config, cluster);
             let deferred = DeferredRuntime::connect_in_background(&config.engine_name, &endpoint, &error, move || {
                 let docker = docker.clone();
                 async move {
@@ -182,13 +182,23 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-fn docker_config(config: &ServeConfig) -> DockerConfig {
+fn docker_config(config: &ServeConfig, cluster: &str) -> DockerConfig {
     DockerConfig {
         name: config.engine_name.clone(),
         endpoint: config.docker_host.clone(),
         tls: None,
         publish_host_ip: config.publish_host_ip.clone(),
         isolate_sandboxes: config.isolate_sandboxes,
+        host_guard: HostGuardConfig {
+            mode: match config.host_guard.mode {
+                GuardModeSetting::Off => GuardMode::Off,
+                GuardModeSetting::Auto => GuardMode::Auto,
+                GuardModeSetting::Required => GuardMode::Required,
+            },
+            scope: cluster.to_owned(),
+            private_ranges: config.host_guard.private_ranges.clone(),
+            nft: config.host_guard.nft.clone(),
+        },
         call_timeout: ENGINE_CALL_TIMEOUT,
         ..DockerConfig::default()
     }
