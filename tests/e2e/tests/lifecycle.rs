@@ -508,3 +508,57 @@ async fn a_delete_answers_at_once_and_the_sandbox_never_runs_again() {
     assert!(docker_inspect(waited.container_id.as_deref().unwrap()).is_none());
     assert_eq!(client.get(&waited.id).await.unwrap().status, "Terminated");
 }
+
+#[tokio::test]
+async fn max_lifetime_bounds_every_renewal_and_the_servers_limit_bounds_every_request() {
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        args: vec!["--max-lifetime".into(), "10m".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let create = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({"image": TEST_IMAGE, "command": ["sleep", "3600"]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let server = &server;
+        async move { server.post_json("/v1/sandboxes", &body).await }
+    };
+
+    // Past the server's limit, or a ttl past the sandbox's own: refused, naming the field.
+    let (status, problem) = create(serde_json::json!({"max_lifetime": "1h"})).await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(berth_e2e::field_named(&problem, "max_lifetime"), "{problem}");
+    let (status, problem) = create(serde_json::json!({"ttl": "5m", "max_lifetime": "1m"})).await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(berth_e2e::field_named(&problem, "ttl"), "{problem}");
+
+    // A sandbox naming none gets the server's limit, counted from its creation.
+    let (status, defaulted) = create(serde_json::json!({"ttl": "1m"})).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{defaulted}");
+    let lifetime = |sandbox: &serde_json::Value| {
+        let at = |field: &str| chrono::DateTime::parse_from_rfc3339(sandbox[field].as_str().unwrap()).unwrap();
+        (at("lifetime_ends_at") - at("created_at")).num_seconds()
+    };
+    assert_eq!(lifetime(&defaulted), 600, "{defaulted}");
+
+    // Its own, shorter one: a renewal within it moves the deadline, one past it is refused with
+    // how long the sandbox may still be renewed for, and the deadline stays where it was.
+    let (status, bounded) = create(serde_json::json!({"ttl": "30s", "max_lifetime": "2m"})).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{bounded}");
+    assert_eq!(lifetime(&bounded), 120, "{bounded}");
+    let id = bounded["id"].as_str().unwrap();
+    let (status, renewed) = server
+        .post_json(&format!("/v1/sandboxes/{id}/ttl"), &serde_json::json!({"ttl": "1m"}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{renewed}");
+    let (status, problem) = server
+        .post_json(&format!("/v1/sandboxes/{id}/ttl"), &serde_json::json!({"ttl": "5m"}))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(berth_e2e::field_named(&problem, "ttl"), "{problem}");
+    assert!(problem.to_string().contains("renew for at most"), "{problem}");
+    let after = server.get_json(&format!("/v1/sandboxes/{id}")).await;
+    assert_eq!(after["expires_at"], renewed["expires_at"], "{after}");
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(after[field].as_str().unwrap()).unwrap();
+    assert!(at("expires_at") <= at("lifetime_ends_at"), "{after}");
+}
