@@ -271,6 +271,23 @@ impl BerthClient {
             .await
     }
 
+    /// `GET /v1/sandboxes/{id}/network`: the egress policy in force.
+    pub async fn network(&self, id: &str) -> Result<berth_api::NetworkPolicy, ClientError> {
+        self.send_json(self.http.get(sandbox_path(&self.base, id, &["network"])))
+            .await
+    }
+
+    /// `PUT /v1/sandboxes/{id}/network`: puts `egress` in force on the running sandbox.
+    pub async fn set_egress(
+        &self,
+        id: &str,
+        egress: berth_api::Egress,
+    ) -> Result<berth_api::NetworkPolicy, ClientError> {
+        let body = serde_json::json!({ "egress": egress.as_str() });
+        self.send_json(self.http.put(sandbox_path(&self.base, id, &["network"])).json(&body))
+            .await
+    }
+
     /// `POST /v1/sandboxes/{id}/resume`.
     pub async fn resume(&self, id: &str) -> Result<SandboxView, ClientError> {
         self.send_json(self.http.post(sandbox_path(&self.base, id, &["resume"])))

@@ -567,6 +567,15 @@ impl Runtime for MeteredRuntime {
         self.timed("pause", self.inner.pause(container_id)).await
     }
 
+    async fn change_egress(
+        &self,
+        request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError> {
+        self.timed("change_egress", self.inner.change_egress(request, container_id))
+            .await
+    }
+
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.timed("unpause", self.inner.unpause(container_id)).await
     }

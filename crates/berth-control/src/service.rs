@@ -25,6 +25,7 @@ use crate::metrics::{CreatePath, Metrics, Operation};
 use crate::processes::ProcessRegistry;
 
 mod build;
+mod egress;
 mod env_service_records;
 mod pools;
 mod reconcile;
@@ -1174,6 +1175,13 @@ pub struct CreateExtras {
 /// sandbox whose egress is `deny` has a network of its own, and goes the way of a stack).
 async fn remove_engine_objects(runtime: &dyn Runtime, sandbox: &Sandbox) -> Result<(), RuntimeError> {
     if sandbox.spec.stack.is_some() || sandbox.spec.network.egress == berth_core::Egress::Deny {
+        // A sandbox sealed while it ran has a container that was not made with its network's
+        // labels: removed by id first, then the rest as a stack's objects.
+        if let Some(container_id) = &sandbox.container_id
+            && sandbox.spec.stack.is_none()
+        {
+            runtime.remove(container_id).await?;
+        }
         return runtime.remove_stack(&sandbox.id).await;
     }
     match &sandbox.container_id {

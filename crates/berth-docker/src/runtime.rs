@@ -575,6 +575,14 @@ impl Runtime for DockerRuntime {
         self.stats_impl(container_id, stream).await
     }
 
+    async fn change_egress(
+        &self,
+        request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError> {
+        self.change_egress_impl(request, container_id).await
+    }
+
     async fn pause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.pause_impl(container_id).await
     }

@@ -63,6 +63,7 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(sandboxes::create_sandbox, sandboxes::list_sandboxes))
         .routes(routes!(sandboxes::get_sandbox, sandboxes::delete_sandbox))
         .routes(routes!(sandboxes::renew_ttl))
+        .routes(routes!(sandboxes::get_network, sandboxes::put_network))
         .routes(routes!(observe::pause))
         .routes(routes!(observe::resume))
         .routes(routes!(exec::exec))

@@ -281,6 +281,51 @@ pub async fn renew_ttl(
     }))
 }
 
+/// The egress policy in force on a sandbox.
+#[utoipa::path(
+    get,
+    path = "/v1/sandboxes/{id}/network",
+    tag = "sandboxes",
+    params(("id" = String, Path, description = "Sandbox id")),
+    responses(
+        (status = 200, body = berth_core::NetworkPolicy),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_network(
+    State(service): State<Arc<SandboxService>>,
+    Path(id): Path<String>,
+) -> Result<Json<berth_core::NetworkPolicy>, ApiError> {
+    Ok(Json(service.get_latest(&id).await?.spec.network))
+}
+
+/// Change the egress policy of a running sandbox, without restarting it.
+#[utoipa::path(
+    put,
+    path = "/v1/sandboxes/{id}/network",
+    tag = "sandboxes",
+    description = "`{\"egress\": \"deny\"}` moves the sandbox onto a network of its own that routes nowhere \
+(only what berth initiates reaches it); `{\"egress\": \"allow\"}` back onto the sandbox network. The \
+sandbox keeps running (its processes, files and memory), its address changes, and the record keeps the \
+policy through restarts. A name resolver is fixed when a container is created: a sandbox created \
+`deny` resolves no names once opened. The same policy again is a no-op.",
+    params(("id" = String, Path, description = "Sandbox id")),
+    request_body = berth_core::NetworkRequest,
+    responses(
+        (status = 200, description = "The policy now in force", body = berth_core::NetworkPolicy),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The sandbox is not running, or is a compose stack", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`egress` missing or not a policy berth enforces", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_network(
+    State(service): State<Arc<SandboxService>>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<berth_core::NetworkRequest>,
+) -> Result<Json<berth_core::NetworkPolicy>, ApiError> {
+    Ok(Json(service.change_network(&id, &request).await?.spec.network))
+}
+
 /// Query parameters, with repeats kept and unknown names refused.
 pub(crate) struct QueryParams(Vec<(String, String)>);
 

@@ -174,6 +174,14 @@ impl Runtime for DeferredRuntime {
         self.engine()?.pause(container_id).await
     }
 
+    async fn change_egress(
+        &self,
+        request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError> {
+        self.engine()?.change_egress(request, container_id).await
+    }
+
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.engine()?.unpause(container_id).await
     }

@@ -386,6 +386,15 @@ impl Runtime for FakeRuntime {
         self.set_paused(container_id, true)
     }
 
+    /// The fake has one network: the container stays as it is.
+    async fn change_egress(
+        &self,
+        _request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError> {
+        self.inspect(container_id).await
+    }
+
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.set_paused(container_id, false)
     }

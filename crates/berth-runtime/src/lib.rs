@@ -258,6 +258,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// Freezes every process of the container.
     async fn pause(&self, container_id: &str) -> Result<(), RuntimeError>;
 
+    /// Moves a running single-container sandbox onto the networks its request's egress policy
+    /// asks for — `deny`: a network of its own that routes nowhere; `allow`: the sandbox network —
+    /// without stopping it, and answers its state there (its address changes). Not for compose
+    /// stacks.
+    async fn change_egress(
+        &self,
+        request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError>;
+
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError>;
 
     /// Builds an image from the tar build `context` and tags it `request.tag`. Answers once the

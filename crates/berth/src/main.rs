@@ -12,8 +12,8 @@ use berth_client::{BerthClient, ClientOptions};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, access, cp, env, exec, healthcheck, inspect, logs, ls, pause, pool, report, resume,
-    rm, run, serve, shell, stats, template, ttl,
+    AlreadyReported, UsageError, access, cp, egress, env, exec, healthcheck, inspect, logs, ls, pause, pool, report,
+    resume, rm, run, serve, shell, stats, template, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -74,6 +74,8 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Show a sandbox's CPU, memory, network, disk and process usage
     Stats(stats::StatsArgs),
+    /// Show a sandbox's egress policy, or change it while it runs: `berth egress ID deny`
+    Egress(egress::EgressArgs),
     /// Freeze every process of sandboxes
     Pause(pause::PauseArgs),
     /// Unfreeze paused sandboxes
@@ -163,6 +165,7 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Cp(args) => cp::run(&client()?, args).await.map(done),
         Command::Logs(args) => logs::run(&client()?, args).await.map(done),
         Command::Stats(args) => stats::run(&client()?, args).await.map(done),
+        Command::Egress(args) => egress::run(&client()?, args).await.map(done),
         Command::Pause(args) => pause::run(&client()?, args).await.map(done),
         Command::Resume(args) => resume::run(&client()?, args).await.map(done),
         Command::Template(command) => template::run(&client()?, command).await.map(done),

@@ -268,3 +268,131 @@ services:
     let (status, _) = berth_e2e::api::delete(&server, &format!("/env-instance/{id}")).await;
     assert_eq!(status, 200);
 }
+
+/// `PUT /v1/sandboxes/{id}/network` with `body`: the status and the answer.
+async fn put_network(server: &TestServer, id: &str, body: &Value) -> (StatusCode, Value) {
+    let response = server
+        .http()
+        .put(format!("{}/v1/sandboxes/{id}/network", server.url))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_running_sandbox_is_sealed_and_opened_again_without_a_restart_and_keeps_it_through_one_of_berth() {
+    let outside = OutsideHost::start();
+    let mut server = TestServer::start().await.unwrap();
+    let sandbox = web_server(&server, "allow").await;
+    let id = sandbox["id"].as_str().unwrap().to_owned();
+    let container = sandbox["container_id"].as_str().unwrap().to_owned();
+    let started_at = docker_inspect(&container).unwrap()["State"]["StartedAt"].clone();
+    assert_eq!(run_in(&server, &id, "echo kept > /state && cat /state").await, "kept\n");
+    assert!(
+        answered_from(&server, &id, &outside.ip, 80).await,
+        "the control: open, it reaches {}",
+        outside.ip
+    );
+
+    // Bad asks are named and change nothing.
+    for bad in [
+        json!({}),
+        json!({"egress": "closed"}),
+        json!({"egress": {"allow": ["allowed.test"]}}),
+    ] {
+        let (status, problem) = put_network(&server, &id, &bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert!(field_named(&problem, "egress"), "{bad}: {problem}");
+    }
+    let (status, _) = put_network(&server, "0123456789abcdef", &json!({"egress": "deny"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Sealed while it runs: no way out any more, while berth (proxy, exec) still reaches it and
+    // nothing in it restarted.
+    let (status, policy) = put_network(&server, &id, &json!({"egress": "deny"})).await;
+    assert_eq!(
+        (status, &policy),
+        (StatusCode::OK, &json!({"egress": "deny"})),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.get_json(&format!("/v1/sandboxes/{id}/network")).await,
+        json!({"egress": "deny"})
+    );
+    let sealed = server.get_json(&format!("/v1/sandboxes/{id}")).await;
+    assert_eq!(sealed["network"], json!({"egress": "deny"}), "{sealed}");
+    assert!(
+        !answered_from(&server, &id, &outside.ip, 80).await,
+        "sealed, it still reached {}",
+        outside.ip
+    );
+    let proxied = server
+        .http()
+        .get(format!("{}/v1/sandboxes/{id}/proxy/8080/hostname", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK, "the proxy to the sealed sandbox");
+    assert_eq!(run_in(&server, &id, "cat /state").await, "kept\n");
+    assert_eq!(docker_inspect(&container).unwrap()["State"]["StartedAt"], started_at);
+    let own_network = format!("berth-{id}");
+    let networks = docker_inspect(&container).unwrap()["NetworkSettings"]["Networks"].clone();
+    assert_eq!(networks.as_object().unwrap().keys().collect::<Vec<_>>(), [&own_network]);
+
+    // The policy is the record's: a berth killed and started again on the same data keeps it.
+    let data_dir = server.keep_data_dir();
+    let cluster = server.cluster.clone();
+    server.crash();
+    let server = TestServer::start_with(berth_e2e::ServerOptions {
+        data_dir: Some(data_dir),
+        cluster: Some(cluster),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let adopted = berth_e2e::eventually(std::time::Duration::from_secs(30), || async {
+        let sandbox = server.get_json(&format!("/v1/sandboxes/{id}")).await;
+        (sandbox["status"] == "Running").then_some(sandbox)
+    })
+    .await
+    .expect("the sandbox is adopted as running");
+    assert_eq!(adopted["network"], json!({"egress": "deny"}), "{adopted}");
+    assert!(!answered_from(&server, &id, &outside.ip, 80).await);
+
+    // Opened again: the outside answers, and its own network is gone.
+    let (status, policy) = put_network(&server, &id, &json!({"egress": "allow"})).await;
+    assert_eq!(
+        (status, &policy),
+        (StatusCode::OK, &json!({"egress": "allow"})),
+        "{}",
+        server.log()
+    );
+    assert!(
+        answered_from(&server, &id, &outside.ip, 80).await,
+        "opened again, it did not reach {}",
+        outside.ip
+    );
+    assert!(
+        docker(&["network", "inspect", &own_network]).is_err(),
+        "{own_network} outlived the opening"
+    );
+    assert_eq!(docker_inspect(&container).unwrap()["State"]["StartedAt"], started_at);
+
+    // Sealed once more and deleted: the container and its network go.
+    let (status, _) = put_network(&server, &id, &json!({"egress": "deny"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = berth_e2e::api::delete(&server, &format!("/v1/sandboxes/{id}?wait=true")).await;
+    assert!((200..300).contains(&status), "{status}");
+    let gone = berth_e2e::eventually(std::time::Duration::from_secs(30), || async {
+        (docker_inspect(&container).is_none() && docker(&["network", "inspect", &own_network]).is_err()).then_some(())
+    })
+    .await;
+    assert!(
+        gone.is_some(),
+        "a sandbox sealed while it ran left its container or network behind"
+    );
+}

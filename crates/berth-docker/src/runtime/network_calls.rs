@@ -30,8 +30,9 @@
 
 use std::collections::HashMap;
 
-use berth_runtime::{ContainerRequest, ContainerState, RuntimeError};
-use bollard::models::{Network, NetworkCreateRequest};
+use berth_core::Egress;
+use berth_runtime::{ContainerRequest, ContainerState, Runtime, RuntimeError};
+use bollard::models::{Network, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
 
 use super::DockerRuntime;
 use crate::error::Subject;
@@ -145,6 +146,100 @@ impl DockerRuntime {
             .create_container_on(request, &spec::container_name(request), &network)
             .await?;
         self.start_and_inspect(&created.id).await
+    }
+
+    /// Moves a running container onto the networks of its request's policy: sealed, its own
+    /// internal network (made now, labelled as a stack's so that it goes with the sandbox) and off
+    /// every other; open, onto the sandbox network and off its own, which is then removed. Off
+    /// the old networks before onto the new when sealing (nothing is left reachable meanwhile),
+    /// the other way round when opening. A name resolver fixed at create stays as it was: a
+    /// sandbox created sealed resolves no names once opened.
+    pub(super) async fn change_egress_impl(
+        &self,
+        request: &ContainerRequest,
+        container_id: &str,
+    ) -> Result<ContainerState, RuntimeError> {
+        let inspected = self.inspect_raw(container_id).await?;
+        let joined: Vec<String> = inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .map(|networks| networks.into_keys().collect())
+            .unwrap_or_default();
+        let own = crate::stack::network_name(&request.sandbox_id);
+        match request.spec.network.egress {
+            Egress::Deny => {
+                match self.create_stack_network(request).await {
+                    Ok(_) | Err(RuntimeError::Conflict(_)) => {}
+                    Err(error) => return Err(error),
+                }
+                for network in joined.iter().filter(|network| **network != own) {
+                    self.disconnect_network(network, container_id).await?;
+                }
+                if !joined.contains(&own) {
+                    self.connect_network(&own, container_id).await?;
+                }
+            }
+            Egress::Allow => {
+                let open = self.sandbox_network().await?;
+                let open_name = self.network_name_of(&open).await?;
+                if !joined.contains(&open_name) {
+                    self.connect_network(&open, container_id).await?;
+                }
+                for network in joined.iter().filter(|network| **network != open_name) {
+                    self.disconnect_network(network, container_id).await?;
+                }
+                match self
+                    .call("network remove", Subject::Engine, self.docker.remove_network(&own))
+                    .await
+                {
+                    Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(network = %own, %error, "could not remove an opened sandbox's own network; it goes with the sandbox")
+                    }
+                }
+            }
+        }
+        Runtime::inspect(self, container_id).await
+    }
+
+    /// The name of the network `id` (the default bridge is `bridge` either way).
+    async fn network_name_of(&self, id: &str) -> Result<String, RuntimeError> {
+        if id == DEFAULT_BRIDGE {
+            return Ok(DEFAULT_BRIDGE.to_owned());
+        }
+        let filters = HashMap::from([("id", vec![id.to_owned()])]);
+        self.networks_matching(&filters)
+            .await?
+            .into_iter()
+            .find(|network| network.id.as_deref() == Some(id))
+            .and_then(|network| network.name)
+            .ok_or_else(|| RuntimeError::NotFound(format!("network {id}")))
+    }
+
+    async fn connect_network(&self, network: &str, container_id: &str) -> Result<(), RuntimeError> {
+        let request = NetworkConnectRequest {
+            container: container_id.to_owned(),
+            endpoint_config: None,
+        };
+        self.call(
+            "network connect",
+            Subject::Container(container_id),
+            self.docker.connect_network(network, request),
+        )
+        .await
+    }
+
+    async fn disconnect_network(&self, network: &str, container_id: &str) -> Result<(), RuntimeError> {
+        let request = NetworkDisconnectRequest {
+            container: container_id.to_owned(),
+            force: Some(true),
+        };
+        self.call(
+            "network disconnect",
+            Subject::Container(container_id),
+            self.docker.disconnect_network(network, request),
+        )
+        .await
     }
 
     async fn create_sandbox_network(&self) -> Result<(), RuntimeError> {

@@ -6,6 +6,7 @@ use crate::output::DocFormat;
 
 pub mod access;
 pub mod cp;
+pub mod egress;
 pub mod env;
 pub mod exec;
 pub mod healthcheck;
