@@ -165,6 +165,33 @@ pub struct RenewTtlRequest {
     pub ttl: NumberOrString,
 }
 
+/// One lifecycle event of `GET /v1/events` (the `data` of an SSE event, or one NDJSON line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxEventView {
+    /// Increases by one per event on the server process that sent it.
+    pub id: u64,
+    /// `sandbox.created`, `sandbox.claimed`, `sandbox.status`, `sandbox.paused`,
+    /// `sandbox.resumed`, `sandbox.renewed`, `sandbox.network`, `sandbox.deleted`,
+    /// `sandbox.expired`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub time: DateTime<Utc>,
+    pub sandbox_id: String,
+    pub owner: String,
+    pub labels: BTreeMap<String, String>,
+    /// The status after the change.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Answer to a renew: the new deadline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RenewTtlResponse {

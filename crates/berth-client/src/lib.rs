@@ -20,8 +20,8 @@ pub mod work;
 pub mod ws;
 
 pub use work::{
-    ByteStream, Download, DownloadKind, EVENT_STREAM_CONTENT_TYPE, ExecEvent, ExecEventStream, LogsQuery, StatsStream,
-    TAR_CONTENT_TYPE,
+    ByteStream, Download, DownloadKind, EVENT_STREAM_CONTENT_TYPE, EventLine, EventsQuery, ExecEvent, ExecEventStream,
+    LogsQuery, StatsStream, TAR_CONTENT_TYPE,
 };
 pub use ws::{ExecMessage, ExecReader, ExecSocket, ExecSocketRequest, ExecWriter};
 

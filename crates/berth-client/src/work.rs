@@ -26,6 +26,28 @@ pub type ExecEventStream = BoxStream<'static, Result<ExecEvent, ClientError>>;
 /// Resource samples, one about every second.
 pub type StatsStream = BoxStream<'static, Result<StatsView, ClientError>>;
 
+/// What `GET /v1/events` sends, line by line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventLine {
+    Event(berth_api::SandboxEventView),
+    /// The server could not resume where asked (the id fell out of its history, or is not one of
+    /// its own): some changes were missed. The stream goes on.
+    Gap(String),
+}
+
+/// The filters and resume point of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsQuery {
+    /// `key=value`, all of which must hold.
+    pub labels: Vec<String>,
+    pub owner: Option<String>,
+    pub ids: Vec<String>,
+    /// `sandbox.deleted` or `deleted`…
+    pub types: Vec<String>,
+    /// Resume after this event id.
+    pub since: Option<u64>,
+}
+
 /// One event of a streamed exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecEvent {
@@ -263,6 +285,38 @@ impl BerthClient {
     pub async fn stats_stream(&self, id: &str) -> Result<StatsStream, ClientError> {
         let response = self.open(self.http.get(stats_url(&self.base, id, true))).await?;
         Ok(json_lines(self.body_stream(response)))
+    }
+
+    /// `GET /v1/events` as NDJSON: the lifecycle events of sandboxes, as they come, until dropped.
+    pub async fn events(
+        &self,
+        query: &EventsQuery,
+    ) -> Result<BoxStream<'static, Result<EventLine, ClientError>>, ClientError> {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        pairs.extend(query.labels.iter().map(|label| ("label", label.clone())));
+        pairs.extend(query.owner.iter().map(|owner| ("owner", owner.clone())));
+        pairs.extend(query.ids.iter().map(|id| ("id", id.clone())));
+        pairs.extend(query.types.iter().map(|kind| ("type", kind.clone())));
+        pairs.extend(query.since.iter().map(|since| ("since", since.to_string())));
+        let mut url = join_segments(&self.base, &["v1", "events"]);
+        if !pairs.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(pairs.iter().map(|(name, value)| (*name, value.as_str())));
+        }
+        let request = self.http.get(url).header(ACCEPT, "application/x-ndjson");
+        let response = self.open(request).await?;
+        let lines = json_lines::<serde_json::Value>(self.body_stream(response));
+        Ok(lines
+            .map(|line| {
+                let line = line?;
+                if line["type"] == "error" {
+                    return Ok(EventLine::Gap(line["message"].as_str().unwrap_or_default().to_owned()));
+                }
+                serde_json::from_value(line)
+                    .map(EventLine::Event)
+                    .map_err(|error| ClientError::Decode(format!("an event is not as expected: {error}")))
+            })
+            .boxed())
     }
 
     /// `POST /v1/sandboxes/{id}/pause`: freezes every process of the sandbox.

@@ -5,6 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use berth_core::{Sandbox, SandboxId};
+
+use crate::events::EventHub;
 use berth_store::{Cursor, Page, SandboxFilter};
 use chrono::{DateTime, Utc};
 
@@ -15,10 +17,11 @@ struct Inner {
     order: BTreeSet<(DateTime<Utc>, SandboxId)>,
 }
 
-/// A write-through cache of the store's sandbox records.
+/// A write-through cache of the store's sandbox records; every change put into it is an event.
 #[derive(Default)]
 pub struct SandboxIndex {
     inner: RwLock<Inner>,
+    events: EventHub,
 }
 
 impl SandboxIndex {
@@ -26,15 +29,33 @@ impl SandboxIndex {
         self.read().by_id.get(id).cloned()
     }
 
+    /// Puts a changed record, recording the events the change stands for.
     pub fn put(&self, sandbox: Sandbox) {
+        let current = Arc::new(sandbox);
+        let previous = self.insert(Arc::clone(&current));
+        self.events.record(previous.as_deref(), &current);
+    }
+
+    /// Puts a record as it was found in the store at start: no change, no event.
+    pub fn load(&self, sandbox: Sandbox) {
+        self.insert(Arc::new(sandbox));
+    }
+
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    fn insert(&self, sandbox: Arc<Sandbox>) -> Option<Arc<Sandbox>> {
         let mut inner = self.write();
         let key = (sandbox.created_at, sandbox.id.clone());
-        if let Some(previous) = inner.by_id.insert(sandbox.id.clone(), Arc::new(sandbox))
+        let previous = inner.by_id.insert(sandbox.id.clone(), sandbox);
+        if let Some(previous) = &previous
             && previous.created_at != key.0
         {
             inner.order.remove(&(previous.created_at, previous.id.clone()));
         }
         inner.order.insert(key);
+        previous
     }
 
     pub fn remove(&self, id: &SandboxId) {

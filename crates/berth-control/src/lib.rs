@@ -16,6 +16,7 @@ use tracing::info;
 pub mod address;
 pub mod body;
 pub mod config;
+pub mod events;
 pub mod expiry;
 pub mod identity;
 pub mod index;

@@ -223,6 +223,11 @@ impl SandboxService {
     }
 
     /// How long this server has been up.
+    /// The lifecycle events of every sandbox this process sees change.
+    pub fn events(&self) -> &crate::events::EventHub {
+        self.index.events()
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -294,7 +299,7 @@ impl SandboxService {
                 if !sandbox.status.is_ended() {
                     self.timers.schedule(sandbox.id.clone(), sandbox.expires_at);
                 }
-                self.index.put(sandbox);
+                self.index.load(sandbox);
                 count += 1;
             }
             match page.next {

@@ -22,6 +22,7 @@ use proxy::DistinctOperationIds;
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod files;
 pub mod health;
@@ -63,6 +64,7 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         .routes(routes!(sandboxes::create_sandbox, sandboxes::list_sandboxes))
         .routes(routes!(sandboxes::get_sandbox, sandboxes::delete_sandbox))
         .routes(routes!(sandboxes::renew_ttl))
+        .routes(routes!(events::events))
         .routes(routes!(sandboxes::get_network, sandboxes::put_network))
         .routes(routes!(observe::pause))
         .routes(routes!(observe::resume))

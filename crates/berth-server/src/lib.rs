@@ -60,9 +60,12 @@ pub async fn serve_with_gateway(
     let app = router(Arc::clone(&service));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, mut closing) = tokio::sync::watch::channel(false);
+    let events = Arc::clone(&service);
     let stopped = async move {
         shutdown.await;
         info!(grace = ?grace, "no longer accepting; finishing requests in flight");
+        // Event streams never end on their own and are cheap to resume: end them now.
+        events.events().close();
         let _ = closing_tx.send(true);
         let _ = stopping_tx.send(());
     };

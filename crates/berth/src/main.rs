@@ -12,8 +12,8 @@ use berth_client::{BerthClient, ClientOptions};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, access, cp, egress, env, exec, healthcheck, inspect, logs, ls, pause, pool, report,
-    resume, rm, run, serve, shell, stats, template, ttl,
+    AlreadyReported, UsageError, access, cp, egress, env, events, exec, healthcheck, inspect, logs, ls, pause, pool,
+    report, resume, rm, run, serve, shell, stats, template, ttl,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -76,6 +76,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Show a sandbox's egress policy, or change it while it runs: `berth egress ID deny`
     Egress(egress::EgressArgs),
+    /// Print the lifecycle events of sandboxes as they happen
+    Events(events::EventsArgs),
     /// Freeze every process of sandboxes
     Pause(pause::PauseArgs),
     /// Unfreeze paused sandboxes
@@ -166,6 +168,7 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&client()?, args).await.map(done),
         Command::Stats(args) => stats::run(&client()?, args).await.map(done),
         Command::Egress(args) => egress::run(&client()?, args).await.map(done),
+        Command::Events(args) => events::run(&client()?, args).await.map(done),
         Command::Pause(args) => pause::run(&client()?, args).await.map(done),
         Command::Resume(args) => resume::run(&client()?, args).await.map(done),
         Command::Template(command) => template::run(&client()?, command).await.map(done),

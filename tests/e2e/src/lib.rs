@@ -491,3 +491,102 @@ pub fn http_as(api_key: Option<&str>) -> reqwest::Client {
         .build()
         .expect("an HTTP client")
 }
+
+/// An open `GET /v1/events` stream, read line by line (NDJSON) or event by event (SSE).
+pub struct EventStream {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: Vec<u8>,
+    sse: bool,
+}
+
+impl EventStream {
+    /// Opens `/v1/events?query` as `key` (the admin's when `None`), as NDJSON or as SSE, with
+    /// `Last-Event-ID` when given.
+    pub async fn open(
+        server: &TestServer,
+        query: &str,
+        key: Option<&str>,
+        sse: bool,
+        last_event_id: Option<&str>,
+    ) -> Self {
+        use futures::StreamExt;
+        let key = key.or(server.admin_key.as_deref());
+        let accept = if sse {
+            "text/event-stream"
+        } else {
+            "application/x-ndjson"
+        };
+        let mut request = http_as(key)
+            .get(format!("{}/v1/events?{query}", server.url))
+            .header(reqwest::header::ACCEPT, accept);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("the events stream opens");
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "GET /v1/events?{query}");
+        EventStream {
+            body: response.bytes_stream().boxed(),
+            buffer: Vec::new(),
+            sse,
+        }
+    }
+
+    /// The next event (NDJSON: the JSON line; SSE: `{"event", "id", "data"}` with `data` parsed),
+    /// or `None` when none came within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let separator: &[u8] = if self.sse { b"\n\n" } else { b"\n" };
+            if let Some(end) = self
+                .buffer
+                .windows(separator.len())
+                .position(|window| window == separator)
+            {
+                let record: Vec<u8> = self.buffer.drain(..end + separator.len()).collect();
+                let text = String::from_utf8_lossy(&record[..end]).into_owned();
+                if text.trim().is_empty() || text.starts_with(':') {
+                    continue;
+                }
+                if !self.sse {
+                    return Some(serde_json::from_str(&text).expect("an NDJSON event"));
+                }
+                let mut event = serde_json::Map::new();
+                for line in text.lines() {
+                    if let Some((field, value)) = line.split_once(':') {
+                        let value = value.strip_prefix(' ').unwrap_or(value);
+                        let value = if field == "data" {
+                            serde_json::from_str(value).expect("JSON data")
+                        } else {
+                            Value::String(value.to_owned())
+                        };
+                        event.insert(field.to_owned(), value);
+                    }
+                }
+                if event.is_empty() {
+                    continue;
+                }
+                return Some(Value::Object(event));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??;
+            self.buffer.extend_from_slice(&chunk.ok()?);
+        }
+    }
+
+    /// Events until one matches `done` (included), or `within` passed.
+    pub async fn until(&mut self, within: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(event) = self
+            .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            let finished = done(&event);
+            seen.push(event);
+            if finished {
+                break;
+            }
+        }
+        seen
+    }
+}

@@ -544,3 +544,68 @@ async fn renewals_racing_the_expiry_on_another_process_either_win_or_are_refused
         let _ = reader.delete(&sandbox.id).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_of_one_process_sees_the_events_of_sandboxes_changed_through_another() {
+    let database = Database::create();
+    let cluster = unique("events");
+    let writer_server = replica(&database, &cluster).await;
+    let mut reader_server = replica(&database, &cluster).await;
+    reader_server.admin_key = writer_server.admin_key.clone();
+    let mut events = berth_e2e::EventStream::open(&reader_server, "", None, false, None).await;
+
+    let writer = writer_server.client();
+    let sandbox = writer.create(&sleeper(), CreateOptions::default()).await.unwrap();
+    let id = sandbox.id.clone();
+    let of_it = |seen: &[Value]| -> Vec<String> {
+        seen.iter()
+            .filter(|event| event["sandbox_id"] == id.as_str())
+            .map(|event| event["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let running = events
+        .until(Duration::from_secs(30), |event| {
+            event["sandbox_id"] == id.as_str() && event["status"] == "Running"
+        })
+        .await;
+    assert_eq!(
+        of_it(&running).first().map(String::as_str),
+        Some("sandbox.created"),
+        "{running:?}"
+    );
+    // Each change is waited for on the reader before the next is made: a change that another
+    // process overwrites before this one has read it reaches its clients merged into the later
+    // one (the README says so); one at a time, each is its own event.
+    writer
+        .renew_ttl(&id, berth_api::NumberOrString::String("30m".into()))
+        .await
+        .unwrap();
+    let renewed = events
+        .until(Duration::from_secs(30), |event| {
+            event["sandbox_id"] == id.as_str() && event["type"] == "sandbox.renewed"
+        })
+        .await;
+    assert_eq!(
+        of_it(&renewed).last().map(String::as_str),
+        Some("sandbox.renewed"),
+        "{renewed:?}"
+    );
+    writer.delete(&id).await.unwrap();
+    let deleted = events
+        .until(Duration::from_secs(30), |event| {
+            event["sandbox_id"] == id.as_str() && event["type"] == "sandbox.deleted"
+        })
+        .await;
+    assert_eq!(
+        of_it(&deleted).last().map(String::as_str),
+        Some("sandbox.deleted"),
+        "{deleted:?}"
+    );
+    let ids: Vec<u64> = running
+        .iter()
+        .chain(&renewed)
+        .chain(&deleted)
+        .map(|event| event["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+}

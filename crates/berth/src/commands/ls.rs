@@ -1,7 +1,10 @@
 //! `berth ls`: lists sandboxes as a `docker ps`-like table, ids, JSON or YAML.
 
-use berth_client::{BerthClient, ListQuery};
+use std::io::IsTerminal;
+
+use berth_client::{BerthClient, EventsQuery, ListQuery};
 use clap::Args;
+use futures::StreamExt;
 
 use super::parse_key_value;
 use crate::output::{self, DocFormat, ListFormat, emit};
@@ -26,6 +29,9 @@ pub struct LsArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = ListFormat::Table)]
     pub output: ListFormat,
+    /// Keep the table live: redrawn as the server's events say a sandbox changed
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 pub fn query(args: &LsArgs) -> ListQuery {
@@ -40,6 +46,49 @@ pub fn query(args: &LsArgs) -> ListQuery {
 }
 
 pub async fn run(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
+    if args.watch {
+        return watch(client, args).await;
+    }
+    print(client, args).await
+}
+
+/// Redraws the listing at once and after every burst of events that concerns it.
+async fn watch(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
+    let events_query = EventsQuery {
+        labels: args
+            .labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect(),
+        owner: args.owner.clone(),
+        ..EventsQuery::default()
+    };
+    // Subscribed before the first listing, so that no change falls between the two.
+    let mut events = client.events(&events_query).await?;
+    let redraw = std::io::stdout().is_terminal();
+    loop {
+        if redraw {
+            // Clear the screen and go home, as `watch` does.
+            emit("\x1b[2J\x1b[H")?;
+        }
+        print(client, args).await?;
+        match events.next().await {
+            Some(line) => {
+                line?;
+            }
+            None => return Err(anyhow::anyhow!("the server ended the event stream (it is stopping)")),
+        }
+        // A burst (a pool refilling, a delete of many) redraws once.
+        while let Ok(Some(line)) = tokio::time::timeout(std::time::Duration::from_millis(200), events.next()).await {
+            line?;
+        }
+        if !redraw {
+            emit("\n")?;
+        }
+    }
+}
+
+async fn print(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
     let sandboxes = client.list_all(&query(args)).await?;
     let text = if args.quiet {
         sandboxes.iter().map(|sandbox| format!("{}\n", sandbox.id)).collect()

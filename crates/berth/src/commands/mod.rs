@@ -8,6 +8,7 @@ pub mod access;
 pub mod cp;
 pub mod egress;
 pub mod env;
+pub mod events;
 pub mod exec;
 pub mod healthcheck;
 pub mod inspect;
