@@ -147,6 +147,7 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
             .map(|bytes| NumberOrString::String(bytes.to_string())),
         ttl: Some(NumberOrString::String(units::format_duration(max_ttl))),
         max_lifetime: None,
+        idle_timeout: None,
         owner: Some(replica_owner(service)),
         template: None,
         readiness: spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request),

@@ -93,6 +93,10 @@ pub struct SandboxView {
     #[serde(default, with = "rfc3339_option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub lifetime_ends_at: Option<DateTime<Utc>>,
+    /// Paused (status reason `idle`) after this long without a request that needs it, and woken
+    /// by the next: `"5m"`; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
     /// The template it was made from (`name:tag`), if any.
     #[serde(default)]
     pub template: Option<String>,
@@ -142,6 +146,7 @@ impl From<&Sandbox> for SandboxView {
             expires_at: sandbox.expires_at,
             ended_at: sandbox.ended_at,
             lifetime_ends_at: sandbox.lifetime_ends_at(),
+            idle_timeout: sandbox.spec.idle_timeout.map(berth_core::units::format_duration),
             template: sandbox.template.clone(),
             runtime: sandbox.spec.runtime.clone(),
             hardening: sandbox.spec.hardening,

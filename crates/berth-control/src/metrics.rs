@@ -167,6 +167,8 @@ pub struct Metrics {
     audit: Family<AuditLabels, Counter>,
     auth_failures: Family<AuthFailureLabels, Counter>,
     create_duration: Family<PathLabels, Histogram>,
+    idle_pauses: Counter,
+    wake_duration: Histogram,
     pool_ready: Family<TemplateLabels, Gauge>,
     errors: Family<KindLabels, Counter>,
     loop_duration: Family<LoopLabels, Histogram>,
@@ -202,6 +204,8 @@ impl Metrics {
         let audit = Family::<AuditLabels, Counter>::default();
         let auth_failures = Family::<AuthFailureLabels, Counter>::default();
         let create_duration = Family::<PathLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let idle_pauses = Counter::default();
+        let wake_duration = latency_histogram();
         let pool_ready = Family::<TemplateLabels, Gauge>::default();
         let errors = Family::<KindLabels, Counter>::default();
         let loop_duration = Family::<LoopLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
@@ -258,6 +262,16 @@ impl Metrics {
             create_duration.clone(),
         );
         registry.register(
+            "berth_idle_pauses",
+            "Sandboxes paused after their idle_timeout without a request that needs them",
+            idle_pauses.clone(),
+        );
+        registry.register(
+            "berth_wake_duration_seconds",
+            "A request's wait for an idle-paused sandbox it needed to run again (its count: the wakes)",
+            wake_duration.clone(),
+        );
+        registry.register(
             "berth_pool_ready",
             "Warm sandboxes ready to claim, by template",
             pool_ready.clone(),
@@ -310,6 +324,8 @@ impl Metrics {
             audit,
             auth_failures,
             create_duration,
+            idle_pauses,
+            wake_duration,
             pool_ready,
             errors,
             loop_duration,
@@ -379,6 +395,14 @@ impl Metrics {
         self.create_duration
             .get_or_create(&PathLabels { path })
             .observe(took.as_secs_f64());
+    }
+
+    pub fn count_idle_pause(&self) {
+        self.idle_pauses.inc();
+    }
+
+    pub fn observe_wake(&self, took: Duration) {
+        self.wake_duration.observe(took.as_secs_f64());
     }
 
     pub fn set_pool_ready(&self, template: &str, ready: usize) {

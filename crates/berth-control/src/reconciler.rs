@@ -91,6 +91,7 @@ async fn lead_when_elected(service: Arc<SandboxService>, leader_loops: Vec<Leade
         loops.spawn(follow_events(Arc::clone(&service), Arc::clone(&resync_now)));
         loops.spawn(resync_periodically(Arc::clone(&service), resync_now));
         loops.spawn(keep_pools(Arc::clone(&service)));
+        loops.spawn(pause_idle_sandboxes(Arc::clone(&service)));
         for leader_loop in &leader_loops {
             loops.spawn(leader_loop(Arc::clone(&service)));
         }
@@ -206,6 +207,19 @@ async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notif
             () = tokio::time::sleep(interval) => {}
             () = resync_now.notified() => {}
         }
+    }
+}
+
+/// The leader pauses sandboxes idle past their `idle_timeout`, checking each second.
+async fn pause_idle_sandboxes(service: Arc<SandboxService>) {
+    loop {
+        let started = std::time::Instant::now();
+        let paused = service.pause_idle().await;
+        if paused > 0 {
+            debug!(paused, "idle sandboxes paused");
+        }
+        service.metrics().observe_loop("idle", started.elapsed());
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

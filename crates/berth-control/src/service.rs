@@ -27,6 +27,7 @@ use crate::processes::ProcessRegistry;
 mod build;
 mod egress;
 mod env_service_records;
+mod idle;
 mod pools;
 mod reconcile;
 mod runtimes;
@@ -139,6 +140,8 @@ pub struct SandboxService {
     /// Sandboxes whose container is being created right now; the resync leaves them alone.
     provisioning: Mutex<HashSet<SandboxId>>,
     processes: ProcessRegistry,
+    /// The last request that needed each sandbox (for `idle_timeout`).
+    activity: idle::Activity,
     metrics: Arc<Metrics>,
     /// Whether this process runs the reconciler and expiries of its deployment (see `reconciler`).
     leading: AtomicBool,
@@ -212,6 +215,7 @@ impl SandboxService {
             timers,
             provisioning: Mutex::default(),
             processes: ProcessRegistry::default(),
+            activity: idle::Activity::default(),
             metrics,
             leading: AtomicBool::new(false),
             removals: Arc::new(tokio::sync::Semaphore::new(REMOVAL_CONCURRENCY)),
@@ -956,7 +960,17 @@ impl SandboxService {
 
     /// The rule for working inside a sandbox (exec, files, logs, stats, signals): it must be
     /// `Running`. Anything else is a 409 that says why and what to do.
+    /// A request needs it (exec, files, proxy, logs): an idle-paused sandbox is woken first, and
+    /// the request holds off its next idle pause.
     pub async fn running_container(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
+        if let Some(parsed) = SandboxId::parse(id) {
+            self.needed(&parsed).await?;
+        }
+        self.running_container_quietly(id).await
+    }
+
+    /// As [`Self::running_container`], for a look that does not count as a need (stats).
+    async fn running_container_quietly(&self, id: &str) -> Result<RunningSandbox, ServiceError> {
         let mut sandbox = self.get(id);
         if self.store.is_shared() && !sandbox.as_ref().is_ok_and(|sandbox| sandbox.status == Status::Running) {
             // Perhaps created or resumed through another process a moment ago.
@@ -996,6 +1010,28 @@ impl SandboxService {
             .map(|sandbox| Sandbox::clone(&sandbox))
     }
 
+    /// As [`Self::running_at`], for a request on its way to the sandbox (the MCP gateway): an
+    /// idle-paused sandbox there counts too and is woken meanwhile (the engine host's kernel holds
+    /// the connection until it runs), and the request holds off its next idle pause.
+    pub fn serving_at(self: &Arc<Self>, address: std::net::SocketAddr) -> Option<Sandbox> {
+        let sandbox = self.index.find(|sandbox| {
+            let awake = sandbox.status == Status::Running;
+            let asleep = sandbox.status == Status::Paused && sandbox.status_reason == Some(Reason::Idle);
+            (awake || asleep) && crate::address::reaches(sandbox, address)
+        })?;
+        self.activity.touch(&sandbox.id);
+        if sandbox.status == Status::Paused {
+            let service = Arc::clone(self);
+            let id = sandbox.id.clone();
+            tokio::spawn(async move {
+                if let Err(error) = service.needed(&id).await {
+                    warn!(sandbox = %id, %error, "could not wake an idle sandbox for the gateway");
+                }
+            });
+        }
+        Some(Sandbox::clone(&sandbox))
+    }
+
     /// The main process's output (stdout and stderr as they come).
     pub async fn logs(
         &self,
@@ -1018,7 +1054,8 @@ impl SandboxService {
         id: &str,
         stream: bool,
     ) -> Result<BoxStream<'static, Result<ResourceStats, RuntimeError>>, ServiceError> {
-        let sandbox = self.running_container(id).await?;
+        // Watching a sandbox's figures is not using it: no wake, no hold-off of its idle pause.
+        let sandbox = self.running_container_quietly(id).await?;
         self.runtime
             .stats(&sandbox.container_id, stream)
             .await
@@ -1050,6 +1087,11 @@ impl SandboxService {
             (Status::Paused, Status::Running)
         };
         if sandbox.status == to {
+            if pause && sandbox.status_reason == Some(Reason::Idle) {
+                // Asleep for being idle, now paused on purpose: no request wakes it any more.
+                sandbox.status_reason = None;
+                self.persist(&mut sandbox).await?;
+            }
             return Ok(sandbox);
         }
         let verb = if pause { "paused" } else { "resumed" };
@@ -1072,6 +1114,9 @@ impl SandboxService {
             sandbox_id: Some(id.clone()),
         })?;
         sandbox.status = to;
+        if sandbox.status_reason == Some(Reason::Idle) {
+            sandbox.status_reason = None;
+        }
         self.persist(&mut sandbox).await?;
         info!(sandbox = %id, "sandbox {verb}");
         Ok(sandbox)
@@ -1082,6 +1127,7 @@ impl SandboxService {
     fn after_end(&self, sandbox: &Sandbox) {
         self.timers.cancel(sandbox.id.clone());
         self.processes.forget(&sandbox.id);
+        self.activity.forget(&sandbox.id);
         if sandbox.container_id.is_some() || sandbox.spec.stack.is_some() {
             let runtime = Arc::clone(&self.runtime);
             let sandbox = sandbox.clone();

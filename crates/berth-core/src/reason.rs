@@ -32,6 +32,9 @@ pub enum Reason {
     ReadinessTimeout,
     /// An idle sandbox of a warm pool, replaced (outdated, idle too long, or its pool shrank).
     Recycled,
+    /// Paused by berth after its `idle_timeout` without a request that needs it; the next one
+    /// wakes it.
+    Idle,
     /// A reason this build does not know, kept verbatim: a record written by another berth
     /// version sharing the store stays readable and is written back unchanged.
     Unrecognised(String),
@@ -39,7 +42,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason this build writes.
-    pub const KNOWN: [Reason; 11] = [
+    pub const KNOWN: [Reason; 12] = [
         Reason::Expired,
         Reason::Deleted,
         Reason::ContainerLost,
@@ -51,6 +54,7 @@ impl Reason {
         Reason::StartFailed,
         Reason::ReadinessTimeout,
         Reason::Recycled,
+        Reason::Idle,
     ];
 
     /// The stable string: `expired`, `deleted`, `container_lost`, ….
@@ -67,6 +71,7 @@ impl Reason {
             Reason::StartFailed => "start_failed",
             Reason::ReadinessTimeout => "readiness_timeout",
             Reason::Recycled => "recycled",
+            Reason::Idle => "idle",
             Reason::Unrecognised(text) => text,
         }
     }

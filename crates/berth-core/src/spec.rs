@@ -50,6 +50,10 @@ pub struct SandboxRequest {
     /// applies when this is omitted; no limit when neither is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<NumberOrString>,
+    /// Paused (frozen, memory kept) after this long with no exec, file, proxy, gateway or log
+    /// request; the next such request wakes it. At least 1s; never paused when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<NumberOrString>,
     /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
     pub owner: Option<String>,
     /// Create from this template (`name` or `name:tag`): its spec is the base, and the fields
@@ -101,6 +105,13 @@ pub struct SandboxSpec {
         with = "crate::units::optional_duration_secs"
     )]
     pub max_lifetime: Option<Duration>,
+    /// Paused after this long without a request that needs it; `None`: never.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::optional_duration_secs"
+    )]
+    pub idle_timeout: Option<Duration>,
     /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessProbe>,
@@ -180,6 +191,7 @@ impl SandboxRequest {
         let disk_bytes = self.validated_disk_bytes(&mut errors);
         let ttl = self.validated_ttl(policy, &mut errors);
         let max_lifetime = self.validated_max_lifetime(policy, ttl, &mut errors);
+        let idle_timeout = self.validated_idle_timeout(&mut errors);
         let readiness = self.validated_readiness(&mut errors);
         self.check_runtime(&mut errors);
         let network = NetworkRequest::validate(self.network.as_ref(), policy.default_egress)
@@ -205,6 +217,7 @@ impl SandboxRequest {
             },
             ttl,
             max_lifetime,
+            idle_timeout,
             readiness,
             stack: None,
             runtime: self.runtime.clone(),
@@ -431,6 +444,21 @@ impl SandboxRequest {
                     Duration::ZERO
                 }
             },
+        }
+    }
+
+    fn validated_idle_timeout(&self, errors: &mut Vec<FieldError>) -> Option<Duration> {
+        let input = self.idle_timeout.as_ref()?;
+        match units::parse_duration(input) {
+            Ok(timeout) if timeout < Duration::from_secs(1) => {
+                reject(errors, "idle_timeout", format!("`{input}` is under the shortest of 1s"));
+                None
+            }
+            Ok(timeout) => Some(timeout),
+            Err(message) => {
+                reject(errors, "idle_timeout", message);
+                None
+            }
         }
     }
 

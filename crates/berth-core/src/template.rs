@@ -113,6 +113,9 @@ pub struct TemplateRequest {
     /// The longest a sandbox made from it may live, renewals included (as a sandbox's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_lifetime: Option<NumberOrString>,
+    /// Paused after this long without a request that needs it (as a sandbox's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<NumberOrString>,
     pub pool: Option<PoolRequest>,
     /// A check every sandbox made from it must pass before it is `Running` (pooled ones too).
     pub readiness: Option<crate::readiness::ReadinessRequest>,
@@ -153,6 +156,7 @@ impl TemplateRequest {
             disk: self.disk.clone(),
             ttl: self.ttl.clone(),
             max_lifetime: self.max_lifetime.clone(),
+            idle_timeout: self.idle_timeout.clone(),
             readiness: self.readiness.clone(),
             runtime: self.runtime.clone(),
             hardening: self.hardening,

@@ -161,6 +161,7 @@ mod tests {
                 },
                 ttl: Duration::from_secs(60),
                 max_lifetime: None,
+                idle_timeout: None,
                 readiness: None,
                 stack: None,
                 runtime: None,

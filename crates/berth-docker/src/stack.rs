@@ -226,6 +226,7 @@ mod tests {
                 },
                 ttl: Duration::from_secs(60),
                 max_lifetime: None,
+                idle_timeout: None,
                 readiness: None,
                 stack: Some(plan.clone()),
                 runtime: None,

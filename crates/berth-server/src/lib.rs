@@ -162,7 +162,7 @@ struct RunningSandboxes(Arc<SandboxService>);
 
 impl SandboxLookup for RunningSandboxes {
     fn owner_at(&self, address: SocketAddr) -> Option<String> {
-        self.0.running_at(address).map(|sandbox| sandbox.owner)
+        self.0.serving_at(address).map(|sandbox| sandbox.owner)
     }
 
     fn authenticate<'a>(&'a self, secret: &'a str) -> BoxFuture<'a, Result<Caller, String>> {

@@ -200,6 +200,7 @@ pub(crate) mod tests {
             expires_at,
             ended_at: None,
             lifetime_ends_at: None,
+            idle_timeout: None,
             template: None,
             runtime: None,
             hardening: Default::default(),

@@ -131,6 +131,10 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             spec.max_lifetime
                 .map(|limit| NumberOrString::String(units::format_duration(limit)))
         }),
+        idle_timeout: request.idle_timeout.clone().or_else(|| {
+            spec.idle_timeout
+                .map(|timeout| NumberOrString::String(units::format_duration(timeout)))
+        }),
         owner: request.owner.clone(),
         template: None,
         readiness: request

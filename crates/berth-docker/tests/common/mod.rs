@@ -99,6 +99,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
             },
             ttl: Duration::from_secs(300),
             max_lifetime: None,
+            idle_timeout: None,
             readiness: None,
             stack: None,
             runtime: None,

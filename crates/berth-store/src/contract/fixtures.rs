@@ -53,6 +53,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             },
             ttl,
             max_lifetime: None,
+            idle_timeout: None,
             readiness: None,
             stack: None,
             runtime: None,
@@ -183,6 +184,7 @@ pub fn fully_populated() -> Sandbox {
             },
             ttl: Duration::from_millis(90_500),
             max_lifetime: Some(std::time::Duration::from_secs(7200)),
+            idle_timeout: Some(std::time::Duration::from_secs(300)),
             readiness: Some(berth_core::ReadinessProbe {
                 check: berth_core::ProbeCheck::Http {
                     port: 8081,

@@ -33,6 +33,9 @@ pub struct RunArgs {
     /// Longest it may live, renewals included: 8h [default: the server's --max-lifetime, if any]
     #[arg(long, value_name = "DURATION")]
     pub max_lifetime: Option<String>,
+    /// Pause it after this long without exec, file, proxy or log requests; the next wakes it
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -115,6 +118,7 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
+        idle_timeout: args.idle_timeout.clone().map(NumberOrString::String),
         owner: args.owner.clone(),
         template: args.template.clone(),
         readiness: None,
@@ -221,6 +225,7 @@ mod tests {
                 disk: Some(NumberOrString::String("10Gi".into())),
                 ttl: Some(NumberOrString::String("90".into())),
                 max_lifetime: None,
+                idle_timeout: None,
                 owner: Some("alice".into()),
                 template: None,
                 readiness: None,

@@ -82,6 +82,9 @@ pub struct CreateArgs {
     /// Longest its sandboxes may live, renewals included: 8h [default: the server's limit, if any]
     #[arg(long, value_name = "DURATION")]
     pub max_lifetime: Option<String>,
+    /// Pause its sandboxes after this long without exec, file, proxy or log requests
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -168,6 +171,7 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         disk: args.disk.clone().map(NumberOrString::String),
         ttl: args.ttl.clone().map(NumberOrString::String),
         max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
+        idle_timeout: args.idle_timeout.clone().map(NumberOrString::String),
         pool,
         // Probes and hardening come from a template file (`-f`), not from flags.
         readiness: None,
@@ -409,6 +413,7 @@ mod tests {
                 disk: None,
                 ttl: Some(NumberOrString::String("30m".into())),
                 max_lifetime: None,
+                idle_timeout: None,
                 pool: Some(PoolRequest {
                     min_ready: Some(3),
                     max_idle_age: Some(NumberOrString::String("2h".into())),
