@@ -168,6 +168,11 @@ impl Berth {
         self.create_sandbox(&body, true).await
     }
 
+    /// `POST /v1/sandboxes` with `body`, answered 201 once it runs; the sandbox id.
+    pub async fn create_with(&self, body: &Value) -> Result<String> {
+        self.create_sandbox(body, true).await
+    }
+
     /// `POST /v1/sandboxes` with `body`; the sandbox id. `wait` = 201 once it runs, else 202.
     async fn create_sandbox(&self, body: &Value, wait: bool) -> Result<String> {
         let request = self

@@ -14,6 +14,7 @@ mod rss;
 mod throughput;
 mod timing;
 mod transfer;
+mod wake;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,8 @@ enum Part {
     Throughput,
     /// How late sandboxes with a 3 s TTL end by expiry: `ended_at - expires_at`.
     Expiry,
+    /// An exec on a sandbox paused for being idle against one on an awake sandbox.
+    Wake,
     /// The server's RSS with many sandboxes (1,000 containers: heavy).
     Rss,
 }
@@ -95,6 +98,9 @@ struct Args {
     /// Sandboxes created with a 3 s TTL in the expiry part.
     #[arg(long, default_value_t = 20)]
     expiry_sandboxes: usize,
+    /// Idle pauses and wakes timed in the wake part.
+    #[arg(long, default_value_t = 20)]
+    wake_rounds: usize,
     /// Sandboxes present when the rss part reads the server's memory.
     #[arg(long, default_value_t = 1000)]
     rss_sandboxes: usize,
@@ -187,6 +193,7 @@ async fn main() -> Result<()> {
             "pool_concurrency": args.pool_concurrency,
             "pool_min_ready": args.pool_min_ready,
             "expiry_sandboxes": args.expiry_sandboxes,
+            "wake_rounds": args.wake_rounds,
             "rss_sandboxes": args.rss_sandboxes,
         });
         println!("{:#}", report::json(&rows, &transfers, &figures, context));
@@ -264,6 +271,11 @@ async fn run(args: &Args, engine: &Engine, server: &Server, run_id: &str, cluste
         results
             .figures
             .extend(expiry::run(berth, engine, &args.image, args.expiry_sandboxes).await?);
+    }
+    if args.runs(Part::Wake) {
+        results
+            .figures
+            .extend(wake::run(berth, &args.image, args.wake_rounds).await?);
     }
     if args.runs(Part::Rss) {
         let pid = server.pid().context("berth serve has exited")?;

@@ -1,0 +1,78 @@
+//! Wake from an idle pause: sandboxes with a 1 s `idle_timeout` are left until berth pauses them,
+//! then one `echo hi` exec each; its time against the same exec on an awake sandbox, measured in
+//! the same run. The target ([L1]): wake from pause p50 ≤ 20 ms, the difference between the two.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::berth::Berth;
+use crate::report::{Bound, Figure, percentile_ms};
+
+/// How long berth waits before it pauses an idle sandbox here.
+const IDLE_TIMEOUT: &str = "1s";
+/// How long a sandbox may take to be paused before the part fails.
+const GIVE_UP: Duration = Duration::from_secs(30);
+/// "Wake from pause p50 ≤ 20 ms" (the lifecycle issue's target).
+const TARGET_MS: f64 = 20.0;
+
+pub async fn run(berth: &Berth, image: &str, rounds: usize) -> Result<Vec<Figure>> {
+    let sleeper = berth
+        .create_with(&json!({"image": image, "command": ["sleep", "3600"], "idle_timeout": IDLE_TIMEOUT}))
+        .await?;
+    let awake = berth
+        .create_with(&json!({"image": image, "command": ["sleep", "3600"]}))
+        .await?;
+    eprintln!("wake: {rounds} rounds of: wait for the idle pause, exec `echo hi` (and one on an awake sandbox)");
+    let mut woken = Vec::with_capacity(rounds);
+    let mut plain = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        wait_paused(berth, &sleeper).await?;
+        let started = Instant::now();
+        check(&berth.exec(&sleeper, &["echo", "hi"]).await?)?;
+        woken.push(started.elapsed());
+        let started = Instant::now();
+        check(&berth.exec(&awake, &["echo", "hi"]).await?)?;
+        plain.push(started.elapsed());
+    }
+    berth.delete(&sleeper).await?;
+    berth.delete(&awake).await?;
+    let (woken_p50, woken_p99) = (percentile_ms(&woken, 0.50), percentile_ms(&woken, 0.99));
+    let (plain_p50, plain_p99) = (percentile_ms(&plain, 0.50), percentile_ms(&plain, 0.99));
+    let wake = (woken_p50 - plain_p50).max(0.0);
+    eprintln!("wake: exec on a sleeping sandbox p50 {woken_p50:.1} ms, on an awake one {plain_p50:.1} ms");
+    Ok(vec![Figure {
+        name: "wake from idle pause p50".to_owned(),
+        value: wake,
+        unit: "ms",
+        bound: Bound::AtMost(TARGET_MS),
+        details: format!(
+            "exec echo hi: woken p50 {woken_p50:.1} / p99 {woken_p99:.1} ms, awake p50 {plain_p50:.1} / p99 {plain_p99:.1} ms, {rounds} rounds"
+        ),
+    }])
+}
+
+async fn wait_paused(berth: &Berth, id: &str) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let view: Value = serde_json::from_slice(&berth.get(id).await?)?;
+        if view["status"] == "Paused" && view["status_reason"] == "idle" {
+            return Ok(());
+        }
+        if started.elapsed() > GIVE_UP {
+            bail!(
+                "sandbox {id} was not paused for being idle within {} s: {view}",
+                GIVE_UP.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn check(result: &Value) -> Result<()> {
+    if result["exit_code"] != 0 || result["stdout"] != "hi\n" {
+        bail!("exec echo hi answered {result}");
+    }
+    Ok(())
+}
