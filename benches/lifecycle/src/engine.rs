@@ -159,6 +159,21 @@ impl Engine {
             .collect())
     }
 
+    /// Removes every network carrying `label` (`key=value`); how many there were.
+    pub async fn remove_networks_with_label(&self, label: &str) -> Result<usize> {
+        let filters = json!({ "label": [label] }).to_string();
+        let request = self
+            .http
+            .get(self.url("/networks"))
+            .query(&[("filters", filters.as_str())]);
+        let list: Vec<Value> = serde_json::from_slice(&self.send(request, StatusCode::OK).await?)?;
+        for id in list.iter().filter_map(|network| network["Id"].as_str()) {
+            let request = self.http.delete(self.url(&format!("/networks/{id}")));
+            self.send(request, StatusCode::NO_CONTENT).await?;
+        }
+        Ok(list.len())
+    }
+
     /// How many containers run on the engine, whoever made them.
     pub async fn running_count(&self) -> Result<usize> {
         let request = self.http.get(self.url("/containers/json"));

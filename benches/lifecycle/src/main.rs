@@ -481,5 +481,12 @@ async fn cleanup(engine: &Engine, run_id: &str, cluster: &str) -> Result<()> {
             failures.join("\n")
         );
     }
+    // With `--sandbox-network isolated` the cluster has a network of its own (berth-sandboxes-<tag>).
+    let networks = engine
+        .remove_networks_with_label(&format!("berth.cluster={cluster}"))
+        .await?;
+    if networks > 0 {
+        eprintln!("cleanup: removed {networks} networks");
+    }
     Ok(())
 }
