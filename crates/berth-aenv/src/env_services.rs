@@ -154,6 +154,7 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         runtime: spec.runtime.clone(),
         hardening: Some(spec.hardening),
         network: Some(spec.network.to_request()),
+        restart: Some(spec.restart.to_request()),
     }
 }
 

@@ -109,6 +109,17 @@ pub struct SandboxView {
     /// The egress policy in force.
     #[serde(default)]
     pub network: NetworkPolicy,
+    /// Whether a failed main process is restarted: `{"on_failure": N}`; absent: never.
+    #[serde(default, skip_serializing_if = "berth_core::Restart::is_never")]
+    pub restart: berth_core::Restart,
+    /// How many times its main process was restarted (then `exit_code`, `oom_killed` and
+    /// `status_message` tell of the last exit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl From<&Sandbox> for SandboxView {
@@ -151,6 +162,8 @@ impl From<&Sandbox> for SandboxView {
             runtime: sandbox.spec.runtime.clone(),
             hardening: sandbox.spec.hardening,
             network: sandbox.spec.network,
+            restart: sandbox.spec.restart,
+            restarts: sandbox.restarts,
         }
     }
 }
@@ -176,7 +189,7 @@ pub struct SandboxEventView {
     /// Increases by one per event on the server process that sent it.
     pub id: u64,
     /// `sandbox.created`, `sandbox.claimed`, `sandbox.status`, `sandbox.paused`,
-    /// `sandbox.resumed`, `sandbox.renewed`, `sandbox.network`, `sandbox.deleted`,
+    /// `sandbox.resumed`, `sandbox.renewed`, `sandbox.network`, `sandbox.restarted`, `sandbox.deleted`,
     /// `sandbox.expired`.
     #[serde(rename = "type")]
     pub kind: String,

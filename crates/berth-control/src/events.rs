@@ -33,6 +33,8 @@ pub enum EventKind {
     Renewed,
     /// Its egress policy changed while it ran.
     Network,
+    /// Its main process failed and the engine restarted it (`restart: {"on_failure": N}`).
+    Restarted,
     /// Ended (or ending) because a client deleted it.
     Deleted,
     /// Ended because its time ran out.
@@ -40,7 +42,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Created,
         EventKind::Claimed,
         EventKind::Status,
@@ -48,6 +50,7 @@ impl EventKind {
         EventKind::Resumed,
         EventKind::Renewed,
         EventKind::Network,
+        EventKind::Restarted,
         EventKind::Deleted,
         EventKind::Expired,
     ];
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::Resumed => "sandbox.resumed",
             EventKind::Renewed => "sandbox.renewed",
             EventKind::Network => "sandbox.network",
+            EventKind::Restarted => "sandbox.restarted",
             EventKind::Deleted => "sandbox.deleted",
             EventKind::Expired => "sandbox.expired",
         }
@@ -122,6 +126,9 @@ pub fn kinds_of_change(previous: Option<&Sandbox>, current: &Sandbox) -> Vec<Eve
     }
     if previous.spec.network != current.spec.network {
         kinds.push(EventKind::Network);
+    }
+    if current.restarts > previous.restarts {
+        kinds.push(EventKind::Restarted);
     }
     if previous.expires_at != current.expires_at && !current.status.is_ended() && previous.status == current.status {
         kinds.push(EventKind::Renewed);
@@ -316,6 +323,11 @@ mod tests {
         assert_eq!(kinds_of_change(Some(&running), &exited), [EventKind::Status]);
         let sealed = changed(&running, |s| s.spec.network.egress = berth_core::Egress::Deny);
         assert_eq!(kinds_of_change(Some(&running), &sealed), [EventKind::Network]);
+        let restarted = changed(&running, |s| {
+            s.restarts = 1;
+            s.exit_code = Some(3);
+        });
+        assert_eq!(kinds_of_change(Some(&running), &restarted), [EventKind::Restarted]);
         // Nothing seen by a client changed: no event.
         let touched = changed(&running, |s| s.updated_at += chrono::Duration::seconds(1));
         assert!(kinds_of_change(Some(&running), &touched).is_empty());

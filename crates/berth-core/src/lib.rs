@@ -24,6 +24,6 @@ pub use network::{Cidr, Egress, NetworkPolicy, NetworkRequest};
 pub use readiness::{ProbeCheck, ReadinessProbe, ReadinessRequest};
 pub use reason::Reason;
 pub use sandbox::{PortBinding, Sandbox, SandboxId};
-pub use spec::{Resources, SandboxRequest, SandboxSpec, SpecPolicy};
+pub use spec::{Resources, Restart, SandboxRequest, SandboxSpec, SpecPolicy};
 pub use status::Status;
 pub use template::{PoolSpec, Template, TemplateRef, TemplateRequest};

@@ -125,6 +125,7 @@ mod tests {
                 "start_failed",
                 "readiness_timeout",
                 "recycled",
+                "idle",
             ]
         );
     }

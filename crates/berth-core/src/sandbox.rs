@@ -75,8 +75,13 @@ pub struct Sandbox {
     /// `create_failed` and `image_not_found`, the last probe failure for `readiness_timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
+    /// The last exit's code: the one that ended it, or, while it runs under `restart`, the one
+    /// that made the engine restart it.
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// How many times its main process was restarted under its `restart` policy.
+    #[serde(default)]
+    pub restarts: u32,
     pub owner: String,
     /// Name of the engine the sandbox runs on.
     pub engine: String,
@@ -121,6 +126,7 @@ impl Sandbox {
             status_message: None,
             exit_code: None,
             oom_killed: false,
+            restarts: 0,
             owner,
             engine,
             spec,

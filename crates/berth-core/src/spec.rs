@@ -71,6 +71,57 @@ pub struct SandboxRequest {
     /// policy when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkRequest>,
+    /// `"never"` (the default) or `{"on_failure": N}`: a main process that exits non-zero is
+    /// restarted in the same container (filesystem kept), up to N times (1–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = json!({"on_failure": 3})))]
+    pub restart: Option<serde_json::Value>,
+}
+
+/// What happens when a sandbox's main process exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Restart {
+    /// The sandbox ends with the exit.
+    #[default]
+    Never,
+    /// An exit with a non-zero code restarts it, at most this many times.
+    OnFailure(u32),
+}
+
+impl Restart {
+    pub const MAX_RETRIES: u32 = 100;
+
+    pub fn is_never(&self) -> bool {
+        *self == Restart::Never
+    }
+
+    /// `"never"` or `{"on_failure": N}` with N from 1 to [`Self::MAX_RETRIES`].
+    pub fn from_request(value: &serde_json::Value) -> Result<Self, String> {
+        let expected = "expected \"never\" or {\"on_failure\": N} with N from 1 to 100";
+        match value {
+            serde_json::Value::String(mode) if mode == "never" => Ok(Restart::Never),
+            serde_json::Value::Object(fields) if fields.len() == 1 => match fields.get("on_failure") {
+                Some(count) => match count.as_u64() {
+                    Some(count @ 1..=100) => Ok(Restart::OnFailure(count as u32)),
+                    _ => Err(format!(
+                        "on_failure must be a number of restarts from 1 to 100, got {count}"
+                    )),
+                },
+                None => Err(format!("{expected}, got {value}")),
+            },
+            other => Err(format!("{expected}, got {other}")),
+        }
+    }
+
+    /// The request that validates back to this policy.
+    pub fn to_request(self) -> serde_json::Value {
+        match self {
+            Restart::Never => serde_json::json!("never"),
+            Restart::OnFailure(count) => serde_json::json!({ "on_failure": count }),
+        }
+    }
 }
 
 /// Resource limits, resolved to engine units.
@@ -128,6 +179,9 @@ pub struct SandboxSpec {
     /// The egress policy in force; records without the field are open (`allow`).
     #[serde(default, skip_serializing_if = "NetworkPolicy::is_open")]
     pub network: NetworkPolicy,
+    /// Whether a failed main process is restarted; records without the field never are.
+    #[serde(default, skip_serializing_if = "Restart::is_never")]
+    pub restart: Restart,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -197,6 +251,12 @@ impl SandboxRequest {
         let network = NetworkRequest::validate(self.network.as_ref(), policy.default_egress)
             .map_err(|error| errors.push(error))
             .unwrap_or_default();
+        let restart = match &self.restart {
+            None => Restart::Never,
+            Some(value) => Restart::from_request(value)
+                .map_err(|message| reject(&mut errors, "restart", message))
+                .unwrap_or_default(),
+        };
 
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
@@ -223,6 +283,7 @@ impl SandboxRequest {
             runtime: self.runtime.clone(),
             hardening: self.hardening.unwrap_or_default(),
             network,
+            restart,
         })
     }
 

@@ -127,6 +127,10 @@ pub struct TemplateRequest {
     /// The egress policy of its sandboxes (pooled ones too), as a sandbox's `network`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::network::NetworkRequest>,
+    /// Whether its sandboxes' failed main processes are restarted, as a sandbox's `restart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub restart: Option<serde_json::Value>,
 }
 
 /// The `pool` of a template request.
@@ -161,6 +165,7 @@ impl TemplateRequest {
             runtime: self.runtime.clone(),
             hardening: self.hardening,
             network: self.network.clone(),
+            restart: self.restart.clone(),
             ..SandboxRequest::default()
         }
     }

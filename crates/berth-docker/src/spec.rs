@@ -88,6 +88,15 @@ pub(crate) fn container_body(
         // own loopback, where nothing of the outside listens, instead of to the host's
         // resolvers (a host-side resolver would otherwise carry names out of a sealed network).
         dns: (spec.network.egress == Egress::Deny).then(|| vec![SEALED_RESOLVER.to_owned()]),
+        // The engine restarts a failed main process in the same container; berth follows its
+        // `die` events and keeps the sandbox while a restart is to come.
+        restart_policy: match spec.restart {
+            berth_core::Restart::Never => None,
+            berth_core::Restart::OnFailure(retries) => Some(bollard::models::RestartPolicy {
+                name: Some(bollard::models::RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(i64::from(retries)),
+            }),
+        },
         ..Default::default()
     };
 
@@ -167,6 +176,7 @@ mod tests {
                 runtime: None,
                 hardening: berth_core::Hardening::default(),
                 network: berth_core::NetworkPolicy::default(),
+                restart: berth_core::Restart::Never,
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }

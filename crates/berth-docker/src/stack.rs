@@ -232,6 +232,7 @@ mod tests {
                 runtime: None,
                 hardening: berth_core::Hardening::default(),
                 network: berth_core::NetworkPolicy::default(),
+                restart: berth_core::Restart::Never,
             },
             labels: BTreeMap::from([
                 (label_keys::MANAGED.into(), "true".into()),

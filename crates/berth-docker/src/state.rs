@@ -24,7 +24,8 @@ pub(crate) fn from_inspect(inspect: &ContainerInspectResponse) -> ContainerState
         labels,
         state,
         exit_code: match state {
-            RunState::Exited | RunState::Dead => engine_state.and_then(|s| s.exit_code),
+            // Restarting: the exit that made the engine restart it.
+            RunState::Exited | RunState::Dead | RunState::Restarting => engine_state.and_then(|s| s.exit_code),
             _ => None,
         },
         oom_killed: engine_state.and_then(|s| s.oom_killed).unwrap_or(false),
@@ -38,6 +39,10 @@ pub(crate) fn from_inspect(inspect: &ContainerInspectResponse) -> ContainerState
         finished_at: engine_state
             .and_then(|s| s.finished_at.as_deref())
             .and_then(engine_time),
+        restart_count: inspect
+            .restart_count
+            .and_then(|count| u32::try_from(count).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -93,6 +98,7 @@ pub(crate) fn from_summary(summary: &ContainerSummary) -> ContainerState {
             .unwrap_or(DateTime::UNIX_EPOCH),
         started_at: None,
         finished_at: None,
+        restart_count: 0,
     }
 }
 

@@ -51,7 +51,7 @@ impl EventFilter {
     tag = "sandboxes",
     description = "One event per lifecycle change of a sandbox — `sandbox.created`, `sandbox.claimed` (from a warm \
 pool), `sandbox.status` (with `reason` and `message`), `sandbox.paused`, `sandbox.resumed`, `sandbox.renewed`, \
-`sandbox.network`, `sandbox.deleted`, `sandbox.expired` — made on this server process or on any other sharing its \
+`sandbox.network`, `sandbox.restarted`, `sandbox.deleted`, `sandbox.expired` — made on this server process or on any other sharing its \
 store, in order per sandbox. Server-sent events (`event:` the type, `id:` the event id, `data:` the event as JSON), \
 or one JSON object per line with `Accept: application/x-ndjson`. A member sees its own owner's sandboxes only. \
 Resumes after the id in `Last-Event-ID` (or `since`) from this process's history of the last 10 000 events; an id \

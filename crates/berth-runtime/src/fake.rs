@@ -161,6 +161,7 @@ impl FakeRuntime {
             created_at,
             started_at: Some(created_at),
             finished_at: None,
+            restart_count: 0,
         };
         lock(&self.containers).insert(container_id.clone(), state);
         container_id
@@ -259,6 +260,7 @@ impl Runtime for FakeRuntime {
             created_at: now,
             started_at: Some(now),
             finished_at: None,
+            restart_count: 0,
         };
         lock(&self.containers).insert(container_id.clone(), state.clone());
         if request.spec.stack.is_some() {

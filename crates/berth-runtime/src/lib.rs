@@ -56,6 +56,8 @@ pub struct ContainerState {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How many times the engine restarted it under its restart policy (0 from a list).
+    pub restart_count: u32,
 }
 
 /// What is left on an engine of one compose stack, found by its network (the first object of a

@@ -201,6 +201,8 @@ pub(crate) mod tests {
             ended_at: None,
             lifetime_ends_at: None,
             idle_timeout: None,
+            restart: berth_core::Restart::Never,
+            restarts: 0,
             template: None,
             runtime: None,
             hardening: Default::default(),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use berth_api::{NumberOrString, SandboxRequest};
 use berth_client::{CreateOptions, ListQuery};
 use berth_e2e::{TEST_IMAGE, TestServer, docker, docker_inspect, eventually, sleeper};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn full_lifecycle_create_read_renew_delete() {
@@ -561,4 +562,88 @@ async fn max_lifetime_bounds_every_renewal_and_the_servers_limit_bounds_every_re
     assert_eq!(after["expires_at"], renewed["expires_at"], "{after}");
     let at = |field: &str| chrono::DateTime::parse_from_rfc3339(after[field].as_str().unwrap()).unwrap();
     assert!(at("expires_at") <= at("lifetime_ends_at"), "{after}");
+}
+
+#[tokio::test]
+async fn a_failed_main_process_is_restarted_in_the_same_container_up_to_its_limit() {
+    let server = TestServer::start().await.unwrap();
+    let mut restarts = berth_e2e::EventStream::open(&server, "type=restarted", None, false, None).await;
+    let create = |body: serde_json::Value| {
+        let server = &server;
+        async move { server.post_json("/v1/sandboxes", &body).await }
+    };
+    for bad in [
+        json!("always"),
+        json!({"on_failure": 0}),
+        json!({"on_failure": 101}),
+        json!({"retries": 2}),
+    ] {
+        let (status, problem) = create(json!({"image": TEST_IMAGE, "restart": bad})).await;
+        assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {problem}");
+        assert!(berth_e2e::field_named(&problem, "restart"), "{bad}: {problem}");
+    }
+
+    // Fails twice, then stays up: restarted twice in the same container, its files kept.
+    let (status, recovering) = create(json!({
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c", "echo run >> /runs; [ $(wc -l < /runs) -ge 3 ] && exec sleep 600; exit 3"],
+        "restart": {"on_failure": 5},
+    }))
+    .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{recovering}");
+    assert_eq!(recovering["restart"], json!({"on_failure": 5}), "{recovering}");
+    let id = recovering["id"].as_str().unwrap().to_owned();
+    let settled = eventually(Duration::from_secs(30), || async {
+        let sandbox = server.get_json(&format!("/v1/sandboxes/{id}")).await;
+        (sandbox["restarts"] == 2).then_some(sandbox)
+    })
+    .await;
+    let last_seen = server.get_json(&format!("/v1/sandboxes/{id}")).await;
+    let settled = settled.unwrap_or_else(|| panic!("not restarted twice: {last_seen}"));
+    assert_eq!(settled["status"], "Running", "{settled}");
+    assert_eq!(settled["exit_code"], 3, "{settled}");
+    assert_eq!(
+        settled["container_id"], recovering["container_id"],
+        "the same container"
+    );
+    // Between two runs the engine answers an exec with a 409 saying it restarts; the third run
+    // stays up.
+    let runs = eventually(Duration::from_secs(15), || async {
+        let (status, runs) = server
+            .post_json(&format!("/v1/sandboxes/{id}/exec"), &json!({"cmd": ["cat", "/runs"]}))
+            .await;
+        (status == reqwest::StatusCode::OK).then_some(runs)
+    })
+    .await
+    .expect("an exec once the third run is up");
+    assert_eq!(runs["stdout"], "run\nrun\nrun\n", "{runs}");
+    let events = restarts
+        .until(Duration::from_secs(10), |event| {
+            event["sandbox_id"] == id.as_str() && event["message"].as_str().is_some_and(|m| m.contains("(2 of"))
+        })
+        .await;
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["sandbox_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "one sandbox.restarted per restart: {events:?}");
+
+    // Always fails: restarted as often as allowed, then ended by its last exit.
+    let (status, failing) = create(json!({
+        "image": TEST_IMAGE,
+        "command": ["sh", "-c", "exit 4"],
+        "restart": {"on_failure": 2},
+    }))
+    .await;
+    assert!(status.is_success(), "{failing}");
+    let failing_id = failing["id"].as_str().unwrap().to_owned();
+    let ended = eventually(Duration::from_secs(30), || async {
+        let sandbox = server.get_json(&format!("/v1/sandboxes/{failing_id}")).await;
+        (sandbox["status"] == "Failed").then_some(sandbox)
+    })
+    .await
+    .expect("the always-failing sandbox ended");
+    assert_eq!(ended["exit_code"], 4, "{ended}");
+    assert_eq!(ended["status_reason"], "exited", "{ended}");
+    assert_eq!(ended["restarts"], 2, "{ended}");
 }

@@ -144,6 +144,7 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
         runtime: request.runtime.clone().or_else(|| spec.runtime.clone()),
         hardening: request.hardening.or(Some(spec.hardening)),
         network: request.network.clone().or_else(|| Some(spec.network.to_request())),
+        restart: request.restart.clone().or_else(|| Some(spec.restart.to_request())),
     }
 }
 

@@ -118,6 +118,26 @@ impl SandboxService {
                 }
                 let exit_code = facts.as_ref().and_then(|facts| facts.exit_code).or(exit_code);
                 let oom_killed = sandbox.oom_killed || facts.as_ref().is_some_and(|facts| facts.oom_killed);
+                if let (berth_core::Restart::OnFailure(retries), Some(facts)) = (sandbox.spec.restart, &facts)
+                    && exit_code.unwrap_or_default() != 0
+                    && matches!(facts.state, RunState::Restarting | RunState::Running)
+                {
+                    // The engine restarts it (or already has): the sandbox lives on.
+                    sandbox.restarts = (sandbox.restarts + 1).max(facts.restart_count);
+                    sandbox.exit_code = exit_code;
+                    sandbox.oom_killed = oom_killed;
+                    let why = if oom_killed {
+                        "killed for exceeding its memory limit".to_owned()
+                    } else {
+                        format!("exited with {}", exit_code.unwrap_or_default())
+                    };
+                    sandbox.status_message = Some(format!(
+                        "restarted after its main process {why} ({} of at most {retries} restarts)",
+                        sandbox.restarts
+                    ));
+                    info!(sandbox = %id, restarts = sandbox.restarts, "main process restarted by the engine");
+                    return self.finish_event(sandbox).await;
+                }
                 end_with_exit(
                     &mut sandbox,
                     exit_code,

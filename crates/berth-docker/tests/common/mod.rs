@@ -105,6 +105,7 @@ pub fn request(command: &[&str]) -> ContainerRequest {
             runtime: None,
             hardening: berth_core::Hardening::default(),
             network: berth_core::NetworkPolicy::default(),
+            restart: berth_core::Restart::Never,
         },
         labels,
     }

@@ -35,6 +35,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
         status_message: None,
         exit_code: None,
         oom_killed: false,
+        restarts: 0,
         owner: owner.to_owned(),
         engine: "local".into(),
         spec: SandboxSpec {
@@ -59,6 +60,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             runtime: None,
             hardening: berth_core::Hardening::default(),
             network: berth_core::NetworkPolicy::default(),
+            restart: berth_core::Restart::Never,
         },
         container_id: None,
         ip: None,
@@ -150,6 +152,7 @@ pub fn fully_populated() -> Sandbox {
         status_message: Some("the engine said: \"no\" — ünïcödé".into()),
         exit_code: Some(-9),
         oom_killed: true,
+        restarts: 2,
         owner: "team-α \"quoted\" 'single'".into(),
         engine: "engine-2".into(),
         spec: SandboxSpec {
@@ -223,6 +226,7 @@ pub fn fully_populated() -> Sandbox {
                 volumes: vec!["data".into()],
                 main_service: "db".into(),
             }),
+            restart: berth_core::Restart::OnFailure(3),
         },
         container_id: Some("4f2a".repeat(16)),
         ip: Some("172.17.0.5".into()),

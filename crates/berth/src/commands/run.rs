@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Pause it after this long without exec, file, proxy or log requests; the next wakes it
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Restart a main process that exits non-zero: `on-failure:N` (at most N times) or `never`
+    #[arg(long, value_name = "POLICY", value_parser = parse_restart)]
+    pub restart: Option<berth_core::Restart>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -128,6 +131,21 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
             drop_all_capabilities: args.cap_drop.is_some(),
         }),
         network: args.egress.map(|egress| NetworkPolicy { egress }.to_request()),
+        restart: args.restart.map(berth_core::Restart::to_request),
+    }
+}
+
+/// `never` (or `no`), or `on-failure:N` as `docker run --restart` writes it.
+fn parse_restart(value: &str) -> Result<berth_core::Restart, String> {
+    match value {
+        "never" | "no" => Ok(berth_core::Restart::Never),
+        _ => {
+            let count = value
+                .strip_prefix("on-failure:")
+                .and_then(|count| count.parse::<u64>().ok())
+                .ok_or_else(|| format!("`{value}`: use `never` or `on-failure:N` (N from 1 to 100)"))?;
+            berth_core::Restart::from_request(&serde_json::json!({ "on_failure": count }))
+        }
     }
 }
 
@@ -237,6 +255,7 @@ mod tests {
                 network: Some(berth_api::NetworkRequest {
                     egress: Some(serde_json::json!("deny")),
                 }),
+                restart: None,
             }
         );
         // Numbers go as written, in JSON strings.

@@ -180,6 +180,7 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         network: args
             .egress
             .map(|egress| berth_api::NetworkPolicy { egress }.to_request()),
+        restart: None,
     }
 }
 
@@ -422,6 +423,7 @@ mod tests {
                 runtime: None,
                 hardening: None,
                 network: None,
+                restart: None,
             }
         );
     }
