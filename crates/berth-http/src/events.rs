@@ -77,17 +77,10 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(query.as_deref(), &["label", "owner", "id", "type", "since"])?;
-    let mut filter = EventFilter::default();
-    for label in params.all("label") {
-        let (key, value) = label.split_once('=').ok_or_else(|| {
-            ApiError::field(
-                ProblemKind::InvalidBody,
-                "label",
-                format!("`{label}` must be key=value"),
-            )
-        })?;
-        filter.labels.insert(key.to_owned(), value.to_owned());
-    }
+    let mut filter = EventFilter {
+        labels: params.labels()?,
+        ..EventFilter::default()
+    };
     filter.owner = params.single("owner").map(str::to_owned);
     if !caller.is_admin() {
         filter.owner = Some(caller.owner.clone());

@@ -150,19 +150,10 @@ pub async fn list_sandboxes(
         query.as_deref(),
         &["label", "status", "owner", "all", "pooled", "limit", "cursor"],
     )?;
-    let mut filter = SandboxFilter::default();
-    let mut labels = BTreeMap::new();
-    for label in params.all("label") {
-        let (key, value) = label.split_once('=').ok_or_else(|| {
-            ApiError::field(
-                ProblemKind::InvalidBody,
-                "label",
-                format!("`{label}` must be key=value"),
-            )
-        })?;
-        labels.insert(key.to_owned(), value.to_owned());
-    }
-    filter.labels = labels;
+    let mut filter = SandboxFilter {
+        labels: params.labels()?,
+        ..SandboxFilter::default()
+    };
     for statuses in params.all("status") {
         for status in statuses.split(',').filter(|status| !status.is_empty()) {
             let status: Status = status
@@ -353,6 +344,22 @@ impl QueryParams {
 
     pub(crate) fn single<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.all(name).last()
+    }
+
+    /// Every `label=key=value`, all of which must hold.
+    pub(crate) fn labels(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        let mut labels = BTreeMap::new();
+        for label in self.all("label") {
+            let (key, value) = label.split_once('=').ok_or_else(|| {
+                ApiError::field(
+                    ProblemKind::InvalidBody,
+                    "label",
+                    format!("`{label}` must be key=value"),
+                )
+            })?;
+            labels.insert(key.to_owned(), value.to_owned());
+        }
+        Ok(labels)
     }
 }
 

@@ -590,3 +590,57 @@ impl EventStream {
         seen
     }
 }
+
+/// A running sandbox serving HTTP on 8080 (busybox `httpd` over `/etc`) under `egress`, ready only
+/// once berth's readiness probe reached it from the host.
+pub async fn web_server(server: &TestServer, egress: &str) -> Value {
+    let (status, sandbox) = server
+        .post_json(
+            "/v1/sandboxes",
+            &serde_json::json!({
+                "image": TEST_IMAGE,
+                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
+                "ports": [8080],
+                "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
+                "ttl": "10m",
+                "network": {"egress": egress},
+            }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{sandbox}\n{}", server.log());
+    assert_eq!(sandbox["status"], "Running", "{sandbox}");
+    sandbox
+}
+
+/// What `sh -c line` prints inside sandbox `id` (through berth's exec).
+pub async fn run_in(server: &TestServer, id: &str, line: &str) -> String {
+    let (status, result) = server
+        .post_json(
+            &format!("/v1/sandboxes/{id}/exec"),
+            &serde_json::json!({ "cmd": ["sh", "-c", line], "timeout": "20s" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{result}");
+    result["stdout"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Whether an HTTP GET of `/hostname` on `ip:port` from inside sandbox `id` is answered 200
+/// within 3 s (busybox's `nc`: the image's static `wget` cannot run).
+pub async fn answered_from(server: &TestServer, id: &str, ip: &str, port: u16) -> bool {
+    let line = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}");
+    let answer = run_in(server, id, &line).await;
+    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+}
+
+/// The server's `/metrics` text.
+pub async fn metrics_of(server: &TestServer) -> String {
+    server
+        .http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics text")
+}

@@ -9,7 +9,7 @@
     reason = "a test: a panic is a failed test with its message"
 )]
 
-use berth_e2e::{TestServer, docker, docker_inspect, field_named};
+use berth_e2e::{TestServer, answered_from, docker, docker_inspect, field_named, run_in};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -56,44 +56,11 @@ impl Drop for OutsideHost {
     }
 }
 
-/// A running sandbox serving HTTP on 8080 under `egress`, ready only once berth's probe reached it.
+/// As [`berth_e2e::web_server`], checking the policy shows on the sandbox.
 async fn web_server(server: &TestServer, egress: &str) -> Value {
-    let (status, sandbox) = server
-        .post_json(
-            "/v1/sandboxes",
-            &json!({
-                "image": berth_e2e::TEST_IMAGE,
-                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-                "ports": [8080],
-                "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
-                "ttl": "10m",
-                "network": {"egress": egress},
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{sandbox}\n{}", server.log());
-    assert_eq!(sandbox["status"], "Running", "{sandbox}");
+    let sandbox = berth_e2e::web_server(server, egress).await;
     assert_eq!(sandbox["network"]["egress"], egress, "{sandbox}");
     sandbox
-}
-
-/// What `sh -c line` prints inside sandbox `id`.
-async fn run_in(server: &TestServer, id: &str, line: &str) -> String {
-    let (status, result) = server
-        .post_json(
-            &format!("/v1/sandboxes/{id}/exec"),
-            &json!({ "cmd": ["sh", "-c", line], "timeout": "20s" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{result}");
-    result["stdout"].as_str().unwrap_or_default().to_owned()
-}
-
-/// Whether an HTTP GET of `/hostname` on `ip:port` from inside sandbox `id` is answered 200
-/// within 3 s (busybox's `nc`).
-async fn answered_from(server: &TestServer, id: &str, ip: &str, port: u16) -> bool {
-    let line = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}");
-    run_in(server, id, &line).await.starts_with("HTTP/1.1 200")
 }
 
 #[tokio::test]

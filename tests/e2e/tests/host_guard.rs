@@ -16,9 +16,9 @@
 use std::io::{Read, Write};
 use std::process::Command;
 
-use berth_e2e::{ServerOptions, TestServer, docker_inspect};
+use berth_e2e::{ServerOptions, TestServer, answered_from, docker_inspect, web_server};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// An HTTP listener on 0.0.0.0 of this host, answering `host` to every request.
 struct HostListener {
@@ -135,40 +135,6 @@ impl Drop for OutsideNamespace {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
         let _ = Command::new("ip").args(["link", "del", &self.host_side]).status();
     }
-}
-
-/// A running sandbox serving HTTP on 8080, ready only once berth's probe reached it.
-async fn web_server(server: &TestServer, egress: &str) -> Value {
-    let (status, sandbox) = server
-        .post_json(
-            "/v1/sandboxes",
-            &json!({
-                "image": berth_e2e::TEST_IMAGE,
-                "command": ["httpd", "-f", "-p", "8080", "-h", "/etc"],
-                "ports": [8080],
-                "readiness": {"http": {"port": 8080, "path": "/hostname"}, "timeout": "30s"},
-                "ttl": "10m",
-                "network": {"egress": egress},
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{sandbox}\n{}", server.log());
-    assert_eq!(sandbox["status"], "Running", "{sandbox}");
-    sandbox
-}
-
-/// Whether an HTTP GET of `ip:port` from inside sandbox `id` (through berth's exec) is answered
-/// within 3 s.
-async fn answered_from(server: &TestServer, id: &str, ip: &str, port: u16) -> bool {
-    let line = format!("printf 'GET /hostname HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port}");
-    let (status, result) = server
-        .post_json(
-            &format!("/v1/sandboxes/{id}/exec"),
-            &json!({ "cmd": ["sh", "-c", line], "timeout": "20s" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{result}");
-    result["stdout"].as_str().unwrap_or_default().contains(" 200 OK")
 }
 
 /// The gateway address of the one network the sandbox's container is on: the engine host, as the

@@ -100,15 +100,7 @@ async fn an_idle_sandbox_is_paused_and_woken_by_the_next_exec_or_proxied_request
     server.client().resume(&id).await.unwrap();
 
     // The wakes are measured.
-    let metrics = server
-        .http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = berth_e2e::metrics_of(&server).await;
     let wakes: f64 = metrics
         .lines()
         .find_map(|line| line.strip_prefix("berth_wake_duration_seconds_count "))

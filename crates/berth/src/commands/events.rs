@@ -38,13 +38,14 @@ pub struct EventsArgs {
     pub output: EventFormat,
 }
 
+/// `key=value` as the events route takes a label filter.
+pub fn label_filters(labels: &[(String, String)]) -> Vec<String> {
+    labels.iter().map(|(key, value)| format!("{key}={value}")).collect()
+}
+
 pub fn query(args: &EventsArgs) -> EventsQuery {
     EventsQuery {
-        labels: args
-            .labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect(),
+        labels: label_filters(&args.labels),
         owner: args.owner.clone(),
         ids: args.ids.clone(),
         types: args.types.clone(),

@@ -55,11 +55,7 @@ pub async fn run(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
 /// Redraws the listing at once and after every burst of events that concerns it.
 async fn watch(client: &BerthClient, args: &LsArgs) -> anyhow::Result<()> {
     let events_query = EventsQuery {
-        labels: args
-            .labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect(),
+        labels: super::events::label_filters(&args.labels),
         owner: args.owner.clone(),
         ..EventsQuery::default()
     };
