@@ -1019,7 +1019,9 @@ impl SandboxService {
             let asleep = sandbox.status == Status::Paused && sandbox.status_reason == Some(Reason::Idle);
             (awake || asleep) && crate::address::reaches(sandbox, address)
         })?;
-        self.activity.touch(&sandbox.id);
+        if sandbox.spec.idle_timeout.is_some() {
+            self.activity.touch(&sandbox.id);
+        }
         if sandbox.status == Status::Paused {
             let service = Arc::clone(self);
             let id = sandbox.id.clone();

@@ -110,12 +110,16 @@ impl SandboxService {
 
     /// Records that a request needs `id`, waking it first when it sleeps for being idle.
     pub(crate) async fn needed(&self, id: &SandboxId) -> Result<(), ServiceError> {
+        let Some(current) = self.index.get(id) else {
+            return Ok(());
+        };
+        // Only what an idle pause reads is remembered: no entry for a sandbox without an
+        // `idle_timeout`, nor for an ended one (whose entry `after_end` already dropped).
+        if current.spec.idle_timeout.is_none() || current.status.is_ended() {
+            return Ok(());
+        }
         self.activity.touch(id);
-        let sleeping = self
-            .index
-            .get(id)
-            .is_some_and(|sandbox| sandbox.status == Status::Paused && sandbox.status_reason == Some(Reason::Idle));
-        if !sleeping {
+        if current.status != Status::Paused || current.status_reason != Some(Reason::Idle) {
             return Ok(());
         }
         let started = std::time::Instant::now();
