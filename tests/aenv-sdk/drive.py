@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+import aenv as aenv_sdk
 from aenv import Environment
 
 HOST = os.environ.get("BERTH_HOST", "127.0.0.2")
@@ -132,6 +133,62 @@ async def sdk_flow(env_name, label):
     return instance_id
 
 
+def sdk_version():
+    return tuple(int(part) for part in aenv_sdk.__version__.split(".")[:3])
+
+
+def fetch(url):
+    """A GET with no key at all: (HTTP status, body text)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+async def data_plane_free_flow(env_name):
+    """SDK 0.1.7: enable_data_plane=False, mount_points onto a berth volume, presign_url."""
+    volume = f"sdk-data-{SUFFIX}"
+    status, body = call("POST", "/v1/volumes", {"name": volume, "owner": "sdk-check"})
+    check(status == 201, "0.1.7: a berth volume for the SDK's owner", body)
+    env = Environment(
+        f"{env_name}@1.0.0",
+        aenv_url=f"http://{HOST}",
+        ttl="5m",
+        timeout=30.0,
+        startup_timeout=120.0,
+        api_key=os.environ.get("AENV_API_KEY"),
+        enable_data_plane=False,
+        mount_points=[{"id": volume, "remote_dir": "/", "local_dir": "/workspace"}],
+    )
+    async with env:
+        info = await env.get_env_info()
+        instance_id = info["instance_id"]
+        check(info["status"] == "Running", "0.1.7: enable_data_plane=False initializes without the gateway", info)
+        try:
+            await env.list_functions()
+            fail("0.1.7: list_functions should be refused without a data plane")
+        except Exception as error:  # the SDK's EnvironmentError
+            check("enable_data_plane" in str(error), "0.1.7: the SDK refuses data-plane calls", error)
+        status, result = call(
+            "POST",
+            f"/v1/sandboxes/{instance_id}/exec",
+            {"cmd": ["sh", "-c", "echo kept > /workspace/f && cat /workspace/f"]},
+        )
+        check(status == 200 and result["stdout"] == "kept\n", "0.1.7: mount_points mount the volume", result)
+        url = await env.presign_url(port=8081, expiration_time_in_minutes=2)
+        check(url.startswith(f"http://{HOST}:8080/p/"), "0.1.7: presign_url answers a berth link", url)
+        status, text = fetch(f"{url}health")
+        check(status == 200, "0.1.7: the presigned link reaches the sandbox's port with no key", (status, text))
+        status, _ = fetch(f"{url.rstrip('/')}x/health")
+        check(status == 403, "0.1.7: a changed link is refused", status)
+    gone = eventually(lambda: call("GET", f"/env-instance/{instance_id}")[0] == 404, 30)
+    check(gone, "0.1.7: leaving the context releases the instance")
+    # The container may still be going: the volume is free once it is.
+    deleted = eventually(lambda: call("DELETE", f"/v1/volumes/{volume}?owner=sdk-check")[0] == 204, 30)
+    check(deleted, "0.1.7: the volume is deleted once unmounted")
+
+
 def aenv(*args):
     """Runs the `aenv` CLI; returns its stdout (fails the check on a non-zero exit)."""
     completed = subprocess.run(
@@ -221,10 +278,12 @@ services:
     )
     asyncio.run(sdk_flow(image_env, "image Env"))
     asyncio.run(sdk_flow(compose_env, "compose Env"))
+    if sdk_version() >= (0, 1, 7):
+        asyncio.run(data_plane_free_flow(image_env))
     cli_flow(image_env)
     for name in (image_env, compose_env):
         call("DELETE", f"/env/{name}/1.0.0")
-    print("aenv-sdk: all checks passed", flush=True)
+    print(f"aenv-sdk {aenv_sdk.__version__}: all checks passed", flush=True)
 
 
 if __name__ == "__main__":

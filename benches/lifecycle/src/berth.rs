@@ -248,6 +248,31 @@ impl Berth {
         self.send(request, StatusCode::NO_CONTENT).await.map(drop)
     }
 
+    /// `POST {path}` with `body`, answered `expect`; the answer's JSON.
+    pub async fn post(&self, path: &str, body: &Value, expect: StatusCode) -> Result<Value> {
+        let request = self.http.post(format!("{}{path}", self.url)).json(body);
+        Ok(serde_json::from_slice(&self.send(request, expect).await?)?)
+    }
+
+    /// `DELETE /v1/snapshots/{id}`, retried while a sandbox made from it still has its container
+    /// (the engine removes those after the delete has answered).
+    pub async fn delete_snapshot(&self, id: &str) -> Result<()> {
+        for _ in 0..100 {
+            let response = self
+                .http
+                .delete(format!("{}/v1/snapshots/{id}", self.url))
+                .send()
+                .await
+                .context("berth request failed")?;
+            match response.status() {
+                StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => return Ok(()),
+                StatusCode::CONFLICT => tokio::time::sleep(Duration::from_millis(200)).await,
+                status => bail!("berth answered {status} to the delete of snapshot {id}"),
+            }
+        }
+        bail!("snapshot {id} stayed in use for 20 s after its sandboxes were deleted")
+    }
+
     /// `GET /v1/sandboxes/{id}`.
     pub async fn get(&self, id: &str) -> Result<Bytes> {
         let request = self.http.get(format!("{}/v1/sandboxes/{id}", self.url));

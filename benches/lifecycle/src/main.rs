@@ -11,6 +11,7 @@ mod expiry;
 mod pools;
 mod report;
 mod rss;
+mod snapshots;
 mod throughput;
 mod timing;
 mod transfer;
@@ -52,8 +53,11 @@ enum Part {
     Throughput,
     /// How late sandboxes with a 3 s TTL end by expiry: `ended_at - expires_at`.
     Expiry,
-    /// An exec on a sandbox paused for being idle against one on an awake sandbox.
+    /// An exec on a sandbox paused for being idle against one on an awake sandbox; an exec on a
+    /// hibernated one.
     Wake,
+    /// Snapshot time, a create from a snapshot against a cold create, a fork of 8.
+    Snapshots,
     /// The server's RSS with many sandboxes (1,000 containers: heavy).
     Rss,
 }
@@ -101,6 +105,15 @@ struct Args {
     /// Idle pauses and wakes timed in the wake part.
     #[arg(long, default_value_t = 20)]
     wake_rounds: usize,
+    /// Hibernations and wakes timed in the wake part (each waits about 6 s for the hibernation).
+    #[arg(long, default_value_t = 10)]
+    hibernate_rounds: usize,
+    /// Snapshots, creates from them and cold creates timed in the snapshots part.
+    #[arg(long, default_value_t = 10)]
+    snapshot_rounds: usize,
+    /// Forks of 8 timed in the snapshots part.
+    #[arg(long, default_value_t = 5)]
+    fork_rounds: usize,
     /// Sandboxes present when the rss part reads the server's memory.
     #[arg(long, default_value_t = 1000)]
     rss_sandboxes: usize,
@@ -137,11 +150,14 @@ async fn main() -> Result<()> {
         args.pool_min_ready,
         args.expiry_sandboxes,
         args.rss_sandboxes,
+        args.wake_rounds,
+        args.snapshot_rounds,
     ]
     .contains(&0)
     {
         bail!(
-            "--pool-claims, --pool-concurrency, --pool-min-ready, --expiry-sandboxes and --rss-sandboxes must be at least 1"
+            "--pool-claims, --pool-concurrency, --pool-min-ready, --expiry-sandboxes, --rss-sandboxes, --wake-rounds \
+             and --snapshot-rounds must be at least 1 (--hibernate-rounds and --fork-rounds may be 0: not measured)"
         );
     }
     if args.runs(Part::Throughput) {
@@ -194,6 +210,9 @@ async fn main() -> Result<()> {
             "pool_min_ready": args.pool_min_ready,
             "expiry_sandboxes": args.expiry_sandboxes,
             "wake_rounds": args.wake_rounds,
+            "hibernate_rounds": args.hibernate_rounds,
+            "snapshot_rounds": args.snapshot_rounds,
+            "fork_rounds": args.fork_rounds,
             "rss_sandboxes": args.rss_sandboxes,
         });
         println!("{:#}", report::json(&rows, &transfers, &figures, context));
@@ -275,7 +294,12 @@ async fn run(args: &Args, engine: &Engine, server: &Server, run_id: &str, cluste
     if args.runs(Part::Wake) {
         results
             .figures
-            .extend(wake::run(berth, &args.image, args.wake_rounds).await?);
+            .extend(wake::run(berth, &args.image, args.wake_rounds, args.hibernate_rounds).await?);
+    }
+    if args.runs(Part::Snapshots) {
+        results
+            .figures
+            .extend(snapshots::run(berth, &args.image, args.snapshot_rounds, args.fork_rounds).await?);
     }
     if args.runs(Part::Rss) {
         let pid = server.pid().context("berth serve has exited")?;

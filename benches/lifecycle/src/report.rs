@@ -80,18 +80,20 @@ pub struct Figure {
     pub details: String,
 }
 
-/// The target of a [`Figure`].
+/// The target of a [`Figure`]; `Measured` for a figure recorded without one.
 #[derive(Debug, Clone, Copy)]
 pub enum Bound {
     AtLeast(f64),
     AtMost(f64),
+    Measured,
 }
 
 impl Figure {
-    fn passes(&self) -> bool {
+    fn passes(&self) -> Option<bool> {
         match self.bound {
-            Bound::AtLeast(min) => self.value >= min,
-            Bound::AtMost(max) => self.value <= max,
+            Bound::AtLeast(min) => Some(self.value >= min),
+            Bound::AtMost(max) => Some(self.value <= max),
+            Bound::Measured => None,
         }
     }
 
@@ -99,6 +101,7 @@ impl Figure {
         match self.bound {
             Bound::AtLeast(min) => format!(">= {min} {}", self.unit),
             Bound::AtMost(max) => format!("<= {max} {}", self.unit),
+            Bound::Measured => "-".to_owned(),
         }
     }
 }
@@ -176,7 +179,7 @@ pub fn figure_table(figures: &[Figure]) -> String {
             f.name,
             format!("{:.1} {}", f.value, f.unit),
             f.target(),
-            verdict(Some(f.passes())),
+            verdict(f.passes()),
             f.details
         );
         out.push_str(line.trim_end());
@@ -372,10 +375,12 @@ mod tests {
             bound: Bound::AtLeast(10_000.0),
             details: String::new(),
         };
-        assert!(figure.passes());
+        assert_eq!(figure.passes(), Some(true));
         figure.bound = Bound::AtMost(10_000.0);
-        assert!(!figure.passes());
-        assert!(figure_table(&[figure]).contains("<= 10000 req/s"));
+        assert_eq!(figure.passes(), Some(false));
+        assert!(figure_table(std::slice::from_ref(&figure)).contains("<= 10000 req/s"));
+        figure.bound = Bound::Measured;
+        assert_eq!((figure.passes(), figure.target().as_str()), (None, "-"));
     }
 
     #[test]

@@ -148,6 +148,8 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         ttl: Some(NumberOrString::String(units::format_duration(max_ttl))),
         max_lifetime: None,
         idle_timeout: None,
+        hibernate_after: None,
+        ttl_counts_idle: None,
         owner: Some(replica_owner(service)),
         template: None,
         readiness: spec.readiness.as_ref().map(berth_core::ReadinessProbe::to_request),
@@ -155,6 +157,8 @@ pub fn replica_request(service: &EnvService, template: &Template, max_ttl: Durat
         hardening: Some(spec.hardening),
         network: Some(spec.network.to_request()),
         restart: Some(spec.restart.to_request()),
+        volumes: spec.volumes.clone(),
+        snapshot: None,
     }
 }
 

@@ -35,7 +35,7 @@ pub fn instance_status(sandbox: &Sandbox) -> &'static str {
         Status::Running if sandbox.ip.as_deref().is_some_and(|ip| !ip.is_empty()) => "Running",
         Status::Running | Status::Creating => "Creating",
         Status::Pending => "Pending",
-        Status::Paused => "Paused",
+        Status::Paused | Status::Hibernated => "Paused",
         Status::Failed => "Failed",
         Status::Stopping | Status::Terminated => "Terminated",
     }
@@ -112,12 +112,44 @@ fn request_field_error(error: FieldError) -> FieldError {
     let field = match error.field.as_str() {
         "template" => "envName".to_owned(),
         "command" | "command[0]" => "arguments".to_owned(),
+        other if other.starts_with("volumes") => other
+            .replacen("volumes", "mount_points", 1)
+            .replace(".name", ".id")
+            .replace(".path", ".local_dir"),
         other => aenv_field_name(other),
     };
     FieldError {
         field,
         message: error.message,
     }
+}
+
+/// SDK 0.1.7's `mount_points` as berth volume mounts: the caller's volume `id`, whole, at
+/// `local_dir`. A `remote_dir` inside the volume is refused: the engine mounts whole volumes.
+fn volumes_of(mount_points: &[berth_api::aenv::MountPoint]) -> Result<Vec<berth_core::VolumeMount>, AenvError> {
+    let mut errors = Vec::new();
+    for (index, point) in mount_points.iter().enumerate() {
+        let remote = point.remote_dir.as_deref().unwrap_or("/").trim();
+        if !remote.trim_matches('/').is_empty() {
+            errors.push(FieldError {
+                field: format!("mount_points[{index}].remote_dir"),
+                message: format!(
+                    "`{remote}`: berth mounts a whole volume; give \"/\" (or leave it out) and use the subdirectory inside local_dir"
+                ),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AenvError::invalid_fields(&errors));
+    }
+    Ok(mount_points
+        .iter()
+        .map(|point| berth_core::VolumeMount {
+            name: point.id.clone(),
+            path: point.local_dir.clone(),
+            read_only: point.read_only,
+        })
+        .collect())
 }
 
 /// A text field of the request, with "" meaning absent (the SDK sends empty strings).
@@ -215,6 +247,7 @@ pub async fn create_instance(
     });
     let variables = request.environment_variables.clone().unwrap_or_default();
     let user_labels = request.labels.clone().unwrap_or_default();
+    let volumes = volumes_of(request.mount_points.as_deref().unwrap_or_default())?;
     if let Some(compose_file) = env.compose_file() {
         let stack = plan_stack(compose_file, &template, &variables, &arguments)?;
         let main = stack.main().cloned().unwrap_or_else(|| stack.services[0].clone());
@@ -223,6 +256,7 @@ pub async fn create_instance(
         stack_request.command = main.command;
         stack_request.env = main.environment;
         stack_request.ports = main.ports;
+        stack_request.volumes = volumes;
         let extras = CreateExtras {
             system_labels: system_labels(&env, &template, owner, ttl),
             stack: Some(stack),
@@ -237,11 +271,13 @@ pub async fn create_instance(
             labels: user_labels,
             ttl: ttl.clone().map(berth_api::NumberOrString::String),
             owner: berth_owner,
+            volumes,
             ..SandboxRequest::default()
         }
     } else {
         let mut inline = request_from_spec(&template.spec, user_labels, ttl.as_ref(), berth_owner);
         inline.env.extend(variables);
+        inline.volumes = volumes;
         if command.is_some() {
             inline.command = command;
         }
@@ -422,6 +458,57 @@ pub async fn get_instance(
     let templates = templates_of(&service, std::slice::from_ref(&sandbox)).await?;
     let env = env_of_sandbox(&sandbox, &templates);
     Ok(Success(instance_view(&sandbox, env)))
+}
+
+/// `POST /env-instance/{id}/presign-url` (SDK 0.1.7): `{port, expiration_time_in_minutes}` →
+/// `{url}`, a link through berth's proxy to that port of the sandbox that works without a key
+/// until it expires (5 minutes unless asked), for as long as the caller's key is usable.
+pub async fn presign_url(
+    State(service): State<Arc<SandboxService>>,
+    Extension(caller): Extension<Caller>,
+    scheme: Option<Extension<berth_api::ServedScheme>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> AenvResult<Value> {
+    let body = json_object(&body)?;
+    let port = match body.get("port") {
+        Some(Value::Number(port)) => port
+            .as_u64()
+            .and_then(|port| u16::try_from(port).ok())
+            .filter(|port| *port > 0),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        AenvError::invalid_fields(&[FieldError {
+            field: "port".into(),
+            message: "is required: the sandbox's TCP port to reach, 1-65535".into(),
+        }])
+    })?;
+    let minutes = match body.get("expiration_time_in_minutes") {
+        None | Some(Value::Null) => 5.0,
+        Some(Value::Number(minutes)) => minutes.as_f64().unwrap_or(-1.0),
+        Some(_) => -1.0,
+    };
+    let most = berth_control::presign::MAX_VALIDITY.as_secs_f64() / 60.0;
+    if !(minutes > 0.0 && minutes <= most) {
+        return Err(AenvError::invalid_fields(&[FieldError {
+            field: "expiration_time_in_minutes".into(),
+            message: format!("must be a number of minutes above 0 and at most {most}"),
+        }]));
+    }
+    live_instance(&service, &id).await?;
+    let validity = std::time::Duration::from_secs_f64(minutes * 60.0);
+    let (token, expires_at) = service.presign(&caller, &id, port, validity).await?;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = scheme.map_or("http", |Extension(scheme)| scheme.0);
+    Ok(Success(serde_json::json!({
+        "url": format!("{scheme}://{host}/p/{token}/"),
+        "expires_at": timestamp(expires_at),
+    })))
 }
 
 /// `DELETE /env-instance/{id}`: answers at once; the container is removed in the background.

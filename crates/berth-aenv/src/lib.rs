@@ -50,6 +50,7 @@ pub fn routes(service: Arc<SandboxService>) -> Router {
             get(instances::get_instance).delete(instances::delete_instance),
         )
         .route("/env-instance/{id}/list", get(instances::list_instances))
+        .route("/env-instance/{id}/presign-url", post(instances::presign_url))
         .route("/env-service", create_service())
         .route("/env-service/", create_service())
         .route(

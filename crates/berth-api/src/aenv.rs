@@ -192,6 +192,27 @@ pub struct CreateInstanceRequest {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// SDK 0.1.7: storage to mount, `[{id, remote_dir, local_dir}]`; berth mounts the caller's
+    /// volume `id` (whole) at `local_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_points: Option<Vec<MountPoint>>,
+}
+
+/// One of SDK 0.1.7's `mount_points`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// The storage's id: in berth, the name of one of the caller's volumes.
+    #[serde(default)]
+    pub id: String,
+    /// The directory of the storage to mount; berth mounts a whole volume (`/` or absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_dir: Option<String>,
+    /// Where it appears inside the sandbox.
+    #[serde(default)]
+    pub local_dir: String,
+    /// berth's extension: mount it read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// A long-running service of an Env (`/env-service`): replicas behind one address. Exactly the

@@ -17,11 +17,15 @@ pub use berth_core::template::{PoolRequest, TemplateRequest};
 pub mod aenv;
 pub mod identity;
 pub mod problem;
+pub mod snapshots;
 pub mod templates;
+pub mod volumes;
 pub mod work;
 
 pub use problem::{Problem, ProblemKind};
+pub use snapshots::{ForkRequest, ForkResponse, SnapshotList, SnapshotRequest, SnapshotView};
 pub use templates::{BuildDone, BuildLine, PoolList, PoolView, TemplateList, TemplateView};
+pub use volumes::{VolumeList, VolumeRequest, VolumeView};
 pub use work::{
     DirListing, ExecExit, ExecRequest, ExecResult, FileStat, ProcessOutput, ProcessView, ResizeMessage, SignalRequest,
     StatsView, TerminalSize,
@@ -97,6 +101,18 @@ pub struct SandboxView {
     /// by the next: `"5m"`; absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    /// Stopped (status `Hibernated`, reason `idle`; its files kept, its memory freed) after
+    /// sleeping this long, and started again by the next request: `"1h"`; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernate_after: Option<String>,
+    /// Whether time asleep counts against the TTL; false (omitted): the deadline moves on by
+    /// the time slept when it wakes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ttl_counts_idle: bool,
+    /// Since when it sleeps for being idle (or was last renewed asleep); absent while awake.
+    #[serde(default, with = "rfc3339_option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub asleep_since: Option<DateTime<Utc>>,
     /// The template it was made from (`name:tag`), if any.
     #[serde(default)]
     pub template: Option<String>,
@@ -116,6 +132,9 @@ pub struct SandboxView {
     /// `status_message` tell of the last exit).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u32,
+    /// The owner's volumes mounted into it; absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<berth_core::VolumeMount>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -158,15 +177,24 @@ impl From<&Sandbox> for SandboxView {
             ended_at: sandbox.ended_at,
             lifetime_ends_at: sandbox.lifetime_ends_at(),
             idle_timeout: sandbox.spec.idle_timeout.map(berth_core::units::format_duration),
+            hibernate_after: sandbox.spec.hibernate_after.map(berth_core::units::format_duration),
+            ttl_counts_idle: sandbox.spec.ttl_counts_idle,
+            asleep_since: sandbox.asleep_since,
             template: sandbox.template.clone(),
             runtime: sandbox.spec.runtime.clone(),
             hardening: sandbox.spec.hardening,
             network: sandbox.spec.network,
             restart: sandbox.spec.restart,
             restarts: sandbox.restarts,
+            volumes: sandbox.spec.volumes.clone(),
         }
     }
 }
+
+/// The scheme the server answers on (`http`, or `https` with TLS), for the links it hands out;
+/// put on every request by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedScheme(pub &'static str);
 
 /// One page of sandboxes in creation order; `next_cursor` fetches the next page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -189,8 +217,8 @@ pub struct SandboxEventView {
     /// Increases by one per event on the server process that sent it.
     pub id: u64,
     /// `sandbox.created`, `sandbox.claimed`, `sandbox.status`, `sandbox.paused`,
-    /// `sandbox.resumed`, `sandbox.renewed`, `sandbox.network`, `sandbox.restarted`, `sandbox.deleted`,
-    /// `sandbox.expired`.
+    /// `sandbox.resumed`, `sandbox.renewed`, `sandbox.network`, `sandbox.restarted`,
+    /// `sandbox.snapshot`, `sandbox.deleted`, `sandbox.expired`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(with = "rfc3339")]
@@ -208,6 +236,9 @@ pub struct SandboxEventView {
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: DateTime<Utc>,
+    /// The snapshot taken, on a `sandbox.snapshot` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
 }
 
 /// Answer to a renew: the new deadline.

@@ -35,6 +35,9 @@ pub struct TemplateView {
     pub name: String,
     pub tag: String,
     pub image: String,
+    /// The snapshot its sandboxes start from, when it was made from one (`image` is its image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub command: Option<Vec<String>>,
     pub env: BTreeMap<String, String>,
     pub workdir: Option<String>,
@@ -75,6 +78,7 @@ impl TemplateView {
             name: template.name.clone(),
             tag: template.tag.clone(),
             image: template.spec.image.clone(),
+            snapshot: template.snapshot.clone(),
             command: template.spec.command.clone(),
             env: template.spec.env.clone(),
             workdir: template.spec.workdir.clone(),

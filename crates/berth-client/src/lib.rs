@@ -1,7 +1,8 @@
 //! Typed async HTTP client for berth's native v1 API: URL building, requests, and the mapping of
 //! answers (problem+json, other statuses, unreachable servers) to [`ClientError`]. Work inside a
 //! sandbox (exec, files, logs, stats) is in [`work`], the interactive exec socket in [`ws`],
-//! templates and warm pools in [`templates`], the AEnvironment Env registry in [`aenv`].
+//! templates and warm pools in [`templates`], snapshots and forks in [`snapshots`], the
+//! AEnvironment Env registry in [`aenv`].
 
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use serde::de::DeserializeOwned;
 
 pub mod aenv;
 pub mod identity;
+pub mod snapshots;
 pub mod sse;
 pub mod templates;
+pub mod volumes;
 pub mod work;
 pub mod ws;
 

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Whether the MCP gateway forwards requests that carry no key; `None`: only while it
     /// listens on loopback.
     pub gateway_anonymous: Option<bool>,
+    /// Signs and checks presigned URLs (`--url-signing-key-file`; every process of a deployment
+    /// must share it for one's URLs to work on another).
+    pub presigner: crate::presign::Presigner,
 }
 
 /// Whether berth asks who is calling.
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             open_metrics: true,
             rate_limit: None,
             gateway_anonymous: None,
+            presigner: crate::presign::Presigner::random(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum EventKind {
     Network,
     /// Its main process failed and the engine restarted it (`restart: {"on_failure": N}`).
     Restarted,
+    /// A snapshot of it was taken (by itself or for a fork); the event names the snapshot.
+    Snapshot,
     /// Ended (or ending) because a client deleted it.
     Deleted,
     /// Ended because its time ran out.
@@ -42,7 +44,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Created,
         EventKind::Claimed,
         EventKind::Status,
@@ -51,6 +53,7 @@ impl EventKind {
         EventKind::Renewed,
         EventKind::Network,
         EventKind::Restarted,
+        EventKind::Snapshot,
         EventKind::Deleted,
         EventKind::Expired,
     ];
@@ -66,6 +69,7 @@ impl EventKind {
             EventKind::Renewed => "sandbox.renewed",
             EventKind::Network => "sandbox.network",
             EventKind::Restarted => "sandbox.restarted",
+            EventKind::Snapshot => "sandbox.snapshot",
             EventKind::Deleted => "sandbox.deleted",
             EventKind::Expired => "sandbox.expired",
         }
@@ -94,6 +98,8 @@ pub struct SandboxEvent {
     pub reason: Option<Reason>,
     pub message: Option<String>,
     pub expires_at: DateTime<Utc>,
+    /// The snapshot a `sandbox.snapshot` event is about.
+    pub snapshot: Option<String>,
 }
 
 /// The kinds of event one change of a record stands for (none for a record nobody sees yet).
@@ -129,6 +135,9 @@ pub fn kinds_of_change(previous: Option<&Sandbox>, current: &Sandbox) -> Vec<Eve
     }
     if current.restarts > previous.restarts {
         kinds.push(EventKind::Restarted);
+    }
+    if current.last_snapshot.is_some() && current.last_snapshot != previous.last_snapshot {
+        kinds.push(EventKind::Snapshot);
     }
     if previous.expires_at != current.expires_at && !current.status.is_ended() && previous.status == current.status {
         kinds.push(EventKind::Renewed);
@@ -220,6 +229,9 @@ impl EventHub {
                 reason: current.status_reason.clone(),
                 message: current.status_message.clone(),
                 expires_at: current.expires_at,
+                snapshot: (kind == EventKind::Snapshot)
+                    .then(|| current.last_snapshot.clone())
+                    .flatten(),
             });
             history.next_id += 1;
             if history.events.len() == self.capacity {
@@ -328,6 +340,9 @@ mod tests {
             s.exit_code = Some(3);
         });
         assert_eq!(kinds_of_change(Some(&running), &restarted), [EventKind::Restarted]);
+        let snapshotted = changed(&running, |s| s.last_snapshot = Some("0123456789abcdef".into()));
+        assert_eq!(kinds_of_change(Some(&running), &snapshotted), [EventKind::Snapshot]);
+        assert!(kinds_of_change(Some(&snapshotted), &snapshotted).is_empty());
         // Nothing seen by a client changed: no event.
         let touched = changed(&running, |s| s.updated_at += chrono::Duration::seconds(1));
         assert!(kinds_of_change(Some(&running), &touched).is_empty());

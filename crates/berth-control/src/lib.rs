@@ -23,6 +23,7 @@ pub mod index;
 pub mod locks;
 pub mod metrics;
 pub mod output;
+pub mod presign;
 pub mod probe;
 pub mod processes;
 pub mod reconciler;

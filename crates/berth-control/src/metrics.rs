@@ -169,6 +169,8 @@ pub struct Metrics {
     create_duration: Family<PathLabels, Histogram>,
     idle_pauses: Counter,
     wake_duration: Histogram,
+    hibernations: Counter,
+    hibernation_wake_duration: Histogram,
     pool_ready: Family<TemplateLabels, Gauge>,
     errors: Family<KindLabels, Counter>,
     loop_duration: Family<LoopLabels, Histogram>,
@@ -206,6 +208,8 @@ impl Metrics {
         let create_duration = Family::<PathLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let idle_pauses = Counter::default();
         let wake_duration = latency_histogram();
+        let hibernations = Counter::default();
+        let hibernation_wake_duration = latency_histogram();
         let pool_ready = Family::<TemplateLabels, Gauge>::default();
         let errors = Family::<KindLabels, Counter>::default();
         let loop_duration = Family::<LoopLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
@@ -272,6 +276,16 @@ impl Metrics {
             wake_duration.clone(),
         );
         registry.register(
+            "berth_hibernations",
+            "Idle-paused sandboxes stopped (files kept, memory freed) after their hibernate_after",
+            hibernations.clone(),
+        );
+        registry.register(
+            "berth_hibernation_wake_duration_seconds",
+            "A request's wait for a hibernated sandbox it needed to start and run again (its count: the wakes)",
+            hibernation_wake_duration.clone(),
+        );
+        registry.register(
             "berth_pool_ready",
             "Warm sandboxes ready to claim, by template",
             pool_ready.clone(),
@@ -326,6 +340,8 @@ impl Metrics {
             create_duration,
             idle_pauses,
             wake_duration,
+            hibernations,
+            hibernation_wake_duration,
             pool_ready,
             errors,
             loop_duration,
@@ -403,6 +419,14 @@ impl Metrics {
 
     pub fn observe_wake(&self, took: Duration) {
         self.wake_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn count_hibernation(&self) {
+        self.hibernations.inc();
+    }
+
+    pub fn observe_hibernation_wake(&self, took: Duration) {
+        self.hibernation_wake_duration.observe(took.as_secs_f64());
     }
 
     pub fn set_pool_ready(&self, template: &str, ready: usize) {
@@ -591,6 +615,10 @@ impl Runtime for MeteredRuntime {
         self.timed("pause", self.inner.pause(container_id)).await
     }
 
+    async fn stop(&self, container_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        self.timed("stop", self.inner.stop(container_id, grace)).await
+    }
+
     async fn change_egress(
         &self,
         request: &ContainerRequest,
@@ -602,6 +630,52 @@ impl Runtime for MeteredRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.timed("unpause", self.inner.unpause(container_id)).await
+    }
+
+    async fn create_volume(
+        &self,
+        engine_name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<berth_runtime::VolumeState, RuntimeError> {
+        self.timed("volume_create", self.inner.create_volume(engine_name, labels))
+            .await
+    }
+
+    async fn inspect_volume(&self, engine_name: &str) -> Result<berth_runtime::VolumeState, RuntimeError> {
+        self.timed("volume_inspect", self.inner.inspect_volume(engine_name))
+            .await
+    }
+
+    async fn list_volumes(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<berth_runtime::VolumeState>, RuntimeError> {
+        self.timed("volume_list", self.inner.list_volumes(labels)).await
+    }
+
+    async fn remove_volume(&self, engine_name: &str) -> Result<(), RuntimeError> {
+        self.timed("volume_remove", self.inner.remove_volume(engine_name)).await
+    }
+
+    async fn commit(
+        &self,
+        container_id: &str,
+        reference: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<berth_runtime::ImageState, RuntimeError> {
+        self.timed("commit", self.inner.commit(container_id, reference, labels))
+            .await
+    }
+
+    async fn list_images(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<berth_runtime::ImageState>, RuntimeError> {
+        self.timed("image_list", self.inner.list_images(labels)).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.timed("image_remove", self.inner.remove_image(reference)).await
     }
 
     /// Timed until the engine has taken the context and the build's output starts.

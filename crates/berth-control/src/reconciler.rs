@@ -202,6 +202,7 @@ async fn resync_periodically(service: Arc<SandboxService>, resync_now: Arc<Notif
                 warn!(%error, "resync failed");
             }
         }
+        service.collect_expired_snapshots().await;
         service.metrics().observe_loop("resync", started.elapsed());
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

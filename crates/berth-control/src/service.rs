@@ -29,11 +29,16 @@ mod egress;
 mod env_service_records;
 mod idle;
 mod pools;
+mod presigned;
 mod reconcile;
 mod runtimes;
+mod snapshots;
+mod volumes;
 pub use build::{BuildOptions, build_tag};
 pub use pools::PoolBook;
 pub use reconcile::ResyncReport;
+pub use snapshots::{Forked, SnapshotInfo};
+pub use volumes::VolumeInfo;
 
 /// Owner recorded when a create names none.
 pub const DEFAULT_OWNER: &str = "anonymous";
@@ -73,6 +78,9 @@ pub enum ServiceError {
     /// A malformed or unsafe request body (e.g. a tar entry escaping its directory).
     #[error("{0}")]
     BadBody(String),
+    /// Not now, perhaps in a moment (a sleeping sandbox that did not wake in time): a 503.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What kind of thing a request named that does not exist, for callers that answer one kind
@@ -85,6 +93,10 @@ pub enum NotFoundKind {
     Process,
     /// A path inside a sandbox.
     File,
+    /// A persistent volume of an owner.
+    Volume,
+    /// A snapshot of a sandbox.
+    Snapshot,
 }
 
 impl ServiceError {
@@ -95,6 +107,22 @@ impl ServiceError {
 
     pub fn not_found(kind: NotFoundKind, detail: String) -> Self {
         ServiceError::NotFound { kind, detail }
+    }
+
+    /// An engine failure not tied to one sandbox (images, volumes).
+    pub(crate) fn engine(error: RuntimeError) -> Self {
+        ServiceError::Engine {
+            error,
+            sandbox_id: None,
+        }
+    }
+
+    /// An engine failure while acting on sandbox `id`, for `map_err`.
+    pub(crate) fn engine_for(id: &SandboxId) -> impl FnOnce(RuntimeError) -> Self + '_ {
+        move |error| ServiceError::Engine {
+            error,
+            sandbox_id: Some(id.clone()),
+        }
     }
 
     /// One invalid value of a request (exec, files, logs…), named by its field.
@@ -156,6 +184,9 @@ pub struct SandboxService {
     identity: Identity,
     /// The OCI runtimes the engine offers, for the check of a spec's `runtime`.
     offered_runtimes: runtimes::OfferedRuntimes,
+    /// Orders the volume calls of this process: a delete never interleaves with a create's
+    /// count and make.
+    volume_lock: tokio::sync::Mutex<()>,
 }
 
 /// A sandbox found `Running`, with its container and the engine it runs on: what exec, files,
@@ -223,6 +254,7 @@ impl SandboxService {
             env_services_changed: tokio::sync::Notify::new(),
             started: tokio::time::Instant::now(),
             offered_runtimes: runtimes::OfferedRuntimes::default(),
+            volume_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -301,7 +333,7 @@ impl SandboxService {
             let page = self.store.list(&filter, after.as_ref(), 1000).await?;
             for sandbox in page.items {
                 if !sandbox.status.is_ended() {
-                    self.timers.schedule(sandbox.id.clone(), sandbox.expires_at);
+                    self.timers.schedule(sandbox.id.clone(), sandbox.expiry_deadline());
                 }
                 self.index.load(sandbox);
                 count += 1;
@@ -362,7 +394,7 @@ impl SandboxService {
             self.timers.cancel(record.id.clone());
             self.processes.forget(&record.id);
         } else {
-            self.timers.schedule(record.id.clone(), record.expires_at);
+            self.timers.schedule(record.id.clone(), record.expiry_deadline());
         }
         self.index.put(record);
         true
@@ -388,7 +420,7 @@ impl SandboxService {
     pub fn arm_all_timers(&self) {
         for record in self.index.snapshot() {
             if !record.status.is_ended() {
-                self.timers.schedule(record.id.clone(), record.expires_at);
+                self.timers.schedule(record.id.clone(), record.expiry_deadline());
             }
         }
     }
@@ -507,6 +539,7 @@ impl SandboxService {
         let owner = request.owner.clone().unwrap_or_else(|| DEFAULT_OWNER.to_owned());
         validate_owner(&owner)?;
         let (spec, template) = self.spec_for_create(&request, extras).await?;
+        self.check_volumes(&owner, &spec).await?;
         if let Some(key) = &idempotency_key {
             validate_idempotency_key(key)?;
             if let Some(replayed) = self.replay(&owner, key).await? {
@@ -575,18 +608,25 @@ impl SandboxService {
         extras: CreateExtras,
     ) -> Result<(SandboxSpec, Option<Template>), ServiceError> {
         let CreateExtras { system_labels, stack } = extras;
-        let (mut spec, template) = match &request.template {
-            None => (
+        let (mut spec, template) = match (&request.template, &request.snapshot) {
+            (_, Some(snapshot)) => {
+                let owner = request.owner.as_deref().unwrap_or(DEFAULT_OWNER);
+                (self.spec_from_snapshot(snapshot, owner, request).await?, None)
+            }
+            (None, None) => (
                 request
                     .validate(&self.config.policy)
                     .map_err(ServiceError::Validation)?,
                 None,
             ),
-            Some(reference) => {
+            (Some(reference), None) => {
                 let template = self.template_for_create(reference).await?;
                 let spec = pools::merged_request(&template, request)
                     .validate(&self.config.policy)
                     .map_err(ServiceError::Validation)?;
+                if template.snapshot.is_some() {
+                    Self::keeps_the_seal(&template.spec, &spec)?;
+                }
                 (spec, Some(template))
             }
         };
@@ -639,7 +679,7 @@ impl SandboxService {
         }
         let id = &sandbox.id;
         self.index.put(sandbox.clone());
-        self.timers.schedule(id.clone(), sandbox.expires_at);
+        self.timers.schedule(id.clone(), sandbox.expiry_deadline());
         info!(sandbox = %id, image = %sandbox.spec.image, owner = %owner, "sandbox recorded");
         self.metrics.count_operation(Operation::Create);
         Ok(None)
@@ -861,7 +901,7 @@ impl SandboxService {
             if sandbox.status.is_ended() {
                 return Ok(sandbox);
             }
-            if reason == Reason::Expired && sandbox.expires_at > Utc::now() {
+            if reason == Reason::Expired && sandbox.expiry_deadline() > Utc::now() {
                 return Ok(sandbox);
             }
             let read_at = sandbox.updated_at;
@@ -925,6 +965,10 @@ impl SandboxService {
             let read_at = sandbox.updated_at;
             let now = Utc::now();
             sandbox.expires_at = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            if sandbox.asleep_since.is_some() {
+                // Asleep, the new TTL counts from its wake: the time until then is added back.
+                sandbox.asleep_since = Some(now);
+            }
             if let Some(ends_at) = sandbox.lifetime_ends_at()
                 && sandbox.expires_at > ends_at
             {
@@ -943,7 +987,7 @@ impl SandboxService {
             // Set against the copy read: an expiry that another process decided in between
             // wins, and this renewal answers what that left instead of reviving it.
             if self.persist_if_unchanged(&mut sandbox, read_at, &mut attempts).await? {
-                self.timers.schedule(sandbox_id, sandbox.expires_at);
+                self.timers.schedule(sandbox_id, sandbox.expiry_deadline());
                 return Ok(sandbox);
             }
         }
@@ -990,6 +1034,11 @@ impl SandboxService {
                     sandbox.status
                 )));
             }
+            (Status::Hibernated, _) => {
+                return Err(ServiceError::InvalidState(format!(
+                    "sandbox {id} is hibernated: a request that needs it (exec, files, proxy) wakes it"
+                )));
+            }
             (Status::Stopping, _) => {
                 return Err(ServiceError::InvalidState(format!("sandbox {id} is stopping")));
             }
@@ -1016,13 +1065,14 @@ impl SandboxService {
     pub fn serving_at(self: &Arc<Self>, address: std::net::SocketAddr) -> Option<Sandbox> {
         let sandbox = self.index.find(|sandbox| {
             let awake = sandbox.status == Status::Running;
-            let asleep = sandbox.status == Status::Paused && sandbox.status_reason == Some(Reason::Idle);
+            let asleep = matches!(sandbox.status, Status::Paused | Status::Hibernated)
+                && sandbox.status_reason == Some(Reason::Idle);
             (awake || asleep) && crate::address::reaches(sandbox, address)
         })?;
         if sandbox.spec.idle_timeout.is_some() {
             self.activity.touch(&sandbox.id);
         }
-        if sandbox.status == Status::Paused {
+        if sandbox.status != Status::Running {
             let service = Arc::clone(self);
             let id = sandbox.id.clone();
             tokio::spawn(async move {
@@ -1073,8 +1123,18 @@ impl SandboxService {
         self.set_paused(id, true).await
     }
 
-    /// Thaws a `Paused` sandbox (`Running`). Resuming a running sandbox is a no-op.
+    /// Thaws a `Paused` sandbox, or starts a `Hibernated` one again (`Running`). Resuming a
+    /// running sandbox is a no-op.
     pub async fn resume(&self, id: &str) -> Result<Sandbox, ServiceError> {
+        if let Some(parsed) = SandboxId::parse(id)
+            && self
+                .index
+                .get(&parsed)
+                .is_some_and(|sandbox| sandbox.status == Status::Hibernated)
+        {
+            self.needed(&parsed).await?;
+            return self.get(id);
+        }
         self.set_paused(id, false).await
     }
 
@@ -1090,9 +1150,12 @@ impl SandboxService {
         };
         if sandbox.status == to {
             if pause && sandbox.status_reason == Some(Reason::Idle) {
-                // Asleep for being idle, now paused on purpose: no request wakes it any more.
+                // Asleep for being idle, now paused on purpose: no request wakes it any more,
+                // and from now on its time paused counts, as a client's pause does.
                 sandbox.status_reason = None;
+                sandbox.wake(Utc::now());
                 self.persist(&mut sandbox).await?;
+                self.timers.schedule(id.clone(), sandbox.expiry_deadline());
             }
             return Ok(sandbox);
         }
@@ -1119,7 +1182,9 @@ impl SandboxService {
         if sandbox.status_reason == Some(Reason::Idle) {
             sandbox.status_reason = None;
         }
+        sandbox.wake(Utc::now());
         self.persist(&mut sandbox).await?;
+        self.timers.schedule(id.clone(), sandbox.expiry_deadline());
         info!(sandbox = %id, "sandbox {verb}");
         Ok(sandbox)
     }

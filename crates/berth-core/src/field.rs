@@ -32,6 +32,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: &str, message: String) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            message,
+        }
+    }
+}
+
 /// Every problem found in a request, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]

@@ -15,6 +15,7 @@ pub mod stack;
 pub mod status;
 pub mod template;
 pub mod units;
+pub mod volume;
 
 pub use env_service::{EnvService, EnvServiceId, ServiceStatus};
 pub use field::{FieldError, NumberOrString, ValidationErrors};
@@ -27,3 +28,4 @@ pub use sandbox::{PortBinding, Sandbox, SandboxId};
 pub use spec::{Resources, Restart, SandboxRequest, SandboxSpec, SpecPolicy};
 pub use status::Status;
 pub use template::{PoolSpec, Template, TemplateRef, TemplateRequest};
+pub use volume::VolumeMount;

@@ -82,6 +82,9 @@ pub struct Sandbox {
     /// How many times its main process was restarted under its `restart` policy.
     #[serde(default)]
     pub restarts: u32,
+    /// The newest snapshot taken of it (`POST /v1/sandboxes/{id}/snapshots` or a fork).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot: Option<String>,
     pub owner: String,
     /// Name of the engine the sandbox runs on.
     pub engine: String,
@@ -103,6 +106,10 @@ pub struct Sandbox {
     /// claim, which makes it an ordinary sandbox of the claimer.
     #[serde(default)]
     pub pool: Option<String>,
+    /// Since when it sleeps for being idle (paused, then perhaps hibernated), or since its last
+    /// renewal while asleep: the time its wake adds to the deadline unless `ttl_counts_idle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asleep_since: Option<DateTime<Utc>>,
 }
 
 impl Sandbox {
@@ -127,6 +134,7 @@ impl Sandbox {
             exit_code: None,
             oom_killed: false,
             restarts: 0,
+            last_snapshot: None,
             owner,
             engine,
             spec,
@@ -141,6 +149,7 @@ impl Sandbox {
             ended_at: None,
             template: None,
             pool: None,
+            asleep_since: None,
         }
     }
 
@@ -158,6 +167,35 @@ impl Sandbox {
     pub fn lifetime_ends_at(&self) -> Option<DateTime<Utc>> {
         let limit = chrono::Duration::from_std(self.spec.max_lifetime?).ok()?;
         self.created_at.checked_add_signed(limit)
+    }
+
+    /// When its expiry is due: its deadline, except while it sleeps for being idle with time
+    /// asleep not counting, when only its `max_lifetime` (if any) can end it.
+    pub fn expiry_deadline(&self) -> DateTime<Utc> {
+        if self.asleep_since.is_some() && !self.spec.ttl_counts_idle {
+            return self.lifetime_ends_at().unwrap_or(DateTime::<Utc>::MAX_UTC);
+        }
+        self.expires_at
+    }
+
+    /// Wakes the record from an idle sleep at `now`: unless time asleep counts, the deadline
+    /// moves on by the time slept, never past the `max_lifetime`.
+    pub fn wake(&mut self, now: DateTime<Utc>) {
+        let Some(since) = self.asleep_since.take() else {
+            return;
+        };
+        if self.spec.ttl_counts_idle {
+            return;
+        }
+        let slept = (now - since).max(chrono::Duration::zero());
+        let moved = self
+            .expires_at
+            .checked_add_signed(slept)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.expires_at = match self.lifetime_ends_at() {
+            Some(ends_at) => moved.min(ends_at.max(self.expires_at)),
+            None => moved,
+        };
     }
 
     /// Moves to an ended status with a reason, stamping `ended_at`. Returns false (and changes
@@ -237,6 +275,62 @@ mod tests {
         json["status_reason"] = "oom_killed".into();
         let read: Sandbox = serde_json::from_value(json).unwrap();
         assert_eq!(read.status_reason, Some(Reason::OomKilled));
+    }
+
+    fn text(value: &str) -> crate::field::NumberOrString {
+        crate::field::NumberOrString::String(value.to_owned())
+    }
+
+    fn sleeper(ttl_counts_idle: bool, max_lifetime: Option<&str>) -> Sandbox {
+        let spec = crate::SandboxRequest {
+            image: Some("busybox".into()),
+            ttl: Some(text("10m")),
+            max_lifetime: max_lifetime.map(text),
+            idle_timeout: Some(text("1m")),
+            ttl_counts_idle: Some(ttl_counts_idle),
+            ..Default::default()
+        }
+        .validate(&crate::SpecPolicy::default())
+        .unwrap();
+        Sandbox::new_pending(spec, "me".into(), "local".into(), None, Utc::now())
+    }
+
+    #[test]
+    fn time_asleep_moves_the_deadline_on_unless_it_counts() {
+        let mut sandbox = sleeper(false, None);
+        let deadline = sandbox.expires_at;
+        let since = sandbox.created_at + chrono::Duration::minutes(2);
+        sandbox.asleep_since = Some(since);
+        assert_eq!(
+            sandbox.expiry_deadline(),
+            DateTime::<Utc>::MAX_UTC,
+            "asleep, nothing expires it"
+        );
+        sandbox.wake(since + chrono::Duration::minutes(30));
+        assert_eq!(sandbox.expires_at, deadline + chrono::Duration::minutes(30));
+        assert_eq!(sandbox.asleep_since, None);
+        assert_eq!(sandbox.expiry_deadline(), sandbox.expires_at);
+
+        let mut counted = sleeper(true, None);
+        let deadline = counted.expires_at;
+        counted.asleep_since = Some(counted.created_at);
+        assert_eq!(
+            counted.expiry_deadline(),
+            deadline,
+            "time asleep counts: the deadline holds"
+        );
+        counted.wake(counted.created_at + chrono::Duration::minutes(30));
+        assert_eq!(counted.expires_at, deadline);
+    }
+
+    #[test]
+    fn the_max_lifetime_bounds_a_sleeper_and_its_wake() {
+        let mut sandbox = sleeper(false, Some("20m"));
+        let ends_at = sandbox.lifetime_ends_at().unwrap();
+        sandbox.asleep_since = Some(sandbox.created_at);
+        assert_eq!(sandbox.expiry_deadline(), ends_at);
+        sandbox.wake(sandbox.created_at + chrono::Duration::hours(5));
+        assert_eq!(sandbox.expires_at, ends_at);
     }
 
     #[test]

@@ -54,6 +54,16 @@ pub struct SandboxRequest {
     /// request; the next such request wakes it. At least 1s; never paused when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<NumberOrString>,
+    /// Stopped (its filesystem kept, its memory freed) once it has slept this long after its
+    /// `idle_timeout`; the next request starts it again, its main process anew. Needs
+    /// `idle_timeout`; at least 1s; never stopped for being idle when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernate_after: Option<NumberOrString>,
+    /// Whether time asleep (paused or hibernated for being idle) counts against the TTL. By
+    /// default it does not: the deadline moves on by the time slept when the sandbox wakes. The
+    /// `max_lifetime` holds either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_counts_idle: Option<bool>,
     /// Who the sandbox belongs to; `anonymous` when omitted. Not part of the validated spec.
     pub owner: Option<String>,
     /// Create from this template (`name` or `name:tag`): its spec is the base, and the fields
@@ -76,6 +86,15 @@ pub struct SandboxRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = json!({"on_failure": 3})))]
     pub restart: Option<serde_json::Value>,
+    /// The caller's persistent volumes to mount (`POST /v1/volumes` makes them): they outlive
+    /// the sandbox and are never another owner's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volume::VolumeMount>,
+    /// Create from this snapshot (its id, `POST /v1/sandboxes/{id}/snapshots`): its filesystem
+    /// and its sandbox's spec are the base, the fields given here override it (`image` must then
+    /// be omitted). Not with `template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 /// What happens when a sandbox's main process exits.
@@ -163,6 +182,16 @@ pub struct SandboxSpec {
         with = "crate::units::optional_duration_secs"
     )]
     pub idle_timeout: Option<Duration>,
+    /// Stopped, its filesystem kept, after sleeping this long; `None`: never.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::units::optional_duration_secs"
+    )]
+    pub hibernate_after: Option<Duration>,
+    /// Whether time asleep counts against the TTL (records without the field: it does not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ttl_counts_idle: bool,
     /// Must pass before the sandbox counts as `Running` (absent in records older than probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<ReadinessProbe>,
@@ -182,6 +211,9 @@ pub struct SandboxSpec {
     /// Whether a failed main process is restarted; records without the field never are.
     #[serde(default, skip_serializing_if = "Restart::is_never")]
     pub restart: Restart,
+    /// The owner's volumes mounted into it; records without the field mount none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::volume::VolumeMount>,
 }
 
 /// The server's defaults for omitted values and the maxima it accepts.
@@ -246,6 +278,7 @@ impl SandboxRequest {
         let ttl = self.validated_ttl(policy, &mut errors);
         let max_lifetime = self.validated_max_lifetime(policy, ttl, &mut errors);
         let idle_timeout = self.validated_idle_timeout(&mut errors);
+        let hibernate_after = self.validated_hibernate_after(&mut errors);
         let readiness = self.validated_readiness(&mut errors);
         self.check_runtime(&mut errors);
         let network = NetworkRequest::validate(self.network.as_ref(), policy.default_egress)
@@ -258,6 +291,7 @@ impl SandboxRequest {
                 .unwrap_or_default(),
         };
 
+        crate::volume::check_mounts(&self.volumes, &mut errors);
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
         }
@@ -278,12 +312,15 @@ impl SandboxRequest {
             ttl,
             max_lifetime,
             idle_timeout,
+            hibernate_after,
+            ttl_counts_idle: self.ttl_counts_idle.unwrap_or(false),
             readiness,
             stack: None,
             runtime: self.runtime.clone(),
             hardening: self.hardening.unwrap_or_default(),
             network,
             restart,
+            volumes: self.volumes.clone(),
         })
     }
 
@@ -518,6 +555,33 @@ impl SandboxRequest {
             Ok(timeout) => Some(timeout),
             Err(message) => {
                 reject(errors, "idle_timeout", message);
+                None
+            }
+        }
+    }
+
+    fn validated_hibernate_after(&self, errors: &mut Vec<FieldError>) -> Option<Duration> {
+        let input = self.hibernate_after.as_ref()?;
+        match units::parse_duration(input) {
+            Ok(_) if self.idle_timeout.is_none() => {
+                reject(
+                    errors,
+                    "hibernate_after",
+                    "needs an `idle_timeout`: a sandbox hibernates only after sleeping for being idle".to_owned(),
+                );
+                None
+            }
+            Ok(after) if after < Duration::from_secs(1) => {
+                reject(
+                    errors,
+                    "hibernate_after",
+                    format!("`{input}` is under the shortest of 1s"),
+                );
+                None
+            }
+            Ok(after) => Some(after),
+            Err(message) => {
+                reject(errors, "hibernate_after", message);
                 None
             }
         }

@@ -1,4 +1,4 @@
-//! The sandbox status machine: `Pending → Creating → Running ⇄ Paused → Stopping → Terminated`, and `Failed` from anywhere.
+//! The sandbox status machine: `Pending → Creating → Running ⇄ Paused → Stopping → Terminated`, an idle-paused sandbox `Hibernated` and woken to `Running`, and `Failed` from anywhere.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,17 +9,21 @@ pub enum Status {
     Creating,
     Running,
     Paused,
+    /// Stopped by berth after its `hibernate_after` while idle-paused: its filesystem kept, its
+    /// memory freed; the next request that needs it starts it again.
+    Hibernated,
     Stopping,
     Terminated,
     Failed,
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Creating,
         Status::Running,
         Status::Paused,
+        Status::Hibernated,
         Status::Stopping,
         Status::Terminated,
         Status::Failed,
@@ -36,6 +40,7 @@ impl Status {
             Status::Creating => "Creating",
             Status::Running => "Running",
             Status::Paused => "Paused",
+            Status::Hibernated => "Hibernated",
             Status::Stopping => "Stopping",
             Status::Terminated => "Terminated",
             Status::Failed => "Failed",
@@ -54,7 +59,8 @@ impl Status {
             (Pending, Creating) => true,
             (Pending | Creating, Running) => true,
             (Running, Paused) | (Paused, Running) => true,
-            (Pending | Creating | Running | Paused, Stopping) => true,
+            (Paused, Hibernated) | (Hibernated, Running) => true,
+            (Pending | Creating | Running | Paused | Hibernated, Stopping) => true,
             (Stopping, Terminated) => true,
             // A sandbox that exits on its own with code 0 ends without passing through Stopping.
             (Running | Paused, Terminated) => true,
@@ -109,6 +115,18 @@ mod tests {
     fn a_stopping_sandbox_never_runs_again() {
         assert!(!Status::Stopping.can_become(Status::Running));
         assert!(!Status::Stopping.can_become(Status::Paused));
+    }
+
+    #[test]
+    fn only_an_idle_paused_sandbox_hibernates_and_a_hibernated_one_only_wakes_or_ends() {
+        for from in Status::ALL.into_iter().filter(|s| *s != Status::Paused) {
+            assert!(!from.can_become(Status::Hibernated), "{from}");
+        }
+        let next: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|to| Status::Hibernated.can_become(*to))
+            .collect();
+        assert_eq!(next, [Status::Running, Status::Stopping, Status::Failed]);
     }
 
     #[test]

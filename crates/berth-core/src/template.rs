@@ -70,6 +70,10 @@ pub struct Template {
     /// as given so the registry surface returns it whole; `None` for native templates.
     #[serde(default)]
     pub env_document: Option<serde_json::Value>,
+    /// The snapshot its sandboxes start from, when it was made from one: its spec is that
+    /// snapshot's sandbox's spec under the request's fields, its image the snapshot's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -94,6 +98,10 @@ pub struct TemplateRequest {
     /// `latest` when omitted. Letters, digits, `.`, `_` and `-`, up to 128 characters.
     pub tag: Option<String>,
     pub image: Option<String>,
+    /// A snapshot (`GET /v1/snapshots`) its sandboxes start from, pooled ones too: the
+    /// snapshot's sandbox's spec with this request's fields laid over it. Leave `image` out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub command: Option<Vec<String>>,
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -116,6 +124,12 @@ pub struct TemplateRequest {
     /// Paused after this long without a request that needs it (as a sandbox's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<NumberOrString>,
+    /// Stopped, its filesystem kept, after sleeping this long (as a sandbox's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hibernate_after: Option<NumberOrString>,
+    /// Whether time asleep counts against the TTL (as a sandbox's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_counts_idle: Option<bool>,
     pub pool: Option<PoolRequest>,
     /// A check every sandbox made from it must pass before it is `Running` (pooled ones too).
     pub readiness: Option<crate::readiness::ReadinessRequest>,
@@ -161,6 +175,8 @@ impl TemplateRequest {
             ttl: self.ttl.clone(),
             max_lifetime: self.max_lifetime.clone(),
             idle_timeout: self.idle_timeout.clone(),
+            hibernate_after: self.hibernate_after.clone(),
+            ttl_counts_idle: self.ttl_counts_idle,
             readiness: self.readiness.clone(),
             runtime: self.runtime.clone(),
             hardening: self.hardening,
@@ -174,6 +190,18 @@ impl TemplateRequest {
     /// (the body may then omit it, or must repeat it exactly).
     pub fn validate(
         &self,
+        policy: &SpecPolicy,
+        name_in_path: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Template, ValidationErrors> {
+        self.validate_with_spec(self.sandbox_request(), policy, name_in_path, now)
+    }
+
+    /// As [`validate`](Self::validate), the spec validated from `spec_request` (this request's
+    /// fields laid over a snapshot's spec, say) rather than from this request alone.
+    pub fn validate_with_spec(
+        &self,
+        spec_request: SandboxRequest,
         policy: &SpecPolicy,
         name_in_path: Option<&str>,
         now: DateTime<Utc>,
@@ -239,7 +267,7 @@ impl TemplateRequest {
                 })
             }
         };
-        let spec = match self.sandbox_request().validate(policy) {
+        let spec = match spec_request.validate(policy) {
             Ok(spec) => Some(spec),
             Err(ValidationErrors(spec_errors)) => {
                 errors.extend(spec_errors);
@@ -254,6 +282,7 @@ impl TemplateRequest {
                 pool,
                 error: None,
                 env_document: None,
+                snapshot: self.snapshot.clone(),
                 created_at: now,
                 updated_at: now,
             }),

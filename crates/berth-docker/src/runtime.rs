@@ -28,8 +28,10 @@ use crate::{spec, state};
 
 mod build_calls;
 mod guard_calls;
+mod image_calls;
 mod network_calls;
 mod stack_calls;
+mod volume_calls;
 mod work_calls;
 
 /// How many containers `list_managed` inspects at once (only ended ones are inspected).
@@ -162,6 +164,7 @@ impl DockerRuntime {
         network: &str,
     ) -> Result<bollard::models::ContainerCreateResponse, RuntimeError> {
         let body = spec::container_body(request, &self.config.publish_host_ip, network)?;
+        self.check_mounted_volumes(request).await?;
         let options = CreateContainerOptionsBuilder::new().name(name).build();
         // A 404 here means the image (or the network) vanished since the check; a 409 means a
         // container of this name exists already: it is not ours to remove.
@@ -587,8 +590,55 @@ impl Runtime for DockerRuntime {
         self.pause_impl(container_id).await
     }
 
+    async fn stop(&self, container_id: &str, grace: std::time::Duration) -> Result<(), RuntimeError> {
+        self.stop_impl(container_id, grace).await
+    }
+
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.unpause_impl(container_id).await
+    }
+
+    async fn create_volume(
+        &self,
+        engine_name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<berth_runtime::VolumeState, RuntimeError> {
+        self.create_volume_impl(engine_name, labels).await
+    }
+
+    async fn inspect_volume(&self, engine_name: &str) -> Result<berth_runtime::VolumeState, RuntimeError> {
+        self.inspect_volume_impl(engine_name).await
+    }
+
+    async fn list_volumes(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<berth_runtime::VolumeState>, RuntimeError> {
+        self.list_volumes_impl(labels).await
+    }
+
+    async fn remove_volume(&self, engine_name: &str) -> Result<(), RuntimeError> {
+        self.remove_volume_impl(engine_name).await
+    }
+
+    async fn commit(
+        &self,
+        container_id: &str,
+        reference: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<berth_runtime::ImageState, RuntimeError> {
+        self.commit_impl(container_id, reference, labels).await
+    }
+
+    async fn list_images(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<berth_runtime::ImageState>, RuntimeError> {
+        self.list_images_impl(labels).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.remove_image_impl(reference).await
     }
 
     async fn build_image(

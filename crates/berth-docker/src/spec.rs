@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use berth_core::Egress;
 use berth_core::sandbox::label_keys;
 use berth_runtime::{ContainerRequest, RuntimeError};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, PortMap};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, PortMap};
 
 /// Options berth sets on every container, whatever the request.
 pub(crate) const SECURITY_OPT: &str = "no-new-privileges";
@@ -82,8 +82,10 @@ pub(crate) fn container_body(
         // they never linger as zombies counting against the pids limit.
         init: Some(true),
         // The sandbox network, where no sandbox reaches another. PID, IPC and UTS modes stay
-        // unset: private namespaces. No binds, mounts or devices.
+        // unset: private namespaces. No binds or devices; the only mounts are the owner's own
+        // volumes, which the engine keeps apart from the host's files.
         network_mode: Some(network.to_owned()),
+        mounts: volume_mounts(request),
         // Egress `deny`: the engine's resolver forwards what it cannot answer to the sandbox's
         // own loopback, where nothing of the outside listens, instead of to the host's
         // resolvers (a host-side resolver would otherwise carry names out of a sealed network).
@@ -113,6 +115,33 @@ pub(crate) fn container_body(
         host_config: Some(host_config),
         ..Default::default()
     })
+}
+
+/// The engine names of the volumes `request` mounts, in its order: its owner's, in its
+/// deployment (from the request's `berth.owner` and `berth.cluster` labels).
+pub(crate) fn volume_sources(request: &ContainerRequest) -> Vec<String> {
+    let label = |key: &str| request.labels.get(key).map(String::as_str).unwrap_or_default();
+    request
+        .spec
+        .volumes
+        .iter()
+        .map(|mount| berth_core::volume::engine_name(label(label_keys::CLUSTER), label(label_keys::OWNER), &mount.name))
+        .collect()
+}
+
+fn volume_mounts(request: &ContainerRequest) -> Option<Vec<Mount>> {
+    let mounts: Vec<Mount> = volume_sources(request)
+        .into_iter()
+        .zip(&request.spec.volumes)
+        .map(|(source, mount)| Mount {
+            target: Some(mount.path.clone()),
+            source: Some(source),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(mount.read_only),
+            ..Default::default()
+        })
+        .collect();
+    (!mounts.is_empty()).then_some(mounts)
 }
 
 /// The request's labels; a sealed sandbox's container also carries `berth.stack`, as its
@@ -171,12 +200,15 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 max_lifetime: None,
                 idle_timeout: None,
+                hibernate_after: None,
+                ttl_counts_idle: false,
                 readiness: None,
                 stack: None,
                 runtime: None,
                 hardening: berth_core::Hardening::default(),
                 network: berth_core::NetworkPolicy::default(),
                 restart: berth_core::Restart::Never,
+                volumes: Vec::new(),
             },
             labels: BTreeMap::from([("berth.managed".into(), "true".into())]),
         }

@@ -49,14 +49,22 @@ pub enum Access {
 pub fn access(method: &Method, route: &str, open_metrics: bool) -> Access {
     let reads = method == Method::GET || method == Method::HEAD;
     match route {
-        "/healthz" | "/readyz" | "/health" | "/v1/openapi.json" => Access::Open,
+        // The dashboard's files hold no secret; the page sends its key with each call it makes.
+        "/healthz" | "/readyz" | "/health" | "/v1/openapi.json" | "/ui" | "/ui/" | "/ui/{*path}" => Access::Open,
         "/metrics" if open_metrics => Access::Open,
+        // A presigned URL's token is its credential, checked by its handler.
+        _ if route.starts_with("/p/{token}") => Access::Open,
         "/metrics" => Access::Admin,
         "/v1/whoami" => Access::AnyKey,
         _ if route.starts_with("/v1/keys") || route.starts_with("/v1/quotas") || route.starts_with("/v1/audit") => {
             Access::Admin
         }
-        _ if route.starts_with("/v1/sandboxes/{id}") || route == "/env-instance/{id}" => Access::OwnSandbox,
+        _ if route.starts_with("/v1/sandboxes/{id}")
+            || route == "/env-instance/{id}"
+            || route == "/env-instance/{id}/presign-url" =>
+        {
+            Access::OwnSandbox
+        }
         "/env-service/{id}" => Access::OwnEnvService,
         // Templates and Envs are the platform's catalogue: everyone reads and uses them,
         // admins publish them.
@@ -343,6 +351,7 @@ mod tests {
         assert_eq!(access(&get, "/env-service/{id}", true), Access::OwnEnvService);
         assert_eq!(access(&get, "/v1/keys", true), Access::Admin);
         assert_eq!(access(&get, "/v1/whoami", true), Access::AnyKey);
+        assert_eq!(access(&get, "/ui/{*path}", true), Access::Open);
         assert_eq!(access(&get, "", true), Access::AnyKey, "unknown routes need a key too");
     }
 }

@@ -71,6 +71,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unsupported(detail) => ApiError::new(ProblemKind::Validation, detail),
             ServiceError::TooLarge(detail) => ApiError::new(ProblemKind::BodyTooLarge, detail),
             ServiceError::BadBody(detail) => ApiError::new(ProblemKind::InvalidBody, detail),
+            ServiceError::Unavailable(detail) => ApiError::new(ProblemKind::EngineUnavailable, detail),
         }
     }
 }

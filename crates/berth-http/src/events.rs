@@ -269,5 +269,6 @@ fn view(event: &SandboxEvent) -> SandboxEventView {
         reason: event.reason.as_ref().map(|reason| reason.as_str().to_owned()),
         message: event.message.clone(),
         expires_at: event.expires_at,
+        snapshot_id: event.snapshot.clone(),
     }
 }

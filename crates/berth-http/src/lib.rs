@@ -32,7 +32,12 @@ pub mod json;
 pub mod observe;
 pub mod proxy;
 pub mod sandboxes;
+pub mod snapshots;
 pub mod templates;
+pub mod ui;
+
+pub use berth_api::ServedScheme;
+pub mod volumes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,7 +55,10 @@ commands in them, move files in and out, read their logs and stats, pause and re
         (name = "observe", description = "Logs and resource stats of a sandbox"),
         (name = "health", description = "Liveness and readiness probes, health and metrics"),
         (name = "proxy", description = "HTTP and WebSocket requests to servers inside a sandbox"),
+        (name = "snapshots", description = "Snapshots of sandboxes, creates from them, and forks"),
+        (name = "volumes", description = "Persistent volumes an owner's sandboxes mount"),
         (name = "identity", description = "API keys, the caller's identity, quotas and the audit log"),
+        (name = "ui", description = "The web dashboard"),
     ),
     // Routed by hand in `router_and_spec` (its `{*path}` wildcard is not an OpenAPI path).
     paths(proxy::proxy),
@@ -93,6 +101,12 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
         // Build contexts stream any size (the service enforces `max_file_size`): no 1 MiB limit.
         .routes(routes!(templates::build_template).layer(DefaultBodyLimit::disable()))
         .routes(routes!(templates::list_pools))
+        .routes(routes!(snapshots::create_snapshot))
+        .routes(routes!(snapshots::fork))
+        .routes(routes!(snapshots::list_snapshots))
+        .routes(routes!(snapshots::get_snapshot, snapshots::delete_snapshot))
+        .routes(routes!(volumes::create_volume, volumes::list_volumes))
+        .routes(routes!(volumes::get_volume, volumes::delete_volume))
         .routes(routes!(identity::whoami))
         .routes(routes!(identity::create_key, identity::list_keys))
         .routes(routes!(identity::get_key, identity::revoke_key))
@@ -103,10 +117,18 @@ pub fn router_and_spec(service: Arc<SandboxService>) -> (Router, utoipa::openapi
             identity::delete_quota
         ))
         .routes(routes!(identity::list_audit))
+        .routes(routes!(ui::page))
+        // The page's assets, and its own routes (`/ui/sandboxes/…`) reloaded: not API paths.
+        .route("/ui/", get(ui::page))
+        .route("/ui/{*path}", get(ui::asset))
         // Any method, WebSocket upgrades included; the bare `{port}` and `{port}/` forms reach `/`.
         .route("/v1/sandboxes/{id}/proxy/{port}/{*path}", any(proxy::proxy))
         .route("/v1/sandboxes/{id}/proxy/{port}/", any(proxy::proxy))
         .route("/v1/sandboxes/{id}/proxy/{port}", any(proxy::proxy))
+        // Presigned URLs: the token in the path is the credential (the gate lets them through).
+        .route("/p/{token}/{*path}", any(proxy::presigned))
+        .route("/p/{token}/", any(proxy::presigned))
+        .route("/p/{token}", any(proxy::presigned))
         .with_state(service)
         .split_for_parts()
 }

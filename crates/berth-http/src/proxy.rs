@@ -73,7 +73,61 @@ pub async fn proxy(
             ));
         }
     };
-    let running = service.running_container(&target.id).await?;
+    proxy_to(
+        &service,
+        &target.id,
+        port,
+        upstream_path(request.uri()),
+        upgrade,
+        request,
+    )
+    .await
+}
+
+/// A request through a presigned URL (`/p/{token}/…`): the token, not a key, says which port of
+/// which sandbox it may reach, and until when.
+pub async fn presigned(
+    State(service): State<Arc<SandboxService>>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let token = params.get("token").map(String::as_str).unwrap_or_default();
+    let grant = service
+        .config()
+        .presigner
+        .verify(token, chrono::Utc::now())
+        .map_err(|refusal| ApiError::new(ProblemKind::Forbidden, refusal.to_string()))?;
+    service
+        .honours(&grant)
+        .await
+        .map_err(|refusal| ApiError::new(ProblemKind::Forbidden, refusal))?;
+    // "", "p", token, rest
+    let rest = request.uri().path().splitn(4, '/').nth(3).unwrap_or_default();
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("/{rest}?{query}"),
+        None => format!("/{rest}"),
+    };
+    proxy_to(
+        &service,
+        grant.sandbox_id.as_str(),
+        grant.port,
+        path_and_query,
+        upgrade,
+        request,
+    )
+    .await
+}
+
+async fn proxy_to(
+    service: &SandboxService,
+    id: &str,
+    port: u16,
+    path_and_query: String,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let running = service.running_container(id).await?;
     let sandbox = service.get(running.id.as_str())?;
     let address = sandbox_address(&sandbox, port).ok_or_else(|| {
         ApiError::new(
@@ -81,7 +135,6 @@ pub async fn proxy(
             format!("sandbox {} has no network address to reach port {port} at", sandbox.id),
         )
     })?;
-    let path_and_query = upstream_path(request.uri());
     debug!(sandbox = %sandbox.id, %address, method = %request.method(), path = %path_and_query, "proxy request");
     if let Ok(upgrade) = upgrade {
         return websocket(upgrade, address, &path_and_query, request.headers()).await;

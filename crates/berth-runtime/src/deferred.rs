@@ -13,9 +13,10 @@ use futures::stream::BoxStream;
 
 use crate::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
-    EngineSecurity, ExecSession, ExecSpec, ExecState, LogOptions, OutputChunk, PathStat, ResourceStats, Runtime,
-    RuntimeError, RuntimeEvent, StackObjects,
+    EngineSecurity, ExecSession, ExecSpec, ExecState, ImageState, LogOptions, OutputChunk, PathStat, ResourceStats,
+    Runtime, RuntimeError, RuntimeEvent, StackObjects, VolumeState,
 };
+use std::collections::BTreeMap;
 
 /// First wait between two connect attempts; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -174,6 +175,10 @@ impl Runtime for DeferredRuntime {
         self.engine()?.pause(container_id).await
     }
 
+    async fn stop(&self, container_id: &str, grace: std::time::Duration) -> Result<(), RuntimeError> {
+        self.engine()?.stop(container_id, grace).await
+    }
+
     async fn change_egress(
         &self,
         request: &ContainerRequest,
@@ -184,6 +189,43 @@ impl Runtime for DeferredRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.engine()?.unpause(container_id).await
+    }
+
+    async fn create_volume(
+        &self,
+        engine_name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeState, RuntimeError> {
+        self.engine()?.create_volume(engine_name, labels).await
+    }
+
+    async fn inspect_volume(&self, engine_name: &str) -> Result<VolumeState, RuntimeError> {
+        self.engine()?.inspect_volume(engine_name).await
+    }
+
+    async fn list_volumes(&self, labels: &BTreeMap<String, String>) -> Result<Vec<VolumeState>, RuntimeError> {
+        self.engine()?.list_volumes(labels).await
+    }
+
+    async fn remove_volume(&self, engine_name: &str) -> Result<(), RuntimeError> {
+        self.engine()?.remove_volume(engine_name).await
+    }
+
+    async fn commit(
+        &self,
+        container_id: &str,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<ImageState, RuntimeError> {
+        self.engine()?.commit(container_id, reference, labels).await
+    }
+
+    async fn list_images(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ImageState>, RuntimeError> {
+        self.engine()?.list_images(labels).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.engine()?.remove_image(reference).await
     }
 
     async fn build_image(

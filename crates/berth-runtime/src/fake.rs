@@ -13,8 +13,8 @@ use tokio::sync::broadcast;
 
 use crate::{
     BuildEvent, BuildRequest, ByteStream, ContainerRequest, ContainerState, EngineByteStream, EngineInfo,
-    EngineSecurity, EventKind, ExecSession, ExecSpec, ExecState, GuardState, LogOptions, OutputChunk, PathStat,
-    ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects,
+    EngineSecurity, EventKind, ExecSession, ExecSpec, ExecState, GuardState, ImageState, LogOptions, OutputChunk,
+    PathStat, ResourceStats, RunState, Runtime, RuntimeError, RuntimeEvent, StackObjects, VolumeState,
 };
 
 /// Containers kept in a map; events on a broadcast channel; failures injectable.
@@ -35,6 +35,12 @@ pub struct FakeRuntime {
     start_failure: Mutex<Option<String>>,
     /// The OCI runtimes the fake engine offers (`runc` alone unless a test registers more).
     runtimes: Mutex<Vec<String>>,
+    /// The volumes that exist, by engine name.
+    volumes: Mutex<BTreeMap<String, VolumeState>>,
+    /// The engine names of the volumes each container mounts.
+    mounts: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Committed images, by reference.
+    committed: Mutex<BTreeMap<String, ImageState>>,
 }
 
 impl Default for FakeRuntime {
@@ -50,6 +56,9 @@ impl Default for FakeRuntime {
             stacks: Mutex::default(),
             start_failure: Mutex::default(),
             runtimes: Mutex::new(vec!["runc".to_owned()]),
+            volumes: Mutex::default(),
+            mounts: Mutex::default(),
+            committed: Mutex::default(),
         }
     }
 }
@@ -138,6 +147,7 @@ impl FakeRuntime {
     /// Simulates `docker rm -f` behind berth's back.
     pub fn remove_behind_back(&self, container_id: &str) {
         let removed = lock(&self.containers).remove(container_id);
+        lock(&self.mounts).remove(container_id);
         if let Some(container) = removed {
             self.emit(container_id, container.sandbox_id, EventKind::Destroy);
         }
@@ -236,7 +246,24 @@ impl Runtime for FakeRuntime {
                 detail: "no such image".into(),
             });
         }
+        let label = |key: &str| request.labels.get(key).map(String::as_str).unwrap_or_default();
+        let mounted: Vec<String> = request
+            .spec
+            .volumes
+            .iter()
+            .map(|mount| {
+                berth_core::volume::engine_name(
+                    label(berth_core::sandbox::label_keys::CLUSTER),
+                    label(berth_core::sandbox::label_keys::OWNER),
+                    &mount.name,
+                )
+            })
+            .collect();
+        if let Some(missing) = mounted.iter().find(|name| !lock(&self.volumes).contains_key(*name)) {
+            return Err(RuntimeError::Invalid(format!("no such volume {missing}")));
+        }
         let container_id = self.next_container_id();
+        lock(&self.mounts).insert(container_id.clone(), mounted);
         let now = Utc::now();
         let state = ContainerState {
             container_id: container_id.clone(),
@@ -287,7 +314,7 @@ impl Runtime for FakeRuntime {
             let container = containers
                 .get_mut(container_id)
                 .ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))?;
-            if container.state == RunState::Created {
+            if matches!(container.state, RunState::Created | RunState::Exited) {
                 container.state = RunState::Running;
                 container.started_at = Some(Utc::now());
                 container.ip = Some("10.0.0.2".into());
@@ -388,6 +415,24 @@ impl Runtime for FakeRuntime {
         self.set_paused(container_id, true)
     }
 
+    async fn stop(&self, container_id: &str, _grace: std::time::Duration) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        let sandbox_id = {
+            let mut containers = lock(&self.containers);
+            let container = containers
+                .get_mut(container_id)
+                .ok_or_else(|| RuntimeError::NotFound(container_id.to_owned()))?;
+            if !matches!(container.state, RunState::Running | RunState::Paused) {
+                return Ok(());
+            }
+            container.state = RunState::Exited;
+            container.exit_code = Some(143);
+            container.sandbox_id.clone()
+        };
+        self.emit(container_id, sandbox_id, EventKind::Die { exit_code: Some(143) });
+        Ok(())
+    }
+
     /// The fake has one network: the container stays as it is.
     async fn change_egress(
         &self,
@@ -399,6 +444,93 @@ impl Runtime for FakeRuntime {
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError> {
         self.set_paused(container_id, false)
+    }
+
+    async fn create_volume(
+        &self,
+        engine_name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeState, RuntimeError> {
+        self.check_available()?;
+        let mut volumes = lock(&self.volumes);
+        if volumes.contains_key(engine_name) {
+            return Err(RuntimeError::Conflict(format!("volume {engine_name} exists")));
+        }
+        let volume = VolumeState {
+            engine_name: engine_name.to_owned(),
+            labels: labels.clone(),
+            created_at: Some(Utc::now()),
+        };
+        volumes.insert(engine_name.to_owned(), volume.clone());
+        Ok(volume)
+    }
+
+    async fn inspect_volume(&self, engine_name: &str) -> Result<VolumeState, RuntimeError> {
+        self.check_available()?;
+        lock(&self.volumes)
+            .get(engine_name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(engine_name.to_owned()))
+    }
+
+    async fn list_volumes(&self, labels: &BTreeMap<String, String>) -> Result<Vec<VolumeState>, RuntimeError> {
+        self.check_available()?;
+        Ok(lock(&self.volumes)
+            .values()
+            .filter(|volume| labels.iter().all(|(key, value)| volume.labels.get(key) == Some(value)))
+            .cloned()
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        container_id: &str,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<ImageState, RuntimeError> {
+        self.check_available()?;
+        if self.container(container_id).is_none() {
+            return Err(RuntimeError::NotFound(container_id.to_owned()));
+        }
+        let image = ImageState {
+            id: format!("sha256:{:064x}", lock(&self.committed).len() + 1),
+            labels: labels.clone(),
+            size_bytes: 1024,
+            created_at: Some(Utc::now()),
+        };
+        lock(&self.committed).insert(reference.to_owned(), image.clone());
+        Ok(image)
+    }
+
+    async fn list_images(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ImageState>, RuntimeError> {
+        self.check_available()?;
+        Ok(lock(&self.committed)
+            .values()
+            .filter(|image| labels.iter().all(|(key, value)| image.labels.get(key) == Some(value)))
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        lock(&self.committed)
+            .remove(reference)
+            .map(|_| ())
+            .ok_or_else(|| RuntimeError::NotFound(reference.to_owned()))
+    }
+
+    async fn remove_volume(&self, engine_name: &str) -> Result<(), RuntimeError> {
+        self.check_available()?;
+        if lock(&self.mounts)
+            .values()
+            .any(|names| names.iter().any(|name| name == engine_name))
+        {
+            return Err(RuntimeError::Conflict(format!("volume {engine_name} is in use")));
+        }
+        lock(&self.volumes)
+            .remove(engine_name)
+            .map(|_| ())
+            .ok_or_else(|| RuntimeError::NotFound(engine_name.to_owned()))
     }
 
     /// Reads the whole context (as the engine takes it before it starts), records the build,

@@ -70,6 +70,28 @@ pub struct StackObjects {
     pub created_at: DateTime<Utc>,
 }
 
+/// A persistent volume as the engine keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeState {
+    /// The engine's name of it (see `berth_core::volume::engine_name`).
+    pub engine_name: String,
+    /// Its labels: `berth.volume` (the owner's name of it), `berth.owner`, `berth.cluster`.
+    pub labels: BTreeMap<String, String>,
+    /// When the engine made it; `None` where the engine does not say.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// An image the engine keeps, as berth reads it (a snapshot is one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageState {
+    /// The engine's id, `sha256:…`.
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    /// Its size on the engine, in bytes (its own layers and the ones it shares).
+    pub size_bytes: u64,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
 /// A change the engine reports on a berth-managed container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuntimeEvent {
@@ -260,6 +282,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Freezes every process of the container.
     async fn pause(&self, container_id: &str) -> Result<(), RuntimeError>;
 
+    /// Stops a running container, keeping it and its filesystem: its processes get SIGTERM and,
+    /// after `grace`, SIGKILL. A container that does not run is left as it is.
+    async fn stop(&self, container_id: &str, grace: std::time::Duration) -> Result<(), RuntimeError>;
+
     /// Moves a running single-container sandbox onto the networks its request's egress policy
     /// asks for — `deny`: a network of its own that routes nowhere; `allow`: the sandbox network —
     /// without stopping it, and answers its state there (its address changes). Not for compose
@@ -271,6 +297,39 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<ContainerState, RuntimeError>;
 
     async fn unpause(&self, container_id: &str) -> Result<(), RuntimeError>;
+
+    /// Makes the volume `engine_name` with `labels`; `Conflict` when it exists already.
+    async fn create_volume(
+        &self,
+        engine_name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<VolumeState, RuntimeError>;
+
+    /// The volume `engine_name`; `NotFound` when there is none.
+    async fn inspect_volume(&self, engine_name: &str) -> Result<VolumeState, RuntimeError>;
+
+    /// Every volume carrying all of `labels`.
+    async fn list_volumes(&self, labels: &BTreeMap<String, String>) -> Result<Vec<VolumeState>, RuntimeError>;
+
+    /// Commits the container's filesystem as the image `reference` (`repo:tag`) carrying
+    /// `labels`, its processes paused for the instant of the commit.
+    async fn commit(
+        &self,
+        container_id: &str,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<ImageState, RuntimeError>;
+
+    /// Every image carrying all of `labels`.
+    async fn list_images(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ImageState>, RuntimeError>;
+
+    /// Removes the image `reference`; `Conflict` while a container uses it, `NotFound` when
+    /// there is none.
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
+
+    /// Removes the volume and its data; `Conflict` while a container (even a stopped one) uses
+    /// it, `NotFound` when there is none.
+    async fn remove_volume(&self, engine_name: &str) -> Result<(), RuntimeError>;
 
     /// Builds an image from the tar build `context` and tags it `request.tag`. Answers once the
     /// engine has taken the context and started; the build's output then streams with no

@@ -21,6 +21,7 @@ use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+pub use berth_control::presign::Presigner;
 pub use berth_control::{AuthMode, DEFAULT_EXEC_OUTPUT_LIMIT, DEFAULT_MAX_FILE_SIZE, SandboxService, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +58,8 @@ pub async fn serve_with_gateway(
 ) -> Result<(), ServeError> {
     let grace = config.shutdown_grace;
     let (service, background) = start(config, runtime, store).await?;
-    let app = router(Arc::clone(&service));
+    let scheme = berth_http::ServedScheme(if tls.is_some() { "https" } else { "http" });
+    let app = router(Arc::clone(&service)).layer(axum::Extension(scheme));
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, mut closing) = tokio::sync::watch::channel(false);
     let events = Arc::clone(&service);

@@ -116,6 +116,11 @@ pub struct ServeArgs {
     /// [default: none, the store and the metric only]
     #[arg(long, env = "BERTH_AUDIT_LOG", value_name = "PATH")]
     pub audit_log: Option<String>,
+    /// File holding the secret presigned URLs are signed with (64 hex digits; made when missing).
+    /// Give every process of a deployment the same file, or each honours only its own URLs
+    /// [default: <data-dir>/url-signing.key]
+    #[arg(long, env = "BERTH_URL_SIGNING_KEY_FILE", value_name = "PATH")]
+    pub url_signing_key_file: Option<String>,
     /// `open`: /metrics answers without a key; `key`: it needs an admin key [default: open]
     #[arg(long, env = "BERTH_METRICS_AUTH", value_name = "MODE")]
     pub metrics_auth: Option<String>,
@@ -211,6 +216,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     pub auth: AuthSetting,
     pub audit_log: Option<PathBuf>,
+    /// The presigned URLs' secret (`<data_dir>/url-signing.key` unless given).
+    pub url_signing_key_file: PathBuf,
     pub open_metrics: bool,
     /// Sandboxes join berth's own bridge, where none reaches another.
     pub isolate_sandboxes: bool,
@@ -310,6 +317,7 @@ pub struct FileSettings {
     pub shutdown_grace: Option<NumberOrString>,
     pub auth: Option<String>,
     pub audit_log: Option<String>,
+    pub url_signing_key_file: Option<String>,
     pub metrics_auth: Option<String>,
     pub sandbox_network: Option<String>,
     pub host_guard: Option<String>,
@@ -358,6 +366,7 @@ impl FileSettings {
             "shutdown_grace" => self.shutdown_grace.clone(),
             "auth" => text(&self.auth),
             "audit_log" => text(&self.audit_log),
+            "url_signing_key_file" => text(&self.url_signing_key_file),
             "metrics_auth" => text(&self.metrics_auth),
             "sandbox_network" => text(&self.sandbox_network),
             "host_guard" => text(&self.host_guard),
@@ -472,6 +481,7 @@ impl CliLayer {
             ("shutdown_grace", &args.shutdown_grace),
             ("auth", &args.auth),
             ("audit_log", &args.audit_log),
+            ("url_signing_key_file", &args.url_signing_key_file),
             ("metrics_auth", &args.metrics_auth),
             ("sandbox_network", &args.sandbox_network),
             ("host_guard", &args.host_guard),
@@ -630,6 +640,12 @@ pub fn resolve(
         .transpose()?
         .filter(|path| !path.trim().is_empty())
         .map(PathBuf::from);
+    let url_signing_key_file = layers
+        .given("url_signing_key_file")
+        .map(|raw| raw.text())
+        .transpose()?
+        .filter(|path| !path.trim().is_empty())
+        .map_or_else(|| data_dir.join("url-signing.key"), PathBuf::from);
     let open_metrics = resolve_open_metrics(&layers)?;
     let isolate_sandboxes = resolve_isolate_sandboxes(&layers)?;
     let host_guard = resolve_host_guard(&layers)?;
@@ -659,6 +675,7 @@ pub fn resolve(
         shutdown_grace,
         auth,
         audit_log,
+        url_signing_key_file,
         open_metrics,
         isolate_sandboxes,
         host_guard,

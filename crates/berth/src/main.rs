@@ -12,8 +12,8 @@ use berth_client::{BerthClient, ClientOptions};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    AlreadyReported, UsageError, access, cp, egress, env, events, exec, healthcheck, inspect, logs, ls, pause, pool,
-    report, resume, rm, run, serve, shell, stats, template, ttl,
+    AlreadyReported, UsageError, access, cp, egress, env, events, exec, fork, healthcheck, inspect, logs, ls, pause,
+    pool, report, resume, rm, run, serve, shell, snapshot, stats, template, ttl, volume,
 };
 
 /// Short-lived container sandboxes on a Docker Engine.
@@ -88,6 +88,14 @@ enum Command {
     /// Show the warm pools of templates
     #[command(subcommand)]
     Pool(pool::PoolCommand),
+    /// Manage persistent volumes, which sandboxes mount with `run -v NAME:/path`
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// Manage snapshots of sandboxes, which `run --snapshot ID` and templates start from
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// Make new sandboxes from one snapshot of a sandbox and print their ids
+    Fork(fork::ForkArgs),
     /// Manage AEnvironment Envs (the registry its SDK and CLI create instances from)
     #[command(subcommand)]
     Env(env::EnvCommand),
@@ -173,6 +181,9 @@ async fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => resume::run(&client()?, args).await.map(done),
         Command::Template(command) => template::run(&client()?, command).await.map(done),
         Command::Pool(command) => pool::run(&client()?, command).await.map(done),
+        Command::Volume(command) => volume::run(&client()?, command).await.map(done),
+        Command::Snapshot(command) => snapshot::run(&client()?, command).await.map(done),
+        Command::Fork(args) => fork::run(&client()?, args).await.map(done),
         Command::Env(command) => env::run(&client()?, command).await.map(done),
         Command::Key(command) => access::key(&client()?, command).await.map(done),
         Command::Whoami => access::whoami(&client()?).await.map(done),
@@ -231,6 +242,12 @@ mod tests {
             &["berth", "template", "create"],
             &["berth", "template", "rm"],
             &["berth", "pool"],
+            &["berth", "volume"],
+            &["berth", "volume", "rm"],
+            &["berth", "snapshot"],
+            &["berth", "snapshot", "create"],
+            &["berth", "snapshot", "rm"],
+            &["berth", "fork"],
             &["berth", "env"],
             &["berth", "env", "create"],
             &["berth", "env", "rm"],

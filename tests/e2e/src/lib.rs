@@ -299,8 +299,8 @@ impl Drop for TestServer {
     }
 }
 
-/// Removes the containers a test's server made (labelled with its cluster id), then the
-/// volumes and networks of its compose stacks; nothing else.
+/// Removes the containers a test's server made (labelled with its cluster id), then its volumes,
+/// networks and snapshot images; nothing else.
 pub fn remove_cluster_containers(cluster: &str) {
     let filter = format!("label=berth.cluster={cluster}");
     for (list, remove) in [
@@ -319,6 +319,21 @@ pub fn remove_cluster_containers(cluster: &str) {
             args.extend(ids.iter().map(String::as_str));
             let _ = docker(&args);
         }
+    }
+    // Its snapshots: images labelled with its cluster and a snapshot id.
+    let snapshots = docker_ids(&[
+        "image",
+        "ls",
+        "-q",
+        "--filter",
+        &filter,
+        "--filter",
+        "label=berth.snapshot",
+    ]);
+    if !snapshots.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(snapshots.iter().map(String::as_str));
+        let _ = docker(&args);
     }
 }
 

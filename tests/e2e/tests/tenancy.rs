@@ -17,7 +17,7 @@ use berth_e2e::{TestServer, sleeper};
 use serde_json::{Value, json};
 
 /// The routes no key is asked for.
-const OPEN: &[&str] = &["/healthz", "/readyz", "/health", "/metrics", "/v1/openapi.json"];
+const OPEN: &[&str] = &["/healthz", "/readyz", "/health", "/metrics", "/v1/openapi.json", "/ui"];
 
 /// Routes only an admin may call (with this method).
 fn admin_only(method: &str, path: &str) -> bool {

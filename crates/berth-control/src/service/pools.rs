@@ -88,6 +88,9 @@ pub fn claimable(template: &Template, request: &SandboxRequest) -> bool {
         && request.runtime.is_none()
         && request.hardening.is_none()
         && request.network.is_none()
+        // Volumes belong to an owner, and a waiting pool sandbox to none yet.
+        && request.volumes.is_empty()
+        && template.spec.volumes.is_empty()
 }
 
 /// The template's spec with the request's fields laid over it (env and labels merged, the rest
@@ -135,6 +138,11 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
             spec.idle_timeout
                 .map(|timeout| NumberOrString::String(units::format_duration(timeout)))
         }),
+        hibernate_after: request.hibernate_after.clone().or_else(|| {
+            spec.hibernate_after
+                .map(|after| NumberOrString::String(units::format_duration(after)))
+        }),
+        ttl_counts_idle: request.ttl_counts_idle.or(Some(spec.ttl_counts_idle)),
         owner: request.owner.clone(),
         template: None,
         readiness: request
@@ -145,6 +153,12 @@ pub fn merged_request(template: &Template, request: &SandboxRequest) -> SandboxR
         hardening: request.hardening.or(Some(spec.hardening)),
         network: request.network.clone().or_else(|| Some(spec.network.to_request())),
         restart: request.restart.clone().or_else(|| Some(spec.restart.to_request())),
+        volumes: if request.volumes.is_empty() {
+            spec.volumes.clone()
+        } else {
+            request.volumes.clone()
+        },
+        snapshot: None,
     }
 }
 
@@ -235,9 +249,7 @@ impl SandboxService {
     }
 
     pub async fn create_template(&self, request: &TemplateRequest) -> Result<Template, ServiceError> {
-        let template = request
-            .validate(&self.config.policy, None, Utc::now())
-            .map_err(ServiceError::Validation)?;
+        let template = self.validated_template(request, None).await?;
         self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
         self.check_disk_limit_offered(template.spec.resources.disk_bytes)
             .await?;
@@ -292,9 +304,7 @@ impl SandboxService {
             (None, _) => request.tag = Some(parsed.tag.clone()),
             _ => {}
         }
-        let mut template = request
-            .validate(&self.config.policy, Some(&parsed.name), Utc::now())
-            .map_err(ServiceError::Validation)?;
+        let mut template = self.validated_template(&request, Some(&parsed.name)).await?;
         self.check_runtime_offered(template.spec.runtime.as_deref()).await?;
         self.check_disk_limit_offered(template.spec.resources.disk_bytes)
             .await?;

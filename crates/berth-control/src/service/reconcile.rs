@@ -36,6 +36,11 @@ impl SandboxService {
             sandbox.ports = container.ports.clone();
         }
         sandbox.started_at = sandbox.started_at.or(container.started_at).or(Some(Utc::now()));
+        if sandbox.status == Status::Hibernated && container.state != RunState::Removing {
+            // Stopped by berth (or still stopping, under its lock): its wake starts it, whatever
+            // state the container was listed in a moment ago.
+            return;
+        }
         match container.state {
             // Made but never started: it is not running, so the record does not say so. The
             // resync starts it first (`start_interrupted`); nothing else adopts such a container.
@@ -94,12 +99,23 @@ impl SandboxService {
             EventKind::Oom => {
                 sandbox.oom_killed = true;
             }
-            EventKind::Pause if sandbox.status == Status::Running => sandbox.status = Status::Paused,
-            EventKind::Unpause if sandbox.status == Status::Paused => sandbox.status = Status::Running,
-            EventKind::Pause | EventKind::Unpause => return,
+            // The engine also pauses a container for the instant of a snapshot's commit (whose
+            // events come once the commit, holding the lock, is done): the container's state
+            // now, not the event, says whether it is paused.
+            EventKind::Pause | EventKind::Unpause => {
+                let paused = match self.runtime.inspect(&event.container_id).await {
+                    Ok(container) => container.state == RunState::Paused,
+                    Err(_) => event.kind == EventKind::Pause,
+                };
+                match (paused, sandbox.status) {
+                    (true, Status::Running) => sandbox.status = Status::Paused,
+                    (false, Status::Paused) => sandbox.status = Status::Running,
+                    _ => return,
+                }
+            }
             EventKind::Die { exit_code } => {
-                if sandbox.status == Status::Stopping {
-                    return; // our own removal
+                if matches!(sandbox.status, Status::Stopping | Status::Hibernated) {
+                    return; // our own removal or hibernation
                 }
                 let inspected = self.runtime.inspect(&event.container_id).await;
                 let removed_behind_our_back = match &inspected {

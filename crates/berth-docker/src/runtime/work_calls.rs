@@ -17,7 +17,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder, ResizeExecOptions,
-    StatsOptionsBuilder, UploadToContainerOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
@@ -415,6 +415,26 @@ impl DockerRuntime {
             self.docker.pause_container(container_id),
         )
         .await
+    }
+
+    pub(super) async fn stop_impl(&self, container_id: &str, grace: std::time::Duration) -> Result<(), RuntimeError> {
+        if !is_container_ref(container_id) {
+            return Err(RuntimeError::NotFound(container_id.to_owned()));
+        }
+        let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(seconds).build();
+        match self
+            .call(
+                "container stop",
+                Subject::Container(container_id),
+                self.docker.stop_container(container_id, Some(options)),
+            )
+            .await
+        {
+            // The engine answers 304 for a container that had stopped already.
+            Err(RuntimeError::Other(message)) if message.contains("304") => Ok(()),
+            other => other,
+        }
     }
 
     pub(super) async fn unpause_impl(&self, container_id: &str) -> Result<(), RuntimeError> {

@@ -36,6 +36,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
         exit_code: None,
         oom_killed: false,
         restarts: 0,
+        last_snapshot: None,
         owner: owner.to_owned(),
         engine: "local".into(),
         spec: SandboxSpec {
@@ -55,12 +56,15 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
             ttl,
             max_lifetime: None,
             idle_timeout: None,
+            hibernate_after: None,
+            ttl_counts_idle: false,
             readiness: None,
             stack: None,
             runtime: None,
             hardening: berth_core::Hardening::default(),
             network: berth_core::NetworkPolicy::default(),
             restart: berth_core::Restart::Never,
+            volumes: Vec::new(),
         },
         container_id: None,
         ip: None,
@@ -73,6 +77,7 @@ pub fn sample(owner: &str, created_at: DateTime<Utc>) -> Sandbox {
         ended_at: None,
         template: None,
         pool: None,
+        asleep_since: None,
     }
 }
 
@@ -93,13 +98,14 @@ pub fn sample_template(name: &str, tag: &str, created_at: DateTime<Utc>) -> Temp
         pool: None,
         error: None,
         env_document: None,
+        snapshot: None,
         created_at,
         updated_at: created_at,
     }
 }
 
 /// A template with every optional field set: the spec of [`fully_populated`], a pool, an error,
-/// an AEnvironment Env document.
+/// an AEnvironment Env document, a snapshot.
 pub fn fully_populated_template() -> Template {
     Template {
         name: "python-3".into(),
@@ -117,6 +123,7 @@ pub fn fully_populated_template() -> Template {
             "artifacts": [{"id": "a1", "type": "image", "content": "python:3.12"}],
             "deploy_config": {"cpu": "500m", "composeFile": "services: {}\n"},
         })),
+        snapshot: Some("0123456789abcdef".into()),
         created_at: at(1),
         updated_at: at(2_000_000_007),
     }
@@ -153,6 +160,7 @@ pub fn fully_populated() -> Sandbox {
         exit_code: Some(-9),
         oom_killed: true,
         restarts: 2,
+        last_snapshot: Some("fedcba9876543210".into()),
         owner: "team-α \"quoted\" 'single'".into(),
         engine: "engine-2".into(),
         spec: SandboxSpec {
@@ -188,6 +196,8 @@ pub fn fully_populated() -> Sandbox {
             ttl: Duration::from_millis(90_500),
             max_lifetime: Some(std::time::Duration::from_secs(7200)),
             idle_timeout: Some(std::time::Duration::from_secs(300)),
+            hibernate_after: None,
+            ttl_counts_idle: false,
             readiness: Some(berth_core::ReadinessProbe {
                 check: berth_core::ProbeCheck::Http {
                     port: 8081,
@@ -227,6 +237,18 @@ pub fn fully_populated() -> Sandbox {
                 main_service: "db".into(),
             }),
             restart: berth_core::Restart::OnFailure(3),
+            volumes: vec![
+                berth_core::VolumeMount {
+                    name: "OSS_data.v1".into(),
+                    path: "/mnt/data set".into(),
+                    read_only: true,
+                },
+                berth_core::VolumeMount {
+                    name: "cache".into(),
+                    path: "/cache".into(),
+                    read_only: false,
+                },
+            ],
         },
         container_id: Some("4f2a".repeat(16)),
         ip: Some("172.17.0.5".into()),
@@ -250,6 +272,7 @@ pub fn fully_populated() -> Sandbox {
         ended_at: Some(at(3_000_000_009)),
         template: Some("python-3:3.12".into()),
         pool: Some("python-3:3.12".into()),
+        asleep_since: None,
     }
 }
 

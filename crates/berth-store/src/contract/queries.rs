@@ -147,6 +147,7 @@ pub async fn list_filters_by_status(store: Arc<dyn Store>) {
                 Status::Creating,
                 Status::Running,
                 Status::Paused,
+                Status::Hibernated,
                 Status::Stopping,
             ]),
         ),
@@ -371,7 +372,7 @@ pub async fn list_live_returns_every_unended_record(store: Arc<dyn Store>) {
         .filter(|s| !s.status.is_ended())
         .map(|s| s.id.clone())
         .collect();
-    assert_eq!(expected.len(), 10);
+    assert_eq!(expected.len(), 12);
     assert_eq!(ids(&live), expected);
 }
 

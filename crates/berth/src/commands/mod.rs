@@ -10,6 +10,7 @@ pub mod egress;
 pub mod env;
 pub mod events;
 pub mod exec;
+pub mod fork;
 pub mod healthcheck;
 pub mod inspect;
 pub mod logs;
@@ -21,9 +22,11 @@ pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod shell;
+pub mod snapshot;
 pub mod stats;
 pub mod template;
 pub mod ttl;
+pub mod volume;
 
 /// An error whose lines were already printed to stderr; the process only has to exit 1.
 #[derive(Debug, thiserror::Error)]

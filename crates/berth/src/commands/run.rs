@@ -9,7 +9,7 @@ use crate::output::emit_line;
 
 #[derive(Debug, Clone, Args)]
 // An image or a template, or both: with a template the positionals are the command.
-#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["image", "template"])))]
+#[command(group(ArgGroup::new("source").required(true).multiple(true).args(["image", "template", "snapshot"])))]
 pub struct RunArgs {
     /// Set an environment variable in the sandbox (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -36,9 +36,19 @@ pub struct RunArgs {
     /// Pause it after this long without exec, file, proxy or log requests; the next wakes it
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Stop it (files kept, memory freed) after sleeping this long; the next request starts it again
+    #[arg(long, value_name = "DURATION", requires = "idle_timeout")]
+    pub hibernate_after: Option<String>,
+    /// Let time asleep count against the TTL [default: it does not; the deadline moves on]
+    #[arg(long)]
+    pub ttl_counts_idle: bool,
     /// Restart a main process that exits non-zero: `on-failure:N` (at most N times) or `never`
     #[arg(long, value_name = "POLICY", value_parser = parse_restart)]
     pub restart: Option<berth_core::Restart>,
+    /// Mount one of your volumes: NAME:/path or NAME:/path:ro (repeatable; `berth volume create`
+    /// makes them)
+    #[arg(short = 'v', long = "volume", value_name = "NAME:PATH[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<berth_core::VolumeMount>,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -74,7 +84,11 @@ pub struct RunArgs {
     /// the command (no IMAGE): `berth run --template py -- python -c 1`
     #[arg(long, value_name = "NAME[:TAG]")]
     pub template: Option<String>,
-    /// Image to run, e.g. busybox:latest (not with --template)
+    /// Start from this snapshot (`berth snapshot create`): its files and spec; the other flags
+    /// override it. Every positional is then the command, as with --template
+    #[arg(long, value_name = "ID", conflicts_with = "template")]
+    pub snapshot: Option<String>,
+    /// Image to run, e.g. busybox:latest (not with --template or --snapshot)
     pub image: Option<String>,
     /// Command to run instead of the image's default (after `--` if it has flags of its own)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
@@ -98,7 +112,7 @@ fn parse_cap_drop(value: &str) -> Result<CapDrop, String> {
 /// The image and command the positionals stand for: `IMAGE [CMD...]`, or only `CMD...` with a
 /// template (clap cannot tell the two apart, so the first word lands in `image`).
 fn image_and_command(args: &RunArgs) -> (Option<String>, Vec<String>) {
-    if args.template.is_some() {
+    if args.template.is_some() || args.snapshot.is_some() {
         (None, args.image.iter().chain(&args.command).cloned().collect())
     } else {
         (args.image.clone(), args.command.clone())
@@ -122,6 +136,8 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         ttl: args.ttl.clone().map(NumberOrString::String),
         max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
         idle_timeout: args.idle_timeout.clone().map(NumberOrString::String),
+        hibernate_after: args.hibernate_after.clone().map(NumberOrString::String),
+        ttl_counts_idle: args.ttl_counts_idle.then_some(true),
         owner: args.owner.clone(),
         template: args.template.clone(),
         readiness: None,
@@ -132,7 +148,27 @@ pub fn build_request(args: &RunArgs) -> SandboxRequest {
         }),
         network: args.egress.map(|egress| NetworkPolicy { egress }.to_request()),
         restart: args.restart.map(berth_core::Restart::to_request),
+        volumes: args.volumes.clone(),
+        snapshot: args.snapshot.clone(),
     }
+}
+
+/// `NAME:/path` or `NAME:/path:ro`, as `docker run -v` writes a named volume.
+fn parse_volume(value: &str) -> Result<berth_core::VolumeMount, String> {
+    let mut parts = value.splitn(3, ':');
+    let (Some(name), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(format!("`{value}`: write NAME:/path or NAME:/path:ro"));
+    };
+    let read_only = match parts.next() {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(other) => return Err(format!("`{other}`: the mode of a volume is ro or rw")),
+    };
+    Ok(berth_core::VolumeMount {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        read_only,
+    })
 }
 
 /// `never` (or `no`), or `on-failure:N` as `docker run --restart` writes it.
@@ -215,6 +251,10 @@ mod tests {
             "all",
             "--egress",
             "deny",
+            "-v",
+            "data:/data",
+            "--volume",
+            "models:/models:ro",
             "-d",
             "--idempotency-key",
             "k1",
@@ -244,6 +284,8 @@ mod tests {
                 ttl: Some(NumberOrString::String("90".into())),
                 max_lifetime: None,
                 idle_timeout: None,
+                hibernate_after: None,
+                ttl_counts_idle: None,
                 owner: Some("alice".into()),
                 template: None,
                 readiness: None,
@@ -256,6 +298,19 @@ mod tests {
                     egress: Some(serde_json::json!("deny")),
                 }),
                 restart: None,
+                volumes: vec![
+                    berth_core::VolumeMount {
+                        name: "data".into(),
+                        path: "/data".into(),
+                        read_only: false,
+                    },
+                    berth_core::VolumeMount {
+                        name: "models".into(),
+                        path: "/models".into(),
+                        read_only: true,
+                    },
+                ],
+                snapshot: None,
             }
         );
         // Numbers go as written, in JSON strings.

@@ -111,6 +111,12 @@ pub async fn run(args: &ServeArgs, matches: Option<&ArgMatches>) -> anyhow::Resu
         open_metrics: config.open_metrics,
         rate_limit: config.rate_limit,
         gateway_anonymous: config.gateway_anonymous,
+        presigner: berth_server::Presigner::from_file(&config.url_signing_key_file, true).map_err(|error| {
+            anyhow!(
+                "cannot read or make the URL-signing secret {}: {error}",
+                config.url_signing_key_file.display()
+            )
+        })?,
     };
     berth_server::serve_with_gateway(
         listener,
@@ -205,12 +211,14 @@ fn docker_config(config: &ServeConfig, cluster: &str) -> DockerConfig {
 }
 
 /// The lines `berth serve` prints once it listens; tests read the first (the API's address) and,
-/// when there is a gateway, the second (the gateway's).
+/// when there is a gateway, the second (the gateway's). The last says where the dashboard is.
 pub fn banner(scheme: &str, address: SocketAddr, gateway: Option<SocketAddr>, engine: &str, store: &str) -> String {
     let gateway = gateway
         .map(|gateway| format!("gateway listening on {scheme}://{gateway}\n"))
         .unwrap_or_default();
-    format!("berth listening on {scheme}://{address}\n{gateway}{engine}\nstore: {store}\n")
+    format!(
+        "berth listening on {scheme}://{address}\n{gateway}{engine}\nstore: {store}\ndashboard: {scheme}://{address}/ui\n"
+    )
 }
 
 /// The banner's line about an engine that answered.
@@ -360,7 +368,8 @@ mod tests {
             banner,
             "berth listening on http://127.0.0.1:41234\n\
              engine local: docker 20.10.24 (API 1.41) at unix:///var/run/docker.sock\n\
-             store: sqlite /d/berth.db\n"
+             store: sqlite /d/berth.db\n\
+             dashboard: http://127.0.0.1:41234/ui\n"
         );
         let with_gateway = super::banner(
             "http",

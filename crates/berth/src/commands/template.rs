@@ -41,7 +41,7 @@ pub struct CreateArgs {
         long,
         value_name = "FILE",
         conflicts_with_all = [
-            "name", "image", "tag", "env", "labels", "cpu", "memory", "ttl", "ports", "workdir", "user",
+            "name", "image", "snapshot", "tag", "env", "labels", "cpu", "memory", "ttl", "ports", "workdir", "user",
             "runtime", "pool_min_ready", "pool_max_idle_age", "command",
         ]
     )]
@@ -53,8 +53,11 @@ pub struct CreateArgs {
     #[arg(required_unless_present = "file")]
     pub name: Option<String>,
     /// Image its sandboxes run, e.g. busybox:latest
-    #[arg(long, value_name = "IMAGE", required_unless_present = "file")]
+    #[arg(long, value_name = "IMAGE", required_unless_present_any = ["file", "snapshot"], conflicts_with = "snapshot")]
     pub image: Option<String>,
+    /// Start its sandboxes (pooled ones too) from this snapshot, with the snapshot's spec under these flags
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub snapshot: Option<String>,
     /// Tag [default: latest]
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
@@ -85,6 +88,12 @@ pub struct CreateArgs {
     /// Pause its sandboxes after this long without exec, file, proxy or log requests
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Stop its sandboxes (files kept, memory freed) after sleeping this long; the next request starts them again
+    #[arg(long, value_name = "DURATION", requires = "idle_timeout")]
+    pub hibernate_after: Option<String>,
+    /// Let time asleep count against the TTL [default: it does not; the deadline moves on]
+    #[arg(long)]
+    pub ttl_counts_idle: bool,
     /// Publish a container TCP port on the host (repeatable)
     #[arg(short = 'p', long = "publish", value_name = "PORT")]
     pub ports: Vec<u16>,
@@ -160,6 +169,7 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         name: args.name.clone(),
         tag: args.tag.clone(),
         image: args.image.clone(),
+        snapshot: args.snapshot.clone(),
         command: (!args.command.is_empty()).then(|| args.command.clone()),
         env: args.env.iter().cloned().collect(),
         workdir: args.workdir.clone(),
@@ -172,6 +182,8 @@ pub fn build_request(args: &CreateArgs) -> TemplateRequest {
         ttl: args.ttl.clone().map(NumberOrString::String),
         max_lifetime: args.max_lifetime.clone().map(NumberOrString::String),
         idle_timeout: args.idle_timeout.clone().map(NumberOrString::String),
+        hibernate_after: args.hibernate_after.clone().map(NumberOrString::String),
+        ttl_counts_idle: args.ttl_counts_idle.then_some(true),
         pool,
         // Probes and hardening come from a template file (`-f`), not from flags.
         readiness: None,
@@ -339,6 +351,7 @@ mod tests {
             name: name.to_owned(),
             tag: "latest".to_owned(),
             image: "busybox:latest".to_owned(),
+            snapshot: None,
             command: None,
             env: BTreeMap::new(),
             workdir: None,
@@ -403,6 +416,7 @@ mod tests {
                 name: Some("py".into()),
                 tag: Some("3.12".into()),
                 image: Some("python:3.12".into()),
+                snapshot: None,
                 command: Some(vec!["python".into(), "-c".into(), "1".into()]),
                 env: BTreeMap::from([("A".into(), "1".into())]),
                 workdir: Some("/w".into()),
@@ -415,6 +429,8 @@ mod tests {
                 ttl: Some(NumberOrString::String("30m".into())),
                 max_lifetime: None,
                 idle_timeout: None,
+                hibernate_after: None,
+                ttl_counts_idle: None,
                 pool: Some(PoolRequest {
                     min_ready: Some(3),
                     max_idle_age: Some(NumberOrString::String("2h".into())),
@@ -446,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn create_needs_a_name_and_image_or_a_file_but_not_both() {
+    fn create_needs_a_name_and_an_image_a_snapshot_or_a_file_but_only_one() {
         for args in [
             &["create"][..],
             &["create", "py"],
@@ -456,12 +472,25 @@ mod tests {
             &["create", "-f", "t.yaml", "--pool-min-ready", "1"],
             &["create", "py", "--image", "busybox", "python"],
             &["create", "py", "--image", "busybox", "--pool-min-ready", "lots"],
+            &["create", "py", "--image", "busybox", "--snapshot", "0123456789abcdef"],
+            &["create", "-f", "t.yaml", "--snapshot", "0123456789abcdef"],
         ] {
             assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
         }
         let from_file = parse_create(&["-f", "-", "--replace"]);
         assert_eq!(from_file.file.as_deref(), Some(Path::new("-")));
         assert!(from_file.replace);
+        let from_snapshot = build_request(&parse_create(&[
+            "py",
+            "--snapshot",
+            "0123456789abcdef",
+            "--pool-min-ready",
+            "1",
+        ]));
+        assert_eq!(
+            (from_snapshot.image, from_snapshot.snapshot.as_deref()),
+            (None, Some("0123456789abcdef"))
+        );
     }
 
     #[test]
