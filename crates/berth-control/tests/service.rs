@@ -449,17 +449,23 @@ async fn a_restart_starts_containers_whose_start_was_interrupted_or_ends_them_sa
     assert!(started >= 2, "{metrics}");
 
     // One that will not start ends with the reason and the engine's words, and its container goes.
+    // The second server stops first: its own resync must not start the container again while
+    // this one is put back to an interrupted create.
     let (broken, container) = &unstarted[2];
+    let Harness {
+        dir,
+        store,
+        _background,
+        ..
+    } = second;
+    drop(_background);
     runtime.unstart(container);
     let mut record = service.get(broken.as_str()).unwrap();
     record.status = Status::Creating;
-    second.store.update(&record).await.unwrap();
-    let third = {
-        let Harness { dir, _background, .. } = second;
-        drop(_background);
-        runtime.fail_starts_with(Some("no such file: /bin/sleep"));
-        harness_with(runtime.clone(), dir, config()).await
-    };
+    record.updated_at = chrono::Utc::now();
+    store.update(&record).await.unwrap();
+    runtime.fail_starts_with(Some("no such file: /bin/sleep"));
+    let third = harness_with(runtime.clone(), dir, config()).await;
     third.service.resync().await.unwrap();
     let failed = third.service.get(broken.as_str()).unwrap();
     assert_eq!(failed.status, Status::Failed);

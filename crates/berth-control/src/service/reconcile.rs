@@ -138,8 +138,15 @@ impl SandboxService {
                     && exit_code.unwrap_or_default() != 0
                     && matches!(facts.state, RunState::Restarting | RunState::Running)
                 {
-                    // The engine restarts it (or already has): the sandbox lives on.
-                    sandbox.restarts = (sandbox.restarts + 1).max(facts.restart_count);
+                    // The engine restarts it (or already has): the sandbox lives on. One exit,
+                    // one restart; never more than the engine counts, since a late event's
+                    // inspect may already include the restarts of exits whose events follow.
+                    let counted = sandbox.restarts + 1;
+                    sandbox.restarts = if facts.restart_count > 0 {
+                        counted.min(facts.restart_count)
+                    } else {
+                        counted
+                    };
                     sandbox.exit_code = exit_code;
                     sandbox.oom_killed = oom_killed;
                     let why = if oom_killed {
